@@ -1,0 +1,46 @@
+/* batch.h - the encoding of a write batch, which is also the payload of a WAL record.
+ *
+ * Grammar (kvcore/FORMAT.md; on-disk: never change):
+ *   batch  := sequence:fixed64  count:fixed32  op{count}
+ *   op     := 1:u8 key:lenstr value:lenstr      (put)
+ *           | 0:u8 key:lenstr                   (delete)
+ *   lenstr := length:varint32 bytes
+ * The i-th op (from 0) gets sequence number sequence + i.
+ */
+#ifndef KV_BATCH_H
+#define KV_BATCH_H
+
+#include <stdint.h>
+#include "kvcore/kv.h"
+#include "db/memtable.h"
+#include "util/coding.h"
+
+#define BATCH_HEADER_SIZE 12
+
+struct kv_batch {
+    buf rep; /* always at least BATCH_HEADER_SIZE bytes */
+};
+
+uint64_t batch_sequence(const kv_batch *b);
+void batch_set_sequence(kv_batch *b, uint64_t seq);
+uint32_t batch_count(const kv_batch *b);
+/* Appends src's operations to dst (for group commit). 0 or KV_ENOMEM (dst unchanged). */
+int batch_append(kv_batch *dst, const kv_batch *src);
+/* Replaces b's contents with an encoded batch read from the WAL; KV_ECORRUPT if it is shorter
+ * than the header. */
+int batch_set_contents(kv_batch *b, slice rep);
+
+typedef struct batch_handler {
+    int (*put)(void *ctx, uint64_t seq, slice key, slice value);
+    int (*del)(void *ctx, uint64_t seq, slice key);
+    void *ctx;
+} batch_handler;
+
+/* Calls the handler for each operation in order. Returns KV_ECORRUPT if rep is malformed (the
+ * count disagrees, a length runs past the end, an unknown tag), or the first non-zero value a
+ * handler returned. Safe on any bytes. */
+int batch_iterate(slice rep, const batch_handler *h);
+/* Inserts every operation into m with its sequence number. */
+int batch_insert_into_memtable(slice rep, memtable *m);
+
+#endif /* KV_BATCH_H */

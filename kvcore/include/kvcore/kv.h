@@ -1,0 +1,235 @@
+/* kv.h - the public interface of kvcore, an embedded LSM key-value store.
+ *
+ * This is the only header a user of kvcore includes. Keys and values are arbitrary byte strings;
+ * keys are ordered bytewise (memcmp, shorter first on a common prefix).
+ *
+ * Conventions used by every function below:
+ *  - Functions return 0 on success or a negative KV_E* code; kv_strerror() names a code.
+ *  - Out-parameters are set to NULL/0 on failure.
+ *  - Memory returned to the caller is owned by the caller unless a comment says "Borrowed".
+ *  - A kv_db is fully thread-safe: any number of threads may read, write, iterate and take
+ *    snapshots at once. A kv_iter and a kv_batch are owned by one thread at a time.
+ *  - Detailed diagnostics (which file, which offset, which check failed) go to the logger set in
+ *    kv_options; the return code says only the class of error.
+ */
+#ifndef KVCORE_KV_H
+#define KVCORE_KV_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- Errors ------------------------------------------------------------------------------ */
+
+#define KV_OK 0
+#define KV_ENOTFOUND (-1) /* key absent; not an error condition for kv_get's callers */
+#define KV_ECORRUPT (-2)  /* a checksum or structural check failed; details were logged */
+#define KV_EIO (-3)       /* the operating system reported an I/O error */
+#define KV_ENOSPC (-4)    /* the disk is full; the store stays usable and loses nothing */
+#define KV_ENOMEM (-5)    /* out of memory */
+#define KV_EINVAL (-6)    /* bad argument, or a directory that is not a store */
+#define KV_EBUSY (-7)     /* the store is locked by another process or kv_db */
+#define KV_EVERSION (-8)  /* the store was written by a newer format version */
+#define KV_EEXIST (-9)    /* error_if_exists was set and the store exists */
+#define KV_ECLOSED (-10)  /* the engine stopped accepting writes after an earlier I/O error */
+
+/* Returns a static, human-readable name for a KV_E* code. */
+const char *kv_strerror(int err);
+
+/* ---- Options ----------------------------------------------------------------------------- */
+
+enum kv_sync_mode {
+    KV_SYNC_NEVER = 0,      /* the WAL is never fsynced (kv_sync() still syncs) */
+    KV_SYNC_ON_REQUEST = 1, /* fsync when a write carries KV_WRITE_SYNC or on kv_sync() */
+    KV_SYNC_ALWAYS = 2,     /* every write batch is on stable storage before it returns */
+};
+
+enum kv_compaction_style {
+    KV_COMPACTION_LEVELED = 0, /* L0 by file count, L1+ by size, 10x per level (default) */
+    KV_COMPACTION_TIERED = 1,  /* size-tiered: merge runs of similar size; less write amp */
+};
+
+enum kv_log_level { KV_LOG_ERROR = 0, KV_LOG_WARN = 1, KV_LOG_INFO = 2, KV_LOG_DEBUG = 3 };
+
+/* Called from any kvcore thread, possibly concurrently; msg has no trailing newline. */
+typedef void (*kv_log_fn)(void *ctx, int level, const char *msg);
+
+struct kv_env; /* the I/O function table; see kvcore/util/env.h. NULL means POSIX. */
+
+typedef struct kv_options {
+    int create_if_missing;       /* create an empty store if the directory holds none (default 1) */
+    int error_if_exists;         /* fail with KV_EEXIST if a store exists (default 0) */
+    int read_only;               /* open without writing anything, not even the LOCK (default 0) */
+    size_t memtable_bytes;       /* size at which the memtable is frozen and flushed */
+    size_t block_size;           /* target uncompressed SSTable data block size */
+    size_t block_cache_bytes;    /* LRU block cache capacity, 0 disables it */
+    int compression;             /* 0: none, 1: zstd per block when it saves >= 12.5% */
+    int compression_level;       /* zstd level */
+    int bloom_bits_per_key;      /* 0 disables Bloom filters */
+    int sync_mode;               /* enum kv_sync_mode */
+    int compaction_style;        /* enum kv_compaction_style */
+    int max_open_files;          /* bound on the table cache's open files */
+    size_t target_file_size;     /* SSTable size produced by compaction */
+    uint64_t level1_bytes;       /* size limit of L1; each further level is 10x */
+    int l0_compaction_trigger;   /* L0 file count that starts a compaction */
+    int l0_slowdown_trigger;     /* L0 file count at which each write is delayed by 1 ms */
+    int l0_stop_trigger;         /* L0 file count at which writes wait for compaction */
+    int paranoid_checks;         /* verify every block checksum on read (default 1) */
+    kv_log_fn log_fn;            /* NULL: warnings and errors to stderr */
+    void *log_ctx;               /* passed to log_fn */
+    int log_level;               /* messages above this level are not produced */
+    const struct kv_env *env;    /* NULL: the POSIX environment; tests inject faults here */
+} kv_options;
+
+/* Fills *opts with the defaults. Always call it before setting fields: new fields may appear. */
+void kv_options_init(kv_options *opts);
+
+/* ---- Opening and closing ----------------------------------------------------------------- */
+
+typedef struct kv_db kv_db;
+
+/* Opens (and, with create_if_missing, creates) the store in directory `path`, recovering from
+ * the manifest and replaying the write-ahead log. Takes an exclusive flock on path/LOCK.
+ * Returns KV_EBUSY if another handle holds the lock, KV_EINVAL if path holds files that are not
+ * a store, KV_EVERSION for a newer format, KV_ECORRUPT if the manifest or a referenced table is
+ * damaged or missing (nothing is changed on disk in any of these cases). Caller owns *db. */
+int kv_open(const char *path, const kv_options *opts, kv_db **db);
+
+/* Waits for background work in progress, writes nothing new, releases the lock and frees db.
+ * Acknowledged writes are already in the WAL; close does not need to flush. NULL is a no-op.
+ * No other call on db may be running or start. */
+int kv_close(kv_db *db);
+
+/* Deletes every file of the store in `path` (and the directory if it is then empty). */
+int kv_destroy(const char *path, const kv_options *opts);
+
+/* ---- Writing ----------------------------------------------------------------------------- */
+
+#define KV_WRITE_SYNC 1 /* flag: the write is on stable storage before the call returns */
+
+/* Each of these is atomic and durable as the sync mode and flags say. A write acknowledged
+ * (returned 0) is in the WAL: it survives a crash of the process. Thread-safe; concurrent
+ * writers are joined into one WAL append and one sync (group commit). */
+int kv_put(kv_db *db, const void *key, size_t klen, const void *val, size_t vlen, int flags);
+int kv_delete(kv_db *db, const void *key, size_t klen, int flags);
+
+typedef struct kv_batch kv_batch;
+
+/* A batch is an ordered list of puts and deletes applied all-or-nothing by kv_write(). Later
+ * operations on the same key win. A batch is not thread-safe; it copies keys and values. */
+kv_batch *kv_batch_new(void); /* NULL if out of memory; free with kv_batch_free() */
+void kv_batch_free(kv_batch *b);
+void kv_batch_clear(kv_batch *b);
+int kv_batch_put(kv_batch *b, const void *key, size_t klen, const void *val, size_t vlen);
+int kv_batch_delete(kv_batch *b, const void *key, size_t klen);
+size_t kv_batch_count(const kv_batch *b);      /* number of operations */
+size_t kv_batch_byte_size(const kv_batch *b); /* encoded size, for callers bounding batches */
+
+/* Applies every operation of b atomically. The batch is unchanged and may be reused. */
+int kv_write(kv_db *db, const kv_batch *b, int flags);
+
+/* Makes every write acknowledged so far durable (fsync of the WAL), whatever the sync mode. */
+int kv_sync(kv_db *db);
+
+/* ---- Reading ----------------------------------------------------------------------------- */
+
+typedef struct kv_snapshot kv_snapshot;
+
+/* A snapshot pins the store's state as of its creation; reads through it never see later
+ * writes. Release with kv_snapshot_free() before kv_close(). Thread-safe. NULL if no memory. */
+const kv_snapshot *kv_snapshot_new(kv_db *db);
+void kv_snapshot_free(kv_db *db, const kv_snapshot *snap);
+
+/* Looks key up as of snap (NULL: latest). On success *val is a malloc'd copy (free with
+ * kv_free(); one extra NUL byte follows it, not counted in *vlen). Returns KV_ENOTFOUND if
+ * absent, KV_ECORRUPT/KV_EIO if a block on the way could not be read (logged with file and
+ * offset; never a wrong value). */
+int kv_get(kv_db *db, const kv_snapshot *snap, const void *key, size_t klen, void **val,
+           size_t *vlen);
+
+/* Frees memory that kvcore returned to the caller. */
+void kv_free(void *p);
+
+typedef struct kv_iter kv_iter;
+
+/* Creates an iterator over a consistent view: as of snap, or (NULL) as of this call. The
+ * iterator starts unpositioned (invalid). Caller owns the result; free with kv_iter_free()
+ * before kv_close(). NULL if out of memory. Use from one thread at a time. */
+kv_iter *kv_iter_new(kv_db *db, const kv_snapshot *snap);
+void kv_iter_free(kv_iter *it);
+
+void kv_iter_seek_first(kv_iter *it);
+void kv_iter_seek_last(kv_iter *it);
+/* Positions at the first key >= key. */
+void kv_iter_seek(kv_iter *it, const void *key, size_t klen);
+/* Positions at the last key <= key. */
+void kv_iter_seek_for_prev(kv_iter *it, const void *key, size_t klen);
+void kv_iter_next(kv_iter *it); /* requires kv_iter_valid() */
+void kv_iter_prev(kv_iter *it); /* requires kv_iter_valid() */
+int kv_iter_valid(const kv_iter *it);
+/* Borrowed: valid until the iterator moves or is freed. Require kv_iter_valid(). */
+const void *kv_iter_key(const kv_iter *it, size_t *klen);
+const void *kv_iter_value(const kv_iter *it, size_t *vlen);
+/* 0, or the error that made the iterator stop early (invalid but not at the end). */
+int kv_iter_status(const kv_iter *it);
+
+/* ---- Maintenance ------------------------------------------------------------------------- */
+
+/* Writes the memtable out as an SSTable and waits until it is in the manifest. */
+int kv_flush(kv_db *db);
+
+/* Compacts every table overlapping [begin, end] (NULL: unbounded) down to the last level,
+ * dropping overwritten values and tombstones no snapshot needs. Waits for completion. */
+int kv_compact_range(kv_db *db, const void *begin, size_t blen, const void *end, size_t elen);
+
+#define KV_MAX_LEVELS 7
+
+typedef struct kv_stats {
+    uint64_t level_files[KV_MAX_LEVELS];
+    uint64_t level_bytes[KV_MAX_LEVELS];
+    uint64_t memtable_bytes;        /* active memtable */
+    uint64_t immutable_memtables;   /* frozen memtables waiting for flush */
+    uint64_t pending_compaction_bytes;
+    uint64_t block_cache_hits;
+    uint64_t block_cache_misses;
+    uint64_t block_cache_bytes;     /* in use */
+    uint64_t bloom_useful;          /* table lookups the Bloom filter avoided */
+    uint64_t user_bytes_written;    /* keys + values passed to writes */
+    uint64_t wal_bytes_written;
+    uint64_t flush_bytes_written;
+    uint64_t compaction_bytes_written;
+    uint64_t compaction_bytes_read;
+    uint64_t wal_syncs;
+    uint64_t flushes;
+    uint64_t compactions;
+    uint64_t stall_micros;          /* time writers spent delayed or stopped */
+    uint64_t slowdowns;             /* writes delayed because L0 was too deep */
+    uint64_t stops;                 /* writes that waited for a flush or compaction */
+    uint64_t live_snapshots;
+    uint64_t last_sequence;
+    uint64_t table_cache_open_files;
+    uint64_t total_sst_bytes;       /* bytes of live SSTables, all levels */
+    uint64_t background_errors;     /* flush/compaction failures seen (logged) */
+} kv_stats;
+
+/* Fills *st with a consistent-enough view of the engine's counters. Thread-safe. */
+int kv_get_stats(kv_db *db, kv_stats *st);
+
+/* Progress callback for long offline operations: done/total in bytes. May be NULL. */
+typedef void (*kv_progress_fn)(void *ctx, uint64_t done, uint64_t total);
+
+/* Verifies, offline, every checksum in the store at path: each table's every block, footer,
+ * index and filter, the manifest and the WAL. Returns 0 if all is sound, KV_ECORRUPT if any
+ * check failed (each failure logged with file and offset), or another error. Does not modify
+ * anything. *problems (may be NULL) receives the number of failures found. */
+int kv_check(const char *path, const kv_options *opts, kv_progress_fn progress, void *pctx,
+             uint64_t *problems);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* KVCORE_KV_H */

@@ -1,0 +1,90 @@
+/* sst.h - sorted string tables: immutable files of internal keys in sorted blocks.
+ *
+ * Layout (grammar in kvcore/FORMAT.md): data blocks (prefix-compressed with restart points,
+ * optionally zstd-compressed, each followed by a trailer with its compression type and an
+ * XXH3-64 checksum), a filter block (Bloom filter over the user keys), an index block (one entry
+ * per data block: a separator key >= the block's last key -> block handle), and a fixed-size
+ * footer with the filter/index handles, format version and magic number.
+ *
+ * Errors: a failed checksum or a malformed structure returns KV_ECORRUPT after logging
+ * "sst NNNNNN.sst: <what> at offset N: <which check failed>" through the logger; wrong bytes
+ * are never returned. No content of a file can make the reader crash or read out of bounds.
+ */
+#ifndef KV_SST_H
+#define KV_SST_H
+
+#include <stdint.h>
+#include "util/cache.h"
+#include "util/coding.h"
+#include "util/env.h"
+#include "util/iter.h"
+#include "util/log.h"
+#include "util/slice.h"
+
+typedef struct sst_options {
+    size_t block_size;      /* target uncompressed data block size (e.g. 4096) */
+    int restart_interval;   /* keys between restart points (e.g. 16) */
+    int compression;        /* 0 none, 1 zstd (kept raw unless it saves >= 1/8) */
+    int compression_level;
+    int bloom_bits_per_key; /* 0: no filter block */
+} sst_options;
+
+/* ---- Building ---------------------------------------------------------------------------- */
+
+typedef struct sst_builder sst_builder;
+
+/* Starts a table written to f (borrowed: the caller syncs and closes it after finish). */
+int sst_builder_new(env_file *f, const sst_options *opts, sst_builder **out);
+/* Adds an entry; internal keys must arrive in strictly increasing ikey_compare order. */
+int sst_builder_add(sst_builder *b, slice ikey, slice value);
+/* Writes the remaining data block, filter, index and footer. No sync. */
+int sst_builder_finish(sst_builder *b);
+uint64_t sst_builder_num_entries(const sst_builder *b);
+/* Bytes written so far (after finish: the file size). */
+uint64_t sst_builder_file_size(const sst_builder *b);
+void sst_builder_free(sst_builder *b);
+
+/* ---- Reading ----------------------------------------------------------------------------- */
+
+typedef struct sst_reader sst_reader;
+
+typedef struct sst_read_options {
+    cache *block_cache;   /* may be NULL; shared by all tables */
+    const kv_logger *log; /* for corruption messages */
+    int verify_checksums; /* verify each block read (1 recommended) */
+    int fill_cache;       /* put blocks read into the cache (0 for compaction scans) */
+} sst_read_options;
+
+/* Opens a table: reads and checks the footer, index block and filter. Takes ownership of f
+ * (closed on failure too). `name` (e.g. "000123.sst") is used in messages and is copied.
+ * The options struct is copied; the cache and logger it points to must outlive the reader. */
+int sst_reader_open(env_file *f, uint64_t file_size, const char *name,
+                    const sst_read_options *ropts, sst_reader **out);
+void sst_reader_close(sst_reader *r);
+
+/* Point lookup for internal key ikey: if the filter says the user key is absent, returns 0
+ * without calling found(); else finds the first entry >= ikey and, if there is one, calls
+ * found(ctx, entry_ikey, entry_value) once (the caller checks the user key). Returns 0 or an
+ * error (KV_ECORRUPT, KV_EIO, KV_ENOMEM). */
+int sst_reader_get(sst_reader *r, slice ikey, void *ctx,
+                   void (*found)(void *ctx, slice ikey, slice value));
+/* Iterator over every entry of the table; holds no reference to r: the caller keeps r open
+ * (the table cache does this with an iter cleanup). NULL only if out of memory. */
+iter *sst_reader_iter_new(sst_reader *r, int fill_cache);
+/* Approximate file offset where ikey's data would be (for size estimates). */
+uint64_t sst_reader_approximate_offset(sst_reader *r, slice ikey);
+/* Reads and verifies every block of the table; progress(ctx, bytes) after each block.
+ * Returns 0 or KV_ECORRUPT (each bad block logged) and counts failures in *problems. */
+int sst_reader_verify(sst_reader *r, void (*progress)(void *ctx, uint64_t bytes), void *ctx,
+                      uint64_t *problems);
+/* Blocks read from disk (cache misses) and filter negatives, for statistics. */
+void sst_reader_counters(const sst_reader *r, uint64_t *blocks_read, uint64_t *bloom_useful);
+
+/* ---- Generic iterators built in table/ ----------------------------------------------------- */
+
+/* Merges n children (taking ownership) into one iterator in ikey_compare order; duplicates are
+ * all yielded (newest first for equal user keys since tags differ). NULL if out of memory (the
+ * children are freed). */
+iter *merger_new(iter **children, int n);
+
+#endif /* KV_SST_H */
