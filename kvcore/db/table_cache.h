@@ -1,0 +1,34 @@
+/* table_cache.h - open sst_readers by file number, bounded by max_open_files (LRU).
+ *
+ * Threads: thread-safe. Readers handed out stay valid while their handle/iterator lives even if
+ * evicted meanwhile.
+ */
+#ifndef KV_TABLE_CACHE_H
+#define KV_TABLE_CACHE_H
+
+#include <stdint.h>
+#include "table/sst.h"
+#include "util/cache.h"
+#include "util/env.h"
+#include "util/log.h"
+
+typedef struct table_cache table_cache;
+
+/* dir is copied; block_cache (may be NULL) and log must outlive the table cache. */
+table_cache *table_cache_new(const char *dir, const kv_env *env, int max_open_files,
+                             cache *block_cache, const kv_logger *log, int verify_checksums);
+void table_cache_free(table_cache *tc);
+
+/* Looks up ikey in table `number` (see sst_reader_get). Errors opening the table (missing file:
+ * KV_ECORRUPT with a log line naming it) are returned. */
+int table_cache_get(table_cache *tc, uint64_t number, uint64_t file_size, slice ikey, void *ctx,
+                    void (*found)(void *ctx, slice ikey, slice value));
+/* Iterator over table `number`; keeps the table open until freed. On error returns an
+ * iterator whose status() is the error (NULL only if out of memory). */
+iter *table_cache_iter_new(table_cache *tc, uint64_t number, uint64_t file_size, int fill_cache);
+/* Forgets table `number` (its file is being deleted). */
+void table_cache_evict(table_cache *tc, uint64_t number);
+uint64_t table_cache_open_count(table_cache *tc);
+void table_cache_counters(table_cache *tc, uint64_t *bloom_useful);
+
+#endif /* KV_TABLE_CACHE_H */

@@ -1,0 +1,178 @@
+/* version.h - the set of live tables (versions), the manifest, and compaction.
+ *
+ * A version is an immutable snapshot of which SSTables make up each level. The version set
+ * holds the current version, the file-number/sequence counters and the manifest: an
+ * append-only log (wal.h record format) of version edits, named by CURRENT.
+ *
+ * Invariants:
+ *  1. Tables in level >= 1 do not overlap and are sorted by smallest key; L0 tables may overlap
+ *     and are ordered newest (highest number) first for reads.
+ *  2. Every table a version references is recorded in the manifest and synced before the
+ *     version becomes current; no file a live version references is ever deleted.
+ *  3. next_file_number exceeds every file number in use; last_sequence is >= every sequence in
+ *     any table.
+ *
+ * Threads: unless a function says otherwise, call it with the db mutex held (the `mu` passed
+ * to version_set_new). version_get, version_add_iterators and compaction_run may be called
+ * without it, on a version the caller holds a reference to.
+ */
+#ifndef KV_VERSION_H
+#define KV_VERSION_H
+
+#include <pthread.h>
+#include <stdint.h>
+#include "db/table_cache.h"
+#include "kvcore/kv.h"
+#include "util/coding.h"
+#include "util/iter.h"
+#include "util/log.h"
+
+typedef struct file_meta {
+    uint64_t number;
+    uint64_t size;
+    buf smallest; /* internal key */
+    buf largest;  /* internal key */
+    int refs;     /* versions referencing this file; protected by mu */
+} file_meta;
+
+/* ---- Version edits ------------------------------------------------------------------------ */
+
+typedef struct version_edit_file {
+    int level;
+    file_meta *meta; /* owned by the edit until applied */
+} version_edit_file;
+
+typedef struct version_edit_deleted {
+    int level;
+    uint64_t number;
+} version_edit_deleted;
+
+typedef struct version_edit {
+    int has_log_number;
+    uint64_t log_number; /* WALs numbered below this are obsolete */
+    int has_next_file_number;
+    uint64_t next_file_number;
+    int has_last_sequence;
+    uint64_t last_sequence;
+    int has_format_version;
+    uint32_t format_version;
+    version_edit_deleted *deleted;
+    size_t n_deleted, cap_deleted;
+    version_edit_file *added;
+    size_t n_added, cap_added;
+} version_edit;
+
+void version_edit_init(version_edit *e);
+void version_edit_free(version_edit *e); /* frees added metas still owned */
+int version_edit_add_file(version_edit *e, int level, uint64_t number, uint64_t size,
+                          slice smallest, slice largest);
+int version_edit_delete_file(version_edit *e, int level, uint64_t number);
+/* Encoding (FORMAT.md "Manifest"). decode returns KV_ECORRUPT on any malformed input. */
+int version_edit_encode(const version_edit *e, buf *out);
+int version_edit_decode(version_edit *e, slice in);
+
+/* ---- Versions ------------------------------------------------------------------------------ */
+
+typedef struct version_set version_set;
+
+typedef struct version {
+    version_set *vset;
+    int refs;                          /* protected by mu */
+    file_meta **files[KV_MAX_LEVELS];  /* per level; L0 newest first, others by smallest key */
+    int nfiles[KV_MAX_LEVELS];
+    double compaction_score;           /* >= 1 means a compaction is needed */
+    int compaction_level;
+} version;
+
+void version_ref(version *v);   /* mu held */
+void version_unref(version *v); /* mu held */
+
+/* Point lookup of user_key as of seq through the tables of v (L0 newest first, then one table
+ * per level). Returns MEMTABLE_FOUND (value appended to *value), MEMTABLE_DELETED,
+ * MEMTABLE_ABSENT, or an error (KV_ECORRUPT/KV_EIO/KV_ENOMEM). mu need not be held. */
+int version_get(version *v, slice user_key, uint64_t seq, buf *value);
+
+/* Appends to *its (growing the malloc'd array, count in *n) one iterator per L0 table and one
+ * concatenating iterator per non-empty deeper level. mu need not be held; v must stay
+ * referenced while the iterators live (register a cleanup that unrefs it). */
+int version_add_iterators(version *v, int fill_cache, iter ***its, int *n);
+
+/* ---- Version set ---------------------------------------------------------------------------- */
+
+/* Creates a version set for the store in dir. opts, env, tc and log must outlive it. */
+int version_set_new(const char *dir, const kv_options *opts, const kv_env *env, table_cache *tc,
+                    const kv_logger *log, pthread_mutex_t *mu, version_set **out);
+void version_set_free(version_set *vs);
+
+/* Creates the first manifest of an empty store (format version, counters) and CURRENT. */
+int version_set_create_new(version_set *vs);
+/* Reads CURRENT and the manifest it names, rebuilding the current version. KV_ECORRUPT (logged)
+ * if the manifest is damaged or references a table file that is missing; KV_EVERSION if it was
+ * written by a newer format. Changes nothing on disk. */
+int version_set_recover(version_set *vs);
+/* Applies edit to the current version, writes it to the manifest (starting a new manifest on
+ * first use after recovery), syncs, and installs the result as current. Sets the edit's
+ * next_file_number/last_sequence. mu held; may release and retake it during I/O. On failure
+ * the current version is unchanged. */
+int version_set_log_and_apply(version_set *vs, version_edit *e);
+
+version *version_set_current(version_set *vs); /* borrowed; ref it to keep it */
+uint64_t version_set_new_file_number(version_set *vs);
+/* Gives back a number obtained by new_file_number if it was not used (best effort). */
+void version_set_reuse_file_number(version_set *vs, uint64_t number);
+uint64_t version_set_last_sequence(const version_set *vs);
+void version_set_set_last_sequence(version_set *vs, uint64_t seq);
+uint64_t version_set_log_number(const version_set *vs);
+uint64_t version_set_manifest_number(const version_set *vs);
+/* Marks `number` used (e.g. a WAL found at recovery) so new numbers are above it. */
+void version_set_mark_file_number_used(version_set *vs, uint64_t number);
+
+/* Adds every table number referenced by any live version to *numbers (malloc'd, *n). */
+int version_set_live_files(version_set *vs, uint64_t **numbers, size_t *n);
+int version_set_num_level_files(const version_set *vs, int level);
+uint64_t version_set_num_level_bytes(const version_set *vs, int level);
+/* Bytes that compaction still has to rewrite to bring every level under its limit. */
+uint64_t version_set_pending_compaction_bytes(const version_set *vs);
+int version_set_needs_compaction(const version_set *vs);
+
+/* ---- Compaction ------------------------------------------------------------------------------ */
+
+typedef struct compaction compaction;
+
+/* Picks the most needed compaction (leveled or size-tiered, as opts say), or NULL if none. */
+compaction *version_set_pick_compaction(version_set *vs);
+/* A compaction of every table in `level` overlapping [begin, end] (NULL slices' data: unbounded)
+ * into level + 1, or NULL if nothing overlaps. */
+compaction *version_set_compact_range(version_set *vs, int level, const slice *begin,
+                                      const slice *end);
+/* Levels the compaction reads and writes, and whether it is a trivial move (one input table
+ * that can be moved to the next level by a manifest edit alone). */
+int compaction_level(const compaction *c);
+int compaction_output_level(const compaction *c);
+int compaction_is_trivial_move(const compaction *c);
+uint64_t compaction_input_bytes(const compaction *c);
+
+typedef struct compaction_stats {
+    uint64_t bytes_read;
+    uint64_t bytes_written;
+    uint64_t entries_dropped;
+} compaction_stats;
+
+/* Runs the merge without mu held: reads the inputs, drops entries shadowed by a newer entry
+ * that every snapshot >= smallest_snapshot also sees, drops tombstones at the bottom level
+ * when nothing older lies below, and writes output tables (temp name, sync, rename) of about
+ * target_file_size. Fills the compaction's edit. `shutting_down` (if non-NULL) is polled to
+ * abandon early. On failure, outputs written so far are deleted. */
+int compaction_run(compaction *c, uint64_t smallest_snapshot, const volatile int *shutting_down,
+                   compaction_stats *st);
+/* Installs the compaction's result (mu held): log_and_apply of its edit. */
+int compaction_install(compaction *c);
+void compaction_free(compaction *c); /* mu held (unrefs the input version) */
+
+/* Writes the entries of it (a memtable iterator) as table file `number` (temp name, sync,
+ * rename) and fills *meta (number, size, smallest, largest). An empty iterator writes nothing
+ * and leaves meta->size 0. Call without mu. */
+int table_build(const char *dir, const kv_env *env, const kv_options *opts, table_cache *tc,
+                iter *it, uint64_t number, file_meta *meta);
+
+#endif /* KV_VERSION_H */
