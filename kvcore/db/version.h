@@ -33,6 +33,11 @@ typedef struct file_meta {
     buf smallest; /* internal key */
     buf largest;  /* internal key */
     int refs;     /* versions referencing this file; protected by mu */
+    /* Added: newest sequence number in the table (an upper bound). Orders L0 newest first and
+     * is recorded in the manifest. 0 in an edit means "unknown": log_and_apply then uses the
+     * version set's last_sequence, which is right for a memtable flush (its entries are newer
+     * than every table already in L0). table_build and compaction_run fill it exactly. */
+    uint64_t largest_seq;
 } file_meta;
 
 /* ---- Version edits ------------------------------------------------------------------------ */
@@ -67,6 +72,12 @@ void version_edit_free(version_edit *e); /* frees added metas still owned */
 int version_edit_add_file(version_edit *e, int level, uint64_t number, uint64_t size,
                           slice smallest, slice largest);
 int version_edit_delete_file(version_edit *e, int level, uint64_t number);
+/* Added: like version_edit_add_file, copying m's number, size, keys and largest_seq. Returns 0,
+ * KV_ENOMEM or KV_EINVAL (bad level or key). */
+int version_edit_add_file_meta(version_edit *e, int level, const file_meta *m);
+/* Added: the manifest format version this code writes; a manifest whose format_version is
+ * higher is refused with KV_EVERSION. See kvcore/FORMAT.md. on-disk: never change. */
+#define VERSION_FORMAT_CURRENT 1
 /* Encoding (FORMAT.md "Manifest"). decode returns KV_ECORRUPT on any malformed input. */
 int version_edit_encode(const version_edit *e, buf *out);
 int version_edit_decode(version_edit *e, slice in);
@@ -174,5 +185,31 @@ void compaction_free(compaction *c); /* mu held (unrefs the input version) */
  * and leaves meta->size 0. Call without mu. */
 int table_build(const char *dir, const kv_env *env, const kv_options *opts, table_cache *tc,
                 iter *it, uint64_t number, file_meta *meta);
+
+/* ---- Added: shared by db/version.c and db/compaction.c only ------------------------------- */
+
+/* The version set's fixed surroundings (borrowed, valid while vs lives). */
+typedef struct version_set_ctx {
+    const char *dir;
+    const kv_options *opts;
+    const kv_env *env;
+    table_cache *tc;
+    const kv_logger *log;
+    pthread_mutex_t *mu;
+} version_set_ctx;
+const version_set_ctx *version_set_get_ctx(const version_set *vs);
+/* Largest internal key of the last leveled compaction of `level` (empty: none yet); mu held. */
+buf *version_set_compact_pointer(version_set *vs, int level);
+/* Numbers of tables being written by a compaction: version_set_live_files reports them too, so
+ * that nobody deletes them as obsolete. mu held. add returns 0 or KV_ENOMEM. */
+int version_set_add_pending_output(version_set *vs, uint64_t number);
+void version_set_remove_pending_output(version_set *vs, uint64_t number);
+/* A concatenating iterator over files (sorted, non-overlapping; borrowed: keep the version that
+ * holds them referenced), opening one table at a time through tc. NULL if out of memory. */
+iter *version_concat_iter_new(table_cache *tc, file_meta *const *files, int n, int fill_cache);
+/* Sets v->compaction_score/compaction_level from v's files and opts (compaction.c). */
+void version_compute_score(version *v, const kv_options *opts);
+/* Size limit of a level >= 1 in leveled mode: level1_bytes * 10^(level-1). */
+uint64_t version_max_bytes_for_level(const kv_options *opts, int level);
 
 #endif /* KV_VERSION_H */
