@@ -11,6 +11,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct kv_env;
+
 enum filename_type {
     FILE_TYPE_LOG,
     FILE_TYPE_TABLE,
