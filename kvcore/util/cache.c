@@ -30,11 +30,16 @@
 /* Debug builds walk a whole shard to check the invariants only while it is this small. */
 #define CACHE_CHECK_MAX 256
 
+/* Doubly linked list node; first in an entry so a node pointer converts to its entry. */
+typedef struct link {
+    struct link *prev, *next;
+} link;
+
 struct cache_handle {
+    link node; /* on lru or in_use; must stay first */
     void *value;
     cache_deleter_fn deleter;
     struct cache_handle *next_hash;
-    struct cache_handle *prev, *next; /* lru or in_use list */
     size_t charge;
     uint64_t hash;
     uint32_t refs;
@@ -48,8 +53,8 @@ typedef struct shard {
     pthread_mutex_t mu;
     size_t capacity;
     size_t usage;          /* protected by mu */
-    entry lru;             /* protected by mu; dummy head: lru.next is the oldest */
-    entry in_use;          /* protected by mu; dummy head */
+    link lru;              /* protected by mu; dummy head: lru.next is the oldest */
+    link in_use;           /* protected by mu; dummy head */
     entry **buckets;       /* protected by mu */
     size_t nbuckets;       /* protected by mu; a power of two */
     size_t count;          /* protected by mu */
@@ -72,19 +77,24 @@ static shard *shard_for(cache *c, uint64_t hash)
     return c->shard_bits ? &c->shards[hash >> (64 - c->shard_bits)] : &c->shards[0];
 }
 
+static entry *entry_of(link *l)
+{
+    return (entry *)(void *)l;
+}
+
 static void list_remove(entry *e)
 {
-    e->next->prev = e->prev;
-    e->prev->next = e->next;
+    e->node.next->prev = e->node.prev;
+    e->node.prev->next = e->node.next;
 }
 
 /* Appends e as the newest entry of list. */
-static void list_append(entry *list, entry *e)
+static void list_append(link *list, entry *e)
 {
-    e->next = list;
-    e->prev = list->prev;
-    e->prev->next = e;
-    e->next->prev = e;
+    e->node.next = list;
+    e->node.prev = list->prev;
+    list->prev->next = &e->node;
+    list->prev = &e->node;
 }
 
 /* Returns the slot that points to the entry for (key, hash), or to the NULL ending its chain. */
@@ -127,7 +137,7 @@ static void unref_locked(shard *s, entry *e, entry **dead)
     e->refs--;
     if (e->refs == 0) {
         assert(!e->in_cache);
-        e->next = *dead;
+        e->next_hash = *dead; /* out of the table, so the chain link is free */
         *dead = e;
     } else if (e->in_cache && e->refs == 1) {
         list_remove(e);
@@ -159,7 +169,7 @@ static void remove_from_cache_locked(shard *s, entry **slot, entry **dead)
 static void evict_locked(shard *s, entry **dead)
 {
     while (s->usage > s->capacity && s->lru.next != &s->lru) {
-        entry *old = s->lru.next;
+        entry *old = entry_of(s->lru.next);
         entry **slot = find_slot(s, slice_make(old->key, old->key_len), old->hash);
         assert(*slot == old);
         remove_from_cache_locked(s, slot, dead);
@@ -169,7 +179,7 @@ static void evict_locked(shard *s, entry **dead)
 static void run_deleters(entry *dead)
 {
     while (dead) {
-        entry *next = dead->next;
+        entry *next = dead->next_hash;
         if (dead->deleter)
             dead->deleter(slice_make(dead->key, dead->key_len), dead->value);
         free(dead);
@@ -181,13 +191,15 @@ static void run_deleters(entry *dead)
 static int shard_check_invariants(shard *s)
 {
     size_t n = 0, usage = 0;
-    for (entry *e = s->lru.next; e != &s->lru; e = e->next) {
+    for (link *l = s->lru.next; l != &s->lru; l = l->next) {
+        const entry *e = entry_of(l);
         if (!e->in_cache || e->refs != 1)
             return 0;
         n++;
         usage += e->charge;
     }
-    for (entry *e = s->in_use.next; e != &s->in_use; e = e->next) {
+    for (link *l = s->in_use.next; l != &s->in_use; l = l->next) {
+        const entry *e = entry_of(l);
         if (!e->in_cache || e->refs < 2)
             return 0;
         n++;
@@ -252,7 +264,7 @@ void cache_free(cache *c)
         assert(s->in_use.next == &s->in_use);
         entry *dead = NULL;
         while (s->lru.next != &s->lru) {
-            entry *e = s->lru.next;
+            entry *e = entry_of(s->lru.next);
             entry **slot = find_slot(s, slice_make(e->key, e->key_len), e->hash);
             remove_from_cache_locked(s, slot, &dead);
         }
@@ -284,7 +296,7 @@ cache_handle *cache_insert(cache *c, slice key, void *value, size_t charge,
     e->refs = 1; /* the returned handle */
     e->in_cache = 0;
     e->next_hash = NULL;
-    e->prev = e->next = e;
+    e->node.prev = e->node.next = &e->node;
 
     shard *s = shard_for(c, hash);
     entry *dead = NULL;
