@@ -1,0 +1,974 @@
+/* sst.c - SSTable builder, reader, point lookup and two-level iterator (see sst.h, FORMAT.md).
+ *
+ * Reader invariants (established by sst_reader_open, never changed afterwards):
+ *  1. idx[0..nidx) are the index entries in strictly increasing ikey_compare order; their keys
+ *     point into index_blk; their handles tile [0, data_end) exactly, in order, each block
+ *     followed by its trailer.
+ *  2. data_end <= the filter's offset (if any) <= the index's offset < file_size - footer.
+ *  3. filter is either empty (no filter block) or a well-formed Bloom filter.
+ * So every data block read is within the file; its contents are still checked (checksum,
+ * restart array, every entry) because they were not read at open.
+ *
+ * Threads: a reader is immutable after open; gets and iterators may run in any threads at
+ * once (the counters are atomic, the cache and env are thread-safe, and each thread keeps its
+ * own zstd decompression context).
+ */
+#include "table/sst.h"
+
+#include <assert.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zstd.h>
+
+#include "table/block.h"
+#include "table/bloom.h"
+#include "table/sst_format.h"
+#include "util/checksum.h"
+#include "util/ikey.h"
+
+/* Output is collected and handed to the env in pieces of about this size. */
+#define SST_WRITE_BUFFER (64 * 1024)
+
+/* ---- Building ---------------------------------------------------------------------------- */
+
+struct sst_builder {
+    env_file *f;
+    sst_options o;
+    int status; /* first error; sticky */
+    int finished;
+    uint64_t offset; /* logical bytes written, including wbuf */
+    uint64_t num_entries;
+    block_builder data;
+    block_builder index;
+    bloom_builder bloom;
+    buf last_key;
+    int pending_index; /* the last data block's index entry waits for the next key */
+    uint64_t pending_off, pending_size;
+    buf sep;  /* separator keys, filter contents */
+    buf wbuf; /* output not yet appended to f */
+    buf zbuf; /* compression output */
+    ZSTD_CCtx *cctx;
+};
+
+int sst_builder_new(env_file *f, const sst_options *opts, sst_builder **out)
+{
+    *out = NULL;
+    sst_builder *b = calloc(1, sizeof(*b));
+    if (b == NULL)
+        return KV_ENOMEM;
+    b->f = f;
+    b->o = *opts;
+    if (b->o.block_size < 64)
+        b->o.block_size = 64;
+    block_builder_init(&b->data, b->o.restart_interval);
+    block_builder_init(&b->index, SST_INDEX_RESTART_INTERVAL);
+    bloom_builder_init(&b->bloom, b->o.bloom_bits_per_key);
+    if (b->o.compression) {
+        b->cctx = ZSTD_createCCtx();
+        if (b->cctx == NULL) {
+            sst_builder_free(b);
+            return KV_ENOMEM;
+        }
+    }
+    *out = b;
+    return 0;
+}
+
+void sst_builder_free(sst_builder *b)
+{
+    if (b == NULL)
+        return;
+    block_builder_free(&b->data);
+    block_builder_free(&b->index);
+    bloom_builder_free(&b->bloom);
+    buf_free(&b->last_key);
+    buf_free(&b->sep);
+    buf_free(&b->wbuf);
+    buf_free(&b->zbuf);
+    ZSTD_freeCCtx(b->cctx);
+    free(b);
+}
+
+uint64_t sst_builder_num_entries(const sst_builder *b)
+{
+    return b->num_entries;
+}
+
+uint64_t sst_builder_file_size(const sst_builder *b)
+{
+    return b->offset;
+}
+
+static int flush_output(sst_builder *b)
+{
+    if (b->wbuf.len == 0)
+        return 0;
+    int rc = env_append(b->f, b->wbuf.data, b->wbuf.len);
+    buf_clear(&b->wbuf);
+    return rc;
+}
+
+/* Writes contents + trailer (compressing if allowed and worth it); returns its handle. */
+static int write_block(sst_builder *b, slice contents, int allow_compress, uint64_t *off,
+                       uint64_t *size)
+{
+    slice stored = contents;
+    unsigned char type = SST_BLOCK_RAW;
+    if (allow_compress && b->cctx && contents.size <= SST_MAX_COMPRESSED_RAW_SIZE) {
+        size_t bound = ZSTD_compressBound(contents.size);
+        buf_clear(&b->zbuf);
+        if (buf_reserve(&b->zbuf, CODING_MAX_VARINT32 + bound) != 0)
+            return KV_ENOMEM;
+        char *p = coding_put_varint32(b->zbuf.data, (uint32_t)contents.size);
+        size_t hdr = (size_t)(p - b->zbuf.data);
+        size_t z = ZSTD_compressCCtx(b->cctx, p, bound, contents.data, contents.size,
+                                     b->o.compression_level);
+        /* Keep it compressed only if that saves at least 1/8 of the block. */
+        if (!ZSTD_isError(z) && hdr + z <= contents.size - contents.size / 8) {
+            stored = slice_make(b->zbuf.data, hdr + z);
+            type = SST_BLOCK_ZSTD;
+        }
+    }
+    checksum_state st;
+    checksum_begin(&st);
+    checksum_update(&st, stored.data, stored.size);
+    checksum_update(&st, &type, 1);
+    uint64_t sum = checksum_end(&st);
+    char trailer[SST_TRAILER_SIZE];
+    trailer[0] = (char)type;
+    coding_put_fixed64(trailer + 1, sum);
+    if (buf_reserve(&b->wbuf, stored.size + SST_TRAILER_SIZE) != 0)
+        return KV_ENOMEM;
+    buf_append(&b->wbuf, stored.data, stored.size);
+    buf_append(&b->wbuf, trailer, sizeof(trailer));
+    *off = b->offset;
+    *size = stored.size;
+    b->offset += stored.size + SST_TRAILER_SIZE;
+    if (b->wbuf.len >= SST_WRITE_BUFFER)
+        return flush_output(b);
+    return 0;
+}
+
+static int flush_data_block(sst_builder *b)
+{
+    if (block_builder_empty(&b->data))
+        return 0;
+    slice contents;
+    int rc = block_builder_finish(&b->data, &contents);
+    if (rc == 0)
+        rc = write_block(b, contents, b->o.compression, &b->pending_off, &b->pending_size);
+    if (rc != 0)
+        return rc;
+    block_builder_reset(&b->data);
+    b->pending_index = 1;
+    return 0;
+}
+
+/* Sets b->sep to a short internal key k with a <= k < next (LevelDB's shortest separator,
+ * on user keys): a user key between the two, tagged so it sorts first among its versions. */
+static int make_separator(sst_builder *b, slice a, slice next)
+{
+    slice ua = ikey_user_key(a), ub = ikey_user_key(next);
+    size_t n = ua.size < ub.size ? ua.size : ub.size, p = 0;
+    while (p < n && ua.data[p] == ub.data[p])
+        p++;
+    buf_clear(&b->sep);
+    if (p < n) {
+        unsigned char c = (unsigned char)ua.data[p];
+        if (c < 0xff && c + 1 < (unsigned char)ub.data[p] && p + 1 < ua.size) {
+            char last = (char)(c + 1);
+            int rc = buf_append(&b->sep, ua.data, p);
+            if (rc == 0)
+                rc = buf_append(&b->sep, &last, 1);
+            if (rc == 0)
+                rc = buf_append_fixed64(&b->sep,
+                                        ikey_pack_tag(IKEY_MAX_SEQUENCE, IKEY_TYPE_FOR_SEEK));
+            if (rc != 0)
+                return rc;
+            assert(ikey_compare(a, buf_slice(&b->sep)) < 0);
+            assert(ikey_compare(buf_slice(&b->sep), next) < 0);
+            return 0;
+        }
+    }
+    return buf_append(&b->sep, a.data, a.size);
+}
+
+/* Sets b->sep to a short internal key >= a (a user key successor of a's). */
+static int make_successor(sst_builder *b, slice a)
+{
+    slice ua = ikey_user_key(a);
+    buf_clear(&b->sep);
+    for (size_t i = 0; i < ua.size; i++) {
+        unsigned char c = (unsigned char)ua.data[i];
+        if (c != 0xff) {
+            if (i + 1 == ua.size)
+                break; /* no shorter key; keep a itself */
+            char last = (char)(c + 1);
+            int rc = buf_append(&b->sep, ua.data, i);
+            if (rc == 0)
+                rc = buf_append(&b->sep, &last, 1);
+            if (rc == 0)
+                rc = buf_append_fixed64(&b->sep,
+                                        ikey_pack_tag(IKEY_MAX_SEQUENCE, IKEY_TYPE_FOR_SEEK));
+            return rc;
+        }
+    }
+    return buf_append(&b->sep, a.data, a.size);
+}
+
+static int add_index_entry(sst_builder *b, slice sep)
+{
+    char h[2 * CODING_MAX_VARINT64];
+    char *p = coding_put_varint64(h, b->pending_off);
+    p = coding_put_varint64(p, b->pending_size);
+    b->pending_index = 0;
+    return block_builder_add(&b->index, sep, slice_make(h, (size_t)(p - h)));
+}
+
+int sst_builder_add(sst_builder *b, slice ikey, slice value)
+{
+    if (b->status)
+        return b->status;
+    if (b->finished || ikey.size < IKEY_TAG_SIZE)
+        return KV_EINVAL;
+    if (b->num_entries > 0 && ikey_compare(buf_slice(&b->last_key), ikey) >= 0)
+        return KV_EINVAL;
+    int rc = 0;
+    if (b->pending_index) {
+        rc = make_separator(b, buf_slice(&b->last_key), ikey);
+        if (rc == 0)
+            rc = add_index_entry(b, buf_slice(&b->sep));
+        if (rc != 0)
+            return b->status = rc;
+    }
+    if (b->o.bloom_bits_per_key > 0 &&
+        (rc = bloom_builder_add(&b->bloom, ikey_user_key(ikey))) != 0)
+        return b->status = rc;
+    buf_clear(&b->last_key);
+    if ((rc = buf_append(&b->last_key, ikey.data, ikey.size)) != 0)
+        return b->status = rc;
+    if ((rc = block_builder_add(&b->data, ikey, value)) != 0)
+        return b->status = rc;
+    b->num_entries++;
+    if (block_builder_size_estimate(&b->data) >= b->o.block_size && (rc = flush_data_block(b)) != 0)
+        return b->status = rc;
+    return 0;
+}
+
+int sst_builder_finish(sst_builder *b)
+{
+    if (b->status)
+        return b->status;
+    if (b->finished)
+        return KV_EINVAL;
+    int rc = flush_data_block(b);
+    if (rc == 0 && b->pending_index) {
+        rc = make_successor(b, buf_slice(&b->last_key));
+        if (rc == 0)
+            rc = add_index_entry(b, buf_slice(&b->sep));
+    }
+    uint64_t filter_off = 0, filter_size = 0, index_off = 0, index_size = 0;
+    if (rc == 0 && b->o.bloom_bits_per_key > 0) {
+        buf_clear(&b->sep);
+        rc = bloom_builder_finish(&b->bloom, &b->sep);
+        if (rc == 0)
+            rc = write_block(b, buf_slice(&b->sep), 0, &filter_off, &filter_size);
+    }
+    slice index;
+    if (rc == 0)
+        rc = block_builder_finish(&b->index, &index);
+    if (rc == 0)
+        rc = write_block(b, index, b->o.compression, &index_off, &index_size);
+    if (rc == 0) {
+        char footer[SST_FOOTER_SIZE];
+        memset(footer, 0, sizeof(footer));
+        coding_put_fixed64(footer + SST_FOOTER_FILTER_OFF, filter_off);
+        coding_put_fixed64(footer + SST_FOOTER_FILTER_SIZE, filter_size);
+        coding_put_fixed64(footer + SST_FOOTER_INDEX_OFF, index_off);
+        coding_put_fixed64(footer + SST_FOOTER_INDEX_SIZE, index_size);
+        coding_put_fixed64(footer + SST_FOOTER_NUM_ENTRIES, b->num_entries);
+        coding_put_fixed32(footer + SST_FOOTER_VERSION, SST_FORMAT_VERSION);
+        coding_put_fixed64(footer + SST_FOOTER_CHECKSUM,
+                           checksum_value(footer, SST_FOOTER_CHECKSUM));
+        coding_put_fixed64(footer + SST_FOOTER_MAGIC, SST_MAGIC);
+        rc = buf_append(&b->wbuf, footer, sizeof(footer));
+        if (rc == 0)
+            b->offset += sizeof(footer);
+    }
+    if (rc == 0)
+        rc = flush_output(b);
+    if (rc != 0)
+        return b->status = rc;
+    b->finished = 1;
+    return 0;
+}
+
+/* ---- Reading ----------------------------------------------------------------------------- */
+
+/* A block's uncompressed contents and, for key/value blocks, its parsed view, in one
+ * allocation. The block cache owns these (charge = contents size). */
+struct cached_block {
+    block b;
+    slice contents;
+    char data[];
+};
+
+struct index_entry {
+    slice key; /* points into index_blk */
+    uint64_t off, size;
+};
+
+struct sst_reader {
+    env_file *f;
+    uint64_t file_size;
+    char *name;
+    sst_read_options o;
+    kv_logger log;
+    uint64_t cache_id;
+    struct cached_block *index_blk;
+    struct index_entry *idx;
+    uint32_t nidx;
+    struct cached_block *filter_blk; /* NULL: no filter */
+    slice filter;
+    uint64_t data_end;
+    uint64_t num_entries;               /* as the footer says */
+    uint64_t blocks_read, bloom_useful; /* atomic */
+};
+
+static int corrupt(const sst_reader *r, const char *what, uint64_t off, const char *check)
+{
+    kv_log(&r->log, KV_LOG_ERROR, "sst %s: %s at offset %llu: %s", r->name, what,
+           (unsigned long long)off, check);
+    return KV_ECORRUPT;
+}
+
+static pthread_key_t dctx_key;
+static pthread_once_t dctx_once = PTHREAD_ONCE_INIT;
+static int dctx_key_ok;
+
+static void dctx_free(void *p)
+{
+    ZSTD_freeDCtx(p);
+}
+
+static void dctx_key_init(void)
+{
+    dctx_key_ok = pthread_key_create(&dctx_key, dctx_free) == 0;
+}
+
+/* This thread's decompression context (created on first use; freed at thread exit). */
+static ZSTD_DCtx *thread_dctx(void)
+{
+    pthread_once(&dctx_once, dctx_key_init);
+    if (!dctx_key_ok)
+        return NULL;
+    ZSTD_DCtx *d = pthread_getspecific(dctx_key);
+    if (d == NULL) {
+        d = ZSTD_createDCtx();
+        if (d != NULL && pthread_setspecific(dctx_key, d) != 0) {
+            ZSTD_freeDCtx(d);
+            d = NULL;
+        }
+    }
+    return d;
+}
+
+/* Reads the block at (off, size) + trailer, checks it and returns its uncompressed contents in
+ * a new cached_block (caller owns; b is not initialised). `what` names it in messages. */
+static int read_block(sst_reader *r, const char *what, uint64_t off, uint64_t size, int verify,
+                      struct cached_block **out)
+{
+    *out = NULL;
+    uint64_t limit = r->file_size - SST_FOOTER_SIZE;
+    if (off > limit || size > limit - off || SST_TRAILER_SIZE > limit - off - size)
+        return corrupt(r, what, off, "block handle beyond the end of the file");
+    size_t n = (size_t)size + SST_TRAILER_SIZE;
+    struct cached_block *cb = malloc(sizeof(*cb) + n);
+    if (cb == NULL)
+        return KV_ENOMEM;
+    size_t got = 0;
+    int rc = env_pread(r->f, cb->data, n, off, &got);
+    if (rc != 0) {
+        free(cb);
+        kv_log(&r->log, KV_LOG_ERROR, "sst %s: %s at offset %llu: read failed: %s", r->name, what,
+               (unsigned long long)off, kv_strerror(rc));
+        return rc;
+    }
+    if (got != n) {
+        free(cb);
+        return corrupt(r, what, off, "file shorter than the block (short read)");
+    }
+    unsigned char type = (unsigned char)cb->data[size];
+    if (verify &&
+        checksum_value(cb->data, (size_t)size + 1) != coding_get_fixed64(cb->data + size + 1)) {
+        free(cb);
+        return corrupt(r, what, off, "checksum mismatch");
+    }
+    if (type == SST_BLOCK_RAW) {
+        cb->contents = slice_make(cb->data, (size_t)size);
+        *out = cb;
+        return 0;
+    }
+    if (type != SST_BLOCK_ZSTD) {
+        free(cb);
+        return corrupt(r, what, off, "unknown compression type");
+    }
+    uint32_t raw_size;
+    const char *p = coding_get_varint32(cb->data, cb->data + size, &raw_size);
+    if (p == NULL || raw_size > SST_MAX_COMPRESSED_RAW_SIZE) {
+        free(cb);
+        return corrupt(r, what, off, "bad uncompressed size");
+    }
+    struct cached_block *raw = malloc(sizeof(*raw) + raw_size);
+    ZSTD_DCtx *d = thread_dctx();
+    if (raw == NULL || d == NULL) {
+        free(raw);
+        free(cb);
+        return KV_ENOMEM;
+    }
+    size_t z = ZSTD_decompressDCtx(d, raw->data, raw_size, p, (size_t)(cb->data + size - p));
+    free(cb);
+    if (ZSTD_isError(z) || z != raw_size) {
+        free(raw);
+        return corrupt(r, what, off, "zstd decompression failed or wrong size");
+    }
+    raw->contents = slice_make(raw->data, raw_size);
+    *out = raw;
+    return 0;
+}
+
+/* Reads a key/value block and checks its restart array. */
+static int read_kv_block(sst_reader *r, const char *what, uint64_t off, uint64_t size, int verify,
+                         struct cached_block **out)
+{
+    int rc = read_block(r, what, off, size, verify, out);
+    if (rc != 0)
+        return rc;
+    const char *why;
+    if (block_init(&(*out)->b, (*out)->contents.data, (*out)->contents.size, &why) != 0) {
+        free(*out);
+        *out = NULL;
+        return corrupt(r, what, off, why);
+    }
+    return 0;
+}
+
+static int parse_index(sst_reader *r, uint64_t index_off)
+{
+    const block *b = &r->index_blk->b;
+    uint32_t n = b->restarts_off == 0 ? 0 : b->num_restarts;
+    r->nidx = n;
+    if (n == 0)
+        return r->data_end == 0 ? 0
+                                : corrupt(r, "index block", index_off, "no entries for the data");
+    r->idx = calloc(n, sizeof(*r->idx));
+    if (r->idx == NULL)
+        return KV_ENOMEM;
+    uint64_t expect = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t off = block_restart(b, i), end;
+        uint32_t limit = i + 1 < n ? block_restart(b, i + 1) : b->restarts_off;
+        slice k, v;
+        const char *why;
+        if (block_decode_restart_entry(b, off, limit, &k, &v, &end, &why) != 0)
+            return corrupt(r, "index block", index_off, why);
+        struct index_entry *e = &r->idx[i];
+        if (end != limit)
+            return corrupt(r, "index block", index_off, "entry does not end at the next restart");
+        if (k.size < IKEY_TAG_SIZE)
+            return corrupt(r, "index block", index_off, "separator shorter than a tag");
+        if (i > 0 && ikey_compare(r->idx[i - 1].key, k) >= 0)
+            return corrupt(r, "index block", index_off, "separators not increasing");
+        if (!coding_slice_get_varint64(&v, &e->off) || !coding_slice_get_varint64(&v, &e->size) ||
+            v.size != 0)
+            return corrupt(r, "index block", index_off, "bad block handle");
+        if (e->off != expect || e->size > r->data_end - expect ||
+            SST_TRAILER_SIZE > r->data_end - expect - e->size)
+            return corrupt(r, "index block", index_off, "block handles do not tile the data");
+        e->key = k;
+        expect = e->off + e->size + SST_TRAILER_SIZE;
+    }
+    if (expect != r->data_end)
+        return corrupt(r, "index block", index_off, "data blocks do not end at the meta blocks");
+    return 0;
+}
+
+static int open_tables(sst_reader *r)
+{
+    if (r->file_size < SST_FOOTER_SIZE)
+        return corrupt(r, "file", 0, "shorter than a footer");
+    uint64_t foff = r->file_size - SST_FOOTER_SIZE;
+    char footer[SST_FOOTER_SIZE];
+    size_t got = 0;
+    int rc = env_pread(r->f, footer, sizeof(footer), foff, &got);
+    if (rc != 0) {
+        kv_log(&r->log, KV_LOG_ERROR, "sst %s: footer at offset %llu: read failed: %s", r->name,
+               (unsigned long long)foff, kv_strerror(rc));
+        return rc;
+    }
+    if (got != sizeof(footer))
+        return corrupt(r, "footer", foff, "short read");
+    if (coding_get_fixed64(footer + SST_FOOTER_MAGIC) != SST_MAGIC)
+        return corrupt(r, "footer", foff, "bad magic number (not an sst, or truncated)");
+    if (checksum_value(footer, SST_FOOTER_CHECKSUM) !=
+        coding_get_fixed64(footer + SST_FOOTER_CHECKSUM))
+        return corrupt(r, "footer", foff, "checksum mismatch");
+    uint32_t version = coding_get_fixed32(footer + SST_FOOTER_VERSION);
+    if (version > SST_FORMAT_VERSION) {
+        kv_log(&r->log, KV_LOG_ERROR,
+               "sst %s: footer at offset %llu: format version %u is newer "
+               "than this build (%u)",
+               r->name, (unsigned long long)foff, version, SST_FORMAT_VERSION);
+        return KV_EVERSION;
+    }
+    if (version != SST_FORMAT_VERSION || coding_get_fixed32(footer + SST_FOOTER_RESERVED) != 0)
+        return corrupt(r, "footer", foff, "bad format version or reserved field");
+    uint64_t filter_off = coding_get_fixed64(footer + SST_FOOTER_FILTER_OFF);
+    uint64_t filter_size = coding_get_fixed64(footer + SST_FOOTER_FILTER_SIZE);
+    uint64_t index_off = coding_get_fixed64(footer + SST_FOOTER_INDEX_OFF);
+    uint64_t index_size = coding_get_fixed64(footer + SST_FOOTER_INDEX_SIZE);
+    r->num_entries = coding_get_fixed64(footer + SST_FOOTER_NUM_ENTRIES);
+    /* The index ends at the footer; the filter (if any) ends at the index; data before. */
+    if (index_off > foff || index_size > foff - index_off ||
+        foff - index_off - index_size != SST_TRAILER_SIZE)
+        return corrupt(r, "footer", foff, "index handle does not end at the footer");
+    if (filter_size == 0) {
+        if (filter_off != 0)
+            return corrupt(r, "footer", foff, "empty filter handle with an offset");
+        r->data_end = index_off;
+    } else {
+        if (filter_off > index_off || filter_size > index_off - filter_off ||
+            index_off - filter_off - filter_size != SST_TRAILER_SIZE)
+            return corrupt(r, "footer", foff, "filter handle does not end at the index");
+        r->data_end = filter_off;
+    }
+    int verify = r->o.verify_checksums;
+    if ((rc = read_kv_block(r, "index block", index_off, index_size, verify, &r->index_blk)) != 0)
+        return rc;
+    if ((rc = parse_index(r, index_off)) != 0)
+        return rc;
+    if (filter_size != 0) {
+        rc = read_block(r, "filter block", filter_off, filter_size, verify, &r->filter_blk);
+        if (rc != 0)
+            return rc;
+        r->filter = r->filter_blk->contents;
+        if (!bloom_filter_valid(r->filter))
+            return corrupt(r, "filter block", filter_off, "malformed Bloom filter");
+    }
+    return 0;
+}
+
+int sst_reader_open(env_file *f, uint64_t file_size, const char *name,
+                    const sst_read_options *ropts, sst_reader **out)
+{
+    *out = NULL;
+    sst_reader *r = calloc(1, sizeof(*r));
+    if (r == NULL || (r->name = strdup(name ? name : "?")) == NULL) {
+        free(r);
+        env_close(f);
+        return KV_ENOMEM;
+    }
+    r->f = f;
+    r->file_size = file_size;
+    r->o = *ropts;
+    if (ropts->log) {
+        r->log = *ropts->log;
+    } else {
+        r->log.fn = NULL;
+        r->log.ctx = NULL;
+        r->log.level = KV_LOG_WARN;
+    }
+    if (r->o.block_cache)
+        r->cache_id = cache_new_id(r->o.block_cache);
+    int rc = open_tables(r);
+    if (rc != 0) {
+        sst_reader_close(r);
+        return rc;
+    }
+    *out = r;
+    return 0;
+}
+
+void sst_reader_close(sst_reader *r)
+{
+    if (r == NULL)
+        return;
+    env_close(r->f);
+    free(r->idx);
+    free(r->index_blk);
+    free(r->filter_blk);
+    free(r->name);
+    free(r);
+}
+
+void sst_reader_counters(const sst_reader *r, uint64_t *blocks_read, uint64_t *bloom_useful)
+{
+    if (blocks_read)
+        *blocks_read = __atomic_load_n(&r->blocks_read, __ATOMIC_RELAXED);
+    if (bloom_useful)
+        *bloom_useful = __atomic_load_n(&r->bloom_useful, __ATOMIC_RELAXED);
+}
+
+/* Index of the first block whose separator is >= target (nidx if none). */
+static uint32_t index_lower_bound(const sst_reader *r, slice target)
+{
+    uint32_t lo = 0, hi = r->nidx;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (ikey_compare(r->idx[mid].key, target) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+static void cached_block_deleter(slice key, void *value)
+{
+    free(value);
+}
+
+/* A data block pinned for reading: in the cache (h != NULL) or owned by the holder. */
+struct block_ref {
+    struct cached_block *cb;
+    cache_handle *h;
+};
+
+static void block_ref_release(const sst_reader *r, struct block_ref *ref)
+{
+    if (ref->h)
+        cache_release(r->o.block_cache, ref->h);
+    else
+        free(ref->cb);
+    ref->cb = NULL;
+    ref->h = NULL;
+}
+
+static int fetch_block(sst_reader *r, uint32_t i, int fill_cache, struct block_ref *ref)
+{
+    const struct index_entry *e = &r->idx[i];
+    cache *c = r->o.block_cache;
+    char kbuf[16];
+    ref->cb = NULL;
+    ref->h = NULL;
+    if (c) {
+        coding_put_fixed64(kbuf, r->cache_id);
+        coding_put_fixed64(kbuf + 8, e->off);
+        ref->h = cache_lookup(c, slice_make(kbuf, sizeof(kbuf)));
+        if (ref->h) {
+            ref->cb = cache_value(ref->h);
+            return 0;
+        }
+    }
+    struct cached_block *cb;
+    int rc = read_kv_block(r, "data block", e->off, e->size, r->o.verify_checksums, &cb);
+    if (rc != 0)
+        return rc;
+    __atomic_fetch_add(&r->blocks_read, 1, __ATOMIC_RELAXED);
+    if (c && fill_cache) {
+        ref->h = cache_insert(c, slice_make(kbuf, sizeof(kbuf)), cb, cb->contents.size,
+                              cached_block_deleter);
+        if (ref->h == NULL)
+            return KV_ENOMEM; /* the deleter freed cb */
+    }
+    ref->cb = cb;
+    return 0;
+}
+
+static void init_block_iter(const sst_reader *r, struct block_iter *bi, const struct block_ref *ref,
+                            uint32_t i)
+{
+    block_origin o = {&r->log, r->name, "data", r->idx[i].off};
+    block_iter_init(bi, &ref->cb->b, ikey_compare, &o);
+}
+
+int sst_reader_get(sst_reader *r, slice ikey, void *ctx,
+                   void (*found)(void *ctx, slice ikey, slice value))
+{
+    if (ikey.size < IKEY_TAG_SIZE)
+        return KV_EINVAL;
+    if (r->filter.size && !bloom_may_match(r->filter, ikey_user_key(ikey))) {
+        __atomic_fetch_add(&r->bloom_useful, 1, __ATOMIC_RELAXED);
+        return 0;
+    }
+    /* The first entry >= ikey is in the first block whose separator is >= ikey or, if that
+     * block holds only smaller keys (ikey fell between its last key and the separator), it is
+     * the first entry of a following block. */
+    for (uint32_t i = index_lower_bound(r, ikey); i < r->nidx; i++) {
+        struct block_ref ref;
+        int rc = fetch_block(r, i, r->o.fill_cache, &ref);
+        if (rc != 0)
+            return rc;
+        struct block_iter bi;
+        init_block_iter(r, &bi, &ref, i);
+        block_iter_seek(&bi, ikey);
+        int done = 0;
+        if (block_iter_valid(&bi)) {
+            found(ctx, block_iter_key(&bi), block_iter_value(&bi));
+            done = 1;
+        } else if ((rc = block_iter_status(&bi)) != 0) {
+            done = 1;
+        }
+        block_iter_release(&bi);
+        block_ref_release(r, &ref);
+        if (done)
+            return rc;
+    }
+    return 0;
+}
+
+uint64_t sst_reader_approximate_offset(sst_reader *r, slice ikey)
+{
+    uint32_t i = index_lower_bound(r, ikey);
+    return i < r->nidx ? r->idx[i].off : r->data_end;
+}
+
+int sst_reader_verify(sst_reader *r, void (*progress)(void *ctx, uint64_t bytes), void *ctx,
+                      uint64_t *problems)
+{
+    uint64_t bad = 0, entries = 0;
+    buf prev;
+    buf_init(&prev);
+    int rc = 0;
+    for (uint32_t i = 0; i < r->nidx && rc == 0; i++) {
+        const struct index_entry *e = &r->idx[i];
+        struct cached_block *cb;
+        int brc = read_kv_block(r, "data block", e->off, e->size, 1, &cb);
+        if (brc == KV_ECORRUPT) {
+            bad++;
+        } else if (brc != 0) {
+            rc = brc;
+        } else {
+            struct block_iter bi;
+            block_origin o = {&r->log, r->name, "data", e->off};
+            block_iter_init(&bi, &cb->b, ikey_compare, &o);
+            const char *why = NULL;
+            for (block_iter_seek_first(&bi); block_iter_valid(&bi); block_iter_next(&bi)) {
+                slice k = block_iter_key(&bi);
+                ikey_parsed pk;
+                entries++;
+                if (!ikey_parse(k, &pk))
+                    why = "malformed internal key";
+                else if (prev.len && ikey_compare(buf_slice(&prev), k) >= 0)
+                    why = "keys out of order";
+                else if (ikey_compare(k, e->key) > 0)
+                    why = "key beyond the block's index separator";
+                else if (r->filter.size && !bloom_may_match(r->filter, pk.user_key))
+                    why = "key missing from the Bloom filter";
+                if (why)
+                    break;
+                buf_clear(&prev);
+                if (buf_append(&prev, k.data, k.size) != 0) {
+                    rc = KV_ENOMEM;
+                    break;
+                }
+            }
+            if (why) {
+                corrupt(r, "data block", e->off, why);
+                bad++;
+            } else if (block_iter_status(&bi) == KV_ECORRUPT) {
+                bad++; /* logged by the block iterator */
+            } else if (block_iter_status(&bi) != 0) {
+                rc = block_iter_status(&bi);
+            }
+            block_iter_release(&bi);
+            free(cb);
+        }
+        if (progress)
+            progress(ctx, e->size + SST_TRAILER_SIZE);
+    }
+    buf_free(&prev);
+    if (rc == 0 && bad == 0 && entries != r->num_entries) {
+        corrupt(r, "footer", r->file_size - SST_FOOTER_SIZE,
+                "entry count differs from the entries in the data blocks");
+        bad++;
+    }
+    if (problems)
+        *problems = bad;
+    if (rc != 0)
+        return rc;
+    return bad ? KV_ECORRUPT : 0;
+}
+
+/* ---- Two-level iterator ------------------------------------------------------------------ */
+
+struct sst_iter {
+    iter base;
+    sst_reader *r;
+    int fill_cache;
+    int status;
+    uint32_t blk; /* index of the loaded block, if ref.cb */
+    struct block_ref ref;
+    struct block_iter bi;
+};
+
+static void si_unload(struct sst_iter *it)
+{
+    if (it->ref.cb) {
+        block_iter_release(&it->bi);
+        block_ref_release(it->r, &it->ref);
+    }
+}
+
+/* Makes block i the current block (unpositioned). Returns 0 or sets it->status. */
+static int si_load(struct sst_iter *it, uint32_t i)
+{
+    if (it->ref.cb && it->blk == i)
+        return 0;
+    si_unload(it);
+    int rc = fetch_block(it->r, i, it->fill_cache, &it->ref);
+    if (rc != 0) {
+        it->status = rc;
+        return rc;
+    }
+    it->blk = i;
+    init_block_iter(it->r, &it->bi, &it->ref, i);
+    return 0;
+}
+
+/* After the block iterator ran off the end of its block, moves on to the next non-empty one. */
+static void si_skip_forward(struct sst_iter *it)
+{
+    while (it->ref.cb && !block_iter_valid(&it->bi)) {
+        if ((it->status = block_iter_status(&it->bi)) != 0)
+            return;
+        if (it->blk + 1 >= it->r->nidx) {
+            si_unload(it);
+            return;
+        }
+        if (si_load(it, it->blk + 1) != 0)
+            return;
+        block_iter_seek_first(&it->bi);
+    }
+}
+
+static void si_skip_backward(struct sst_iter *it)
+{
+    while (it->ref.cb && !block_iter_valid(&it->bi)) {
+        if ((it->status = block_iter_status(&it->bi)) != 0)
+            return;
+        if (it->blk == 0) {
+            si_unload(it);
+            return;
+        }
+        if (si_load(it, it->blk - 1) != 0)
+            return;
+        block_iter_seek_last(&it->bi);
+    }
+}
+
+static int si_valid(const iter *base)
+{
+    const struct sst_iter *it = (const struct sst_iter *)base;
+    return it->status == 0 && it->ref.cb && block_iter_valid(&it->bi);
+}
+
+static void si_seek_first(iter *base)
+{
+    struct sst_iter *it = (struct sst_iter *)base;
+    it->status = 0;
+    if (it->r->nidx == 0) {
+        si_unload(it);
+        return;
+    }
+    if (si_load(it, 0) != 0)
+        return;
+    block_iter_seek_first(&it->bi);
+    si_skip_forward(it);
+}
+
+static void si_seek_last(iter *base)
+{
+    struct sst_iter *it = (struct sst_iter *)base;
+    it->status = 0;
+    if (it->r->nidx == 0) {
+        si_unload(it);
+        return;
+    }
+    if (si_load(it, it->r->nidx - 1) != 0)
+        return;
+    block_iter_seek_last(&it->bi);
+    si_skip_backward(it);
+}
+
+static void si_seek(iter *base, slice target)
+{
+    struct sst_iter *it = (struct sst_iter *)base;
+    it->status = 0;
+    uint32_t i = index_lower_bound(it->r, target);
+    if (i >= it->r->nidx) {
+        si_unload(it);
+        return;
+    }
+    if (si_load(it, i) != 0)
+        return;
+    block_iter_seek(&it->bi, target);
+    si_skip_forward(it);
+}
+
+static void si_next(iter *base)
+{
+    struct sst_iter *it = (struct sst_iter *)base;
+    assert(si_valid(base));
+    if (!si_valid(base))
+        return;
+    block_iter_next(&it->bi);
+    si_skip_forward(it);
+}
+
+static void si_prev(iter *base)
+{
+    struct sst_iter *it = (struct sst_iter *)base;
+    assert(si_valid(base));
+    if (!si_valid(base))
+        return;
+    block_iter_prev(&it->bi);
+    si_skip_backward(it);
+}
+
+static slice si_key(const iter *base)
+{
+    return block_iter_key(&((const struct sst_iter *)base)->bi);
+}
+
+static slice si_value(const iter *base)
+{
+    return block_iter_value(&((const struct sst_iter *)base)->bi);
+}
+
+static int si_status(const iter *base)
+{
+    return ((const struct sst_iter *)base)->status;
+}
+
+static void si_destroy(iter *base)
+{
+    struct sst_iter *it = (struct sst_iter *)base;
+    si_unload(it);
+    free(it);
+}
+
+static const struct iter_ops sst_iter_ops = {
+    .valid = si_valid,
+    .seek_first = si_seek_first,
+    .seek_last = si_seek_last,
+    .seek = si_seek,
+    .next = si_next,
+    .prev = si_prev,
+    .key = si_key,
+    .value = si_value,
+    .status = si_status,
+    .destroy = si_destroy,
+};
+
+iter *sst_reader_iter_new(sst_reader *r, int fill_cache)
+{
+    struct sst_iter *it = calloc(1, sizeof(*it));
+    if (it == NULL)
+        return NULL;
+    iter_init(&it->base, &sst_iter_ops);
+    it->r = r;
+    it->fill_cache = fill_cache;
+    return &it->base;
+}
