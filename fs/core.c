@@ -1,0 +1,600 @@
+/* core.c - kvfs lifecycle (format, open, orphan recovery), locks, reference table, and the
+ * small store helpers every other module uses. */
+#include "fs_int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* ---- Errors ------------------------------------------------------------------------------- */
+
+int fs_kv_errno(int kv_err)
+{
+    switch (kv_err) {
+    case KV_OK:
+        return 0;
+    case KV_ENOTFOUND:
+        return -ENOENT;
+    case KV_ENOSPC:
+        return -ENOSPC;
+    case KV_ENOMEM:
+        return -ENOMEM;
+    case KV_EINVAL:
+        return -EINVAL;
+    case KV_EBUSY:
+        return -EBUSY;
+    case KV_EVERSION:
+        return -EPROTO;
+    case KV_EEXIST:
+        return -EEXIST;
+    case KV_ECORRUPT:
+    case KV_EIO:
+    case KV_ECLOSED:
+    default:
+        return -EIO;
+    }
+}
+
+/* ---- Locks -------------------------------------------------------------------------------- */
+
+static int stripe_of(uint64_t ino)
+{
+    uint64_t h = ino * 0x9e3779b97f4a7c15ull;
+    return (int)(h >> 56) & (FS_NSTRIPES - 1);
+}
+
+void fs_lock_ino(struct fs *fs, uint64_t ino)
+{
+    pthread_mutex_lock(&fs->stripes[stripe_of(ino)]);
+}
+
+void fs_unlock_ino(struct fs *fs, uint64_t ino)
+{
+    pthread_mutex_unlock(&fs->stripes[stripe_of(ino)]);
+}
+
+void fs_lock_inos(struct fs *fs, struct fs_lockset *ls, const uint64_t *inos, int n)
+{
+    ls->n = 0;
+    for (int i = 0; i < n && i < FS_LOCKSET_MAX; i++) {
+        int s, j;
+        if (inos[i] == 0)
+            continue;
+        s = stripe_of(inos[i]);
+        for (j = 0; j < ls->n && ls->idx[j] != s; j++)
+            ;
+        if (j < ls->n)
+            continue;
+        /* insertion sort: the set is tiny */
+        for (j = ls->n; j > 0 && ls->idx[j - 1] > s; j--)
+            ls->idx[j] = ls->idx[j - 1];
+        ls->idx[j] = s;
+        ls->n++;
+    }
+    for (int i = 0; i < ls->n; i++)
+        pthread_mutex_lock(&fs->stripes[ls->idx[i]]);
+}
+
+void fs_unlock_set(struct fs *fs, struct fs_lockset *ls)
+{
+    for (int i = ls->n - 1; i >= 0; i--)
+        pthread_mutex_unlock(&fs->stripes[ls->idx[i]]);
+    ls->n = 0;
+}
+
+int fs_lockset_covers(const struct fs_lockset *ls, uint64_t ino)
+{
+    int s = stripe_of(ino);
+    for (int i = 0; i < ls->n; i++)
+        if (ls->idx[i] == s)
+            return 1;
+    return 0;
+}
+
+/* ---- Reference table ---------------------------------------------------------------------- */
+
+static struct fs_iref **itab_slot(struct fs *fs, uint64_t ino)
+{
+    struct fs_iref **pp = &fs->itab[(ino * 0x9e3779b97f4a7c15ull >> 40) % FS_ITAB_BUCKETS];
+    while (*pp && (*pp)->ino != ino)
+        pp = &(*pp)->next;
+    return pp;
+}
+
+int fs_itab_add(struct fs *fs, uint64_t ino, uint64_t nlookup, uint64_t nopen)
+{
+    struct fs_iref **pp;
+    int rc = 0;
+
+    pthread_mutex_lock(&fs->itab_mu);
+    pp = itab_slot(fs, ino);
+    if (!*pp) {
+        *pp = calloc(1, sizeof **pp);
+        if (!*pp) {
+            rc = -ENOMEM;
+            goto out;
+        }
+        (*pp)->ino = ino;
+    }
+    (*pp)->nlookup += nlookup;
+    (*pp)->nopen += nopen;
+out:
+    pthread_mutex_unlock(&fs->itab_mu);
+    return rc;
+}
+
+int fs_itab_drop(struct fs *fs, uint64_t ino, uint64_t nlookup, uint64_t nopen)
+{
+    struct fs_iref **pp, *r;
+    int gone = 0;
+
+    pthread_mutex_lock(&fs->itab_mu);
+    pp = itab_slot(fs, ino);
+    r = *pp;
+    if (!r) {
+        /* cannot happen with a correct kernel; an unknown inode is unreferenced */
+        gone = 1;
+        goto out;
+    }
+    if (nlookup > r->nlookup || nopen > r->nopen)
+        fs_log(FS_LOG_WARN, "inode %llu: dropping more references than held",
+               (unsigned long long)ino);
+    r->nlookup -= nlookup < r->nlookup ? nlookup : r->nlookup;
+    r->nopen -= nopen < r->nopen ? nopen : r->nopen;
+    if (r->nlookup == 0 && r->nopen == 0) {
+        *pp = r->next;
+        free(r);
+        gone = 1;
+    }
+out:
+    pthread_mutex_unlock(&fs->itab_mu);
+    return gone;
+}
+
+int fs_itab_referenced(struct fs *fs, uint64_t ino)
+{
+    int ref;
+    pthread_mutex_lock(&fs->itab_mu);
+    ref = *itab_slot(fs, ino) != NULL;
+    pthread_mutex_unlock(&fs->itab_mu);
+    return ref;
+}
+
+/* ---- Store helpers ------------------------------------------------------------------------ */
+
+void fs_now(struct timespec *ts)
+{
+    clock_gettime(CLOCK_REALTIME, ts);
+}
+
+int fs_commit(struct fs *fs, kv_batch *b)
+{
+    return fs_kv_errno(kv_write(fs->db, b, fs->cfg.write_flags));
+}
+
+int fs_inode_load(struct fs *fs, const kv_snapshot *snap, uint64_t ino, struct fs_inode *in,
+                  char **tail, size_t *tail_len)
+{
+    uint8_t key[FS_KEY_MAX];
+    size_t klen = fs_key_inode(key, ino), vlen, tl;
+    const uint8_t *t;
+    void *val;
+    int rc;
+
+    if (tail)
+        *tail = NULL;
+    rc = kv_get(fs->db, snap, key, klen, &val, &vlen);
+    if (rc)
+        return fs_kv_errno(rc);
+    rc = fs_inode_decode(ino, val, vlen, in, &t, &tl);
+    if (rc == 0 && tail) {
+        *tail = malloc(tl + 1);
+        if (!*tail) {
+            rc = -ENOMEM;
+        } else {
+            memcpy(*tail, t, tl);
+            (*tail)[tl] = '\0';
+            if (tail_len)
+                *tail_len = tl;
+        }
+    }
+    kv_free(val);
+    return rc;
+}
+
+int fs_batch_put_inode(kv_batch *b, const struct fs_inode *in, const void *tail, size_t tlen)
+{
+    uint8_t key[FS_KEY_MAX];
+    size_t klen = fs_key_inode(key, in->ino), vlen;
+    uint8_t *val = fs_inode_encode(in, tail, tlen, &vlen);
+    int rc;
+
+    if (!val)
+        return -ENOMEM;
+    rc = fs_kv_errno(kv_batch_put(b, key, klen, val, vlen));
+    free(val);
+    return rc;
+}
+
+int fs_dirent_load(struct fs *fs, const kv_snapshot *snap, uint64_t parent, const char *name,
+                   size_t nlen, uint64_t *child, uint8_t *dtype)
+{
+    uint8_t key[FS_KEY_MAX];
+    size_t klen = fs_key_dirent(key, parent, name, nlen), vlen;
+    void *val;
+    int rc = kv_get(fs->db, snap, key, klen, &val, &vlen);
+
+    if (rc)
+        return fs_kv_errno(rc);
+    rc = fs_dirent_decode(val, vlen, child, dtype);
+    if (rc)
+        fs_log(FS_LOG_ERROR, "dirent %llu/%.*s: value failed validation",
+               (unsigned long long)parent, (int)nlen, name);
+    kv_free(val);
+    return rc;
+}
+
+int fs_alloc_ino(struct fs *fs, uint64_t *ino)
+{
+    int rc = 0;
+
+    pthread_mutex_lock(&fs->alloc_mu);
+    if (fs->next_ino >= fs->sb.ino_limit) {
+        /* Reserve a range before using it: the superblock put precedes, in the WAL, every
+         * batch that uses a number from the range, so a crash never reuses a number. */
+        struct fs_super nsb = fs->sb;
+        uint8_t key[4], val[FS_SUPER_LEN];
+        size_t klen = fs_key_super(key);
+        nsb.ino_limit = fs->next_ino + FS_INO_RANGE;
+        fs_super_encode(&nsb, val);
+        rc = fs_kv_errno(kv_put(fs->db, key, klen, val, sizeof val, fs->cfg.write_flags));
+        if (rc == 0)
+            fs->sb = nsb;
+    }
+    if (rc == 0)
+        *ino = fs->next_ino++;
+    pthread_mutex_unlock(&fs->alloc_mu);
+    return rc;
+}
+
+void fs_inode_to_stat(const struct fs *fs, const struct fs_inode *in, struct stat *st)
+{
+    memset(st, 0, sizeof *st);
+    st->st_ino = in->ino;
+    st->st_mode = in->mode;
+    st->st_nlink = in->nlink;
+    st->st_uid = in->uid;
+    st->st_gid = in->gid;
+    st->st_rdev = in->rdev;
+    st->st_size = (off_t)in->size;
+    st->st_blksize = fs->chunk_size;
+    st->st_blocks = (blkcnt_t)((in->stored + 511) / 512);
+    st->st_atim = in->atime;
+    st->st_mtim = in->mtime;
+    st->st_ctim = in->ctime;
+}
+
+int fs_check_name(const char *name, size_t *nlen)
+{
+    size_t n = strnlen(name, FS_NAME_MAX + 1);
+
+    if (n > FS_NAME_MAX)
+        return -ENAMETOOLONG;
+    if (n == 0 || memchr(name, '/', n))
+        return -EINVAL;
+    if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
+        return -EEXIST;
+    *nlen = n;
+    return 0;
+}
+
+int fs_ctx_in_group(const struct fs_ctx *ctx, uint32_t gid)
+{
+    if (ctx->uid == 0 || ctx->gid == gid)
+        return 1;
+    for (int i = 0; i < ctx->ngroups; i++)
+        if (ctx->groups && (uint32_t)ctx->groups[i] == gid)
+            return 1;
+    return 0;
+}
+
+int fs_delete_prefix(struct fs *fs, char type, uint64_t ino)
+{
+    uint8_t prefix[FS_KEY_MAX];
+    size_t plen = fs_key_prefix(prefix, type, ino);
+    kv_iter *it = kv_iter_new(fs->db, NULL);
+    kv_batch *b = kv_batch_new();
+    int rc = 0;
+
+    if (!it || !b) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    for (kv_iter_seek(it, prefix, plen); kv_iter_valid(it); kv_iter_next(it)) {
+        size_t klen;
+        const uint8_t *k = kv_iter_key(it, &klen);
+        if (klen < plen || memcmp(k, prefix, plen) != 0)
+            break;
+        rc = fs_kv_errno(kv_batch_delete(b, k, klen));
+        if (rc == 0 && kv_batch_count(b) >= 1024)
+            rc = fs_commit(fs, b), kv_batch_clear(b);
+        if (rc)
+            goto out;
+    }
+    rc = fs_kv_errno(kv_iter_status(it));
+    if (rc == 0 && kv_batch_count(b) > 0)
+        rc = fs_commit(fs, b);
+out:
+    kv_batch_free(b);
+    kv_iter_free(it);
+    return rc;
+}
+
+int fs_reclaim(struct fs *fs, uint64_t ino)
+{
+    uint8_t key[FS_KEY_MAX];
+    size_t klen;
+    kv_batch *b;
+    int rc;
+
+    rc = fs_delete_prefix(fs, FS_KEY_CHUNK, ino);
+    if (rc == 0)
+        rc = fs_delete_prefix(fs, FS_KEY_XATTR, ino);
+    if (rc)
+        goto fail;
+    b = kv_batch_new();
+    if (!b) {
+        rc = -ENOMEM;
+        goto fail;
+    }
+    klen = fs_key_inode(key, ino);
+    rc = fs_kv_errno(kv_batch_delete(b, key, klen));
+    klen = fs_key_orphan(key, ino);
+    if (rc == 0)
+        rc = fs_kv_errno(kv_batch_delete(b, key, klen));
+    if (rc == 0)
+        rc = fs_commit(fs, b);
+    kv_batch_free(b);
+    if (rc == 0)
+        return 0;
+fail:
+    /* The orphan key stays: the next mount finishes the job. */
+    fs_log(FS_LOG_WARN, "inode %llu: reclaim failed (%s); left for the next mount",
+           (unsigned long long)ino, strerror(-rc));
+    return rc;
+}
+
+int fs_maybe_reclaim(struct fs *fs, uint64_t ino)
+{
+    struct fs_inode in;
+    int rc;
+
+    if (fs->cfg.read_only || fs_itab_referenced(fs, ino))
+        return 0;
+    rc = fs_inode_load(fs, NULL, ino, &in, NULL, NULL);
+    if (rc == -ENOENT)
+        return 0;
+    if (rc)
+        return rc;
+    if (in.nlink != 0)
+        return 0;
+    return fs_reclaim(fs, ino);
+}
+
+/* ---- Open, format, recover ---------------------------------------------------------------- */
+
+static int store_is_empty(kv_db *db, int *empty)
+{
+    kv_iter *it = kv_iter_new(db, NULL);
+    int rc;
+
+    if (!it)
+        return -ENOMEM;
+    kv_iter_seek_first(it);
+    *empty = !kv_iter_valid(it);
+    rc = fs_kv_errno(kv_iter_status(it));
+    kv_iter_free(it);
+    return rc;
+}
+
+static void make_uuid(uint8_t uuid[16])
+{
+    int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+    struct timespec ts;
+    ssize_t n = fd >= 0 ? read(fd, uuid, 16) : -1;
+
+    if (fd >= 0)
+        close(fd);
+    if (n != 16) {
+        fs_now(&ts);
+        fs_put_be64(uuid, (uint64_t)ts.tv_sec);
+        fs_put_be64(uuid + 8, (uint64_t)ts.tv_nsec ^ ((uint64_t)getpid() << 32));
+    }
+    uuid[6] = (uint8_t)((uuid[6] & 0x0f) | 0x40); /* version 4 */
+    uuid[8] = (uint8_t)((uuid[8] & 0x3f) | 0x80);
+}
+
+static int format(struct fs *fs, uint32_t uid, uint32_t gid)
+{
+    struct fs_inode root;
+    uint8_t key[4], val[FS_SUPER_LEN];
+    size_t klen = fs_key_super(key);
+    kv_batch *b = kv_batch_new();
+    int rc;
+
+    if (!b)
+        return -ENOMEM;
+    memset(&fs->sb, 0, sizeof fs->sb);
+    fs->sb.version = FS_FORMAT_VERSION;
+    fs->sb.chunk_size = fs->cfg.chunk_size ? fs->cfg.chunk_size : FS_DEFAULT_CHUNK_SIZE;
+    fs->sb.ino_limit = FS_FIRST_INO;
+    make_uuid(fs->sb.uuid);
+    memset(&root, 0, sizeof root);
+    root.ino = FS_ROOT_INO;
+    root.mode = S_IFDIR | 0755;
+    root.uid = uid;
+    root.gid = gid;
+    root.nlink = 2;
+    root.generation = 1;
+    root.parent = FS_ROOT_INO;
+    fs_now(&root.mtime);
+    root.atime = root.ctime = root.mtime;
+    fs->sb.created_ns = (uint64_t)root.mtime.tv_sec * 1000000000ull + (uint64_t)root.mtime.tv_nsec;
+    fs_super_encode(&fs->sb, val);
+    rc = fs_kv_errno(kv_batch_put(b, key, klen, val, sizeof val));
+    if (rc == 0)
+        rc = fs_batch_put_inode(b, &root, NULL, 0);
+    if (rc == 0)
+        rc = fs_kv_errno(kv_write(fs->db, b, KV_WRITE_SYNC));
+    kv_batch_free(b);
+    return rc;
+}
+
+/* Reclaims every inode an earlier run left with nlink 0 (crash while files were open). */
+static int recover_orphans(struct fs *fs)
+{
+    uint8_t prefix[1] = {FS_KEY_ORPHAN};
+    uint64_t *inos = NULL;
+    size_t n = 0, cap = 0;
+    kv_iter *it = kv_iter_new(fs->db, NULL);
+    int rc = 0;
+
+    if (!it)
+        return -ENOMEM;
+    for (kv_iter_seek(it, prefix, 1); kv_iter_valid(it); kv_iter_next(it)) {
+        size_t klen;
+        const uint8_t *k = kv_iter_key(it, &klen);
+        uint64_t ino;
+        if (klen < 1 || k[0] != FS_KEY_ORPHAN)
+            break;
+        if (fs_key_parse_ino(k, klen, FS_KEY_ORPHAN, &ino) != 0)
+            continue; /* logged; fsck reports it */
+        if (n == cap) {
+            uint64_t *ni = realloc(inos, (cap ? cap * 2 : 64) * sizeof *inos);
+            if (!ni) {
+                rc = -ENOMEM;
+                break;
+            }
+            inos = ni;
+            cap = cap ? cap * 2 : 64;
+        }
+        inos[n++] = ino;
+    }
+    if (rc == 0)
+        rc = fs_kv_errno(kv_iter_status(it));
+    kv_iter_free(it);
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        struct fs_inode in;
+        int lr = fs_inode_load(fs, NULL, inos[i], &in, NULL, NULL);
+        if (lr == 0 && in.nlink > 0) {
+            uint8_t key[FS_KEY_MAX];
+            size_t klen = fs_key_orphan(key, inos[i]);
+            rc = fs_kv_errno(kv_delete(fs->db, key, klen, fs->cfg.write_flags));
+        } else if (lr == 0 || lr == -ENOENT) {
+            rc = fs_reclaim(fs, inos[i]);
+        } else {
+            rc = lr;
+        }
+    }
+    if (n)
+        fs_log(FS_LOG_INFO, "reclaimed %zu orphaned inodes", n);
+    free(inos);
+    return rc;
+}
+
+int fs_open(kv_db *db, const struct fs_config *cfg, uint32_t root_uid, uint32_t root_gid,
+            struct fs **out)
+{
+    struct fs *fs = calloc(1, sizeof *fs);
+    uint8_t key[4];
+    size_t klen = fs_key_super(key), vlen;
+    void *val = NULL;
+    int rc;
+
+    *out = NULL;
+    if (!fs)
+        return -ENOMEM;
+    fs->db = db;
+    fs->cfg = *cfg;
+    pthread_mutex_init(&fs->rename_mu, NULL);
+    pthread_mutex_init(&fs->itab_mu, NULL);
+    pthread_mutex_init(&fs->alloc_mu, NULL);
+    for (int i = 0; i < FS_NSTRIPES; i++)
+        pthread_mutex_init(&fs->stripes[i], NULL);
+
+    rc = kv_get(db, NULL, key, klen, &val, &vlen);
+    if (rc == KV_ENOTFOUND) {
+        int empty = 0;
+        rc = store_is_empty(db, &empty);
+        if (rc == 0 && !empty) {
+            fs_log(FS_LOG_ERROR, "the store holds keys but no kvfs superblock");
+            rc = -EINVAL;
+        } else if (rc == 0 && cfg->read_only) {
+            rc = -EROFS;
+        } else if (rc == 0) {
+            rc = format(fs, root_uid, root_gid);
+        }
+    } else if (rc == 0) {
+        rc = fs_super_decode(val, vlen, &fs->sb);
+        kv_free(val);
+    } else {
+        rc = fs_kv_errno(rc);
+    }
+    if (rc == 0) {
+        struct fs_inode root;
+        fs->chunk_size = fs->sb.chunk_size;
+        fs->next_ino = fs->sb.ino_limit;
+        rc = fs_inode_load(fs, NULL, FS_ROOT_INO, &root, NULL, NULL);
+        if (rc == 0 && !S_ISDIR(root.mode)) {
+            fs_log(FS_LOG_ERROR, "inode 1: the root is not a directory");
+            rc = -EIO;
+        } else if (rc == -ENOENT) {
+            fs_log(FS_LOG_ERROR, "inode 1: the root directory is missing");
+            rc = -EIO;
+        }
+    }
+    if (rc == 0 && !cfg->read_only)
+        rc = recover_orphans(fs);
+    if (rc) {
+        fs_close(fs);
+        return rc;
+    }
+    fs->opened = 1;
+    *out = fs;
+    return 0;
+}
+
+void fs_close(struct fs *fs)
+{
+    if (!fs)
+        return;
+    /* Nothing references any inode any more: finish unlinked-but-open files now rather than at
+     * the next mount. A failure leaves the orphan keys, which the next mount processes. */
+    if (fs->opened && !fs->cfg.read_only)
+        recover_orphans(fs);
+    for (int i = 0; i < FS_ITAB_BUCKETS; i++) {
+        while (fs->itab[i]) {
+            struct fs_iref *r = fs->itab[i];
+            fs->itab[i] = r->next;
+            free(r);
+        }
+    }
+    for (int i = 0; i < FS_NSTRIPES; i++)
+        pthread_mutex_destroy(&fs->stripes[i]);
+    pthread_mutex_destroy(&fs->rename_mu);
+    pthread_mutex_destroy(&fs->itab_mu);
+    pthread_mutex_destroy(&fs->alloc_mu);
+    free(fs);
+}
+
+kv_db *fs_get_db(struct fs *fs)
+{
+    return fs->db;
+}
+
+uint32_t fs_chunk_size(const struct fs *fs)
+{
+    return fs->chunk_size;
+}

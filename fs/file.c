@@ -1,0 +1,512 @@
+/* file.c - file data in chunks: read, write, truncate, fallocate, SEEK_DATA/SEEK_HOLE, copy.
+ *
+ * A file's byte range [i*cs, (i+1)*cs) lives in chunk key C ino i; a missing chunk is a hole.
+ * A chunk stores its bytes only up to the last one written (never past EOF); the rest reads as
+ * zeros. One write call is one batch: every chunk it touches plus the inode.
+ */
+#include "fs_int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/falloc.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#define FS_FILE_MAX ((uint64_t)INT64_MAX)
+#define FS_COPY_PIECE (1u << 20)
+
+/* Reads chunk idx; *data NULL and *len 0 for a hole. Validates the stored length. */
+static int chunk_get(struct fs *fs, const kv_snapshot *snap, uint64_t ino, uint64_t idx,
+                     uint8_t **data, size_t *len)
+{
+    uint8_t key[FS_KEY_MAX];
+    size_t klen = fs_key_chunk(key, ino, idx);
+    void *val;
+    int rc = kv_get(fs->db, snap, key, klen, &val, len);
+
+    *data = NULL;
+    if (rc == KV_ENOTFOUND) {
+        *len = 0;
+        return 0;
+    }
+    if (rc)
+        return fs_kv_errno(rc);
+    if (*len == 0 || *len > fs->chunk_size) {
+        fs_log(FS_LOG_ERROR, "chunk %llu of inode %llu: length %zu outside 1..%u",
+               (unsigned long long)idx, (unsigned long long)ino, *len, fs->chunk_size);
+        kv_free(val);
+        *len = 0;
+        return -EIO;
+    }
+    *data = val;
+    return 0;
+}
+
+static int check_regular(const struct fs_inode *in)
+{
+    if (S_ISDIR(in->mode))
+        return -EISDIR;
+    return S_ISREG(in->mode) ? 0 : -EINVAL;
+}
+
+int fs_open_file(struct fs *fs, uint64_t ino)
+{
+    struct fs_inode in;
+    int rc;
+
+    fs_lock_ino(fs, ino);
+    rc = fs_inode_load(fs, NULL, ino, &in, NULL, NULL);
+    if (rc == 0)
+        rc = fs_itab_add(fs, ino, 0, 1);
+    fs_unlock_ino(fs, ino);
+    return rc;
+}
+
+void fs_release(struct fs *fs, uint64_t ino)
+{
+    fs_lock_ino(fs, ino);
+    if (fs_itab_drop(fs, ino, 0, 1))
+        fs_maybe_reclaim(fs, ino);
+    fs_unlock_ino(fs, ino);
+}
+
+int fs_fsync(struct fs *fs)
+{
+    if (fs->cfg.read_only)
+        return 0;
+    return fs_kv_errno(kv_sync(fs->db));
+}
+
+/* relatime: atime moves when it is not newer than mtime and ctime, or is a day old. */
+static int atime_is_stale(const struct fs_inode *in)
+{
+    struct timespec now;
+    fs_now(&now);
+    if (in->atime.tv_sec < in->mtime.tv_sec ||
+        (in->atime.tv_sec == in->mtime.tv_sec && in->atime.tv_nsec <= in->mtime.tv_nsec))
+        return 1;
+    if (in->atime.tv_sec < in->ctime.tv_sec ||
+        (in->atime.tv_sec == in->ctime.tv_sec && in->atime.tv_nsec <= in->ctime.tv_nsec))
+        return 1;
+    return now.tv_sec - in->atime.tv_sec >= 86400;
+}
+
+static void touch_atime(struct fs *fs, uint64_t ino)
+{
+    struct fs_inode in;
+    kv_batch *b;
+
+    if (fs->cfg.read_only)
+        return;
+    fs_lock_ino(fs, ino);
+    if (fs_inode_load(fs, NULL, ino, &in, NULL, NULL) == 0 && in.nlink > 0 && atime_is_stale(&in) &&
+        (b = kv_batch_new()) != NULL) {
+        fs_now(&in.atime);
+        if (fs_batch_put_inode(b, &in, NULL, 0) == 0)
+            fs_commit(fs, b); /* best effort: a lost atime update is harmless */
+        kv_batch_free(b);
+    }
+    fs_unlock_ino(fs, ino);
+}
+
+ssize_t fs_read(struct fs *fs, uint64_t ino, uint64_t off, size_t size, void *buf)
+{
+    const kv_snapshot *snap = kv_snapshot_new(fs->db);
+    struct fs_inode in;
+    uint64_t cs, end, pos;
+    uint8_t *out = buf;
+    int rc, stale = 0;
+
+    if (!snap)
+        return -ENOMEM;
+    rc = fs_inode_load(fs, snap, ino, &in, NULL, NULL);
+    if (rc == 0)
+        rc = check_regular(&in);
+    if (rc)
+        goto out;
+    stale = atime_is_stale(&in);
+    if (off >= in.size || size == 0)
+        goto out;
+    cs = fs->chunk_size;
+    end = in.size - off < size ? in.size : off + size;
+    for (pos = off; pos < end;) {
+        uint64_t idx = pos / cs, cstart = idx * cs, a = pos - cstart;
+        uint64_t b = end - cstart < cs ? end - cstart : cs;
+        uint8_t *data;
+        size_t len;
+        rc = chunk_get(fs, snap, ino, idx, &data, &len);
+        if (rc)
+            goto out;
+        memset(out + (pos - off), 0, b - a);
+        if (len > a)
+            memcpy(out + (pos - off), data + a, (len < b ? len : b) - a);
+        kv_free(data);
+        pos = cstart + b;
+    }
+    rc = 0;
+    kv_snapshot_free(fs->db, snap);
+    if (stale)
+        touch_atime(fs, ino);
+    return (ssize_t)(end - off);
+out:
+    kv_snapshot_free(fs->db, snap);
+    if (rc == 0 && stale)
+        touch_atime(fs, ino);
+    return rc;
+}
+
+ssize_t fs_write(struct fs *fs, uint64_t ino, uint64_t off, const void *buf, size_t size)
+{
+    const uint8_t *src = buf;
+    struct fs_inode in;
+    struct timespec now;
+    uint64_t cs = fs->chunk_size, end, pos;
+    uint8_t *tmp = NULL;
+    kv_batch *b;
+    int rc;
+
+    FS_ROFS_CHECK(fs);
+    if (off > FS_FILE_MAX || size > FS_FILE_MAX - off)
+        return -EFBIG;
+    if (size == 0)
+        return 0;
+    end = off + size;
+    b = kv_batch_new();
+    tmp = malloc(cs);
+    if (!b || !tmp) {
+        rc = -ENOMEM;
+        goto out_free;
+    }
+    fs_now(&now);
+    fs_lock_ino(fs, ino);
+    rc = fs_inode_load(fs, NULL, ino, &in, NULL, NULL);
+    if (rc == 0)
+        rc = check_regular(&in);
+    if (rc)
+        goto out;
+    for (pos = off; pos < end;) {
+        uint64_t idx = pos / cs, cstart = idx * cs, a = pos - cstart;
+        uint64_t e = end - cstart < cs ? end - cstart : cs;
+        uint8_t key[FS_KEY_MAX];
+        size_t klen = fs_key_chunk(key, ino, idx), olen = 0, nlen;
+        uint8_t *old = NULL;
+        if (cstart < in.size) { /* no chunk exists at or past EOF (invariant 4) */
+            rc = chunk_get(fs, NULL, ino, idx, &old, &olen);
+            if (rc)
+                goto out;
+        }
+        nlen = olen > e ? olen : e;
+        if (olen)
+            memcpy(tmp, old, olen);
+        if (a > olen)
+            memset(tmp + olen, 0, a - olen);
+        memcpy(tmp + a, src + (pos - off), e - a);
+        kv_free(old);
+        rc = fs_kv_errno(kv_batch_put(b, key, klen, tmp, nlen));
+        if (rc)
+            goto out;
+        in.stored += nlen - olen;
+        pos = cstart + e;
+    }
+    if (end > in.size)
+        in.size = end;
+    in.mtime = in.ctime = now;
+    rc = fs_batch_put_inode(b, &in, NULL, 0);
+    if (rc == 0)
+        rc = fs_commit(fs, b);
+out:
+    fs_unlock_ino(fs, ino);
+out_free:
+    kv_batch_free(b);
+    free(tmp);
+    return rc ? rc : (ssize_t)size;
+}
+
+int fs_truncate_locked(struct fs *fs, kv_batch *b, struct fs_inode *in, uint64_t size)
+{
+    uint64_t cs = fs->chunk_size, first_dead, idx;
+    uint8_t prefix[FS_KEY_MAX], key[FS_KEY_MAX];
+    size_t plen, klen;
+    kv_iter *it;
+    int rc = 0;
+
+    if (size > FS_FILE_MAX)
+        return -EFBIG;
+    if (size >= in->size) {
+        in->size = size;
+        return 0;
+    }
+    /* Delete every chunk wholly past the new EOF. */
+    first_dead = size / cs + (size % cs != 0);
+    plen = fs_key_prefix(prefix, FS_KEY_CHUNK, in->ino);
+    it = kv_iter_new(fs->db, NULL);
+    if (!it)
+        return -ENOMEM;
+    klen = fs_key_chunk(key, in->ino, first_dead);
+    for (kv_iter_seek(it, key, klen); kv_iter_valid(it); kv_iter_next(it)) {
+        size_t kl, vl;
+        const uint8_t *k = kv_iter_key(it, &kl);
+        uint64_t kino;
+        if (kl < plen || memcmp(k, prefix, plen) != 0)
+            break;
+        rc = fs_key_parse_chunk(k, kl, &kino, &idx);
+        if (rc)
+            break;
+        kv_iter_value(it, &vl);
+        rc = fs_kv_errno(kv_batch_delete(b, k, kl));
+        if (rc)
+            break;
+        in->stored -= vl < in->stored ? vl : in->stored;
+    }
+    if (rc == 0)
+        rc = fs_kv_errno(kv_iter_status(it));
+    kv_iter_free(it);
+    /* Trim the chunk that now holds EOF, so a later extension reads zeros. */
+    if (rc == 0 && size % cs) {
+        uint8_t *data;
+        size_t len, keep = size % cs;
+        idx = size / cs;
+        rc = chunk_get(fs, NULL, in->ino, idx, &data, &len);
+        if (rc == 0 && len > keep) {
+            klen = fs_key_chunk(key, in->ino, idx);
+            rc = fs_kv_errno(kv_batch_put(b, key, klen, data, keep));
+            in->stored -= (len - keep) < in->stored ? (len - keep) : in->stored;
+        }
+        kv_free(data);
+    }
+    if (rc == 0)
+        in->size = size;
+    return rc;
+}
+
+/* Zeroes [off, end) (inside EOF) of a locked inode: whole chunks deleted, edges rewritten. */
+static int punch_locked(struct fs *fs, kv_batch *b, struct fs_inode *in, uint64_t off, uint64_t end)
+{
+    uint64_t cs = fs->chunk_size;
+    uint8_t prefix[FS_KEY_MAX], key[FS_KEY_MAX];
+    size_t plen = fs_key_prefix(prefix, FS_KEY_CHUNK, in->ino), klen;
+    kv_iter *it = kv_iter_new(fs->db, NULL);
+    int rc = 0;
+
+    if (!it)
+        return -ENOMEM;
+    /* Visit only chunks that exist: a punch over a sparse range costs nothing. */
+    klen = fs_key_chunk(key, in->ino, off / cs);
+    for (kv_iter_seek(it, key, klen); kv_iter_valid(it); kv_iter_next(it)) {
+        size_t kl, vl;
+        const uint8_t *k = kv_iter_key(it, &kl);
+        const uint8_t *v;
+        uint64_t kino, idx, cstart, a, e;
+        if (kl < plen || memcmp(k, prefix, plen) != 0)
+            break;
+        rc = fs_key_parse_chunk(k, kl, &kino, &idx);
+        if (rc)
+            break;
+        cstart = idx * cs;
+        if (cstart >= end)
+            break;
+        v = kv_iter_value(it, &vl);
+        if (vl == 0 || vl > cs) {
+            fs_log(FS_LOG_ERROR, "chunk %llu of inode %llu: length %zu outside 1..%llu",
+                   (unsigned long long)idx, (unsigned long long)in->ino, vl,
+                   (unsigned long long)cs);
+            rc = -EIO;
+            break;
+        }
+        a = off > cstart ? off - cstart : 0;
+        e = end - cstart < cs ? end - cstart : cs;
+        if (a >= vl)
+            continue;
+        if (a == 0 && e >= vl) {
+            rc = fs_kv_errno(kv_batch_delete(b, k, kl));
+            in->stored -= vl;
+        } else if (e >= vl) {
+            rc = fs_kv_errno(kv_batch_put(b, k, kl, v, a));
+            in->stored -= vl - a;
+        } else {
+            uint8_t *tmp = malloc(vl);
+            if (!tmp) {
+                rc = -ENOMEM;
+                break;
+            }
+            memcpy(tmp, v, vl);
+            memset(tmp + a, 0, e - a);
+            rc = fs_kv_errno(kv_batch_put(b, k, kl, tmp, vl));
+            free(tmp);
+        }
+        if (rc)
+            break;
+    }
+    if (rc == 0)
+        rc = fs_kv_errno(kv_iter_status(it));
+    kv_iter_free(it);
+    return rc;
+}
+
+static int check_space(struct fs *fs, uint64_t len)
+{
+    struct statvfs sv;
+    if (!fs->cfg.store_path || statvfs(fs->cfg.store_path, &sv) != 0)
+        return 0;
+    if (len > (uint64_t)sv.f_bavail * sv.f_frsize)
+        return -ENOSPC;
+    return 0;
+}
+
+int fs_fallocate(struct fs *fs, uint64_t ino, int mode, uint64_t off, uint64_t len)
+{
+    struct fs_inode in;
+    struct timespec now;
+    kv_batch *b = NULL;
+    int rc, punch = mode == (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE);
+
+    FS_ROFS_CHECK(fs);
+    if (mode != 0 && mode != FALLOC_FL_KEEP_SIZE && !punch)
+        return -EOPNOTSUPP;
+    if (len == 0)
+        return -EINVAL;
+    if (off > FS_FILE_MAX || len > FS_FILE_MAX - off)
+        return -EFBIG;
+    if (!punch) {
+        rc = check_space(fs, len);
+        if (rc)
+            return rc;
+    }
+    b = kv_batch_new();
+    if (!b)
+        return -ENOMEM;
+    fs_now(&now);
+    fs_lock_ino(fs, ino);
+    rc = fs_inode_load(fs, NULL, ino, &in, NULL, NULL);
+    if (rc == 0)
+        rc = check_regular(&in);
+    if (rc)
+        goto out;
+    if (punch) {
+        uint64_t end = off + len < in.size ? off + len : in.size;
+        if (off < end)
+            rc = punch_locked(fs, b, &in, off, end);
+        in.mtime = in.ctime = now;
+    } else if (mode == 0 && off + len > in.size) {
+        /* Space is not reserved (chunks are written lazily); the size grows as ext4's does. */
+        in.size = off + len;
+        in.ctime = now;
+    } else {
+        goto out;
+    }
+    if (rc == 0)
+        rc = fs_batch_put_inode(b, &in, NULL, 0);
+    if (rc == 0)
+        rc = fs_commit(fs, b);
+out:
+    fs_unlock_ino(fs, ino);
+    kv_batch_free(b);
+    return rc;
+}
+
+off_t fs_lseek(struct fs *fs, uint64_t ino, off_t off, int whence)
+{
+    const kv_snapshot *snap;
+    struct fs_inode in;
+    uint64_t cs = fs->chunk_size, pos = (uint64_t)off, expect;
+    uint8_t prefix[FS_KEY_MAX], key[FS_KEY_MAX];
+    size_t plen, klen;
+    kv_iter *it;
+    int rc;
+
+    if (whence != SEEK_DATA && whence != SEEK_HOLE)
+        return -EINVAL;
+    if (off < 0)
+        return -ENXIO;
+    snap = kv_snapshot_new(fs->db);
+    if (!snap)
+        return -ENOMEM;
+    rc = fs_inode_load(fs, snap, ino, &in, NULL, NULL);
+    if (rc == 0 && (uint64_t)off >= in.size)
+        rc = -ENXIO;
+    it = rc == 0 ? kv_iter_new(fs->db, snap) : NULL;
+    if (rc == 0 && !it)
+        rc = -ENOMEM;
+    if (rc) {
+        kv_snapshot_free(fs->db, snap);
+        return rc;
+    }
+    plen = fs_key_prefix(prefix, FS_KEY_CHUNK, ino);
+    klen = fs_key_chunk(key, ino, pos / cs);
+    expect = pos / cs;
+    for (kv_iter_seek(it, key, klen); kv_iter_valid(it); kv_iter_next(it)) {
+        size_t kl, vl;
+        const uint8_t *k = kv_iter_key(it, &kl);
+        uint64_t kino, idx, cstart;
+        if (kl < plen || memcmp(k, prefix, plen) != 0)
+            break;
+        if (fs_key_parse_chunk(k, kl, &kino, &idx) != 0) {
+            rc = -EIO;
+            break;
+        }
+        kv_iter_value(it, &vl);
+        cstart = idx * cs;
+        if (whence == SEEK_DATA) {
+            if (pos < cstart + vl) {
+                pos = pos > cstart ? pos : cstart;
+                goto found;
+            }
+        } else {
+            if (idx != expect || pos < cstart || pos >= cstart + vl)
+                goto found; /* pos is in a gap */
+            pos = cstart + vl;
+            if (vl < cs)
+                goto found;
+            expect = idx + 1;
+        }
+    }
+    if (rc == 0)
+        rc = fs_kv_errno(kv_iter_status(it));
+    if (rc == 0 && whence == SEEK_DATA)
+        rc = -ENXIO;
+found:
+    kv_iter_free(it);
+    kv_snapshot_free(fs->db, snap);
+    if (rc)
+        return rc;
+    if (pos > in.size)
+        pos = in.size;
+    return (off_t)pos;
+}
+
+ssize_t fs_copy_file_range(struct fs *fs, uint64_t ino_in, uint64_t off_in, uint64_t ino_out,
+                           uint64_t off_out, size_t len)
+{
+    size_t done = 0;
+    uint8_t *buf;
+
+    FS_ROFS_CHECK(fs);
+    if (ino_in == ino_out && off_in < off_out + len && off_out < off_in + len)
+        return -EINVAL;
+    buf = malloc(FS_COPY_PIECE);
+    if (!buf)
+        return -ENOMEM;
+    while (done < len) {
+        size_t want = len - done < FS_COPY_PIECE ? len - done : FS_COPY_PIECE;
+        ssize_t n = fs_read(fs, ino_in, off_in + done, want, buf), w;
+        if (n <= 0) {
+            if (n < 0 && done == 0) {
+                free(buf);
+                return n;
+            }
+            break;
+        }
+        w = fs_write(fs, ino_out, off_out + done, buf, (size_t)n);
+        if (w < 0) {
+            free(buf);
+            return done ? (ssize_t)done : w;
+        }
+        done += (size_t)w;
+        if ((size_t)n < want)
+            break;
+    }
+    free(buf);
+    return (ssize_t)done;
+}

@@ -1,0 +1,542 @@
+/* fsck.c - offline consistency check and repair of a kvfs store (the invariants of fs_int.h).
+ *
+ * Four scans of the key space (inodes, dirents, chunks + xattrs + orphans, then the verdict
+ * per inode) with one in-memory record per inode. Every problem is logged with the key it
+ * concerns; with repair, each fix is its own small batch, so an interrupted repair leaves a
+ * store that a second run finishes.
+ */
+#include "fs_int.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct ck_inode {
+    uint64_t ino; /* 0: empty slot */
+    uint32_t mode, nlink;
+    uint64_t size, parent, stored;
+    uint64_t links;   /* dirents naming it */
+    uint64_t subdirs; /* for directories: dirents of directories inside */
+    uint64_t seen_stored;
+    uint64_t dirent_parent; /* a directory's (first) containing directory */
+    int orphan_key;
+    int bad; /* record failed validation: reported, left alone */
+};
+
+struct ck {
+    kv_db *db;
+    int repair;
+    struct fsck_result *res;
+    struct ck_inode *tab;
+    size_t cap, n;
+    struct fs_super sb;
+    uint64_t keys;
+    void (*progress)(void *, uint64_t);
+    void *pctx;
+};
+
+static void tick(struct ck *c)
+{
+    if (++c->keys % 4096 == 0 && c->progress)
+        c->progress(c->pctx, c->keys);
+}
+
+static uint64_t hash64(uint64_t x)
+{
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdull;
+    x ^= x >> 33;
+    return x;
+}
+
+static struct ck_inode *ck_find(struct ck *c, uint64_t ino)
+{
+    size_t i = hash64(ino) & (c->cap - 1);
+    while (c->tab[i].ino && c->tab[i].ino != ino)
+        i = (i + 1) & (c->cap - 1);
+    return c->tab[i].ino ? &c->tab[i] : NULL;
+}
+
+static struct ck_inode *ck_add(struct ck *c, uint64_t ino)
+{
+    size_t i;
+    if ((c->n + 1) * 2 > c->cap) {
+        size_t ocap = c->cap, ncap = ocap ? ocap * 2 : 1024;
+        struct ck_inode *old = c->tab, *nt = calloc(ncap, sizeof *nt);
+        if (!nt)
+            return NULL;
+        c->tab = nt;
+        c->cap = ncap;
+        for (size_t j = 0; j < ocap; j++) {
+            if (!old[j].ino)
+                continue;
+            i = hash64(old[j].ino) & (ncap - 1);
+            while (nt[i].ino)
+                i = (i + 1) & (ncap - 1);
+            nt[i] = old[j];
+        }
+        free(old);
+    }
+    i = hash64(ino) & (c->cap - 1);
+    while (c->tab[i].ino && c->tab[i].ino != ino)
+        i = (i + 1) & (c->cap - 1);
+    if (!c->tab[i].ino) {
+        c->tab[i].ino = ino;
+        c->n++;
+    }
+    return &c->tab[i];
+}
+
+/* Records a problem; returns 1 if the caller should repair it. */
+static int problem(struct ck *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int problem(struct ck *c, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    c->res->problems++;
+    fprintf(stderr, "kvfs fsck: %s%s\n", msg, c->repair ? " (repairing)" : "");
+    return c->repair;
+}
+
+static void fixed(struct ck *c, int rc)
+{
+    if (rc == 0)
+        c->res->repaired++;
+    else
+        fprintf(stderr, "kvfs fsck: repair failed: %s\n", kv_strerror(rc));
+}
+
+static void fix_delete(struct ck *c, const void *key, size_t klen)
+{
+    fixed(c, kv_delete(c->db, key, klen, 0));
+}
+
+/* Rewrites inode ino through fn, keeping its tail. */
+static void fix_inode(struct ck *c, uint64_t ino, void (*fn)(struct fs_inode *, void *), void *arg)
+{
+    uint8_t key[FS_KEY_MAX], *nv;
+    size_t klen = fs_key_inode(key, ino), vlen, tl, nl;
+    const uint8_t *tail;
+    struct fs_inode in;
+    void *val;
+    int rc = kv_get(c->db, NULL, key, klen, &val, &vlen);
+
+    if (rc == 0) {
+        if (fs_inode_decode(ino, val, vlen, &in, &tail, &tl) != 0) {
+            rc = KV_ECORRUPT;
+        } else {
+            fn(&in, arg);
+            nv = fs_inode_encode(&in, tail, tl, &nl);
+            rc = nv ? kv_put(c->db, key, klen, nv, nl, 0) : KV_ENOMEM;
+            free(nv);
+        }
+        kv_free(val);
+    }
+    fixed(c, rc);
+}
+
+static void set_nlink(struct fs_inode *in, void *arg)
+{
+    in->nlink = *(uint32_t *)arg;
+}
+
+static void set_stored(struct fs_inode *in, void *arg)
+{
+    in->stored = *(uint64_t *)arg;
+}
+
+static void set_parent(struct fs_inode *in, void *arg)
+{
+    in->parent = *(uint64_t *)arg;
+}
+
+typedef int (*scan_fn)(struct ck *c, const uint8_t *k, size_t kl, const uint8_t *v, size_t vl);
+
+static int scan(struct ck *c, char type, scan_fn fn)
+{
+    uint8_t prefix[1] = {(uint8_t)type};
+    kv_iter *it = kv_iter_new(c->db, NULL);
+    int rc = 0;
+
+    if (!it)
+        return -ENOMEM;
+    for (kv_iter_seek(it, prefix, 1); kv_iter_valid(it); kv_iter_next(it)) {
+        size_t kl, vl;
+        const uint8_t *k = kv_iter_key(it, &kl), *v;
+        if (kl == 0 || k[0] != (uint8_t)type)
+            break;
+        v = kv_iter_value(it, &vl);
+        tick(c);
+        rc = fn(c, k, kl, v, vl);
+        if (rc)
+            break;
+    }
+    if (rc == 0)
+        rc = fs_kv_errno(kv_iter_status(it));
+    kv_iter_free(it);
+    return rc;
+}
+
+static int scan_inode(struct ck *c, const uint8_t *k, size_t kl, const uint8_t *v, size_t vl)
+{
+    struct fs_inode in;
+    struct ck_inode *r;
+    uint64_t ino;
+
+    if (fs_key_parse_ino(k, kl, FS_KEY_INODE, &ino) != 0 || ino == 0) {
+        if (problem(c, "malformed inode key of %zu bytes", kl))
+            fix_delete(c, k, kl);
+        return 0;
+    }
+    c->res->inodes++;
+    r = ck_add(c, ino);
+    if (!r)
+        return -ENOMEM;
+    if (fs_inode_decode(ino, v, vl, &in, NULL, NULL) != 0) {
+        /* Keep it known, so that names and data of a damaged inode are not thrown away. */
+        c->res->problems++;
+        fprintf(stderr, "kvfs fsck: inode %llu: record fails validation (not repairable)\n",
+                (unsigned long long)ino);
+        r->bad = 1;
+        return 0;
+    }
+    r->mode = in.mode;
+    r->nlink = in.nlink;
+    r->size = in.size;
+    r->parent = in.parent;
+    r->stored = in.stored;
+    if (ino >= c->sb.ino_limit &&
+        problem(c, "inode %llu: at or above the allocator limit %llu", (unsigned long long)ino,
+                (unsigned long long)c->sb.ino_limit)) {
+        uint8_t key[4], val[FS_SUPER_LEN];
+        size_t klen = fs_key_super(key);
+        c->sb.ino_limit = ino + 1;
+        fs_super_encode(&c->sb, val);
+        fixed(c, kv_put(c->db, key, klen, val, sizeof val, 0));
+    }
+    return 0;
+}
+
+static int scan_dirent(struct ck *c, const uint8_t *k, size_t kl, const uint8_t *v, size_t vl)
+{
+    struct ck_inode *p, *ch;
+    uint64_t parent, child;
+    const char *name;
+    size_t nlen;
+    uint8_t dtype;
+
+    if (fs_key_parse_named(k, kl, FS_KEY_DIRENT, &parent, &name, &nlen) != 0 ||
+        memchr(name, '/', nlen) || memchr(name, '\0', nlen) || (nlen == 1 && name[0] == '.') ||
+        (nlen == 2 && name[0] == '.' && name[1] == '.')) {
+        if (problem(c, "malformed dirent key of %zu bytes", kl))
+            fix_delete(c, k, kl);
+        return 0;
+    }
+    c->res->dirents++;
+    if (fs_dirent_decode(v, vl, &child, &dtype) != 0) {
+        if (problem(c, "dirent %llu/%.*s: bad value", (unsigned long long)parent, (int)nlen, name))
+            fix_delete(c, k, kl);
+        return 0;
+    }
+    p = ck_find(c, parent);
+    if (p && p->bad)
+        return 0;
+    if (!p || !S_ISDIR(p->mode)) {
+        if (problem(c, "dirent %llu/%.*s: parent is not a live directory",
+                    (unsigned long long)parent, (int)nlen, name))
+            fix_delete(c, k, kl);
+        return 0;
+    }
+    ch = ck_find(c, child);
+    if (!ch) {
+        if (problem(c, "dirent %llu/%.*s: names missing inode %llu", (unsigned long long)parent,
+                    (int)nlen, name, (unsigned long long)child))
+            fix_delete(c, k, kl);
+        return 0;
+    }
+    if (ch->bad) {
+        ch->links++;
+        return 0;
+    }
+    if (child == FS_ROOT_INO || (S_ISDIR(ch->mode) && ch->links > 0)) {
+        if (problem(c, "dirent %llu/%.*s: a second name for directory %llu",
+                    (unsigned long long)parent, (int)nlen, name, (unsigned long long)child))
+            fix_delete(c, k, kl);
+        return 0;
+    }
+    if (fs_mode_to_dtype(ch->mode) != dtype &&
+        problem(c, "dirent %llu/%.*s: type %u but inode %llu has mode 0%o",
+                (unsigned long long)parent, (int)nlen, name, dtype, (unsigned long long)child,
+                ch->mode)) {
+        uint8_t val[FS_DIRENT_LEN];
+        fs_dirent_encode(child, fs_mode_to_dtype(ch->mode), val);
+        fixed(c, kv_put(c->db, k, kl, val, sizeof val, 0));
+    }
+    ch->links++;
+    if (S_ISDIR(ch->mode)) {
+        ch->dirent_parent = parent;
+        p->subdirs++;
+    }
+    return 0;
+}
+
+static int scan_chunk(struct ck *c, const uint8_t *k, size_t kl, const uint8_t *v, size_t vl)
+{
+    struct ck_inode *r;
+    uint64_t ino, idx, cs = c->sb.chunk_size;
+
+    if (fs_key_parse_chunk(k, kl, &ino, &idx) != 0) {
+        if (problem(c, "malformed chunk key of %zu bytes", kl))
+            fix_delete(c, k, kl);
+        return 0;
+    }
+    c->res->chunks++;
+    r = ck_find(c, ino);
+    if (r && r->bad)
+        return 0;
+    if (!r || !S_ISREG(r->mode)) {
+        if (problem(c, "chunk %llu of inode %llu: no such regular file", (unsigned long long)idx,
+                    (unsigned long long)ino))
+            fix_delete(c, k, kl);
+        return 0;
+    }
+    if (vl == 0 || vl > cs || idx >= (r->size + cs - 1) / cs) {
+        if (problem(c, "chunk %llu of inode %llu: length %zu, or past EOF %llu",
+                    (unsigned long long)idx, (unsigned long long)ino, vl,
+                    (unsigned long long)r->size))
+            fix_delete(c, k, kl);
+        return 0;
+    }
+    if (idx * cs + vl > r->size) {
+        size_t keep = (size_t)(r->size - idx * cs);
+        if (problem(c, "chunk %llu of inode %llu: stores bytes past EOF %llu",
+                    (unsigned long long)idx, (unsigned long long)ino, (unsigned long long)r->size))
+            fixed(c, kv_put(c->db, k, kl, v, keep, 0));
+        vl = keep;
+    }
+    r->seen_stored += vl;
+    return 0;
+}
+
+static int scan_xattr(struct ck *c, const uint8_t *k, size_t kl, const uint8_t *v, size_t vl)
+{
+    uint64_t ino;
+    const char *name;
+    size_t nlen;
+
+    if (fs_key_parse_named(k, kl, FS_KEY_XATTR, &ino, &name, &nlen) != 0 ||
+        vl > FS_XATTR_SIZE_MAX) {
+        if (problem(c, "malformed xattr of %zu+%zu bytes", kl, vl))
+            fix_delete(c, k, kl);
+        return 0;
+    }
+    c->res->xattrs++;
+    if (!ck_find(c, ino) &&
+        problem(c, "xattr %.*s of missing inode %llu", (int)nlen, name, (unsigned long long)ino))
+        fix_delete(c, k, kl);
+    return 0;
+}
+
+static int scan_orphan(struct ck *c, const uint8_t *k, size_t kl, const uint8_t *v, size_t vl)
+{
+    struct ck_inode *r;
+    uint64_t ino;
+
+    if (fs_key_parse_ino(k, kl, FS_KEY_ORPHAN, &ino) != 0) {
+        if (problem(c, "malformed orphan key of %zu bytes", kl))
+            fix_delete(c, k, kl);
+        return 0;
+    }
+    r = ck_find(c, ino);
+    if (!r) {
+        if (problem(c, "orphan key for missing inode %llu", (unsigned long long)ino))
+            fix_delete(c, k, kl);
+        return 0;
+    }
+    r->orphan_key = 1;
+    return 0;
+}
+
+/* Finds or makes /lost+found; returns its inode number or 0. */
+static uint64_t lost_found(struct ck *c, kv_batch *b)
+{
+    static const char name[] = "lost+found";
+    uint8_t key[FS_KEY_MAX], sk[4], sv[FS_SUPER_LEN], dv[FS_DIRENT_LEN];
+    size_t klen = fs_key_dirent(key, FS_ROOT_INO, name, sizeof name - 1), vl;
+    struct fs_inode in;
+    struct ck_inode *r;
+    void *val;
+    uint64_t ino;
+    uint8_t dt;
+    int rc = kv_get(c->db, NULL, key, klen, &val, &vl);
+
+    if (rc == 0) {
+        rc = fs_dirent_decode(val, vl, &ino, &dt);
+        kv_free(val);
+        r = rc == 0 ? ck_find(c, ino) : NULL;
+        return r && S_ISDIR(r->mode) ? ino : 0;
+    }
+    if (rc != KV_ENOTFOUND)
+        return 0;
+    ino = c->sb.ino_limit;
+    c->sb.ino_limit += FS_INO_RANGE;
+    memset(&in, 0, sizeof in);
+    in.ino = ino;
+    in.mode = S_IFDIR | 0700;
+    in.nlink = 2;
+    in.parent = FS_ROOT_INO;
+    in.generation = 1;
+    fs_now(&in.mtime);
+    in.atime = in.ctime = in.mtime;
+    fs_super_encode(&c->sb, sv);
+    fs_dirent_encode(ino, DT_DIR, dv);
+    kv_batch_clear(b);
+    if (kv_batch_put(b, sk, fs_key_super(sk), sv, sizeof sv) ||
+        fs_batch_put_inode(b, &in, NULL, 0) || kv_batch_put(b, key, klen, dv, sizeof dv) ||
+        kv_write(c->db, b, 0))
+        return 0;
+    r = ck_add(c, ino);
+    if (!r)
+        return 0;
+    r->mode = in.mode;
+    r->nlink = 2;
+    r->parent = FS_ROOT_INO;
+    r->links = 1;
+    r->dirent_parent = FS_ROOT_INO;
+    ck_find(c, FS_ROOT_INO)->subdirs++;
+    return ino;
+}
+
+/* Links an unreferenced inode into /lost+found as "#ino". */
+static void reconnect(struct ck *c, struct ck_inode *r)
+{
+    kv_batch *b = kv_batch_new();
+    uint8_t key[FS_KEY_MAX], dv[FS_DIRENT_LEN];
+    char name[32];
+    uint64_t lf = b ? lost_found(c, b) : 0;
+    int n;
+
+    if (!lf) {
+        fprintf(stderr, "kvfs fsck: cannot make /lost+found\n");
+        kv_batch_free(b);
+        return;
+    }
+    n = snprintf(name, sizeof name, "#%llu", (unsigned long long)r->ino);
+    fs_dirent_encode(r->ino, fs_mode_to_dtype(r->mode), dv);
+    fixed(c, kv_put(c->db, key, fs_key_dirent(key, lf, name, (size_t)n), dv, sizeof dv, 0));
+    r->links++;
+    if (S_ISDIR(r->mode)) {
+        r->dirent_parent = lf;
+        ck_find(c, lf)->subdirs++;
+    }
+    kv_batch_free(b);
+}
+
+static void verdict(struct ck *c)
+{
+    struct ck_inode *root = ck_find(c, FS_ROOT_INO);
+
+    if (root)
+        root->links = 1, root->dirent_parent = FS_ROOT_INO; /* the mount point names it */
+    for (size_t i = 0; i < c->cap; i++) {
+        struct ck_inode *r = &c->tab[i];
+        if (!r->ino || r->ino == FS_ROOT_INO || r->bad)
+            continue;
+        if (r->links == 0 && r->nlink == 0) {
+            if (r->orphan_key) {
+                c->res->orphans++; /* unlinked while open: the next mount reclaims it */
+            } else if (problem(c, "inode %llu: unlinked without an orphan key",
+                               (unsigned long long)r->ino)) {
+                uint8_t key[FS_KEY_MAX];
+                fixed(c, kv_put(c->db, key, fs_key_orphan(key, r->ino), "", 0, 0));
+            }
+            continue;
+        }
+        if (r->links == 0 &&
+            problem(c, "inode %llu: no directory entry names it", (unsigned long long)r->ino))
+            reconnect(c, r);
+    }
+    /* With names settled, link counts, parents and stored bytes. */
+    for (size_t i = 0; i < c->cap; i++) {
+        struct ck_inode *r = &c->tab[i];
+        uint32_t want;
+        if (!r->ino || r->bad || (r->links == 0 && r->nlink == 0))
+            continue;
+        if (r->orphan_key && r->links > 0 &&
+            problem(c, "inode %llu: orphan key on a linked inode", (unsigned long long)r->ino)) {
+            uint8_t key[FS_KEY_MAX];
+            fix_delete(c, key, fs_key_orphan(key, r->ino));
+        }
+        want = S_ISDIR(r->mode) ? (uint32_t)(2 + r->subdirs) : (uint32_t)r->links;
+        if (r->nlink != want && problem(c, "inode %llu: nlink %u, expected %u",
+                                        (unsigned long long)r->ino, r->nlink, want))
+            fix_inode(c, r->ino, set_nlink, &want);
+        if (S_ISDIR(r->mode) && r->links && r->parent != r->dirent_parent &&
+            problem(c, "directory %llu: parent %llu but named in %llu", (unsigned long long)r->ino,
+                    (unsigned long long)r->parent, (unsigned long long)r->dirent_parent))
+            fix_inode(c, r->ino, set_parent, &r->dirent_parent);
+        if (S_ISREG(r->mode) && r->stored != r->seen_stored &&
+            problem(c, "inode %llu: stored bytes %llu, chunks hold %llu",
+                    (unsigned long long)r->ino, (unsigned long long)r->stored,
+                    (unsigned long long)r->seen_stored))
+            fix_inode(c, r->ino, set_stored, &r->seen_stored);
+    }
+}
+
+int fs_fsck(kv_db *db, int repair, void (*progress)(void *ctx, uint64_t keys), void *pctx,
+            struct fsck_result *res)
+{
+    struct ck c;
+    uint8_t key[4];
+    void *val;
+    size_t vl;
+    int rc;
+    struct ck_inode *root;
+
+    memset(res, 0, sizeof *res);
+    memset(&c, 0, sizeof c);
+    c.db = db;
+    c.repair = repair;
+    c.res = res;
+    c.progress = progress;
+    c.pctx = pctx;
+    rc = kv_get(db, NULL, key, fs_key_super(key), &val, &vl);
+    if (rc) {
+        if (rc == KV_ENOTFOUND)
+            problem(&c, "no superblock: not a kvfs store (not repairable)");
+        return rc == KV_ENOTFOUND ? 0 : fs_kv_errno(rc);
+    }
+    rc = fs_super_decode(val, vl, &c.sb);
+    kv_free(val);
+    if (rc) {
+        problem(&c, "superblock fails validation (not repairable)");
+        return 0;
+    }
+    rc = scan(&c, FS_KEY_INODE, scan_inode);
+    root = rc == 0 ? ck_find(&c, FS_ROOT_INO) : NULL;
+    if (rc == 0 && (!root || !S_ISDIR(root->mode))) {
+        problem(&c, "the root directory (inode 1) is missing (not repairable)");
+        goto out;
+    }
+    if (rc == 0)
+        rc = scan(&c, FS_KEY_DIRENT, scan_dirent);
+    if (rc == 0)
+        rc = scan(&c, FS_KEY_CHUNK, scan_chunk);
+    if (rc == 0)
+        rc = scan(&c, FS_KEY_XATTR, scan_xattr);
+    if (rc == 0)
+        rc = scan(&c, FS_KEY_ORPHAN, scan_orphan);
+    if (rc == 0)
+        verdict(&c);
+out:
+    if (progress)
+        progress(pctx, c.keys);
+    free(c.tab);
+    return rc;
+}

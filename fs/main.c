@@ -1,0 +1,785 @@
+/* main.c - the kvfs command: mount (also in mount.fuse3's form), fsck, stats, compact.
+ *
+ *   kvfs mount [-f] [-d] [-o OPT,...] STORE MOUNTPOINT
+ *   kvfs STORE MOUNTPOINT [-o OPT,...]          (what mount.fuse3 and /etc/fstab run)
+ *   kvfs fsck [--repair] STORE                  exit 0 clean, 1 repaired, 4 errors left
+ *   kvfs stats STORE|MOUNTPOINT                 a mounted filesystem answers through the
+ *                                               virtual xattr "kvfs.stats" on its root
+ *   kvfs compact STORE
+ *
+ * Mounting forks first, then the child opens the store, mounts and reports success or the one
+ * error line back through a pipe, so the caller sees the error and a non-zero exit while the
+ * daemon keeps running in the background only once the mount succeeded.
+ */
+#include "fs.h"
+#include "fslog.h"
+#include "ll.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#define KVFS_VERSION "0.1.0"
+
+enum { EXIT_FSCK_REPAIRED = 1, EXIT_FSCK_ERRORS = 4 };
+
+struct mount_opts {
+    char *store;
+    char *mountpoint;
+    int foreground;
+    int debug;
+    int read_only;
+    int no_default_permissions;
+    int help;
+    int version;
+    char *sync;
+    double attr_timeout;
+    double entry_timeout;
+    double negative_timeout;
+    char *cache_size;
+    char *memtable_size;
+    char *log_level;
+};
+
+enum {
+    KEY_FOREGROUND,
+    KEY_DEBUG,
+    KEY_RO,
+    KEY_HELP,
+    KEY_VERSION,
+    KEY_DISCARD,
+    KEY_NODEFPERM,
+};
+
+#define MOPT(t, m)                                                                                 \
+    {                                                                                              \
+        t, offsetof(struct mount_opts, m), 1                                                       \
+    }
+
+static const struct fuse_opt mount_optspec[] = {
+    MOPT("sync=%s", sync),
+    MOPT("attr_timeout=%lf", attr_timeout),
+    MOPT("entry_timeout=%lf", entry_timeout),
+    MOPT("negative_timeout=%lf", negative_timeout),
+    MOPT("cache_size=%s", cache_size),
+    MOPT("memtable_size=%s", memtable_size),
+    MOPT("log_level=%s", log_level),
+    FUSE_OPT_KEY("-f", KEY_FOREGROUND),
+    FUSE_OPT_KEY("foreground", KEY_FOREGROUND),
+    FUSE_OPT_KEY("-d", KEY_DEBUG),
+    FUSE_OPT_KEY("debug", KEY_DEBUG),
+    FUSE_OPT_KEY("ro", KEY_RO),
+    FUSE_OPT_KEY("-r", KEY_RO),
+    FUSE_OPT_KEY("-h", KEY_HELP),
+    FUSE_OPT_KEY("--help", KEY_HELP),
+    FUSE_OPT_KEY("-V", KEY_VERSION),
+    FUSE_OPT_KEY("--version", KEY_VERSION),
+    FUSE_OPT_KEY("default_permissions", KEY_DISCARD),
+    FUSE_OPT_KEY("nodefault_permissions", KEY_NODEFPERM),
+    /* fstab/mount(8) options with no meaning for a FUSE daemon, or which libfuse rejects */
+    FUSE_OPT_KEY("defaults", KEY_DISCARD),
+    FUSE_OPT_KEY("auto", KEY_DISCARD),
+    FUSE_OPT_KEY("noauto", KEY_DISCARD),
+    FUSE_OPT_KEY("user", KEY_DISCARD),
+    FUSE_OPT_KEY("users", KEY_DISCARD),
+    FUSE_OPT_KEY("nouser", KEY_DISCARD),
+    FUSE_OPT_KEY("owner", KEY_DISCARD),
+    FUSE_OPT_KEY("group", KEY_DISCARD),
+    FUSE_OPT_KEY("nofail", KEY_DISCARD),
+    FUSE_OPT_KEY("_netdev", KEY_DISCARD),
+    FUSE_OPT_KEY("nonempty", KEY_DISCARD),
+    FUSE_OPT_KEY("relatime", KEY_DISCARD),
+    FUSE_OPT_KEY("norelatime", KEY_DISCARD),
+    FUSE_OPT_KEY("strictatime", KEY_DISCARD),
+    FUSE_OPT_KEY("nostrictatime", KEY_DISCARD),
+    FUSE_OPT_KEY("lazytime", KEY_DISCARD),
+    FUSE_OPT_KEY("nolazytime", KEY_DISCARD),
+    FUSE_OPT_KEY("diratime", KEY_DISCARD),
+    FUSE_OPT_KEY("nodiratime", KEY_DISCARD),
+    FUSE_OPT_KEY("iversion", KEY_DISCARD),
+    FUSE_OPT_KEY("noiversion", KEY_DISCARD),
+    FUSE_OPT_KEY("comment=", KEY_DISCARD),
+    FUSE_OPT_END,
+};
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: kvfs mount [-f] [-d] [-o OPT,...] STORE MOUNTPOINT\n"
+            "       kvfs STORE MOUNTPOINT [-o OPT,...]     (mount.fuse3 / fstab form)\n"
+            "       kvfs fsck [--repair] STORE\n"
+            "       kvfs stats STORE|MOUNTPOINT\n"
+            "       kvfs compact STORE\n"
+            "       kvfs --help | --version\n"
+            "\n"
+            "STORE is a directory, formatted on first use. Unmount with fusermount3 -u.\n"
+            "\n"
+            "mount options:\n"
+            "  -f, -o foreground       stay in the foreground\n"
+            "  -d, -o debug            foreground, log every FUSE request\n"
+            "  -o ro                   read-only\n"
+            "  -o allow_other          let other users in (needs user_allow_other)\n"
+            "  -o default_permissions  kernel permission checks (default)\n"
+            "  -o nodefault_permissions  no permission checks but access()\n"
+            "  -o sync=never|request|always  WAL fsync policy (default request: on fsync;\n"
+            "                          always also turns the writeback cache off)\n"
+            "  -o attr_timeout=SEC     attribute cache time (default 1)\n"
+            "  -o entry_timeout=SEC    name cache time (default 1)\n"
+            "  -o negative_timeout=SEC cache time of failed lookups (default 1)\n"
+            "  -o cache_size=BYTES     block cache (K, M, G suffixes; default 64M)\n"
+            "  -o memtable_size=BYTES  memtable size (default 64M)\n"
+            "  -o log_level=error|warn|info|debug\n"
+            "  fstab options (rw, suid, dev, exec, noatime, nofail, _netdev, ...) are accepted.\n"
+            "\n"
+            "fsck exits 0 when clean, 1 when everything found was repaired, 4 when errors "
+            "remain.\n");
+}
+
+static int mount_opt_proc(void *data, const char *arg, int key, struct fuse_args *outargs)
+{
+    struct mount_opts *o = data;
+
+    switch (key) {
+    case FUSE_OPT_KEY_NONOPT:
+        if (!o->store) {
+            o->store = strdup(arg);
+            return 0;
+        }
+        if (!o->mountpoint) {
+            o->mountpoint = strdup(arg);
+            return 0;
+        }
+        fprintf(stderr, "kvfs: unexpected argument '%s'\n", arg);
+        return -1;
+    case FUSE_OPT_KEY_OPT:
+        if (strncmp(arg, "x-", 2) == 0)
+            return 0; /* x-systemd.* and friends: for other programs */
+        return 1;     /* libfuse's (rw, suid, dev, allow_other, ...) */
+    case KEY_FOREGROUND:
+        o->foreground = 1;
+        return 0;
+    case KEY_DEBUG:
+        o->debug = o->foreground = 1;
+        return 0;
+    case KEY_RO:
+        o->read_only = 1;
+        return 1; /* libfuse mounts read-only too */
+    case KEY_HELP:
+        o->help = 1;
+        return 0;
+    case KEY_VERSION:
+        o->version = 1;
+        return 0;
+    case KEY_NODEFPERM:
+        o->no_default_permissions = 1;
+        return 0;
+    case KEY_DISCARD:
+    default:
+        return 0;
+    }
+}
+
+/* "64M" -> bytes. Returns -1 if malformed. */
+static int parse_size(const char *s, size_t *out)
+{
+    char *end;
+    unsigned long long v;
+
+    errno = 0;
+    v = strtoull(s, &end, 10);
+    if (errno || end == s)
+        return -1;
+    switch (*end) {
+    case 'k':
+    case 'K':
+        v <<= 10, end++;
+        break;
+    case 'm':
+    case 'M':
+        v <<= 20, end++;
+        break;
+    case 'g':
+    case 'G':
+        v <<= 30, end++;
+        break;
+    default:
+        break;
+    }
+    if (*end == 'i' || *end == 'B')
+        end++;
+    if (*end == 'B')
+        end++;
+    if (*end)
+        return -1;
+    *out = (size_t)v;
+    return 0;
+}
+
+static int parse_log_level(const char *s)
+{
+    static const char *const names[] = {"error", "warn", "info", "debug"};
+    for (int i = 0; i < 4; i++)
+        if (strcmp(s, names[i]) == 0)
+            return i;
+    if (strcmp(s, "warning") == 0)
+        return FS_LOG_WARN;
+    return -1;
+}
+
+static void kv_log_to_fs(void *ctx, int level, const char *msg)
+{
+    fs_log(level, "kvcore: %s", msg);
+}
+
+static void init_kv_options(kv_options *ko)
+{
+    kv_options_init(ko);
+    ko->log_fn = kv_log_to_fs;
+    ko->log_ctx = NULL;
+    ko->log_level = fs_log_get_level();
+}
+
+/* One clear line for an error opening the store. */
+static void report_open_error(const char *store, int kvrc)
+{
+    switch (kvrc) {
+    case KV_EBUSY:
+        fprintf(stderr, "kvfs: store %s is in use (locked by another kvfs or program)\n", store);
+        break;
+    case KV_EINVAL:
+        fprintf(stderr, "kvfs: %s is not a kvfs store (a non-empty directory of other files)\n",
+                store);
+        break;
+    case KV_EVERSION:
+        fprintf(stderr, "kvfs: store %s was written by a newer version of kvfs\n", store);
+        break;
+    default:
+        fprintf(stderr, "kvfs: cannot open store %s: %s\n", store, kv_strerror(kvrc));
+        break;
+    }
+}
+
+static void report_fs_error(const char *store, int rc)
+{
+    if (rc == -EPROTO)
+        fprintf(stderr, "kvfs: store %s holds a newer kvfs format\n", store);
+    else if (rc == -EINVAL)
+        fprintf(stderr, "kvfs: store %s holds data that is not a kvfs filesystem\n", store);
+    else
+        fprintf(stderr, "kvfs: cannot open the filesystem in %s: %s\n", store, strerror(-rc));
+}
+
+/* 1 if path is currently a mount point (its device differs from its parent's, or it is the
+ * root of a mount per /proc/self/mountinfo). */
+static int is_mount_point(const char *path)
+{
+    char line[PATH_MAX * 2 + 256];
+    FILE *f = fopen("/proc/self/mountinfo", "r");
+    int found = 0;
+
+    if (!f)
+        return 0;
+    while (!found && fgets(line, sizeof line, f)) {
+        char mnt[PATH_MAX + 1];
+        /* id parent major:minor root mountpoint ... */
+        if (sscanf(line, "%*s %*s %*s %*s %4096s", mnt) == 1) {
+            /* mountinfo escapes space, tab, newline, backslash as \ooo */
+            char un[PATH_MAX + 1];
+            size_t j = 0;
+            for (size_t i = 0; mnt[i] && j < PATH_MAX; i++) {
+                if (mnt[i] == '\\' && mnt[i + 1] && mnt[i + 2] && mnt[i + 3]) {
+                    un[j++] = (char)(((mnt[i + 1] - '0') << 6) | ((mnt[i + 2] - '0') << 3) |
+                                     (mnt[i + 3] - '0'));
+                    i += 3;
+                } else {
+                    un[j++] = mnt[i];
+                }
+            }
+            un[j] = '\0';
+            found = strcmp(un, path) == 0;
+        }
+    }
+    fclose(f);
+    return found;
+}
+
+static int prepare_paths(struct mount_opts *o, char *store_abs, char *mnt_abs)
+{
+    struct stat st;
+
+    if (stat(o->store, &st) != 0) {
+        if (errno != ENOENT || mkdir(o->store, 0700) != 0) {
+            fprintf(stderr, "kvfs: cannot use store %s: %s\n", o->store, strerror(errno));
+            return -1;
+        }
+    } else if (!S_ISDIR(st.st_mode)) {
+        fprintf(stderr, "kvfs: store %s is not a directory\n", o->store);
+        return -1;
+    }
+    if (!realpath(o->store, store_abs)) {
+        fprintf(stderr, "kvfs: cannot resolve %s: %s\n", o->store, strerror(errno));
+        return -1;
+    }
+    if (stat(o->mountpoint, &st) != 0) {
+        fprintf(stderr, "kvfs: mount point %s: %s\n", o->mountpoint, strerror(errno));
+        return -1;
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        fprintf(stderr, "kvfs: mount point %s is not a directory\n", o->mountpoint);
+        return -1;
+    }
+    if (!realpath(o->mountpoint, mnt_abs)) {
+        fprintf(stderr, "kvfs: cannot resolve %s: %s\n", o->mountpoint, strerror(errno));
+        return -1;
+    }
+    if (is_mount_point(mnt_abs)) {
+        fprintf(stderr, "kvfs: mount point %s is busy (something is mounted there)\n", mnt_abs);
+        return -1;
+    }
+    if (strcmp(store_abs, mnt_abs) == 0 ||
+        (strncmp(store_abs, mnt_abs, strlen(mnt_abs)) == 0 && store_abs[strlen(mnt_abs)] == '/')) {
+        fprintf(stderr, "kvfs: the store must not lie inside the mount point\n");
+        return -1;
+    }
+    return 0;
+}
+
+static void report_status(int fd, int status)
+{
+    if (fd >= 0) {
+        ssize_t n = write(fd, &status, sizeof status);
+        (void)n;
+        close(fd);
+    }
+}
+
+/* Runs in the daemon (or the foreground process). status_fd receives 0 once mounted or an exit
+ * code on failure. */
+static int run_mount(struct mount_opts *o, struct fuse_args *args, const char *store,
+                     const char *mnt, int status_fd)
+{
+    struct fs_config cfg;
+    struct fs_ll ll;
+    struct fuse_session *se = NULL;
+    struct fuse_loop_config *lc = NULL;
+    kv_options ko;
+    kv_db *db = NULL;
+    struct fs *fs = NULL;
+    size_t sz;
+    int rc, ret = 1;
+
+    init_kv_options(&ko);
+    memset(&cfg, 0, sizeof cfg);
+    memset(&ll, 0, sizeof ll);
+    ko.read_only = o->read_only;
+    if (o->cache_size) {
+        if (parse_size(o->cache_size, &sz)) {
+            fprintf(stderr, "kvfs: bad cache_size '%s'\n", o->cache_size);
+            goto out;
+        }
+        ko.block_cache_bytes = sz;
+    }
+    if (o->memtable_size) {
+        if (parse_size(o->memtable_size, &sz) || sz < 65536) {
+            fprintf(stderr, "kvfs: bad memtable_size '%s'\n", o->memtable_size);
+            goto out;
+        }
+        ko.memtable_bytes = sz;
+    }
+    ll.writeback = 1;
+    if (!o->sync || strcmp(o->sync, "request") == 0) {
+        ko.sync_mode = KV_SYNC_ON_REQUEST;
+    } else if (strcmp(o->sync, "never") == 0) {
+        ko.sync_mode = KV_SYNC_NEVER;
+    } else if (strcmp(o->sync, "always") == 0) {
+        ko.sync_mode = KV_SYNC_ALWAYS;
+        cfg.write_flags = KV_WRITE_SYNC;
+        ll.writeback = 0; /* write(2) must reach the WAL before it returns */
+    } else {
+        fprintf(stderr, "kvfs: bad sync '%s' (never, request or always)\n", o->sync);
+        goto out;
+    }
+    rc = kv_open(store, &ko, &db);
+    if (rc) {
+        report_open_error(store, rc);
+        goto out;
+    }
+    cfg.read_only = o->read_only;
+    cfg.store_path = store;
+    rc = fs_open(db, &cfg, getuid(), getgid(), &fs);
+    if (rc) {
+        report_fs_error(store, rc);
+        goto out;
+    }
+    ll.fs = fs;
+    ll.attr_timeout = o->attr_timeout;
+    ll.entry_timeout = o->entry_timeout;
+    ll.negative_timeout = o->negative_timeout;
+    se = fuse_session_new(args, fs_ll_ops(), sizeof *fs_ll_ops(), &ll);
+    if (!se) {
+        fprintf(stderr, "kvfs: bad mount options (see kvfs --help)\n");
+        goto out;
+    }
+    if (fuse_set_signal_handlers(se) != 0) {
+        fprintf(stderr, "kvfs: cannot install signal handlers\n");
+        goto out;
+    }
+    if (fuse_session_mount(se, mnt) != 0) {
+        fprintf(stderr, "kvfs: cannot mount on %s\n", mnt);
+        fuse_remove_signal_handlers(se);
+        goto out;
+    }
+    /* Mounted: from here on the caller has its answer. */
+    report_status(status_fd, 0);
+    status_fd = -1;
+    if (!o->foreground) {
+        int nul = open("/dev/null", O_RDWR);
+        fs_log_use_syslog();
+        if (nul >= 0) {
+            dup2(nul, 0);
+            dup2(nul, 1);
+            dup2(nul, 2);
+            if (nul > 2)
+                close(nul);
+        }
+        if (chdir("/") != 0) {
+            /* harmless: the daemon opens nothing by relative path */
+        }
+    }
+    lc = fuse_loop_cfg_create();
+    if (!lc) {
+        ret = 1;
+    } else {
+        fuse_loop_cfg_set_clone_fd(lc, 1);
+        fuse_loop_cfg_set_max_threads(lc, 16);
+        ret = fuse_session_loop_mt(se, lc) ? 1 : 0;
+        fuse_loop_cfg_destroy(lc);
+    }
+    fuse_session_unmount(se);
+    fuse_remove_signal_handlers(se);
+out:
+    if (se)
+        fuse_session_destroy(se);
+    fs_close(fs);
+    if (db) {
+        rc = kv_close(db);
+        if (rc) {
+            fs_log(FS_LOG_ERROR, "closing the store: %s", kv_strerror(rc));
+            ret = 1;
+        }
+    }
+    report_status(status_fd, ret ? ret : 1);
+    return ret;
+}
+
+/* The options kvfs always passes to libfuse: permissions, the type and the source shown by
+ * mount(8) ("STORE on MNT type fuse.kvfs"). */
+static int add_mount_args(struct fuse_args *args, const struct mount_opts *o, const char *store)
+{
+    char *esc = NULL, *opt = NULL;
+    int rc;
+
+    if (!o->no_default_permissions && fuse_opt_add_arg(args, "-odefault_permissions"))
+        return -1;
+    if (o->debug && fuse_opt_add_arg(args, "-odebug"))
+        return -1;
+    if (fuse_opt_add_arg(args, "-osubtype=kvfs"))
+        return -1;
+    if (fuse_opt_add_opt_escaped(&esc, store) || asprintf(&opt, "-ofsname=%s", esc) < 0) {
+        free(esc);
+        return -1;
+    }
+    rc = fuse_opt_add_arg(args, opt);
+    free(esc);
+    free(opt);
+    return rc;
+}
+
+static int cmd_mount(int argc, char **argv)
+{
+    struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
+    struct mount_opts o;
+    char store[PATH_MAX], mnt[PATH_MAX];
+    int ret = 1, pfd[2] = {-1, -1}, ll;
+
+    memset(&o, 0, sizeof o);
+    o.attr_timeout = o.entry_timeout = o.negative_timeout = 1.0;
+    if (fuse_opt_parse(&args, &o, mount_optspec, mount_opt_proc) != 0)
+        goto out;
+    if (o.help) {
+        usage(stdout);
+        ret = 0;
+        goto out;
+    }
+    if (o.version) {
+        printf("kvfs %s (libfuse %s)\n", KVFS_VERSION, fuse_pkgversion());
+        ret = 0;
+        goto out;
+    }
+    if (!o.store || !o.mountpoint) {
+        usage(stderr);
+        goto out;
+    }
+    if (o.log_level) {
+        ll = parse_log_level(o.log_level);
+        if (ll < 0) {
+            fprintf(stderr, "kvfs: bad log_level '%s'\n", o.log_level);
+            goto out;
+        }
+        fs_log_set_level(ll);
+    }
+    if (o.attr_timeout < 0 || o.entry_timeout < 0 || o.negative_timeout < 0) {
+        fprintf(stderr, "kvfs: timeouts must not be negative\n");
+        goto out;
+    }
+    if (prepare_paths(&o, store, mnt) != 0)
+        goto out;
+    if (add_mount_args(&args, &o, store) != 0) {
+        fprintf(stderr, "kvfs: out of memory\n");
+        goto out;
+    }
+    if (o.foreground) {
+        ret = run_mount(&o, &args, store, mnt, -1);
+        goto out;
+    }
+    if (pipe(pfd) != 0) {
+        fprintf(stderr, "kvfs: pipe: %s\n", strerror(errno));
+        goto out;
+    }
+    switch (fork()) {
+    case -1:
+        fprintf(stderr, "kvfs: fork: %s\n", strerror(errno));
+        goto out;
+    case 0:
+        close(pfd[0]);
+        setsid();
+        _exit(run_mount(&o, &args, store, mnt, pfd[1]));
+    default: {
+        int status = 1;
+        close(pfd[1]);
+        if (read(pfd[0], &status, sizeof status) != (ssize_t)sizeof status)
+            status = 1; /* the child died before reporting; it printed why */
+        close(pfd[0]);
+        ret = status;
+        if (ret) {
+            int ws;
+            wait(&ws);
+        }
+    }
+    }
+out:
+    fuse_opt_free_args(&args);
+    free(o.store);
+    free(o.mountpoint);
+    free(o.sync);
+    free(o.cache_size);
+    free(o.memtable_size);
+    free(o.log_level);
+    return ret;
+}
+
+/* ---- fsck, stats, compact ----------------------------------------------------------------- */
+
+static void check_progress(void *ctx, uint64_t done, uint64_t total)
+{
+    if (total)
+        fprintf(stderr, "\rkvfs fsck: checksums %3u%%", (unsigned)(done * 100 / total));
+}
+
+static void key_progress(void *ctx, uint64_t keys)
+{
+    fprintf(stderr, "\rkvfs fsck: %" PRIu64 " keys checked   ", keys);
+}
+
+static int cmd_fsck(int argc, char **argv)
+{
+    const char *store = NULL;
+    int repair = 0, tty = isatty(2), rc;
+    uint64_t problems = 0;
+    struct fsck_result res;
+    kv_options ko;
+    kv_db *db = NULL;
+
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--repair") == 0 || strcmp(argv[i], "-y") == 0)
+            repair = 1;
+        else if (!store && argv[i][0] != '-')
+            store = argv[i];
+        else {
+            usage(stderr);
+            return EXIT_FSCK_ERRORS;
+        }
+    }
+    if (!store) {
+        usage(stderr);
+        return EXIT_FSCK_ERRORS;
+    }
+    init_kv_options(&ko);
+    ko.create_if_missing = 0;
+    rc = kv_check(store, &ko, tty ? check_progress : NULL, NULL, &problems);
+    if (tty)
+        fprintf(stderr, "\n");
+    if (rc && rc != KV_ECORRUPT) {
+        report_open_error(store, rc);
+        return EXIT_FSCK_ERRORS;
+    }
+    if (rc == KV_ECORRUPT || problems) {
+        printf("kvfs fsck: %" PRIu64 " checksum or structure failures in %s (see above); "
+               "not repairable here\n",
+               problems, store);
+    }
+    ko.read_only = !repair;
+    rc = kv_open(store, &ko, &db);
+    if (rc) {
+        report_open_error(store, rc);
+        return EXIT_FSCK_ERRORS;
+    }
+    rc = fs_fsck(db, repair, tty ? key_progress : NULL, NULL, &res);
+    if (tty)
+        fprintf(stderr, "\n");
+    kv_close(db);
+    if (rc) {
+        fprintf(stderr, "kvfs fsck: stopped: %s\n", strerror(-rc));
+        return EXIT_FSCK_ERRORS;
+    }
+    printf("kvfs fsck: %" PRIu64 " inodes, %" PRIu64 " dirents, %" PRIu64 " chunks, %" PRIu64
+           " xattrs, %" PRIu64 " pending orphans\n",
+           res.inodes, res.dirents, res.chunks, res.xattrs, res.orphans);
+    printf("kvfs fsck: %" PRIu64 " problems found, %" PRIu64 " repaired\n", res.problems,
+           res.repaired);
+    if (problems || res.problems > res.repaired)
+        return EXIT_FSCK_ERRORS;
+    return res.problems ? EXIT_FSCK_REPAIRED : 0;
+}
+
+static int cmd_stats(int argc, char **argv)
+{
+    kv_options ko;
+    kv_db *db;
+    char *text;
+    ssize_t n;
+    int rc;
+
+    if (argc != 2) {
+        usage(stderr);
+        return 2;
+    }
+    /* A mounted kvfs answers through its root's virtual xattr. */
+    n = getxattr(argv[1], FS_STATS_XATTR, NULL, 0);
+    if (n > 0) {
+        text = malloc((size_t)n + 1);
+        if (text && (n = getxattr(argv[1], FS_STATS_XATTR, text, (size_t)n)) > 0) {
+            fwrite(text, 1, (size_t)n, stdout);
+            free(text);
+            return 0;
+        }
+        free(text);
+    }
+    init_kv_options(&ko);
+    ko.create_if_missing = 0;
+    ko.read_only = 1;
+    rc = kv_open(argv[1], &ko, &db);
+    if (rc) {
+        report_open_error(argv[1], rc);
+        return 1;
+    }
+    text = fs_format_stats(db);
+    kv_close(db);
+    if (!text) {
+        fprintf(stderr, "kvfs: cannot read statistics\n");
+        return 1;
+    }
+    fputs(text, stdout);
+    free(text);
+    return 0;
+}
+
+struct compact_watch {
+    kv_db *db;
+    volatile int done;
+};
+
+static void *compact_progress(void *arg)
+{
+    struct compact_watch *w = arg;
+    while (!w->done) {
+        kv_stats st;
+        if (kv_get_stats(w->db, &st) == 0)
+            fprintf(stderr,
+                    "\rkvfs compact: %" PRIu64 " compactions, %" PRIu64 " MiB written, %" PRIu64
+                    " MiB live   ",
+                    st.compactions, st.compaction_bytes_written >> 20, st.total_sst_bytes >> 20);
+        usleep(500000);
+    }
+    return NULL;
+}
+
+static int cmd_compact(int argc, char **argv)
+{
+    struct compact_watch w = {0};
+    pthread_t th;
+    kv_stats before, after;
+    kv_options ko;
+    int rc, watching = 0;
+
+    if (argc != 2) {
+        usage(stderr);
+        return 2;
+    }
+    init_kv_options(&ko);
+    ko.create_if_missing = 0;
+    rc = kv_open(argv[1], &ko, &w.db);
+    if (rc) {
+        report_open_error(argv[1], rc);
+        return 1;
+    }
+    kv_get_stats(w.db, &before);
+    if (isatty(2) && pthread_create(&th, NULL, compact_progress, &w) == 0)
+        watching = 1;
+    rc = kv_flush(w.db);
+    if (rc == 0)
+        rc = kv_compact_range(w.db, NULL, 0, NULL, 0);
+    w.done = 1;
+    if (watching) {
+        pthread_join(th, NULL);
+        fprintf(stderr, "\n");
+    }
+    kv_get_stats(w.db, &after);
+    kv_close(w.db);
+    if (rc) {
+        fprintf(stderr, "kvfs compact: %s\n", kv_strerror(rc));
+        return 1;
+    }
+    printf("kvfs compact: %" PRIu64 " -> %" PRIu64 " bytes of tables\n", before.total_sst_bytes,
+           after.total_sst_bytes);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc >= 2 && strcmp(argv[1], "mount") == 0) {
+        argv[1] = argv[0];
+        return cmd_mount(argc - 1, argv + 1);
+    }
+    if (argc >= 2 && strcmp(argv[1], "fsck") == 0)
+        return cmd_fsck(argc - 1, argv + 1);
+    if (argc >= 2 && strcmp(argv[1], "stats") == 0)
+        return cmd_stats(argc - 1, argv + 1);
+    if (argc >= 2 && strcmp(argv[1], "compact") == 0)
+        return cmd_compact(argc - 1, argv + 1);
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    return cmd_mount(argc, argv);
+}
