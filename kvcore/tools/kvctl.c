@@ -263,8 +263,20 @@ static int cmd_stats(kv_db *db)
 struct progress {
     int tty;
     time_t last;
-    int printed;
+    int shown; /* a progress line is on the terminal, not yet ended by a newline */
 };
+
+static void human_size(char *out, size_t n, uint64_t bytes)
+{
+    static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    double v = (double)bytes;
+    int u = 0;
+    while (v >= 1024.0 && u < 4) {
+        v /= 1024.0;
+        u++;
+    }
+    snprintf(out, n, u ? "%.1f %s" : "%.0f %s", v, units[u]);
+}
 
 static void check_progress(void *ctx, uint64_t done, uint64_t total)
 {
@@ -272,25 +284,41 @@ static void check_progress(void *ctx, uint64_t done, uint64_t total)
     if (!p->tty)
         return;
     time_t now = time(NULL);
-    if (p->printed && now == p->last && done < total)
+    if (p->shown && now == p->last && done < total)
         return; /* at most one update a second, plus the final one */
     p->last = now;
-    p->printed = 1;
+    char d[32], t[32];
+    human_size(d, sizeof d, done);
+    human_size(t, sizeof t, total);
     double pct = total ? 100.0 * (double)done / (double)total : 100.0;
-    fprintf(stderr, "\rchecking: %.1f / %.1f MiB (%5.1f%%)", (double)done / 1048576.0,
-            (double)total / 1048576.0, pct);
+    fprintf(stderr, "\r\033[Kchecking: %s / %s (%.1f%%)", d, t, pct);
     fflush(stderr);
+    p->shown = 1;
+}
+
+/* Diagnostics during check: end any progress line first so messages stay readable. */
+static void check_log(void *ctx, int level, const char *msg)
+{
+    struct progress *p = ctx;
+    if (p->shown) {
+        fputs("\r\033[K", stderr);
+        p->shown = 0;
+    }
+    static const char *const names[] = {"error", "warning", "info", "debug"};
+    fprintf(stderr, "kvcore: %s: %s\n", level >= 0 && level <= 3 ? names[level] : "log", msg);
 }
 
 static int cmd_check(const char *path)
 {
+    struct progress p = {isatty(STDERR_FILENO), 0, 0};
     kv_options opts;
     kv_options_init(&opts);
     opts.create_if_missing = 0;
-    struct progress p = {isatty(STDERR_FILENO), 0, 0};
+    opts.log_fn = check_log;
+    opts.log_ctx = &p;
     uint64_t problems = 0;
     int rc = kv_check(path, &opts, check_progress, &p, &problems);
-    if (p.printed)
+    if (p.shown)
         fputc('\n', stderr);
     if (rc == 0) {
         printf("%s: ok\n", path);
