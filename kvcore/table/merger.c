@@ -1,0 +1,278 @@
+/* merger.c - k-way merge of internal-key iterators, forward and backward (merger_new in sst.h).
+ *
+ * Entries are ordered by (ikey_compare, child index): equal keys from different children come
+ * out lowest child first going forward and highest first going backward, so the order is a
+ * strict total order and direction switches are exact.
+ *
+ * Invariants:
+ *  1. heap[0..nheap) holds exactly the valid children, as a binary heap: a min-heap in the
+ *     forward direction, a max-heap backward; heap[0] is the current entry.
+ *  2. Forward: every valid child is at its first entry after the current one (in the order
+ *     above), or is the current one. Backward: the mirror image.
+ *  3. status != 0 (some child failed) makes the merger invalid until the next seek: skipping a
+ *     failed child could expose an older version of a key, i.e. wrong data.
+ */
+#include <assert.h>
+#include <stdlib.h>
+
+#include "kvcore/kv.h"
+#include "table/sst.h"
+#include "util/ikey.h"
+
+enum { FORWARD = 0, BACKWARD = 1 };
+
+struct merger {
+    iter base;
+    iter **child;
+    int n;
+    int *heap; /* child indices */
+    int nheap;
+    int dir;
+    int status;
+};
+
+/* Returns 1 if child a comes before child b in the current direction's order. */
+static inline int before(const struct merger *m, int a, int b)
+{
+    int c = ikey_compare(iter_key(m->child[a]), iter_key(m->child[b]));
+    if (c == 0)
+        c = a < b ? -1 : 1;
+    return m->dir == FORWARD ? c < 0 : c > 0;
+}
+
+static void sift_down(struct merger *m, int i)
+{
+    int *h = m->heap, n = m->nheap, x = h[i];
+    for (;;) {
+        int l = 2 * i + 1;
+        if (l >= n)
+            break;
+        int best = l;
+        if (l + 1 < n && before(m, h[l + 1], h[l]))
+            best = l + 1;
+        if (!before(m, h[best], x))
+            break;
+        h[i] = h[best];
+        i = best;
+    }
+    h[i] = x;
+}
+
+#ifndef NDEBUG
+static int merger_check_invariants(const struct merger *m)
+{
+    if (m->status)
+        return m->nheap == 0;
+    for (int i = 1; i < m->nheap; i++)
+        if (before(m, m->heap[i], m->heap[(i - 1) / 2]))
+            return 0;
+    int valid = 0;
+    for (int i = 0; i < m->n; i++)
+        valid += iter_valid(m->child[i]) != 0;
+    return valid == m->nheap;
+}
+#endif
+
+/* Records the first failing child's error; returns 1 if there was one. */
+static int check_child(struct merger *m, int c)
+{
+    if (!iter_valid(m->child[c]) && iter_status(m->child[c]) != 0) {
+        if (m->status == 0)
+            m->status = iter_status(m->child[c]);
+        return 1;
+    }
+    return 0;
+}
+
+/* Rebuilds the heap from every child's current position. */
+static void rebuild(struct merger *m, int dir)
+{
+    m->dir = dir;
+    m->nheap = 0;
+    m->status = 0;
+    for (int i = 0; i < m->n; i++) {
+        check_child(m, i);
+        if (iter_valid(m->child[i]))
+            m->heap[m->nheap++] = i;
+    }
+    if (m->status) {
+        m->nheap = 0;
+        return;
+    }
+    for (int i = m->nheap / 2 - 1; i >= 0; i--)
+        sift_down(m, i);
+    assert(merger_check_invariants(m));
+}
+
+static int m_valid(const iter *it)
+{
+    const struct merger *m = (const struct merger *)it;
+    return m->status == 0 && m->nheap > 0;
+}
+
+static void m_seek_first(iter *it)
+{
+    struct merger *m = (struct merger *)it;
+    for (int i = 0; i < m->n; i++)
+        iter_seek_first(m->child[i]);
+    rebuild(m, FORWARD);
+}
+
+static void m_seek_last(iter *it)
+{
+    struct merger *m = (struct merger *)it;
+    for (int i = 0; i < m->n; i++)
+        iter_seek_last(m->child[i]);
+    rebuild(m, BACKWARD);
+}
+
+static void m_seek(iter *it, slice target)
+{
+    struct merger *m = (struct merger *)it;
+    for (int i = 0; i < m->n; i++)
+        iter_seek(m->child[i], target);
+    rebuild(m, FORWARD);
+}
+
+/* Moves the current child one step in the current direction and restores the heap. */
+static void advance_top(struct merger *m)
+{
+    int c = m->heap[0];
+    if (m->dir == FORWARD)
+        iter_next(m->child[c]);
+    else
+        iter_prev(m->child[c]);
+    if (iter_valid(m->child[c])) {
+        sift_down(m, 0);
+    } else if (check_child(m, c)) {
+        m->nheap = 0;
+        return;
+    } else {
+        m->heap[0] = m->heap[--m->nheap];
+        if (m->nheap > 0)
+            sift_down(m, 0);
+    }
+    assert(merger_check_invariants(m));
+}
+
+static void m_next(iter *it)
+{
+    struct merger *m = (struct merger *)it;
+    assert(m_valid(it));
+    if (!m_valid(it))
+        return;
+    if (m->dir != FORWARD) {
+        /* Put every other child at its first entry after (key, cur) in merge order. */
+        int cur = m->heap[0];
+        slice key = iter_key(m->child[cur]);
+        for (int i = 0; i < m->n; i++) {
+            if (i == cur)
+                continue;
+            iter *c = m->child[i];
+            iter_seek(c, key);
+            if (i < cur && iter_valid(c) && ikey_compare(iter_key(c), key) == 0)
+                iter_next(c);
+        }
+        /* The other children moved; rebuild with cur in place, then step it. */
+        rebuild(m, FORWARD);
+        if (m->status)
+            return;
+    }
+    advance_top(m);
+}
+
+static void m_prev(iter *it)
+{
+    struct merger *m = (struct merger *)it;
+    assert(m_valid(it));
+    if (!m_valid(it))
+        return;
+    if (m->dir != BACKWARD) {
+        /* Put every other child at its last entry before (key, cur) in merge order. */
+        int cur = m->heap[0];
+        slice key = iter_key(m->child[cur]);
+        for (int i = 0; i < m->n; i++) {
+            if (i == cur)
+                continue;
+            iter *c = m->child[i];
+            iter_seek(c, key);
+            if (iter_valid(c)) {
+                /* c is at its first entry >= key: keep it only if it is equal and i < cur. */
+                if (!(i < cur && ikey_compare(iter_key(c), key) == 0))
+                    iter_prev(c);
+            } else if (iter_status(c) == 0) {
+                iter_seek_last(c); /* every entry of c is < key */
+            }
+        }
+        rebuild(m, BACKWARD);
+        if (m->status)
+            return;
+    }
+    advance_top(m);
+}
+
+static slice m_key(const iter *it)
+{
+    const struct merger *m = (const struct merger *)it;
+    return iter_key(m->child[m->heap[0]]);
+}
+
+static slice m_value(const iter *it)
+{
+    const struct merger *m = (const struct merger *)it;
+    return iter_value(m->child[m->heap[0]]);
+}
+
+static int m_status(const iter *it)
+{
+    return ((const struct merger *)it)->status;
+}
+
+static void m_destroy(iter *it)
+{
+    struct merger *m = (struct merger *)it;
+    for (int i = 0; i < m->n; i++)
+        iter_free(m->child[i]);
+    free(m->child);
+    free(m->heap);
+    free(m);
+}
+
+static const struct iter_ops merger_ops = {
+    .valid = m_valid,
+    .seek_first = m_seek_first,
+    .seek_last = m_seek_last,
+    .seek = m_seek,
+    .next = m_next,
+    .prev = m_prev,
+    .key = m_key,
+    .value = m_value,
+    .status = m_status,
+    .destroy = m_destroy,
+};
+
+iter *merger_new(iter **children, int n)
+{
+    if (n <= 0)
+        return iter_new_empty(0);
+    if (n == 1)
+        return children[0];
+    struct merger *m = calloc(1, sizeof(*m));
+    iter **child = malloc((size_t)n * sizeof(*child));
+    int *heap = malloc((size_t)n * sizeof(*heap));
+    if (m == NULL || child == NULL || heap == NULL) {
+        free(m);
+        free(child);
+        free(heap);
+        for (int i = 0; i < n; i++)
+            iter_free(children[i]);
+        return NULL;
+    }
+    for (int i = 0; i < n; i++)
+        child[i] = children[i];
+    iter_init(&m->base, &merger_ops);
+    m->child = child;
+    m->heap = heap;
+    m->n = n;
+    return &m->base;
+}
