@@ -1,0 +1,266 @@
+# lib.sh: shared harness of the kvfs mount tests (sourced): temp dir, mount, cleanup, helpers.
+#
+# A test sources this file, calls mt_init, then mt_mount, and uses the helpers below. Everything
+# lives in a private directory under $KV_TEST_TMP (store, mount point, daemon log). The EXIT/INT/
+# TERM trap unmounts and stops only the daemon this test started (by pid: kvfs runs with -f in
+# the background, so $! is its pid). A watchdog bounds the whole test: on timeout it kills our
+# daemon (which unblocks anything stuck on the mount) and then this shell.
+#
+# Environment: KVFS_BIN (kvfs binary), KV_BUILD_DIR (build tree holding tests/posix_driver and
+# tests/fsx), KV_TEST_TMP (scratch root), MT_TIMEOUT (seconds, default 280), MT_KEEP=1 keeps
+# the temp dir even when the test passes. Exit 77 (skip) only when /dev/fuse is missing.
+
+set -u -o pipefail
+
+MT_NAME=$(basename "$0" .sh)
+MT_SRC_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+MT_REPO=$(cd "$MT_SRC_DIR/../.." && pwd)
+KVFS_BIN=${KVFS_BIN:-$MT_REPO/build/fs/kvfs}
+KV_BUILD_DIR=${KV_BUILD_DIR:-$(cd "$(dirname "$KVFS_BIN")/.." 2>/dev/null && pwd || echo "$MT_REPO/build")}
+MT_TIMEOUT=${MT_TIMEOUT:-280}
+MT_START=$SECONDS
+
+MT_DIR=""
+STORE=""
+MNT=""
+DAEMON_PID=""
+MT_MOUNT_OPTS=""
+MT_WATCHDOG_PID=""
+MT_FAILED=0
+
+mt_log() {
+    printf '[%s +%ds] %s\n' "$MT_NAME" $((SECONDS - MT_START)) "$*"
+}
+
+# Prints the context a failure needs: mount state, daemon state, the daemon log's tail.
+mt_context() {
+    {
+        echo "---- context ($MT_NAME, dir $MT_DIR)"
+        if [ -n "$MNT" ]; then
+            grep -F " $MNT " /proc/self/mounts || echo "(mount point $MNT not mounted)"
+        fi
+        if [ -n "$DAEMON_PID" ]; then
+            if kill -0 "$DAEMON_PID" 2>/dev/null; then
+                echo "daemon pid $DAEMON_PID alive"
+            else
+                echo "daemon pid $DAEMON_PID not running"
+            fi
+        fi
+        if [ -s "$MT_DIR/kvfs.log" ]; then
+            echo "---- last 30 lines of $MT_DIR/kvfs.log"
+            tail -n 30 "$MT_DIR/kvfs.log"
+        fi
+        echo "----"
+    } >&2
+}
+
+# Fails the test loudly: message, context, non-zero exit (the trap cleans up).
+mt_fail() {
+    MT_FAILED=1
+    echo "FAIL: $MT_NAME: $*" >&2
+    mt_context
+    exit 1
+}
+
+# Runs a command; fails the test with the command line and its status if it fails.
+mt_run() {
+    "$@"
+    local rc=$?
+    [ $rc -eq 0 ] || mt_fail "command failed (exit $rc): $*"
+}
+
+mt_skip_unless_fuse() {
+    if [ ! -c /dev/fuse ]; then
+        echo "SKIP: $MT_NAME: /dev/fuse is missing, cannot mount kvfs" >&2
+        exit 77
+    fi
+}
+
+mt_tool() {
+    local p="$KV_BUILD_DIR/tests/$1"
+    [ -x "$p" ] || mt_fail "helper program $p not built (build target $1)"
+    echo "$p"
+}
+
+mt_cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    if [ -n "$MT_WATCHDOG_PID" ]; then
+        kill "$MT_WATCHDOG_PID" 2>/dev/null
+        wait "$MT_WATCHDOG_PID" 2>/dev/null
+    fi
+    if [ -n "$MNT" ] && mountpoint -q "$MNT" 2>/dev/null; then
+        fusermount3 -u "$MNT" 2>/dev/null || fusermount3 -uz "$MNT" 2>/dev/null
+    fi
+    mt_stop_daemon 10
+    if [ $rc -ne 0 ] || [ "$MT_FAILED" = 1 ] || [ "${MT_KEEP:-0}" = 1 ]; then
+        [ -n "$MT_DIR" ] && echo "$MT_NAME: kept $MT_DIR for inspection" >&2
+    elif [ -n "$MT_DIR" ] && ! mountpoint -q "$MNT" 2>/dev/null; then
+        rm -rf --one-file-system "$MT_DIR"
+    fi
+    exit $rc
+}
+
+# Waits up to $1 seconds for our daemon to exit, then SIGKILLs it. Sets MT_DAEMON_RC.
+mt_stop_daemon() {
+    local limit=$1 i=0
+    MT_DAEMON_RC=""
+    [ -n "$DAEMON_PID" ] || return 0
+    while kill -0 "$DAEMON_PID" 2>/dev/null && [ $i -lt $((limit * 10)) ]; do
+        sleep 0.1
+        i=$((i + 1))
+    done
+    if kill -0 "$DAEMON_PID" 2>/dev/null; then
+        echo "$MT_NAME: daemon $DAEMON_PID still running after ${limit}s, sending SIGKILL" >&2
+        kill -9 "$DAEMON_PID" 2>/dev/null
+    fi
+    wait "$DAEMON_PID" 2>/dev/null
+    MT_DAEMON_RC=$?
+    DAEMON_PID=""
+    : >"$MT_DIR/daemon.pid"
+}
+
+# Creates the private directory and installs the trap and the watchdog.
+mt_init() {
+    mt_skip_unless_fuse
+    [ -x "$KVFS_BIN" ] || {
+        echo "FAIL: $MT_NAME: kvfs binary $KVFS_BIN not found (set KVFS_BIN or build target kvfs)" >&2
+        exit 1
+    }
+    command -v fusermount3 >/dev/null || {
+        echo "FAIL: $MT_NAME: fusermount3 not installed" >&2
+        exit 1
+    }
+    local root=${KV_TEST_TMP:-/tmp}
+    mkdir -p "$root" || exit 1
+    MT_DIR=$(mktemp -d "$root/mount-$MT_NAME.XXXXXX") || exit 1
+    chmod 755 "$MT_DIR"
+    STORE=$MT_DIR/store
+    MNT=$MT_DIR/mnt
+    mkdir -p "$STORE" "$MNT"
+    : >"$MT_DIR/daemon.pid"
+    trap mt_cleanup EXIT
+    trap 'echo "$MT_NAME: interrupted" >&2; exit 130' INT
+    trap 'echo "$MT_NAME: terminated (timeout ${MT_TIMEOUT}s?)" >&2; MT_FAILED=1; exit 124' TERM
+    local me=$$
+    (
+        trap - EXIT INT
+        sleep "$MT_TIMEOUT" &
+        sleeper=$!
+        trap 'kill $sleeper 2>/dev/null; exit 0' TERM
+        wait $sleeper
+        echo "TIMEOUT: $MT_NAME exceeded ${MT_TIMEOUT}s; killing our daemon and the test" >&2
+        pid=$(cat "$MT_DIR/daemon.pid" 2>/dev/null)
+        [ -n "$pid" ] && kill -9 "$pid" 2>/dev/null
+        fusermount3 -uz "$MNT" 2>/dev/null
+        kill -TERM "$me" 2>/dev/null
+    ) &
+    MT_WATCHDOG_PID=$!
+    mt_log "dir $MT_DIR, kvfs $KVFS_BIN, timeout ${MT_TIMEOUT}s"
+}
+
+# Mounts STORE on MNT with the given -o options (may be empty); waits until it is mounted.
+mt_mount() {
+    MT_MOUNT_OPTS=${1-$MT_MOUNT_OPTS}
+    local args=(mount -f)
+    [ -n "$MT_MOUNT_OPTS" ] && args+=(-o "$MT_MOUNT_OPTS")
+    echo "== $(date +%T) kvfs ${args[*]} $STORE $MNT" >>"$MT_DIR/kvfs.log"
+    "$KVFS_BIN" "${args[@]}" "$STORE" "$MNT" >>"$MT_DIR/kvfs.log" 2>&1 &
+    DAEMON_PID=$!
+    echo "$DAEMON_PID" >"$MT_DIR/daemon.pid"
+    local i=0
+    while ! mountpoint -q "$MNT"; do
+        if ! kill -0 "$DAEMON_PID" 2>/dev/null; then
+            wait "$DAEMON_PID"
+            local rc=$?
+            DAEMON_PID=""
+            mt_fail "kvfs mount exited with status $rc before the mount appeared"
+        fi
+        i=$((i + 1))
+        [ $i -lt 300 ] || mt_fail "mount did not appear within 30s"
+        sleep 0.1
+    done
+    mt_log "mounted (pid $DAEMON_PID, -o ${MT_MOUNT_OPTS:-none})"
+}
+
+# Unmounts cleanly and checks that the daemon then exits with status 0.
+mt_unmount() {
+    local i=0
+    while ! fusermount3 -u "$MNT" 2>"$MT_DIR/umount.err"; do
+        i=$((i + 1))
+        [ $i -lt 50 ] || mt_fail "fusermount3 -u failed: $(cat "$MT_DIR/umount.err")"
+        sleep 0.1
+    done
+    mt_stop_daemon 60
+    [ "$MT_DAEMON_RC" = 0 ] || mt_fail "daemon exited with status $MT_DAEMON_RC after unmount"
+    mt_log "unmounted"
+}
+
+mt_remount() {
+    mt_unmount
+    mt_mount "$MT_MOUNT_OPTS"
+}
+
+# SIGKILLs our daemon (no chance to flush anything), then lazily unmounts the dead mount.
+mt_kill9_daemon() {
+    [ -n "$DAEMON_PID" ] || mt_fail "kill9_daemon: no daemon running"
+    kill -9 "$DAEMON_PID"
+    wait "$DAEMON_PID" 2>/dev/null
+    DAEMON_PID=""
+    : >"$MT_DIR/daemon.pid"
+    fusermount3 -uz "$MNT" 2>/dev/null
+    local i=0
+    while mountpoint -q "$MNT"; do
+        i=$((i + 1))
+        [ $i -lt 50 ] || mt_fail "dead mount still present after fusermount3 -uz"
+        sleep 0.1
+    done
+    mt_log "daemon killed with SIGKILL, mount detached"
+}
+
+# Pid holding the flock on a store's LOCK file, from /proc/locks (for daemons we did not
+# start with -f). Prints nothing when nobody holds it.
+mt_lock_holder() {
+    local ino dev key
+    ino=$(stat -c %i "$1/LOCK" 2>/dev/null) || return 0
+    dev=$(stat -c %d "$1/LOCK")
+    key=$(printf '%02x:%02x:%s' $(((dev >> 8) & 0xfff)) $((dev & 0xff)) "$ino")
+    awk -v key="$key" '
+        { for (i = 2; i <= NF; i++) if ($i == key) { print $(i - 1); exit } }' /proc/locks
+}
+
+# Writes a sorted manifest of a tree: one line per entry with path, type+mode, uid, gid, size,
+# mtime (ns), nlink and symlink target; then the sha256 of every regular file up to 1 GiB
+# (bigger ones are checked separately); then every xattr (hex values). With a third argument
+# "notimes", owners and directory sizes and mtimes are left out (to compare two trees built
+# separately rather than one tree over time).
+mt_manifest() {
+    local dir=$1 out=$2 notimes=${3:-}
+    (
+        cd "$dir" || exit 1
+        if [ "$notimes" = notimes ]; then
+            find . -printf 'E %p %M %n %l\n' | LC_ALL=C sort
+            find . -type f -printf 'S %p %s\n' | LC_ALL=C sort
+        else
+            # Directory sizes are filesystem-specific, so they are left out.
+            { find . ! -type d -printf 'E %p %M %U %G %s %T@ %n %l\n'
+              find . -type d -printf 'E %p %M %U %G - %T@ %n\n'; } | LC_ALL=C sort
+        fi
+        find . -type f -size -1048577k -print0 | LC_ALL=C sort -z | xargs -0 -r sha256sum |
+            sed 's/^/H /'
+        find . -type f -size +1048576k -printf 'H (not hashed, %s bytes) %p\n' | LC_ALL=C sort
+        getfattr -R -h -d -m - -e hex . 2>/dev/null | awk '
+            /^# file: / { f = substr($0, 9); next }
+            /=/ { print "X " f " " $0 }' | LC_ALL=C sort
+    ) >"$out" || mt_fail "manifest of $dir failed"
+}
+
+# Compares two manifests; fails with the first differences. An optional third argument is an
+# extended regex of lines to leave out of both.
+mt_compare_manifests() {
+    local skip=${3:-^$}
+    if ! diff -u <(grep -Ev "$skip" "$1") <(grep -Ev "$skip" "$2") >"$MT_DIR/manifest.diff"; then
+        head -n 40 "$MT_DIR/manifest.diff" >&2
+        mt_fail "manifests differ ($1 vs $2; full diff in $MT_DIR/manifest.diff)"
+    fi
+}
