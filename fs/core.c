@@ -589,6 +589,11 @@ void fs_close(struct fs *fs)
     free(fs);
 }
 
+void fs_set_kernel_times(struct fs *fs, int on)
+{
+    fs->kernel_times = on;
+}
+
 kv_db *fs_get_db(struct fs *fs)
 {
     return fs->db;

@@ -212,7 +212,8 @@ ssize_t fs_write(struct fs *fs, uint64_t ino, uint64_t off, const void *buf, siz
     }
     if (end > in.size)
         in.size = end;
-    in.mtime = in.ctime = now;
+    if (!fs->kernel_times)
+        in.mtime = in.ctime = now;
     rc = fs_batch_put_inode(b, &in, NULL, 0);
     if (rc == 0)
         rc = fs_commit(fs, b);

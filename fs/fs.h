@@ -59,6 +59,11 @@ int fs_open(kv_db *db, const struct fs_config *cfg, uint32_t root_uid, uint32_t 
  * the next fs_open(). No other call may be running. NULL is a no-op. */
 void fs_close(struct fs *fs);
 
+/* With FUSE's writeback cache the kernel owns the mtime/ctime of written files and sends them
+ * with setattr; then fs_write() and fs_copy_file_range() leave them alone (otherwise a later
+ * writeback would move mtime past what the kernel showed). Call before serving requests. */
+void fs_set_kernel_times(struct fs *fs, int on);
+
 kv_db *fs_get_db(struct fs *fs);
 uint32_t fs_chunk_size(const struct fs *fs);
 

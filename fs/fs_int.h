@@ -39,6 +39,7 @@ struct fs {
     struct fs_config cfg;
     uint32_t chunk_size;
     int opened;         /* fs_open() completed */
+    int kernel_times;   /* writes leave mtime/ctime to the kernel (writeback cache) */
     struct fs_super sb; /* protected by alloc_mu */
     uint64_t next_ino;  /* protected by alloc_mu */
 

@@ -57,8 +57,10 @@ static void fs_op_init(void *userdata, struct fuse_conn_info *conn)
 {
     struct fs_ll *ll = userdata;
 
-    if (ll->writeback && (conn->capable & FUSE_CAP_WRITEBACK_CACHE))
+    if (ll->writeback && (conn->capable & FUSE_CAP_WRITEBACK_CACHE)) {
         conn->want |= FUSE_CAP_WRITEBACK_CACHE;
+        fs_set_kernel_times(ll->fs, 1);
+    }
     if (conn->capable & FUSE_CAP_READDIRPLUS)
         conn->want |= FUSE_CAP_READDIRPLUS;
     if (conn->capable & FUSE_CAP_READDIRPLUS_AUTO)

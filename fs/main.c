@@ -26,6 +26,7 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
+#include <sys/file.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
@@ -601,10 +602,30 @@ static void key_progress(void *ctx, uint64_t keys)
     fprintf(stderr, "\rkvfs fsck: %" PRIu64 " keys checked   ", keys);
 }
 
+/* Takes the store's LOCK (the flock kv_open takes) so that fsck never runs under a mounted
+ * daemon. Returns the fd holding it, -1 if the store has no LOCK file (kv_check reports), or
+ * -2 if someone else holds it. */
+static int lock_store(const char *store)
+{
+    char path[PATH_MAX];
+    int fd;
+
+    if (snprintf(path, sizeof path, "%s/LOCK", store) >= (int)sizeof path)
+        return -1;
+    fd = open(path, O_RDWR | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        close(fd);
+        return -2;
+    }
+    return fd;
+}
+
 static int cmd_fsck(int argc, char **argv)
 {
     const char *store = NULL;
-    int repair = 0, tty = isatty(2), rc;
+    int repair = 0, tty = isatty(2), rc, lock_fd;
     uint64_t problems = 0;
     struct fsck_result res;
     kv_options ko;
@@ -624,6 +645,11 @@ static int cmd_fsck(int argc, char **argv)
         usage(stderr);
         return EXIT_FSCK_ERRORS;
     }
+    lock_fd = lock_store(store);
+    if (lock_fd == -2) {
+        fprintf(stderr, "kvfs fsck: store %s is in use (mounted?); unmount it first\n", store);
+        return EXIT_FSCK_ERRORS;
+    }
     init_kv_options(&ko);
     ko.create_if_missing = 0;
     rc = kv_check(store, &ko, tty ? check_progress : NULL, NULL, &problems);
@@ -631,6 +657,8 @@ static int cmd_fsck(int argc, char **argv)
         fprintf(stderr, "\n");
     if (rc && rc != KV_ECORRUPT) {
         report_open_error(store, rc);
+        if (lock_fd >= 0)
+            close(lock_fd);
         return EXIT_FSCK_ERRORS;
     }
     if (rc == KV_ECORRUPT || problems) {
@@ -639,15 +667,23 @@ static int cmd_fsck(int argc, char **argv)
                problems, store);
     }
     ko.read_only = !repair;
+    if (repair && lock_fd >= 0) {
+        close(lock_fd); /* kv_open takes it for itself */
+        lock_fd = -1;
+    }
     rc = kv_open(store, &ko, &db);
     if (rc) {
         report_open_error(store, rc);
+        if (lock_fd >= 0)
+            close(lock_fd);
         return EXIT_FSCK_ERRORS;
     }
     rc = fs_fsck(db, repair, tty ? key_progress : NULL, NULL, &res);
     if (tty)
         fprintf(stderr, "\n");
     kv_close(db);
+    if (lock_fd >= 0)
+        close(lock_fd);
     if (rc) {
         fprintf(stderr, "kvfs fsck: stopped: %s\n", strerror(-rc));
         return EXIT_FSCK_ERRORS;

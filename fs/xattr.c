@@ -17,6 +17,15 @@ static int check_xname(const char *name, size_t *nlen)
     return 0;
 }
 
+/* POSIX ACLs are not supported: storing them as plain bytes would let a tool believe that
+ * setting an access ACL changed the mode (cp -a does exactly that), so they fail like on a
+ * filesystem mounted without ACL support and callers fall back to chmod. */
+static int is_posix_acl(const char *name)
+{
+    return strcmp(name, "system.posix_acl_access") == 0 ||
+           strcmp(name, "system.posix_acl_default") == 0;
+}
+
 int fs_setxattr(struct fs *fs, uint64_t ino, const char *name, const void *value, size_t size,
                 int flags)
 {
@@ -37,6 +46,8 @@ int fs_setxattr(struct fs *fs, uint64_t ino, const char *name, const void *value
         return -E2BIG;
     if (strcmp(name, FS_STATS_XATTR) == 0)
         return -EPERM;
+    if (is_posix_acl(name))
+        return -EOPNOTSUPP;
     if (flags & ~(XATTR_CREATE | XATTR_REPLACE))
         return -EINVAL;
     b = kv_batch_new();
@@ -98,6 +109,8 @@ ssize_t fs_getxattr(struct fs *fs, uint64_t ino, const char *name, void *buf, si
 
     if (rc)
         return rc;
+    if (is_posix_acl(name))
+        return -EOPNOTSUPP;
     if (ino == FS_ROOT_INO && strcmp(name, FS_STATS_XATTR) == 0) {
         char *text = fs_format_stats(fs->db);
         if (!text)
