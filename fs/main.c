@@ -50,6 +50,7 @@ struct mount_opts {
     char *cache_size;
     char *memtable_size;
     char *log_level;
+    int writeback; /* -o writeback=0|1, default 1 */
 };
 
 enum {
@@ -75,6 +76,7 @@ static const struct fuse_opt mount_optspec[] = {
     MOPT("cache_size=%s", cache_size),
     MOPT("memtable_size=%s", memtable_size),
     MOPT("log_level=%s", log_level),
+    MOPT("writeback=%d", writeback),
     FUSE_OPT_KEY("-f", KEY_FOREGROUND),
     FUSE_OPT_KEY("foreground", KEY_FOREGROUND),
     FUSE_OPT_KEY("-d", KEY_DEBUG),
@@ -140,6 +142,7 @@ static void usage(FILE *f)
             "  -o cache_size=BYTES     block cache (K, M, G suffixes; default 64M)\n"
             "  -o memtable_size=BYTES  memtable size (default 64M)\n"
             "  -o log_level=error|warn|info|debug\n"
+            "  -o writeback=0|1        kernel writeback cache (default 1)\n"
             "  fstab options (rw, suid, dev, exec, noatime, nofail, _netdev, ...) are accepted.\n"
             "\n"
             "fsck exits 0 when clean, 1 when everything found was repaired, 4 when errors "
@@ -397,7 +400,7 @@ static int run_mount(struct mount_opts *o, struct fuse_args *args, const char *s
         }
         ko.memtable_bytes = sz;
     }
-    ll.writeback = 1;
+    ll.writeback = o->writeback != 0;
     if (!o->sync || strcmp(o->sync, "request") == 0) {
         ko.sync_mode = KV_SYNC_ON_REQUEST;
     } else if (strcmp(o->sync, "never") == 0) {
@@ -515,6 +518,7 @@ static int cmd_mount(int argc, char **argv)
 
     memset(&o, 0, sizeof o);
     o.attr_timeout = o.entry_timeout = o.negative_timeout = 1.0;
+    o.writeback = 1;
     if (fuse_opt_parse(&args, &o, mount_optspec, mount_opt_proc) != 0)
         goto out;
     if (o.help) {
