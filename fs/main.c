@@ -240,9 +240,46 @@ static int parse_log_level(const char *s)
     return -1;
 }
 
+/* kvcore's messages while a store is being opened are held back: for the expected failures
+ * (locked, not a store, newer version) the user gets our one line instead; for anything else
+ * (corruption: which file, which offset) they are printed before it. */
+static pthread_mutex_t held_mu = PTHREAD_MUTEX_INITIALIZER;
+static int holding;
+static char held[4096];
+static size_t held_len;
+
 static void kv_log_to_fs(void *ctx, int level, const char *msg)
 {
+    pthread_mutex_lock(&held_mu);
+    if (holding) {
+        int n = snprintf(held + held_len, sizeof held - held_len, "kvfs: kvcore: %s\n", msg);
+        if (n > 0 && held_len + (size_t)n < sizeof held)
+            held_len += (size_t)n;
+        pthread_mutex_unlock(&held_mu);
+        return;
+    }
+    pthread_mutex_unlock(&held_mu);
     fs_log(level, "kvcore: %s", msg);
+}
+
+/* kv_open with held-back diagnostics (see kv_log_to_fs). */
+static int open_store(const char *path, const kv_options *ko, kv_db **db)
+{
+    int rc;
+
+    pthread_mutex_lock(&held_mu);
+    holding = 1;
+    held_len = 0;
+    pthread_mutex_unlock(&held_mu);
+    rc = kv_open(path, ko, db);
+    pthread_mutex_lock(&held_mu);
+    holding = 0;
+    if (rc && rc != KV_EBUSY && rc != KV_EINVAL && rc != KV_EVERSION)
+        fputs(held, stderr);
+    held[0] = '\0';
+    held_len = 0;
+    pthread_mutex_unlock(&held_mu);
+    return rc;
 }
 
 static void init_kv_options(kv_options *ko)
@@ -320,20 +357,9 @@ static int is_mount_point(const char *path)
 static int prepare_paths(struct mount_opts *o, char *store_abs, char *mnt_abs)
 {
     struct stat st;
+    int created = 0;
 
-    if (stat(o->store, &st) != 0) {
-        if (errno != ENOENT || mkdir(o->store, 0700) != 0) {
-            fprintf(stderr, "kvfs: cannot use store %s: %s\n", o->store, strerror(errno));
-            return -1;
-        }
-    } else if (!S_ISDIR(st.st_mode)) {
-        fprintf(stderr, "kvfs: store %s is not a directory\n", o->store);
-        return -1;
-    }
-    if (!realpath(o->store, store_abs)) {
-        fprintf(stderr, "kvfs: cannot resolve %s: %s\n", o->store, strerror(errno));
-        return -1;
-    }
+    /* The mount point first: a failure here must leave no new store directory behind. */
     if (stat(o->mountpoint, &st) != 0) {
         fprintf(stderr, "kvfs: mount point %s: %s\n", o->mountpoint, strerror(errno));
         return -1;
@@ -350,12 +376,30 @@ static int prepare_paths(struct mount_opts *o, char *store_abs, char *mnt_abs)
         fprintf(stderr, "kvfs: mount point %s is busy (something is mounted there)\n", mnt_abs);
         return -1;
     }
+    if (stat(o->store, &st) != 0) {
+        if (errno != ENOENT || mkdir(o->store, 0700) != 0) {
+            fprintf(stderr, "kvfs: cannot use store %s: %s\n", o->store, strerror(errno));
+            return -1;
+        }
+        created = 1;
+    } else if (!S_ISDIR(st.st_mode)) {
+        fprintf(stderr, "kvfs: store %s is not a directory\n", o->store);
+        return -1;
+    }
+    if (!realpath(o->store, store_abs)) {
+        fprintf(stderr, "kvfs: cannot resolve %s: %s\n", o->store, strerror(errno));
+        goto fail;
+    }
     if (strcmp(store_abs, mnt_abs) == 0 ||
         (strncmp(store_abs, mnt_abs, strlen(mnt_abs)) == 0 && store_abs[strlen(mnt_abs)] == '/')) {
         fprintf(stderr, "kvfs: the store must not lie inside the mount point\n");
-        return -1;
+        goto fail;
     }
     return 0;
+fail:
+    if (created)
+        rmdir(o->store);
+    return -1;
 }
 
 static void report_status(int fd, int status)
@@ -413,7 +457,7 @@ static int run_mount(struct mount_opts *o, struct fuse_args *args, const char *s
         fprintf(stderr, "kvfs: bad sync '%s' (never, request or always)\n", o->sync);
         goto out;
     }
-    rc = kv_open(store, &ko, &db);
+    rc = open_store(store, &ko, &db);
     if (rc) {
         report_open_error(store, rc);
         goto out;
@@ -675,7 +719,7 @@ static int cmd_fsck(int argc, char **argv)
         close(lock_fd); /* kv_open takes it for itself */
         lock_fd = -1;
     }
-    rc = kv_open(store, &ko, &db);
+    rc = open_store(store, &ko, &db);
     if (rc) {
         report_open_error(store, rc);
         if (lock_fd >= 0)
@@ -728,7 +772,7 @@ static int cmd_stats(int argc, char **argv)
     init_kv_options(&ko);
     ko.create_if_missing = 0;
     ko.read_only = 1;
-    rc = kv_open(argv[1], &ko, &db);
+    rc = open_store(argv[1], &ko, &db);
     if (rc) {
         report_open_error(argv[1], rc);
         return 1;
@@ -778,7 +822,7 @@ static int cmd_compact(int argc, char **argv)
     }
     init_kv_options(&ko);
     ko.create_if_missing = 0;
-    rc = kv_open(argv[1], &ko, &w.db);
+    rc = open_store(argv[1], &ko, &w.db);
     if (rc) {
         report_open_error(argv[1], rc);
         return 1;
