@@ -1,8 +1,9 @@
 #!/bin/bash
 # fsx.sh: data integrity of kvfs under fsx, without and with the kernel writeback cache.
 #
-# kvfs option for the writeback cache: -o writeback=0 turns it off (default on). FSX_OPS scales
-# the run (default 6000 ops per configuration); FSX_SEED fixes the seed (default random, printed).
+# The writeback cache is turned off with -o writeback=0 (agreed option name; FSX_NOWB_OPTS
+# overrides it, e.g. sync=always). FSX_OPS scales the run (default 6000 ops per configuration);
+# FSX_SEED fixes the seed (default random, printed).
 . "$(dirname "$0")/lib.sh"
 
 mt_init
@@ -21,9 +22,9 @@ run_fsx() {
     [ $rc -eq 0 ] || mt_fail "fsx $label failed (exit $rc); replay line above"
 }
 
-for mode in "writeback=0" ""; do
+for mode in "${FSX_NOWB_OPTS:-writeback=0}" ""; do
     tag=${mode:-default}
-    tag=${tag//=/}
+    tag=${tag//[=,]/}
     mt_mount "$mode"
     run_fsx "$tag-buffered" -N "$OPS" -l 4M -o 256K "$MNT/fsx-buffered"
     run_fsx "$tag-reopen" -N $((OPS / 2)) -l 2M -o 128K -c 300 "$MNT/fsx-reopen"
