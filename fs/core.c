@@ -452,6 +452,8 @@ static int format(struct fs *fs, uint32_t uid, uint32_t gid)
     return rc;
 }
 
+static void fs_free(struct fs *fs, int reclaim);
+
 /* Reclaims every inode an earlier run left with nlink 0 (crash while files were open). */
 static int recover_orphans(struct fs *fs)
 {
@@ -558,7 +560,7 @@ int fs_open(kv_db *db, const struct fs_config *cfg, uint32_t root_uid, uint32_t 
     if (rc == 0 && !cfg->read_only)
         rc = recover_orphans(fs);
     if (rc) {
-        fs_close(fs);
+        fs_free(fs, 0);
         return rc;
     }
     fs->opened = 1;
@@ -566,13 +568,13 @@ int fs_open(kv_db *db, const struct fs_config *cfg, uint32_t root_uid, uint32_t 
     return 0;
 }
 
-void fs_close(struct fs *fs)
+static void fs_free(struct fs *fs, int reclaim)
 {
     if (!fs)
         return;
     /* Nothing references any inode any more: finish unlinked-but-open files now rather than at
      * the next mount. A failure leaves the orphan keys, which the next mount processes. */
-    if (fs->opened && !fs->cfg.read_only)
+    if (reclaim && fs->opened && !fs->cfg.read_only)
         recover_orphans(fs);
     for (int i = 0; i < FS_ITAB_BUCKETS; i++) {
         while (fs->itab[i]) {
@@ -587,6 +589,16 @@ void fs_close(struct fs *fs)
     pthread_mutex_destroy(&fs->itab_mu);
     pthread_mutex_destroy(&fs->alloc_mu);
     free(fs);
+}
+
+void fs_close(struct fs *fs)
+{
+    fs_free(fs, 1);
+}
+
+void fs_abandon(struct fs *fs)
+{
+    fs_free(fs, 0);
 }
 
 void fs_set_kernel_times(struct fs *fs, int on)

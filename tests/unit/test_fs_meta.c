@@ -471,7 +471,7 @@ START_TEST(test_fs_fsck_counts_pending_orphans_as_clean)
     ck_assert_int_eq(fs_unlink(g_fs, 1, "f"), 0);
     /* crash with the file open: the orphan key is on disk */
     ck_assert_int_eq(kv_close(g_db), 0);
-    free(g_fs);
+    fs_abandon(g_fs);
     g_fs = NULL;
     kv_options o;
     kv_options_init(&o);

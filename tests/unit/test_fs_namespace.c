@@ -268,7 +268,7 @@ START_TEST(test_fs_orphan_of_a_crashed_run_is_reclaimed_at_open)
     /* "crash": the store is closed while the file is still open; fs_close() is not called */
     ck_assert_int_eq(kv_close(g_db), 0);
     g_db = NULL;
-    free(g_fs); /* the struct only; nothing else was allocated for this small test */
+    fs_abandon(g_fs);
     g_fs = NULL;
     open_fs();
     ck_assert_uint_eq(count_keys('I', e.ino), 0);
