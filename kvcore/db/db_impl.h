@@ -1,0 +1,93 @@
+/* db_impl.h - the database object shared by db.c (open, write path, background work) and
+ * db_iter.c (user iterators). Private to kvcore/db; nothing outside db.c/db_iter.c uses it.
+ *
+ * Invariants (checked by db_check_invariants() in debug builds, mu held):
+ *  1. At most one immutable memtable exists; imm != NULL means the background thread owes a
+ *     flush. mem is never NULL while the db is open.
+ *  2. Only the writer at the head of the write queue (the leader) touches `log`, `mem`'s
+ *     contents and `logfile_number`; it may do so without mu while it stays at the head.
+ *  3. Every WAL numbered >= version_set_log_number() may still hold unflushed writes and is
+ *     never deleted; imm's writes are in WALs < imm_log_number, mem's in WALs >= it.
+ *  4. Snapshots form a doubly linked ring around `snapshots` ordered by sequence (oldest
+ *     first); each sequence is <= last_sequence.
+ *  5. Only the background thread (and kv_open, before it starts) deletes files, writes tables
+ *     or calls log_and_apply, so compaction outputs in progress are never mistaken for garbage.
+ *
+ * Lock order: mu is the only db lock. The table cache, block cache and memtables have their
+ * own internal locks and never call back into the db, so they may be used with mu held.
+ */
+#ifndef KV_DB_IMPL_H
+#define KV_DB_IMPL_H
+
+#include <pthread.h>
+#include <stdint.h>
+#include "db/memtable.h"
+#include "db/table_cache.h"
+#include "db/version.h"
+#include "db/wal.h"
+#include "kvcore/kv.h"
+#include "util/cache.h"
+#include "util/env.h"
+#include "util/log.h"
+
+struct kv_snapshot {
+    uint64_t sequence;
+    struct kv_snapshot *prev, *next; /* protected by mu */
+};
+
+struct db_writer; /* a thread waiting in the write queue; defined in db.c */
+struct db_manual; /* a kv_compact_range request; defined in db.c */
+
+struct kv_db {
+    char *dbname;
+    kv_options opts; /* sanitized copy */
+    const kv_env *env;
+    kv_logger log;
+    env_lock *lock; /* NULL in read-only mode */
+    cache *block_cache;
+    table_cache *tc;
+
+    pthread_mutex_t mu;
+    pthread_cond_t bg_cv;   /* background work finished something; writers and waiters wait */
+    pthread_cond_t work_cv; /* wakes the background thread */
+
+    version_set *vs; /* protected by mu */
+    memtable *mem;   /* protected by mu for the pointer; contents: leader only */
+    memtable *imm;   /* protected by mu */
+    uint64_t imm_log_number;
+    wal_writer *wal; /* leader only (NULL in read-only mode) */
+    uint64_t logfile_number;
+    int log_dirty;   /* appended since the last sync; leader only */
+    int log_failed;  /* an append failed: rotate to a new WAL before the next one; mu */
+    kv_batch *group; /* the leader's joined batch; leader only */
+
+    struct db_writer *wq_head, *wq_tail; /* protected by mu */
+    struct kv_snapshot snapshots;        /* list head (sentinel); protected by mu */
+
+    /* Background thread state, protected by mu. */
+    pthread_t bg_thread;
+    int bg_started;
+    volatile int shutting_down;
+    int bg_error;   /* fatal: corruption or EIO; writes return it from now on */
+    int bg_nospace; /* the last background attempt failed with ENOSPC and is being retried */
+    uint64_t flush_failures; /* failed flush attempts, so kv_flush can tell when to give up */
+    int last_flush_error;
+    struct db_manual *manual;
+
+    /* Counters for kv_get_stats, protected by mu. */
+    uint64_t user_bytes_written, wal_bytes_written, wal_syncs;
+    uint64_t flush_bytes_written, flushes;
+    uint64_t compaction_bytes_written, compaction_bytes_read, compactions;
+    uint64_t stall_micros, slowdowns, stops;
+    uint64_t live_snapshots, background_errors;
+};
+
+/* Takes references (mu held inside) to everything a read as of `snap` (NULL: latest) needs:
+ * *mem, *imm (may be NULL) and *v, and returns the read sequence. Release with
+ * db_release_read_view(). Thread-safe. */
+uint64_t db_acquire_read_view(kv_db *db, const kv_snapshot *snap, memtable **mem, memtable **imm,
+                              version **v);
+/* Drops the references taken by db_acquire_read_view (any may be NULL). Takes mu. */
+void db_release_read_view(kv_db *db, memtable *mem, memtable *imm, version *v);
+
+#endif /* KV_DB_IMPL_H */

@@ -1,0 +1,397 @@
+/* db_iter.c - the user iterator: a view of the merged internal entries (memtables and tables)
+ * that shows, at the iterator's sequence, only the newest entry of each user key and hides
+ * deletions, with next/prev/seek/seek_for_prev/seek_first/seek_last.
+ *
+ * The merged internal stream orders each user key's entries newest first. Two directions:
+ *  - forward: the internal iterator is ON the entry that supplies the current key and value,
+ *    so key()/value() read straight from it. saved_key is scratch (the key being skipped).
+ *  - reverse: the internal iterator is positioned just BEFORE every entry of the current key
+ *    (on the last entry of a smaller key, or invalid); the current key and value are copies in
+ *    saved_key/saved_value, because reaching the newest visible entry of a key backwards means
+ *    walking past it.
+ * Switching direction re-establishes the other position from the current key.
+ *
+ * Invariants:
+ *  1. valid implies: forward -> internal valid, its entry visible (sequence <= it->sequence),
+ *     a value, and the newest visible entry of its user key; reverse -> saved_key/saved_value
+ *     hold the newest visible entry of a key whose newest visible entry is a value.
+ *  2. When the internal iterator reports an error, the user iterator becomes invalid and
+ *     kv_iter_status() returns the error: a partial scan never yields a stale value.
+ *  3. The iterator pins the memtables it reads (through their iterators) and the version (a
+ *     cleanup on the merged iterator unrefs it), so flushes and compactions can proceed.
+ */
+#include "db/db_impl.h"
+
+#include <assert.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "table/sst.h"
+#include "util/ikey.h"
+
+enum { DIR_FORWARD = 0, DIR_REVERSE = 1 };
+
+struct kv_iter {
+    kv_db *db;
+    iter *internal; /* merged memtables + tables; owns the version reference */
+    uint64_t sequence;
+    int valid;
+    int dir;
+    int status; /* an error found by this layer (malformed key, out of memory) */
+    buf saved_key;
+    buf saved_value;
+    buf scratch; /* internal keys built for seeks */
+};
+
+/* Runs from iter_free of the merged iterator; kv_iter_free holds mu around it. */
+static void unref_version_cleanup(void *arg1, void *arg2)
+{
+    version_unref((version *)arg2);
+}
+
+kv_iter *kv_iter_new(kv_db *db, const kv_snapshot *snap)
+{
+    if (!db)
+        return NULL;
+    kv_iter *it = calloc(1, sizeof(*it));
+    if (!it)
+        return NULL;
+    it->db = db;
+    buf_init(&it->saved_key);
+    buf_init(&it->saved_value);
+    buf_init(&it->scratch);
+
+    memtable *mem, *imm;
+    version *v;
+    it->sequence = db_acquire_read_view(db, snap, &mem, &imm, &v);
+    iter **children = malloc(2 * sizeof(*children));
+    int n = 0;
+    int rc = children ? 0 : KV_ENOMEM;
+    if (rc == 0 && (children[n] = memtable_iter_new(mem)) != NULL)
+        n++;
+    else
+        rc = KV_ENOMEM;
+    if (rc == 0 && imm) {
+        if ((children[n] = memtable_iter_new(imm)) != NULL)
+            n++;
+        else
+            rc = KV_ENOMEM;
+    }
+    /* The memtable iterators hold their own references now. */
+    db_release_read_view(db, mem, imm, NULL);
+    if (rc == 0)
+        rc = version_add_iterators(v, 1, &children, &n);
+
+    pthread_mutex_lock(&db->mu);
+    if (rc == 0) {
+        it->internal = merger_new(children, n); /* frees the children if it fails */
+        children = NULL;
+        if (!it->internal) {
+            rc = KV_ENOMEM;
+        } else if (iter_register_cleanup(it->internal, unref_version_cleanup, db, v) != 0) {
+            /* the cleanup ran already: v is released */
+            iter_free(it->internal);
+            it->internal = NULL;
+            pthread_mutex_unlock(&db->mu);
+            free(it);
+            return NULL;
+        }
+    }
+    if (rc != 0) {
+        for (int i = 0; children && i < n; i++)
+            iter_free(children[i]);
+        version_unref(v);
+    }
+    pthread_mutex_unlock(&db->mu);
+    free(children);
+    if (rc != 0) {
+        free(it);
+        return NULL;
+    }
+    return it;
+}
+
+void kv_iter_free(kv_iter *it)
+{
+    if (!it)
+        return;
+    kv_db *db = it->db;
+    pthread_mutex_lock(&db->mu);
+    iter_free(it->internal);
+    pthread_mutex_unlock(&db->mu);
+    buf_free(&it->saved_key);
+    buf_free(&it->saved_value);
+    buf_free(&it->scratch);
+    free(it);
+}
+
+/* ---- Helpers ------------------------------------------------------------------------------- */
+
+static void fail(kv_iter *it, int rc)
+{
+    if (it->status == 0)
+        it->status = rc;
+    it->valid = 0;
+}
+
+/* Parses the internal iterator's key; on a malformed key marks the iterator corrupt. */
+static int parse_current(kv_iter *it, ikey_parsed *pk)
+{
+    if (ikey_parse(iter_key(it->internal), pk))
+        return 1;
+    kv_log(&it->db->log, KV_LOG_ERROR, "iterator: malformed internal key (%zu bytes)",
+           iter_key(it->internal).size);
+    fail(it, KV_ECORRUPT);
+    return 0;
+}
+
+static int save(kv_iter *it, buf *b, slice s)
+{
+    buf_clear(b);
+    if (buf_append(b, s.data, s.size) != 0) {
+        fail(it, KV_ENOMEM);
+        return 0;
+    }
+    return 1;
+}
+
+static void clear_saved(kv_iter *it)
+{
+    buf_clear(&it->saved_key);
+    buf_clear(&it->saved_value);
+}
+
+/* Invariant 2: an internal error ends the scan. */
+static void check_internal_status(kv_iter *it)
+{
+    if (it->valid && iter_status(it->internal) != 0)
+        it->valid = 0;
+}
+
+/* Forward: from the internal position, finds the first visible value whose user key is not
+ * hidden. With skipping, entries with user key <= saved_key are hidden (already shown or
+ * deleted). */
+static void find_next_user_entry(kv_iter *it, int skipping)
+{
+    assert(it->dir == DIR_FORWARD);
+    while (iter_valid(it->internal)) {
+        ikey_parsed pk;
+        if (!parse_current(it, &pk))
+            return;
+        if (pk.sequence <= it->sequence) {
+            if (pk.type == IKEY_TYPE_DELETION) {
+                /* Hide every older entry of this key. */
+                if (!save(it, &it->saved_key, pk.user_key))
+                    return;
+                skipping = 1;
+            } else if (!skipping || slice_compare(pk.user_key, buf_slice(&it->saved_key)) > 0) {
+                it->valid = 1;
+                buf_clear(&it->saved_key);
+                check_internal_status(it);
+                return;
+            }
+        }
+        iter_next(it->internal);
+    }
+    buf_clear(&it->saved_key);
+    it->valid = 0;
+}
+
+/* Reverse: walks backwards over the entries of the key before the internal position and
+ * keeps the newest visible one; stops on the last entry of the key before that. */
+static void find_prev_user_entry(kv_iter *it)
+{
+    assert(it->dir == DIR_REVERSE);
+    int value_type = IKEY_TYPE_DELETION;
+    while (iter_valid(it->internal)) {
+        ikey_parsed pk;
+        if (!parse_current(it, &pk))
+            return;
+        if (pk.sequence <= it->sequence) {
+            if (value_type != IKEY_TYPE_DELETION &&
+                slice_compare(pk.user_key, buf_slice(&it->saved_key)) < 0)
+                break; /* an entry of the previous key: the current one is complete */
+            value_type = pk.type;
+            if (pk.type == IKEY_TYPE_DELETION) {
+                clear_saved(it);
+            } else if (!save(it, &it->saved_key, pk.user_key) ||
+                       !save(it, &it->saved_value, iter_value(it->internal))) {
+                return;
+            }
+        }
+        iter_prev(it->internal);
+    }
+    if (iter_status(it->internal) != 0) {
+        /* Newer entries of the key may lie past the failure: never show an older value. */
+        it->valid = 0;
+        clear_saved(it);
+        return;
+    }
+    if (value_type == IKEY_TYPE_DELETION) {
+        it->valid = 0;
+        clear_saved(it);
+        it->dir = DIR_FORWARD;
+    } else {
+        it->valid = 1;
+    }
+}
+
+/* Builds the internal key (user_key, seq, type) in scratch. */
+static int make_seek_key(kv_iter *it, slice user_key, uint64_t seq, int type)
+{
+    buf_clear(&it->scratch);
+    if (ikey_append(&it->scratch, user_key, seq, type) != 0) {
+        fail(it, KV_ENOMEM);
+        return 0;
+    }
+    return 1;
+}
+
+/* ---- Positioning --------------------------------------------------------------------------- */
+
+void kv_iter_seek_first(kv_iter *it)
+{
+    it->status = 0;
+    it->dir = DIR_FORWARD;
+    clear_saved(it);
+    iter_seek_first(it->internal);
+    find_next_user_entry(it, 0);
+}
+
+void kv_iter_seek_last(kv_iter *it)
+{
+    it->status = 0;
+    it->dir = DIR_REVERSE;
+    clear_saved(it);
+    iter_seek_last(it->internal);
+    find_prev_user_entry(it);
+}
+
+void kv_iter_seek(kv_iter *it, const void *key, size_t klen)
+{
+    it->status = 0;
+    it->dir = DIR_FORWARD;
+    clear_saved(it);
+    if (!make_seek_key(it, slice_make(key, klen), it->sequence, IKEY_TYPE_FOR_SEEK))
+        return;
+    iter_seek(it->internal, buf_slice(&it->scratch));
+    find_next_user_entry(it, 0);
+}
+
+void kv_iter_seek_for_prev(kv_iter *it, const void *key, size_t klen)
+{
+    it->status = 0;
+    it->dir = DIR_REVERSE;
+    clear_saved(it);
+    slice target = slice_make(key, klen);
+    /* (target, 0, deletion) sorts after every entry of target: land on the first entry of a
+     * larger key, then step back onto the last entry of a key <= target. */
+    if (!make_seek_key(it, target, 0, IKEY_TYPE_DELETION))
+        return;
+    iter_seek(it->internal, buf_slice(&it->scratch));
+    while (iter_valid(it->internal)) {
+        ikey_parsed pk;
+        if (!parse_current(it, &pk))
+            return;
+        if (slice_compare(pk.user_key, target) > 0)
+            break;
+        iter_next(it->internal);
+    }
+    if (iter_status(it->internal) != 0) {
+        it->valid = 0;
+        return;
+    }
+    if (iter_valid(it->internal))
+        iter_prev(it->internal);
+    else
+        iter_seek_last(it->internal);
+    find_prev_user_entry(it);
+}
+
+void kv_iter_next(kv_iter *it)
+{
+    assert(it->valid);
+    if (!it->valid)
+        return;
+    if (it->dir == DIR_REVERSE) {
+        /* The internal iterator is before every entry of the current key (saved_key): step
+         * onto them and skip them all. */
+        it->dir = DIR_FORWARD;
+        if (!iter_valid(it->internal))
+            iter_seek_first(it->internal);
+        else
+            iter_next(it->internal);
+        buf_clear(&it->saved_value);
+    } else {
+        if (!save(it, &it->saved_key, ikey_user_key(iter_key(it->internal))))
+            return;
+        iter_next(it->internal);
+    }
+    if (!iter_valid(it->internal)) {
+        it->valid = 0;
+        buf_clear(&it->saved_key);
+        return;
+    }
+    find_next_user_entry(it, 1);
+}
+
+void kv_iter_prev(kv_iter *it)
+{
+    assert(it->valid);
+    if (!it->valid)
+        return;
+    if (it->dir == DIR_FORWARD) {
+        /* The internal iterator is on the current key's newest visible entry: back up until
+         * it is on an entry of a smaller user key. */
+        if (!save(it, &it->saved_key, ikey_user_key(iter_key(it->internal))))
+            return;
+        for (;;) {
+            iter_prev(it->internal);
+            if (!iter_valid(it->internal)) {
+                it->valid = 0;
+                clear_saved(it);
+                return;
+            }
+            ikey_parsed pk;
+            if (!parse_current(it, &pk))
+                return;
+            if (slice_compare(pk.user_key, buf_slice(&it->saved_key)) < 0)
+                break;
+        }
+        it->dir = DIR_REVERSE;
+    }
+    find_prev_user_entry(it);
+}
+
+int kv_iter_valid(const kv_iter *it)
+{
+    return it && it->valid;
+}
+
+const void *kv_iter_key(const kv_iter *it, size_t *klen)
+{
+    assert(it->valid);
+    slice k =
+        it->dir == DIR_FORWARD ? ikey_user_key(iter_key(it->internal)) : buf_slice(&it->saved_key);
+    if (klen)
+        *klen = k.size;
+    return k.data;
+}
+
+const void *kv_iter_value(const kv_iter *it, size_t *vlen)
+{
+    assert(it->valid);
+    slice v = it->dir == DIR_FORWARD ? iter_value(it->internal) : buf_slice(&it->saved_value);
+    if (vlen)
+        *vlen = v.size;
+    return v.data;
+}
+
+int kv_iter_status(const kv_iter *it)
+{
+    if (!it)
+        return KV_EINVAL;
+    if (it->status)
+        return it->status;
+    return iter_status(it->internal);
+}
