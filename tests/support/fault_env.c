@@ -68,6 +68,7 @@ struct fault_env {
     int halt_armed, halted;
     uint64_t halt_at;
     uint64_t mutations;
+    int create_durable_on_sync;
     fault_env_counters c;
 };
 
@@ -283,6 +284,19 @@ static int check_mutation(fault_env *fe, enum fault_op op)
     return rc;
 }
 
+/* Drops a pending create of path (its directory entry became durable). mu held. */
+static void forget_create(fault_env *fe, const char *normed)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < fe->npend; i++) {
+        if (fe->pend[i].kind == PEND_CREATE && strcmp(fe->pend[i].path, normed) == 0)
+            free_pending(&fe->pend[i]);
+        else
+            fe->pend[o++] = fe->pend[i];
+    }
+    fe->npend = o;
+}
+
 /* ---- file handles -------------------------------------------------------------------------- */
 
 static int wrap(fault_env *fe, env_file *inner, fstate *fs, env_file **out)
@@ -365,6 +379,8 @@ static int fe_sync(env_file *ef)
                 if (f->fs) {
                     fe->c.bytes_synced += f->fs->len - f->fs->durable;
                     f->fs->durable = f->fs->len;
+                    if (fe->create_durable_on_sync)
+                        forget_create(fe, f->fs->path);
                 }
                 fe->mutations++;
             }
@@ -792,6 +808,13 @@ int fault_env_halted(fault_env *fe)
     int h = fe->halted || (fe->halt_armed && fe->mutations >= fe->halt_at);
     pthread_mutex_unlock(&fe->mu);
     return h;
+}
+
+void fault_env_set_create_durable_on_sync(fault_env *fe, int on)
+{
+    pthread_mutex_lock(&fe->mu);
+    fe->create_durable_on_sync = on;
+    pthread_mutex_unlock(&fe->mu);
 }
 
 int fault_env_flip_bit(fault_env *fe, const char *path, uint64_t offset, int bit)

@@ -95,6 +95,12 @@ void fault_env_halt(fault_env *fe);
 /* 1 if the env is halted (the halt point was reached). */
 int fault_env_halted(fault_env *fe);
 
+/* on = 1 models file systems (ext4, xfs in practice) where fsync of a newly created file also
+ * commits its directory entry, so a synced file survives a crash without a sync_dir. The
+ * default (0) is the POSIX rule the engine must be written for: only sync_dir makes a create
+ * durable. Meant for looking past a known bug of that kind; tests run strict. */
+void fault_env_set_create_durable_on_sync(fault_env *fe, int on);
+
 /* Flips bit `bit` (0-7) of the byte at `offset` in path, directly on disk (not counted as an
  * operation and not tracked). Returns 0, or -1 if the file cannot be read or is too short. */
 int fault_env_flip_bit(fault_env *fe, const char *path, uint64_t offset, int bit);

@@ -97,6 +97,16 @@ void tu_rng_fill(tu_rng *r, void *buf, size_t n)
     }
 }
 
+uint64_t tu_env_u64(const char *name, uint64_t def)
+{
+    const char *s = getenv(name);
+    if (!s || !*s)
+        return def;
+    char *end;
+    unsigned long long v = strtoull(s, &end, 0);
+    return (*end == '\0' && v > 0) ? (uint64_t)v : def;
+}
+
 /* ---- Files and directories --------------------------------------------------------------- */
 
 static int mkdir_p(const char *path)

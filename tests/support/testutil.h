@@ -30,6 +30,10 @@ uint64_t tu_rng_below(tu_rng *r, uint64_t n);
 int tu_rng_chance(tu_rng *r, unsigned num, unsigned den);
 void tu_rng_fill(tu_rng *r, void *buf, size_t n);
 
+/* Returns the number in environment variable name (e.g. KV_TEST_MEMTABLE_BYTES, to rerun a
+ * test with other sizes), or def if it is unset or not a positive number. */
+uint64_t tu_env_u64(const char *name, uint64_t def);
+
 /* ---- Files and directories --------------------------------------------------------------- */
 
 /* Creates a fresh, empty directory under $KV_TEST_TMP (created if missing) or /tmp, whose

@@ -153,6 +153,20 @@ START_TEST(test_fault_env_create_without_dir_sync_disappears)
 }
 END_TEST
 
+START_TEST(test_fault_env_lenient_mode_lets_a_synced_new_file_survive)
+{
+    fault_env *fe = fault_env_new(15);
+    const kv_env *env = fault_env_env(fe);
+    fault_env_set_create_durable_on_sync(fe, 1);
+    make_file(env, "synced", "s", 1, 0);
+    make_file(env, "unsynced", "u", 0, 0);
+    ck_assert_int_eq(fault_env_crash(fe, FAULT_CRASH_DROP_UNSYNCED), 0);
+    ck_assert(real_exists("synced"));
+    ck_assert(!real_exists("unsynced"));
+    fault_env_free(fe);
+}
+END_TEST
+
 START_TEST(test_fault_env_rename_without_dir_sync_is_undone)
 {
     fault_env *fe = fault_env_new(3);
@@ -416,6 +430,7 @@ static Suite *fault_env_suite(void)
     tcase_add_test(tc, test_fault_env_tear_keeps_a_random_prefix_of_the_tail);
     tcase_add_test(tc, test_fault_env_tear_is_deterministic_for_a_seed);
     tcase_add_test(tc, test_fault_env_create_without_dir_sync_disappears);
+    tcase_add_test(tc, test_fault_env_lenient_mode_lets_a_synced_new_file_survive);
     tcase_add_test(tc, test_fault_env_rename_without_dir_sync_is_undone);
     tcase_add_test(tc, test_fault_env_rename_with_dir_sync_survives);
     tcase_add_test(tc, test_fault_env_unsynced_data_of_renamed_file_is_lost);
