@@ -1,8 +1,9 @@
 #!/bin/bash
 # tools.sh: everyday tools on kvfs (cp -a, tar, rsync -aHAX, links, symlinks, xattrs, sparse and
 # >4 GiB files, truncate, a big directory rename, 100k files in one directory, parallel writers),
-# then persistence: a manifest must survive unmount+mount and, for synced data, kill -9, after
-# which `kvfs fsck` must find the store clean.
+# then persistence: a manifest must survive unmount+mount and, for synced data and for every
+# acknowledged namespace operation, kill -9 (with an open-unlinked file pending), after which
+# `kvfs fsck` must find the store clean.
 #
 # MT_TREE is the tree copied around (default /usr/include); MT_MANY the size of the big
 # directory (default 100000); MT_TOOLS_OPTS extra mount options.
@@ -164,6 +165,18 @@ setfattr -n user.d -v synced "$MNT/durable/f1" && mv "$MNT/durable/f2" "$MNT/dur
     mt_fail "metadata changes in durable"
 mkdir "$MNT/scratch" || mt_fail "mkdir scratch"
 sync -f "$MNT/durable" || mt_fail "syncfs"
+# Namespace operations acknowledged but never synced: each reached the WAL before it returned,
+# so kill -9 of the daemon must not lose them (durability contract 1; no data is involved, so
+# the writeback cache does not matter).
+mkdir -p "$MNT/acked/a/b" && touch "$MNT/acked/e1" "$MNT/acked/e2" &&
+    mv "$MNT/acked/e1" "$MNT/acked/a/e1-moved" && ln "$MNT/acked/e2" "$MNT/acked/a/b/e2-link" &&
+    ln -s ../e2 "$MNT/acked/a/sym" && chmod 0705 "$MNT/acked/a" && mkfifo "$MNT/acked/fifo" &&
+    setfattr -n user.k -v acked "$MNT/acked/e2" && touch -d '2010-01-01 00:00:01' "$MNT/acked/e2" &&
+    mkdir "$MNT/acked/gone" && rmdir "$MNT/acked/gone" && mv "$MNT/durable/f6" "$MNT/acked/f6" ||
+    mt_fail "unsynced namespace operations"
+# A file unlinked while open is an orphan when the daemon dies; recovery must reclaim it.
+exec 7<>"$MNT/scratch/orphan" && printf 'orphan data' >&7 && rm "$MNT/scratch/orphan" ||
+    mt_fail "open-unlinked orphan"
 mt_manifest "$MNT" "$MT_DIR/before-kill.man"
 # Unsynced work in flight when the daemon dies: may be lost, must not corrupt anything.
 dd if="$MT_DIR/rand" of="$MNT/scratch/inflight" bs=64k count=64 status=none &
@@ -171,6 +184,7 @@ inflight=$!
 sleep 0.2
 mt_kill9_daemon
 wait $inflight 2>/dev/null
+exec 7>&-
 timeout -k 5 120 "$KVFS_BIN" fsck "$STORE" >"$MT_DIR/fsck-after-kill.log" 2>&1 ||
     mt_fail "kvfs fsck after kill -9 failed: $(tail -n 20 "$MT_DIR/fsck-after-kill.log")"
 mt_mount "$MT_MOUNT_OPTS"
