@@ -93,6 +93,8 @@ mt_cleanup() {
         fusermount3 -u "$MNT" 2>/dev/null || fusermount3 -uz "$MNT" 2>/dev/null
     fi
     mt_stop_daemon 10
+    # A test may define mt_cleanup_hook (e.g. to unmount a scratch tmpfs it mounted).
+    if declare -F mt_cleanup_hook >/dev/null; then mt_cleanup_hook; fi
     if [ $rc -ne 0 ] || [ "$MT_FAILED" = 1 ] || [ "${MT_KEEP:-0}" = 1 ]; then
         [ -n "$MT_DIR" ] && echo "$MT_NAME: kept $MT_DIR for inspection" >&2
     elif [ -n "$MT_DIR" ] && ! mountpoint -q "$MNT" 2>/dev/null; then
