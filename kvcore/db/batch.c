@@ -1,0 +1,233 @@
+/* batch.c - write batches: the public kv_batch_* API and the encoding shared with the WAL.
+ *
+ * Invariants:
+ *  1. rep.len >= BATCH_HEADER_SIZE; rep holds sequence:fixed64 count:fixed32 then exactly
+ *     `count` well-formed ops (batch.h grammar) for every batch built through this API.
+ *  2. A failed kv_batch_put/kv_batch_delete/batch_append leaves the batch unchanged.
+ *
+ * batch_iterate validates the whole encoding before calling any handler, so that a malformed
+ * batch is never half applied.
+ */
+#include "db/batch.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "util/ikey.h"
+
+#define BATCH_TAG_DELETE 0
+#define BATCH_TAG_PUT 1
+#define BATCH_COUNT_OFFSET 8
+
+static void batch_set_count(kv_batch *b, uint32_t n)
+{
+    coding_put_fixed32(b->rep.data + BATCH_COUNT_OFFSET, n);
+}
+
+/* Resets b to an empty batch with sequence 0. Returns 0 or KV_ENOMEM. */
+static int batch_reset(kv_batch *b)
+{
+    buf_clear(&b->rep);
+    if (buf_reserve(&b->rep, BATCH_HEADER_SIZE) != 0)
+        return KV_ENOMEM;
+    char zero[BATCH_HEADER_SIZE] = {0};
+    return buf_append(&b->rep, zero, sizeof(zero));
+}
+
+kv_batch *kv_batch_new(void)
+{
+    kv_batch *b = malloc(sizeof(*b));
+    if (!b)
+        return NULL;
+    buf_init(&b->rep);
+    if (batch_reset(b) != 0) {
+        buf_free(&b->rep);
+        free(b);
+        return NULL;
+    }
+    return b;
+}
+
+void kv_batch_free(kv_batch *b)
+{
+    if (!b)
+        return;
+    buf_free(&b->rep);
+    free(b);
+}
+
+void kv_batch_clear(kv_batch *b)
+{
+    /* The buffer already holds at least a header, so this cannot fail (invariant 1). */
+    b->rep.len = BATCH_HEADER_SIZE;
+    memset(b->rep.data, 0, BATCH_HEADER_SIZE);
+}
+
+uint64_t batch_sequence(const kv_batch *b)
+{
+    return coding_get_fixed64(b->rep.data);
+}
+
+void batch_set_sequence(kv_batch *b, uint64_t seq)
+{
+    coding_put_fixed64(b->rep.data, seq);
+}
+
+uint32_t batch_count(const kv_batch *b)
+{
+    return coding_get_fixed32(b->rep.data + BATCH_COUNT_OFFSET);
+}
+
+size_t kv_batch_count(const kv_batch *b)
+{
+    return batch_count(b);
+}
+
+size_t kv_batch_byte_size(const kv_batch *b)
+{
+    return b->rep.len;
+}
+
+/* Appends one op; the reservation up front makes the appends below infallible. */
+static int batch_add(kv_batch *b, int tag, slice key, const slice *value)
+{
+    if (key.size > UINT32_MAX || (value && value->size > UINT32_MAX))
+        return KV_EINVAL;
+    uint32_t count = batch_count(b);
+    if (count == UINT32_MAX)
+        return KV_EINVAL;
+    size_t need = 1 + CODING_MAX_VARINT32 + key.size;
+    if (value)
+        need += CODING_MAX_VARINT32 + value->size;
+    if (buf_reserve(&b->rep, need) != 0)
+        return KV_ENOMEM;
+    char t = (char)tag;
+    int rc = buf_append(&b->rep, &t, 1);
+    rc = rc ? rc : buf_append_length_prefixed(&b->rep, key);
+    if (value)
+        rc = rc ? rc : buf_append_length_prefixed(&b->rep, *value);
+    if (rc != 0)
+        return rc; /* cannot happen after the reservation */
+    batch_set_count(b, count + 1);
+    return 0;
+}
+
+int kv_batch_put(kv_batch *b, const void *key, size_t klen, const void *val, size_t vlen)
+{
+    if ((!key && klen) || (!val && vlen))
+        return KV_EINVAL;
+    slice v = slice_make(val, vlen);
+    return batch_add(b, BATCH_TAG_PUT, slice_make(key, klen), &v);
+}
+
+int kv_batch_delete(kv_batch *b, const void *key, size_t klen)
+{
+    if (!key && klen)
+        return KV_EINVAL;
+    return batch_add(b, BATCH_TAG_DELETE, slice_make(key, klen), NULL);
+}
+
+int batch_append(kv_batch *dst, const kv_batch *src)
+{
+    uint64_t total = (uint64_t)batch_count(dst) + batch_count(src);
+    if (total > UINT32_MAX)
+        return KV_EINVAL; /* needs > 12 GiB of ops; reported rather than wrapped */
+    size_t ops = src->rep.len - BATCH_HEADER_SIZE;
+    if (buf_append(&dst->rep, src->rep.data + BATCH_HEADER_SIZE, ops) != 0)
+        return KV_ENOMEM;
+    batch_set_count(dst, (uint32_t)total);
+    return 0;
+}
+
+int batch_set_contents(kv_batch *b, slice rep)
+{
+    if (rep.size < BATCH_HEADER_SIZE)
+        return KV_ECORRUPT;
+    if (rep.size > b->rep.cap && buf_reserve(&b->rep, rep.size - b->rep.len) != 0)
+        return KV_ENOMEM;
+    buf_clear(&b->rep);
+    return buf_append(&b->rep, rep.data, rep.size); /* cannot fail after the reservation */
+}
+
+/* One decoded operation. */
+typedef struct batch_op {
+    int tag;
+    slice key;
+    slice value;
+} batch_op;
+
+/* Decodes the op at the front of *in. Returns 1 and advances, or 0 if malformed. */
+static int batch_next_op(slice *in, batch_op *op)
+{
+    if (in->size < 1)
+        return 0;
+    op->tag = (unsigned char)in->data[0];
+    in->data++;
+    in->size--;
+    switch (op->tag) {
+    case BATCH_TAG_PUT:
+        return coding_slice_get_length_prefixed(in, &op->key) &&
+               coding_slice_get_length_prefixed(in, &op->value);
+    case BATCH_TAG_DELETE:
+        op->value = slice_make(NULL, 0);
+        return coding_slice_get_length_prefixed(in, &op->key);
+    default:
+        return 0;
+    }
+}
+
+/* Checks the whole encoding: header, every op, the count, and that sequence numbers stay in
+ * range. Returns 0 or KV_ECORRUPT. */
+static int batch_validate(slice rep)
+{
+    if (rep.size < BATCH_HEADER_SIZE)
+        return KV_ECORRUPT;
+    uint64_t seq = coding_get_fixed64(rep.data);
+    uint32_t count = coding_get_fixed32(rep.data + BATCH_COUNT_OFFSET);
+    if (count > 0 && (seq > IKEY_MAX_SEQUENCE || count - 1 > IKEY_MAX_SEQUENCE - seq))
+        return KV_ECORRUPT;
+    slice in = slice_make(rep.data + BATCH_HEADER_SIZE, rep.size - BATCH_HEADER_SIZE);
+    uint64_t found = 0;
+    while (in.size > 0) {
+        batch_op op;
+        if (!batch_next_op(&in, &op) || ++found > count)
+            return KV_ECORRUPT;
+    }
+    return found == count ? 0 : KV_ECORRUPT;
+}
+
+int batch_iterate(slice rep, const batch_handler *h)
+{
+    int rc = batch_validate(rep);
+    if (rc != 0)
+        return rc;
+    uint64_t seq = coding_get_fixed64(rep.data);
+    slice in = slice_make(rep.data + BATCH_HEADER_SIZE, rep.size - BATCH_HEADER_SIZE);
+    while (in.size > 0) {
+        batch_op op;
+        if (!batch_next_op(&in, &op))
+            return KV_ECORRUPT; /* cannot happen: validated above */
+        rc = op.tag == BATCH_TAG_PUT ? h->put(h->ctx, seq, op.key, op.value)
+                                     : h->del(h->ctx, seq, op.key);
+        if (rc != 0)
+            return rc;
+        seq++;
+    }
+    return 0;
+}
+
+static int memtable_put_op(void *ctx, uint64_t seq, slice key, slice value)
+{
+    return memtable_add(ctx, seq, IKEY_TYPE_VALUE, key, value);
+}
+
+static int memtable_del_op(void *ctx, uint64_t seq, slice key)
+{
+    return memtable_add(ctx, seq, IKEY_TYPE_DELETION, key, slice_make(NULL, 0));
+}
+
+int batch_insert_into_memtable(slice rep, memtable *m)
+{
+    batch_handler h = {memtable_put_op, memtable_del_op, m};
+    return batch_iterate(rep, &h);
+}
