@@ -1,0 +1,693 @@
+/* test_wal.c - the record log: round trips, torn tails, corruption, bounds and I/O errors.
+ *
+ * Most tests run the reader both over memory and over an in-memory env_file (memfile below),
+ * which records how the reader reads so tests can check it never loads more than it must.
+ */
+#include <check.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "db/wal.h"
+#include "testutil.h"
+#include "util/checksum.h"
+#include "util/coding.h"
+#include "util/env.h"
+
+/* ---- An env_file over a memory buffer -------------------------------------------------- */
+
+typedef struct memfile {
+    env_file base;
+    char *data; /* points into the owner's buffer (not freed by close) */
+    size_t len, cap;
+    int fail_append_at; /* the Nth append (1-based) fails with KV_ENOSPC; 0: never */
+    int appends;
+    int fail_reads;      /* every pread fails with KV_EIO */
+    size_t max_read_req; /* the largest n passed to pread */
+    uint64_t bytes_read; /* bytes returned by pread */
+    int closed;
+} memfile;
+
+static int memfile_pread(env_file *f, void *b, size_t n, uint64_t off, size_t *nread)
+{
+    memfile *m = (memfile *)f;
+    *nread = 0;
+    if (n > m->max_read_req)
+        m->max_read_req = n;
+    if (m->fail_reads)
+        return KV_EIO;
+    if (off >= m->len)
+        return 0;
+    size_t k = m->len - (size_t)off < n ? m->len - (size_t)off : n;
+    memcpy(b, m->data + off, k);
+    *nread = k;
+    m->bytes_read += k;
+    return 0;
+}
+
+static int memfile_append(env_file *f, const void *b, size_t n)
+{
+    memfile *m = (memfile *)f;
+    m->appends++;
+    if (m->fail_append_at && m->appends >= m->fail_append_at)
+        return KV_ENOSPC;
+    ck_assert_uint_le(m->len + n, m->cap);
+    memcpy(m->data + m->len, b, n);
+    m->len += n;
+    return 0;
+}
+
+static int memfile_sync(env_file *f)
+{
+    return 0;
+}
+
+static int memfile_close(env_file *f)
+{
+    ((memfile *)f)->closed = 1;
+    return 0;
+}
+
+static const kv_env memfile_env = {
+    .pread = memfile_pread,
+    .append = memfile_append,
+    .sync = memfile_sync,
+    .close = memfile_close,
+};
+
+static void memfile_init(memfile *m, char *data, size_t len, size_t cap)
+{
+    memset(m, 0, sizeof(*m));
+    m->base.env = &memfile_env;
+    m->data = data;
+    m->len = len;
+    m->cap = cap;
+}
+
+/* ---- Building logs ------------------------------------------------------------------------ */
+
+#define MAX_RECS 64
+
+typedef struct log_image {
+    char *data;
+    size_t len;
+    size_t nrec;
+    size_t off[MAX_RECS + 1]; /* off[i]: start of record i; off[nrec] == len */
+    char *payload[MAX_RECS];
+    size_t plen[MAX_RECS];
+} log_image;
+
+/* Payload bytes that depend on the record index and position, so misplaced bytes show. */
+static void fill_payload(char *p, size_t n, size_t rec)
+{
+    for (size_t i = 0; i < n; i++)
+        p[i] = (char)(rec * 131 + i * 7 + (i >> 8));
+}
+
+/* Writes records of the given sizes through wal_writer into a memory image. */
+static void build_log(log_image *img, const size_t *sizes, size_t n)
+{
+    ck_assert_uint_le(n, MAX_RECS);
+    size_t cap = 0;
+    for (size_t i = 0; i < n; i++)
+        cap += WAL_HEADER_SIZE + sizes[i];
+    memset(img, 0, sizeof(*img));
+    img->data = malloc(cap ? cap : 1);
+    ck_assert_ptr_nonnull(img->data);
+    memfile *mf = malloc(sizeof(*mf));
+    memfile_init(mf, img->data, 0, cap);
+    wal_writer *w;
+    ck_assert_int_eq(wal_writer_new(&mf->base, 0, &w), 0);
+    for (size_t i = 0; i < n; i++) {
+        img->payload[i] = malloc(sizes[i] ? sizes[i] : 1);
+        ck_assert_ptr_nonnull(img->payload[i]);
+        fill_payload(img->payload[i], sizes[i], i);
+        img->plen[i] = sizes[i];
+        img->off[i] = mf->len;
+        ck_assert_int_eq(wal_add_record(w, slice_make(img->payload[i], sizes[i])), 0);
+        ck_assert_uint_eq(wal_writer_size(w), mf->len);
+    }
+    ck_assert_int_eq(wal_writer_sync(w), 0);
+    img->nrec = n;
+    img->len = mf->len;
+    img->off[n] = mf->len;
+    ck_assert_uint_eq(img->len, cap);
+    ck_assert_int_eq(wal_writer_close(w), 0);
+    ck_assert(mf->closed);
+    free(mf);
+}
+
+static void free_log(log_image *img)
+{
+    for (size_t i = 0; i < img->nrec; i++)
+        free(img->payload[i]);
+    free(img->data);
+}
+
+enum mode { MODE_MEM, MODE_FILE };
+
+typedef struct read_result {
+    size_t nread;        /* records returned */
+    int bad;             /* a returned record differed from the expected one */
+    int rc;              /* the final wal_read_record result (0 or an error) */
+    uint64_t good;       /* wal_reader_good_offset */
+    uint64_t dropped;    /* wal_reader_dropped_bytes */
+    const char *reason;  /* wal_reader_drop_reason */
+    size_t max_read_req; /* file mode: the largest pread request */
+} read_result;
+
+/* Reads the first len bytes of `data` as a log and compares each record with img's. */
+static read_result read_log(const char *data, size_t len, const log_image *img, enum mode mode)
+{
+    read_result res = {0};
+    wal_reader *r;
+    memfile mf;
+    if (mode == MODE_MEM) {
+        ck_assert_int_eq(wal_reader_new_mem(slice_make(data, len), &r), 0);
+    } else {
+        memfile_init(&mf, (char *)data, len, len);
+        ck_assert_int_eq(wal_reader_new(&mf.base, &r), 0);
+    }
+    slice rec;
+    int rc;
+    while ((rc = wal_read_record(r, &rec)) == 1) {
+        size_t i = res.nread++;
+        if (i >= img->nrec || !slice_equal(rec, slice_make(img->payload[i], img->plen[i])))
+            res.bad = 1;
+        if (wal_reader_good_offset(r) != (i < img->nrec ? img->off[i + 1] : 0))
+            res.bad = 1;
+    }
+    res.rc = rc;
+    /* The end is sticky. */
+    if (rc == 0) {
+        ck_assert_int_eq(wal_read_record(r, &rec), 0);
+    }
+    res.good = wal_reader_good_offset(r);
+    res.dropped = wal_reader_dropped_bytes(r);
+    res.reason = wal_reader_drop_reason(r);
+    if (mode == MODE_FILE)
+        res.max_read_req = mf.max_read_req;
+    wal_reader_free(r);
+    if (mode == MODE_FILE)
+        ck_assert(mf.closed);
+    return res;
+}
+
+static const char *mode_name(enum mode m)
+{
+    return m == MODE_MEM ? "mem" : "file";
+}
+
+/* ---- Tests -------------------------------------------------------------------------------- */
+
+START_TEST(test_wal_round_trip_of_many_records)
+{
+    size_t sizes[40];
+    size_t n = 0;
+    sizes[n++] = 0;
+    sizes[n++] = 1;
+    sizes[n++] = 1024 * 1024; /* bigger than a read chunk */
+    sizes[n++] = 0;
+    sizes[n++] = 12;
+    sizes[n++] = 13;
+    sizes[n++] = 32 * 1024; /* the writer's gather limit */
+    sizes[n++] = 32 * 1024 + 1;
+    sizes[n++] = 256 * 1024 - WAL_HEADER_SIZE; /* exactly one read chunk */
+    sizes[n++] = 256 * 1024;
+    tu_rng rng;
+    tu_rng_init(&rng, tu_seed("test_wal_round_trip_of_many_records"));
+    while (n < 40)
+        sizes[n++] = tu_rng_below(&rng, 5000);
+    log_image img;
+    build_log(&img, sizes, n);
+    for (enum mode m = MODE_MEM; m <= MODE_FILE; m++) {
+        read_result res = read_log(img.data, img.len, &img, m);
+        ck_assert_msg(res.nread == n && !res.bad, "%s: read %zu records, bad=%d", mode_name(m),
+                      res.nread, res.bad);
+        ck_assert_int_eq(res.rc, 0);
+        ck_assert_uint_eq(res.good, img.len);
+        ck_assert_uint_eq(res.dropped, 0);
+        ck_assert_ptr_null(res.reason);
+        if (m == MODE_FILE) /* chunked reads: never more than a chunk or the largest record */
+            ck_assert_uint_le(res.max_read_req, WAL_HEADER_SIZE + 1024 * 1024);
+    }
+    free_log(&img);
+}
+END_TEST
+
+START_TEST(test_wal_empty_log_is_a_clean_end)
+{
+    log_image img;
+    build_log(&img, NULL, 0);
+    for (enum mode m = MODE_MEM; m <= MODE_FILE; m++) {
+        read_result res = read_log(img.data, 0, &img, m);
+        ck_assert_uint_eq(res.nread, 0);
+        ck_assert_int_eq(res.rc, 0);
+        ck_assert_uint_eq(res.dropped, 0);
+        ck_assert_ptr_null(res.reason);
+    }
+    free_log(&img);
+}
+END_TEST
+
+/* Cuts the log at every byte of its last record: the last record is dropped with the right
+ * reason and byte count, every earlier one survives. */
+static void check_torn_tail(const size_t *sizes, size_t n, size_t stride)
+{
+    log_image img;
+    build_log(&img, sizes, n);
+    size_t start = img.off[n - 1];
+    for (enum mode m = MODE_MEM; m <= MODE_FILE; m++) {
+        for (size_t cut = start; cut < img.len; cut += (cut - start < 64 ? 1 : stride)) {
+            read_result res = read_log(img.data, cut, &img, m);
+            ck_assert_msg(res.nread == n - 1 && !res.bad && res.rc == 0,
+                          "%s cut at %zu: %zu records, bad=%d rc=%d", mode_name(m), cut, res.nread,
+                          res.bad, res.rc);
+            ck_assert_uint_eq(res.good, start);
+            ck_assert_uint_eq(res.dropped, cut - start);
+            if (cut == start)
+                ck_assert_ptr_null(res.reason);
+            else if (cut - start < WAL_HEADER_SIZE)
+                ck_assert_str_eq(res.reason, "truncated header");
+            else
+                ck_assert_str_eq(res.reason, "truncated payload");
+        }
+    }
+    free_log(&img);
+}
+
+START_TEST(test_wal_torn_tail_is_dropped_at_every_byte)
+{
+    size_t sizes[] = {100, 0, 5000, 70000, 1, 3000};
+    check_torn_tail(sizes, sizeof(sizes) / sizeof(sizes[0]), 1);
+}
+END_TEST
+
+START_TEST(test_wal_torn_tail_of_a_record_larger_than_a_chunk_is_dropped)
+{
+    /* Cuts inside a 1 MiB last record, every 4099 bytes (plus each of the first 64). */
+    size_t sizes[] = {300000, 10, 1024 * 1024};
+    check_torn_tail(sizes, sizeof(sizes) / sizeof(sizes[0]), 4099);
+}
+END_TEST
+
+START_TEST(test_wal_bit_flip_stops_replay_at_that_record)
+{
+    size_t sizes[] = {50, 0, 400000, 7, 20000, 90};
+    size_t n = sizeof(sizes) / sizeof(sizes[0]);
+    log_image img;
+    build_log(&img, sizes, n);
+    char *copy = malloc(img.len);
+    ck_assert_ptr_nonnull(copy);
+    tu_rng rng;
+    tu_rng_init(&rng, tu_seed("test_wal_bit_flip_stops_replay_at_that_record"));
+    for (size_t k = 0; k < n; k++) {
+        size_t rec_len = img.off[k + 1] - img.off[k];
+        for (int trial = 0; trial < 24; trial++) {
+            /* The first trials hit each header byte, the rest random bytes of the record. */
+            size_t at = trial < WAL_HEADER_SIZE ? (size_t)trial : tu_rng_below(&rng, rec_len);
+            if (at >= rec_len)
+                continue;
+            int bit = (int)tu_rng_below(&rng, 8);
+            memcpy(copy, img.data, img.len);
+            copy[img.off[k] + at] ^= (char)(1 << bit);
+            for (enum mode m = MODE_MEM; m <= MODE_FILE; m++) {
+                read_result res = read_log(copy, img.len, &img, m);
+                ck_assert_msg(res.nread == k && !res.bad && res.rc == 0,
+                              "%s: flip rec %zu byte %zu bit %d: %zu records bad=%d rc=%d",
+                              mode_name(m), k, at, bit, res.nread, res.bad, res.rc);
+                ck_assert_uint_eq(res.good, img.off[k]);
+                ck_assert_uint_eq(res.dropped, img.len - img.off[k]);
+                ck_assert_ptr_nonnull(res.reason);
+                /* A flipped length can make the record run past the end of the file. */
+                if (at < 8 || at >= WAL_HEADER_SIZE)
+                    ck_assert_str_eq(res.reason, "checksum mismatch");
+                else if (strcmp(res.reason, "checksum mismatch") != 0)
+                    ck_assert_str_eq(res.reason, "truncated payload");
+            }
+        }
+    }
+    free(copy);
+    free_log(&img);
+}
+END_TEST
+
+/* Builds a record of the given type whose checksum is right. */
+static size_t make_record(char *out, int type, const char *payload, uint32_t len)
+{
+    coding_put_fixed32(out + 8, len);
+    out[12] = (char)type;
+    memcpy(out + WAL_HEADER_SIZE, payload, len);
+    coding_put_fixed64(out, checksum_value(out + 8, 5 + (size_t)len));
+    return WAL_HEADER_SIZE + len;
+}
+
+START_TEST(test_wal_unknown_record_type_is_dropped_as_bad_type)
+{
+    char data[3 * (WAL_HEADER_SIZE + 5)];
+    size_t len = make_record(data, WAL_TYPE_FULL, "first", 5);
+    size_t bad_at = len;
+    len += make_record(data + len, 2, "other", 5);
+    len += make_record(data + len, WAL_TYPE_FULL, "third", 5);
+    for (enum mode m = MODE_MEM; m <= MODE_FILE; m++) {
+        wal_reader *r;
+        memfile mf;
+        if (m == MODE_MEM) {
+            ck_assert_int_eq(wal_reader_new_mem(slice_make(data, len), &r), 0);
+        } else {
+            memfile_init(&mf, data, len, len);
+            ck_assert_int_eq(wal_reader_new(&mf.base, &r), 0);
+        }
+        slice rec;
+        ck_assert_int_eq(wal_read_record(r, &rec), 1);
+        ck_assert(slice_equal(rec, slice_from_str("first")));
+        ck_assert_int_eq(wal_read_record(r, &rec), 0);
+        ck_assert_uint_eq(wal_reader_good_offset(r), bad_at);
+        ck_assert_uint_eq(wal_reader_dropped_bytes(r), len - bad_at);
+        ck_assert_str_eq(wal_reader_drop_reason(r), "bad record type");
+        wal_reader_free(r);
+    }
+}
+END_TEST
+
+START_TEST(test_wal_huge_length_is_not_trusted)
+{
+    /* One good record, then a header claiming ~4 GiB: the reader must report a truncated
+     * payload without asking for (or allocating) the claimed size. */
+    char data[64];
+    size_t len = make_record(data, WAL_TYPE_FULL, "ok", 2);
+    size_t bad_at = len;
+    memset(data + len, 0xab, 8);
+    coding_put_fixed32(data + len + 8, 0xfffffff0u);
+    data[len + 12] = WAL_TYPE_FULL;
+    len += WAL_HEADER_SIZE + 10;
+    for (enum mode m = MODE_MEM; m <= MODE_FILE; m++) {
+        log_image img = {0};
+        char p[] = "ok";
+        img.nrec = 1;
+        img.payload[0] = p;
+        img.plen[0] = 2;
+        img.off[1] = bad_at;
+        read_result res = read_log(data, len, &img, m);
+        ck_assert_uint_eq(res.nread, 1);
+        ck_assert(!res.bad);
+        ck_assert_int_eq(res.rc, 0);
+        ck_assert_uint_eq(res.dropped, len - bad_at);
+        ck_assert_str_eq(res.reason, "truncated payload");
+        if (m == MODE_FILE)
+            ck_assert_uint_le(res.max_read_req, 256 * 1024);
+    }
+}
+END_TEST
+
+START_TEST(test_wal_huge_length_in_a_long_file_is_probed_not_allocated)
+{
+    /* The bad header comes first and the file goes on well past one read chunk, so the
+     * reader cannot tell from the chunk alone that the record is truncated: it must probe the
+     * claimed last byte rather than buffer (and allocate) the claimed 4 GiB. */
+    size_t len = 700000;
+    char *data = calloc(1, len);
+    ck_assert_ptr_nonnull(data);
+    coding_put_fixed32(data + 8, 0xfffffff0u);
+    data[12] = WAL_TYPE_FULL;
+    memfile mf;
+    memfile_init(&mf, data, len, len);
+    wal_reader *r;
+    ck_assert_int_eq(wal_reader_new(&mf.base, &r), 0);
+    slice rec;
+    ck_assert_int_eq(wal_read_record(r, &rec), 0);
+    ck_assert_uint_eq(wal_reader_good_offset(r), 0);
+    ck_assert_uint_eq(wal_reader_dropped_bytes(r), len);
+    ck_assert_str_eq(wal_reader_drop_reason(r), "truncated payload");
+    ck_assert_uint_le(mf.max_read_req, 256 * 1024);
+    ck_assert_uint_le(mf.bytes_read, 256 * 1024 + 100);
+    wal_reader_free(r);
+    free(data);
+}
+END_TEST
+
+START_TEST(test_wal_dropped_bytes_count_an_unread_tail)
+{
+    /* Corrupt the first record of a 3 MiB log: the reader must count every byte after it
+     * even though it never reads them. */
+    size_t sizes[8];
+    for (int i = 0; i < 8; i++)
+        sizes[i] = 400000 + (size_t)i;
+    log_image img;
+    build_log(&img, sizes, 8);
+    img.data[WAL_HEADER_SIZE + 3] ^= 1;
+    memfile mf;
+    memfile_init(&mf, img.data, img.len, img.len);
+    wal_reader *r;
+    ck_assert_int_eq(wal_reader_new(&mf.base, &r), 0);
+    slice rec;
+    ck_assert_int_eq(wal_read_record(r, &rec), 0);
+    ck_assert_uint_eq(wal_reader_good_offset(r), 0);
+    ck_assert_uint_eq(wal_reader_dropped_bytes(r), img.len);
+    ck_assert_str_eq(wal_reader_drop_reason(r), "checksum mismatch");
+    ck_assert_uint_le(mf.bytes_read, 2 * 256 * 1024 + 200);
+    wal_reader_free(r);
+    free_log(&img);
+}
+END_TEST
+
+/* Maps len bytes so that the byte after the last one is an inaccessible page. */
+static char *guarded_copy(const char *src, size_t len, void **map, size_t *map_len)
+{
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    size_t pages = (len + page - 1) / page + 1;
+    char *base =
+        mmap(NULL, pages * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    ck_assert(base != MAP_FAILED);
+    ck_assert_int_eq(mprotect(base + (pages - 1) * page, page, PROT_NONE), 0);
+    char *dst = base + (pages - 1) * page - len;
+    memcpy(dst, src, len);
+    *map = base;
+    *map_len = pages * page;
+    return dst;
+}
+
+START_TEST(test_wal_memory_reader_never_reads_past_end)
+{
+    size_t sizes[] = {3, 17, 0, 200};
+    size_t n = sizeof(sizes) / sizeof(sizes[0]);
+    log_image img;
+    build_log(&img, sizes, n);
+    /* Every prefix, and every prefix with its last byte's bits flipped, sits against a guard
+     * page: any read past its end faults and fails the test. */
+    for (size_t cut = 0; cut <= img.len; cut++) {
+        for (int flip = 0; flip < 2; flip++) {
+            if (flip && cut == 0)
+                continue;
+            void *map;
+            size_t map_len;
+            char *d = guarded_copy(img.data, cut, &map, &map_len);
+            if (flip)
+                d[cut - 1] ^= (char)0xff;
+            read_result res = read_log(d, cut, &img, MODE_MEM);
+            ck_assert(!res.bad);
+            ck_assert_uint_eq(res.good + res.dropped, cut);
+            munmap(map, map_len);
+        }
+    }
+    free_log(&img);
+}
+END_TEST
+
+START_TEST(test_wal_failed_append_is_sticky)
+{
+    char data[4096];
+    memfile *mf = malloc(sizeof(*mf));
+    memfile_init(mf, data, 0, sizeof(data));
+    mf->fail_append_at = 2;
+    wal_writer *w;
+    ck_assert_int_eq(wal_writer_new(&mf->base, 0, &w), 0);
+    ck_assert_int_eq(wal_add_record(w, slice_from_str("one")), 0);
+    ck_assert_uint_eq(wal_writer_size(w), WAL_HEADER_SIZE + 3);
+    ck_assert_int_eq(wal_add_record(w, slice_from_str("two")), KV_ENOSPC);
+    mf->fail_append_at = 0; /* even once the disk has room, the writer refuses */
+    ck_assert_int_eq(wal_add_record(w, slice_from_str("three")), KV_ENOSPC);
+    ck_assert_int_eq(wal_writer_sync(w), KV_ENOSPC);
+    ck_assert_uint_eq(wal_writer_size(w), WAL_HEADER_SIZE + 3);
+    ck_assert_uint_eq(mf->len, WAL_HEADER_SIZE + 3);
+    ck_assert_int_eq(wal_writer_close(w), 0);
+    free(mf);
+}
+END_TEST
+
+START_TEST(test_wal_failed_payload_append_of_a_large_record_is_sticky)
+{
+    /* A large record is appended as header then payload; failing the payload leaves a torn
+     * record, which the reader must drop. */
+    size_t cap = 200000;
+    char *data = malloc(cap);
+    char *payload = calloc(1, 100000);
+    memfile *mf = malloc(sizeof(*mf));
+    memfile_init(mf, data, 0, cap);
+    wal_writer *w;
+    ck_assert_int_eq(wal_writer_new(&mf->base, 0, &w), 0);
+    ck_assert_int_eq(wal_add_record(w, slice_from_str("a")), 0);
+    mf->fail_append_at = mf->appends + 2;
+    ck_assert_int_eq(wal_add_record(w, slice_make(payload, 100000)), KV_ENOSPC);
+    ck_assert_int_eq(wal_add_record(w, slice_from_str("b")), KV_ENOSPC);
+    ck_assert_uint_eq(wal_writer_size(w), WAL_HEADER_SIZE + 1);
+    ck_assert_uint_eq(mf->len, 2 * WAL_HEADER_SIZE + 1);
+    wal_reader *r;
+    ck_assert_int_eq(wal_reader_new_mem(slice_make(data, mf->len), &r), 0);
+    slice rec;
+    ck_assert_int_eq(wal_read_record(r, &rec), 1);
+    ck_assert_int_eq(wal_read_record(r, &rec), 0);
+    ck_assert_uint_eq(wal_reader_dropped_bytes(r), WAL_HEADER_SIZE);
+    ck_assert_str_eq(wal_reader_drop_reason(r), "truncated payload");
+    wal_reader_free(r);
+    ck_assert_int_eq(wal_writer_close(w), 0);
+    free(mf);
+    free(payload);
+    free(data);
+}
+END_TEST
+
+START_TEST(test_wal_writer_size_starts_at_the_given_offset)
+{
+    char data[256];
+    memfile *mf = malloc(sizeof(*mf));
+    memfile_init(mf, data, 0, sizeof(data));
+    wal_writer *w;
+    ck_assert_int_eq(wal_writer_new(&mf->base, 1000, &w), 0);
+    ck_assert_uint_eq(wal_writer_size(w), 1000);
+    ck_assert_int_eq(wal_add_record(w, slice_from_str("xyz")), 0);
+    ck_assert_uint_eq(wal_writer_size(w), 1000 + WAL_HEADER_SIZE + 3);
+    ck_assert_int_eq(wal_writer_close(w), 0);
+    ck_assert_int_eq(wal_writer_close(NULL), 0);
+    free(mf);
+}
+END_TEST
+
+START_TEST(test_wal_read_error_is_returned_and_sticky)
+{
+    size_t sizes[] = {10};
+    log_image img;
+    build_log(&img, sizes, 1);
+    memfile mf;
+    memfile_init(&mf, img.data, img.len, img.len);
+    mf.fail_reads = 1;
+    wal_reader *r;
+    ck_assert_int_eq(wal_reader_new(&mf.base, &r), 0);
+    slice rec;
+    ck_assert_int_eq(wal_read_record(r, &rec), KV_EIO);
+    mf.fail_reads = 0;
+    ck_assert_int_eq(wal_read_record(r, &rec), KV_EIO);
+    ck_assert_uint_eq(wal_reader_dropped_bytes(r), 0);
+    ck_assert_ptr_null(wal_reader_drop_reason(r));
+    wal_reader_free(r);
+    free_log(&img);
+}
+END_TEST
+
+START_TEST(test_wal_posix_file_round_trip)
+{
+    char *dir = tu_tempdir("wal");
+    ck_assert_ptr_nonnull(dir);
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/000001.log", dir);
+    const kv_env *env = env_posix();
+    env_file *f;
+    ck_assert_int_eq(env->open_writable(env, path, &f), 0);
+    wal_writer *w;
+    ck_assert_int_eq(wal_writer_new(f, 0, &w), 0);
+    size_t sizes[] = {0, 10, 600000, 33000, 5};
+    char *p[5];
+    for (int i = 0; i < 5; i++) {
+        p[i] = malloc(sizes[i] + 1);
+        fill_payload(p[i], sizes[i], (size_t)i);
+        ck_assert_int_eq(wal_add_record(w, slice_make(p[i], sizes[i])), 0);
+        if (i == 2)
+            ck_assert_int_eq(wal_writer_sync(w), 0);
+    }
+    uint64_t size = wal_writer_size(w);
+    ck_assert_int_eq(wal_writer_sync(w), 0);
+    ck_assert_int_eq(wal_writer_close(w), 0);
+    uint64_t fsize;
+    ck_assert_int_eq(env->file_size(env, path, &fsize), 0);
+    ck_assert_uint_eq(fsize, size);
+
+    /* Reopen for appending and add one more record after the existing ones. */
+    ck_assert_int_eq(env->open_appendable(env, path, &f), 0);
+    ck_assert_int_eq(wal_writer_new(f, fsize, &w), 0);
+    ck_assert_int_eq(wal_add_record(w, slice_from_str("appended")), 0);
+    size = wal_writer_size(w);
+    ck_assert_int_eq(wal_writer_close(w), 0);
+
+    ck_assert_int_eq(env->open_readable(env, path, &f), 0);
+    wal_reader *r;
+    ck_assert_int_eq(wal_reader_new(f, &r), 0);
+    slice rec;
+    for (int i = 0; i < 5; i++) {
+        ck_assert_int_eq(wal_read_record(r, &rec), 1);
+        ck_assert(slice_equal(rec, slice_make(p[i], sizes[i])));
+    }
+    ck_assert_int_eq(wal_read_record(r, &rec), 1);
+    ck_assert(slice_equal(rec, slice_from_str("appended")));
+    ck_assert_int_eq(wal_read_record(r, &rec), 0);
+    ck_assert_uint_eq(wal_reader_good_offset(r), size);
+    ck_assert_uint_eq(wal_reader_dropped_bytes(r), 0);
+    wal_reader_free(r);
+    for (int i = 0; i < 5; i++)
+        free(p[i]);
+    tu_rmtree(dir);
+    free(dir);
+}
+END_TEST
+
+START_TEST(test_wal_record_over_4gib_is_refused_without_writing)
+{
+    char data[64];
+    memfile *mf = malloc(sizeof(*mf));
+    memfile_init(mf, data, 0, sizeof(data));
+    wal_writer *w;
+    ck_assert_int_eq(wal_writer_new(&mf->base, 0, &w), 0);
+    /* The size alone is checked; the pointer is never read. */
+    ck_assert_int_eq(wal_add_record(w, slice_make(data, (size_t)UINT32_MAX + 1)), KV_EINVAL);
+    ck_assert_uint_eq(mf->len, 0);
+    ck_assert_int_eq(wal_add_record(w, slice_from_str("fine")), 0);
+    ck_assert_int_eq(wal_writer_close(w), 0);
+    free(mf);
+}
+END_TEST
+
+static Suite *wal_suite(void)
+{
+    Suite *s = suite_create("wal");
+    TCase *tc = tcase_create("core");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_wal_round_trip_of_many_records);
+    tcase_add_test(tc, test_wal_empty_log_is_a_clean_end);
+    tcase_add_test(tc, test_wal_torn_tail_is_dropped_at_every_byte);
+    tcase_add_test(tc, test_wal_torn_tail_of_a_record_larger_than_a_chunk_is_dropped);
+    tcase_add_test(tc, test_wal_bit_flip_stops_replay_at_that_record);
+    tcase_add_test(tc, test_wal_unknown_record_type_is_dropped_as_bad_type);
+    tcase_add_test(tc, test_wal_huge_length_is_not_trusted);
+    tcase_add_test(tc, test_wal_huge_length_in_a_long_file_is_probed_not_allocated);
+    tcase_add_test(tc, test_wal_dropped_bytes_count_an_unread_tail);
+    tcase_add_test(tc, test_wal_memory_reader_never_reads_past_end);
+    tcase_add_test(tc, test_wal_failed_append_is_sticky);
+    tcase_add_test(tc, test_wal_failed_payload_append_of_a_large_record_is_sticky);
+    tcase_add_test(tc, test_wal_writer_size_starts_at_the_given_offset);
+    tcase_add_test(tc, test_wal_read_error_is_returned_and_sticky);
+    tcase_add_test(tc, test_wal_posix_file_round_trip);
+    tcase_add_test(tc, test_wal_record_over_4gib_is_refused_without_writing);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(wal_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
