@@ -1,9 +1,9 @@
 #!/bin/bash
 # fsx.sh: data integrity of kvfs under fsx, without and with the kernel writeback cache.
 #
-# The writeback cache is turned off with -o writeback=0 (agreed option name; FSX_NOWB_OPTS
-# overrides it, e.g. sync=always). FSX_OPS scales the run (default 6000 ops per configuration);
-# FSX_SEED fixes the seed (default random, printed).
+# The writeback cache is turned off with $MT_NOWB_OPTS (lib.sh; default -o writeback=0).
+# FSX_OPS scales the run (default 6000 ops per configuration); FSX_SEED fixes the seed
+# (default random, printed).
 . "$(dirname "$0")/lib.sh"
 
 mt_init
@@ -22,7 +22,7 @@ run_fsx() {
     [ $rc -eq 0 ] || mt_fail "fsx $label failed (exit $rc); replay line above"
 }
 
-for mode in "${FSX_NOWB_OPTS:-writeback=0}" ""; do
+for mode in "$MT_NOWB_OPTS" ""; do
     tag=${mode:-default}
     tag=${tag//[=,]/}
     mt_mount "$mode"

@@ -8,7 +8,8 @@
 #
 # Environment: KVFS_BIN (kvfs binary), KV_BUILD_DIR (build tree holding tests/posix_driver and
 # tests/fsx), KV_TEST_TMP (scratch root), MT_TIMEOUT (seconds, default 280), MT_KEEP=1 keeps
-# the temp dir even when the test passes. Exit 77 (skip) only when /dev/fuse is missing.
+# the temp dir even when the test passes, MT_NOWB_OPTS (below). Exit 77 (skip) only when
+# /dev/fuse is missing.
 
 set -u -o pipefail
 
@@ -18,6 +19,9 @@ MT_REPO=$(cd "$MT_SRC_DIR/../.." && pwd)
 KVFS_BIN=${KVFS_BIN:-$MT_REPO/build/fs/kvfs}
 KV_BUILD_DIR=${KV_BUILD_DIR:-$(cd "$(dirname "$KVFS_BIN")/.." 2>/dev/null && pwd || echo "$MT_REPO/build")}
 MT_TIMEOUT=${MT_TIMEOUT:-280}
+# Mount options that turn the kernel writeback cache off (agreed name writeback=0; override with
+# MT_NOWB_OPTS, e.g. sync=always, which also turns it off).
+MT_NOWB_OPTS=${MT_NOWB_OPTS:-writeback=0}
 MT_START=$SECONDS
 
 MT_DIR=""
