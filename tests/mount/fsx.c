@@ -12,9 +12,11 @@
  *   -F        no fallocate/punch-hole ops (for filesystems without them)
  *   -M        no mmap ops
  *   -v        print every op
- * Every byte read (pread and mmap) is compared with the model. Written bytes encode the op
- * number (byte = op*7 + offset + 1), so a wrong byte hints at which op wrote it. On failure the
- * last ops are printed with the seed and the exit status is 1; 2 means a usage or setup error.
+ * Ops: read, write, truncate, fallocate (0, KEEP_SIZE, PUNCH_HOLE), mmap read, mmap write+msync,
+ * reopen with O_TRUNC. Every byte read (pread and mmap) is compared with the model. Written bytes
+ * encode the op number (byte = op*7 + offset + 1), so a wrong byte hints at which op wrote it. On
+ * failure the last ops are printed with the seed and the exit status is 1; 2 means a usage or setup
+ * error.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -42,11 +44,13 @@ enum op_kind {
     OP_PUNCH,
     OP_MAPREAD,
     OP_MAPWRITE,
+    OP_TRUNC_OPEN,
     OP_KINDS
 };
 
 static const char *const op_names[OP_KINDS] = {
-    "read", "write", "truncate", "falloc", "falloc_keep", "punch", "mapread", "mapwrite",
+    "read",  "write",   "truncate", "falloc",     "falloc_keep",
+    "punch", "mapread", "mapwrite", "trunc_open",
 };
 
 struct op_record {
@@ -170,13 +174,18 @@ static void check_size(const char *when)
              opt.base + model_size);
 }
 
-static void do_open(int direct)
+static void do_open_flags(int direct, int extra)
 {
-    int flags = O_RDWR | O_CREAT | (direct ? O_DIRECT : 0);
+    int flags = O_RDWR | O_CREAT | extra | (direct ? O_DIRECT : 0);
     fd = open(opt.path, flags, 0644);
     if (fd < 0)
         fail("open %s%s: %s", opt.path, direct ? " O_DIRECT" : "", strerror(errno));
     fd_direct = direct;
+}
+
+static void do_open(int direct)
+{
+    do_open_flags(direct, 0);
 }
 
 /* Reads [off, off+len) with pread (retrying short reads) and compares with the model. */
@@ -374,6 +383,20 @@ static void op_mapwrite(void)
     record(OP_MAPWRITE, off, len);
 }
 
+/* Closes and reopens with O_TRUNC: the file must be empty right away and stay so. */
+static void op_trunc_open(void)
+{
+    if (close(fd) < 0)
+        fail("close: %s", strerror(errno));
+    do_open_flags(fd_direct, O_TRUNC);
+    set_model_size(0);
+    record(OP_TRUNC_OPEN, 0, 0);
+    /* The base offset region is part of the file too: restore the size the model assumes. */
+    if (opt.base && ftruncate(fd, (off_t)opt.base) < 0)
+        fail("ftruncate to base after O_TRUNC: %s", strerror(errno));
+    check_size("open O_TRUNC");
+}
+
 static uint64_t parse_size(const char *s)
 {
     char *end;
@@ -479,7 +502,8 @@ int main(int argc, char **argv)
                             : r < 75 ? OP_FALLOC_KEEP
                             : r < 84 ? OP_PUNCH
                             : r < 94 ? OP_MAPREAD
-                                     : OP_MAPWRITE;
+                            : r < 99 ? OP_MAPWRITE
+                                     : OP_TRUNC_OPEN;
         if (opt.no_falloc && (kind == OP_FALLOC || kind == OP_FALLOC_KEEP || kind == OP_PUNCH))
             kind = OP_WRITE;
         if (opt.no_mmap && (kind == OP_MAPREAD || kind == OP_MAPWRITE))
@@ -505,6 +529,9 @@ int main(int argc, char **argv)
         case OP_MAPWRITE:
             op_mapwrite();
             break;
+        case OP_TRUNC_OPEN:
+            op_trunc_open();
+            break;
         case OP_KINDS:
             break;
         }
@@ -526,10 +553,11 @@ int main(int argc, char **argv)
     verify_all("final check after reopen");
     close(fd);
     printf("fsx: %ld ops passed (read %ld write %ld truncate %ld falloc %ld falloc_keep %ld punch "
-           "%ld mapread %ld mapwrite %ld), file size %" PRIu64 "\n",
+           "%ld mapread %ld mapwrite %ld trunc_open %ld), file size %" PRIu64 "\n",
            opt.ops, op_counts[OP_READ], op_counts[OP_WRITE], op_counts[OP_TRUNCATE],
            op_counts[OP_FALLOC], op_counts[OP_FALLOC_KEEP], op_counts[OP_PUNCH],
-           op_counts[OP_MAPREAD], op_counts[OP_MAPWRITE], opt.base + model_size);
+           op_counts[OP_MAPREAD], op_counts[OP_MAPWRITE], op_counts[OP_TRUNC_OPEN],
+           opt.base + model_size);
     free(model);
     free(buf);
     return 0;
