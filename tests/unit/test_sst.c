@@ -1,5 +1,6 @@
 /* test_sst.c - unit tests of table/sst: round trips, seek/prev/next, filter gets, corruption. */
 #include <check.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,13 +20,14 @@ typedef struct memfile {
     env_file base;
     buf *data; /* borrowed */
     int fail_reads;
+    long fail_appends_after; /* appends past this many bytes fail with KV_ENOSPC; -1: never */
 } memfile;
 
 static int mem_pread(env_file *f, void *b, size_t n, uint64_t off, size_t *nread)
 {
     memfile *m = (memfile *)f;
     *nread = 0;
-    if (m->fail_reads)
+    if (__atomic_load_n(&m->fail_reads, __ATOMIC_RELAXED))
         return KV_EIO;
     if (off >= m->data->len)
         return 0;
@@ -37,7 +39,10 @@ static int mem_pread(env_file *f, void *b, size_t n, uint64_t off, size_t *nread
 
 static int mem_append(env_file *f, const void *b, size_t n)
 {
-    return buf_append(((memfile *)f)->data, b, n);
+    memfile *m = (memfile *)f;
+    if (m->fail_appends_after >= 0 && m->data->len + n > (size_t)m->fail_appends_after)
+        return KV_ENOSPC;
+    return buf_append(m->data, b, n);
 }
 
 static int mem_sync(env_file *f)
@@ -59,6 +64,7 @@ static memfile *mem_open(buf *data)
     memfile *m = calloc(1, sizeof(*m));
     m->base.env = &mem_env;
     m->data = data;
+    m->fail_appends_after = -1;
     return m;
 }
 
@@ -745,6 +751,96 @@ START_TEST(test_sst_read_errors_are_returned_not_hidden)
 }
 END_TEST
 
+START_TEST(test_sst_write_errors_are_returned_and_sticky)
+{
+    table t;
+    table_make(&t, 5000, 0, 24);
+    sst_options o = default_opts(0);
+    buf file;
+    buf_init(&file);
+    memfile *m = mem_open(&file);
+    m->fail_appends_after = 100000;
+    sst_builder *b;
+    ck_assert_int_eq(sst_builder_new(&m->base, &o, &b), 0);
+    int rc = 0;
+    size_t i;
+    for (i = 0; i < t.n && rc == 0; i++)
+        rc = sst_builder_add(b, buf_slice(&t.e[i].ikey), buf_slice(&t.e[i].value));
+    ck_assert_int_eq(rc, KV_ENOSPC);
+    ck_assert_uint_lt(i, t.n);
+    ck_assert_int_eq(sst_builder_add(b, buf_slice(&t.e[0].ikey), buf_slice(&t.e[0].value)),
+                     KV_ENOSPC); /* sticky: the first error, not KV_EINVAL for the order */
+    ck_assert_int_eq(sst_builder_finish(b), KV_ENOSPC);
+    sst_builder_free(b);
+    mem_close(&m->base);
+    buf_free(&file);
+    table_free(&t);
+}
+END_TEST
+
+typedef struct reader_thread {
+    sst_reader *r;
+    const table *t;
+    uint64_t seed;
+    int errors;
+} reader_thread;
+
+static void *reader_main(void *arg)
+{
+    reader_thread *rt = arg;
+    tu_rng rng;
+    tu_rng_init(&rng, rt->seed);
+    got g = {0};
+    buf_init(&g.k);
+    buf_init(&g.v);
+    for (int n = 0; n < 20000; n++) {
+        size_t i = tu_rng_below(&rng, rt->t->n);
+        g.calls = 0;
+        if (sst_reader_get(rt->r, buf_slice(&rt->t->e[i].ikey), &g, on_found) != 0 ||
+            g.calls != 1 || !slice_equal(buf_slice(&g.k), buf_slice(&rt->t->e[i].ikey)) ||
+            !slice_equal(buf_slice(&g.v), buf_slice(&rt->t->e[i].value)))
+            rt->errors++;
+    }
+    iter *it = sst_reader_iter_new(rt->r, 1);
+    size_t j = 0;
+    for (iter_seek_first(it); iter_valid(it); iter_next(it), j++)
+        if (j >= rt->t->n || !slice_equal(iter_key(it), buf_slice(&rt->t->e[j].ikey)))
+            rt->errors++;
+    if (j != rt->t->n || iter_status(it) != 0)
+        rt->errors++;
+    iter_free(it);
+    buf_free(&g.k);
+    buf_free(&g.v);
+    return NULL;
+}
+
+START_TEST(test_sst_concurrent_readers_share_one_table_and_cache)
+{
+    table t;
+    table_make(&t, 20000, 1, 25);
+    sst_options o = default_opts(1);
+    buf file;
+    write_table(&t, &o, &file);
+    cache *c = cache_new(64 << 10); /* small: threads insert and evict all the time */
+    sst_reader *r;
+    ck_assert_int_eq(open_table(&file, file.len, c, 1, &r), 0);
+    pthread_t th[4];
+    reader_thread rt[4];
+    for (int i = 0; i < 4; i++) {
+        rt[i] = (reader_thread){r, &t, (uint64_t)i + 1, 0};
+        ck_assert_int_eq(pthread_create(&th[i], NULL, reader_main, &rt[i]), 0);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(th[i], NULL);
+        ck_assert_int_eq(rt[i].errors, 0);
+    }
+    sst_reader_close(r);
+    cache_free(c);
+    buf_free(&file);
+    table_free(&t);
+}
+END_TEST
+
 static Suite *sst_suite(void)
 {
     Suite *s = suite_create("sst");
@@ -765,6 +861,8 @@ static Suite *sst_suite(void)
     tcase_add_test(tc, test_sst_corrupt_data_block_is_reported_with_file_and_offset);
     tcase_add_test(tc, test_sst_newer_format_version_is_refused);
     tcase_add_test(tc, test_sst_read_errors_are_returned_not_hidden);
+    tcase_add_test(tc, test_sst_write_errors_are_returned_and_sticky);
+    tcase_add_test(tc, test_sst_concurrent_readers_share_one_table_and_cache);
     suite_add_tcase(s, tc);
     return s;
 }
