@@ -335,12 +335,22 @@ out:
 int fs_reclaim(struct fs *fs, uint64_t ino)
 {
     uint8_t key[FS_KEY_MAX];
+    struct fs_inode in;
     size_t klen;
     kv_batch *b;
-    int rc;
+    int rc, known;
 
-    rc = fs_delete_prefix(fs, FS_KEY_CHUNK, ino);
-    if (rc == 0)
+    /* With the inode at hand, skip scans that cannot find anything: no chunk when nothing is
+     * stored (invariant 4), no xattr without the flag. Without it (a reclaim interrupted by a
+     * crash), scan both. */
+    rc = fs_inode_load(fs, NULL, ino, &in, NULL, NULL);
+    if (rc && rc != -ENOENT)
+        goto fail;
+    known = rc == 0;
+    rc = 0;
+    if (!known || in.stored > 0)
+        rc = fs_delete_prefix(fs, FS_KEY_CHUNK, ino);
+    if (rc == 0 && (!known || (in.flags & FS_INODE_F_XATTR)))
         rc = fs_delete_prefix(fs, FS_KEY_XATTR, ino);
     if (rc)
         goto fail;

@@ -24,6 +24,7 @@ struct ck_inode {
     uint64_t dirent_parent; /* a directory's (first) containing directory */
     int orphan_key;
     int bad; /* record failed validation: reported, left alone */
+    uint32_t flags;
 };
 
 struct ck {
@@ -151,6 +152,11 @@ static void set_stored(struct fs_inode *in, void *arg)
     in->stored = *(uint64_t *)arg;
 }
 
+static void set_flags(struct fs_inode *in, void *arg)
+{
+    in->flags = *(uint32_t *)arg;
+}
+
 static void set_parent(struct fs_inode *in, void *arg)
 {
     in->parent = *(uint64_t *)arg;
@@ -207,6 +213,7 @@ static int scan_inode(struct ck *c, const uint8_t *k, size_t kl, const uint8_t *
         return 0;
     }
     r->mode = in.mode;
+    r->flags = in.flags;
     r->nlink = in.nlink;
     r->size = in.size;
     r->parent = in.parent;
@@ -326,6 +333,7 @@ static int scan_chunk(struct ck *c, const uint8_t *k, size_t kl, const uint8_t *
 
 static int scan_xattr(struct ck *c, const uint8_t *k, size_t kl, const uint8_t *v, size_t vl)
 {
+    struct ck_inode *r;
     uint64_t ino;
     const char *name;
     size_t nlen;
@@ -337,9 +345,17 @@ static int scan_xattr(struct ck *c, const uint8_t *k, size_t kl, const uint8_t *
         return 0;
     }
     c->res->xattrs++;
-    if (!ck_find(c, ino) &&
-        problem(c, "xattr %.*s of missing inode %llu", (int)nlen, name, (unsigned long long)ino))
-        fix_delete(c, k, kl);
+    r = ck_find(c, ino);
+    if (!r) {
+        if (problem(c, "xattr %.*s of missing inode %llu", (int)nlen, name,
+                    (unsigned long long)ino))
+            fix_delete(c, k, kl);
+    } else if (!r->bad && !(r->flags & FS_INODE_F_XATTR)) {
+        uint32_t f = r->flags | FS_INODE_F_XATTR;
+        r->flags = f;
+        if (problem(c, "inode %llu: has xattrs but not the xattr flag", (unsigned long long)ino))
+            fix_inode(c, ino, set_flags, &f);
+    }
     return 0;
 }
 

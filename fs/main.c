@@ -320,38 +320,52 @@ static void report_fs_error(const char *store, int rc)
         fprintf(stderr, "kvfs: cannot open the filesystem in %s: %s\n", store, strerror(-rc));
 }
 
-/* 1 if path is currently a mount point (its device differs from its parent's, or it is the
- * root of a mount per /proc/self/mountinfo). */
-static int is_mount_point(const char *path)
+/* Undoes mountinfo's octal escapes (space, tab, newline, backslash as \ooo) into out. */
+static void unescape_mountinfo(const char *in, char *out, size_t outsz)
 {
-    char line[PATH_MAX * 2 + 256];
+    size_t j = 0;
+    for (size_t i = 0; in[i] && j + 1 < outsz; i++) {
+        if (in[i] == '\\' && in[i + 1] >= '0' && in[i + 1] <= '3' && in[i + 2] >= '0' &&
+            in[i + 2] <= '7' && in[i + 3] >= '0' && in[i + 3] <= '7') {
+            out[j++] =
+                (char)(((in[i + 1] - '0') << 6) | ((in[i + 2] - '0') << 3) | (in[i + 3] - '0'));
+            i += 3;
+        } else {
+            out[j++] = in[i];
+        }
+    }
+    out[j] = '\0';
+}
+
+/* Scans /proc/self/mountinfo. With mnt set: 1 if something is mounted on mnt. With src set:
+ * 1 if a kvfs is mounted from store src. */
+static int find_mount(const char *mnt, const char *src)
+{
+    char line[PATH_MAX * 2 + 512], a[PATH_MAX + 1], b[PATH_MAX + 1];
     FILE *f = fopen("/proc/self/mountinfo", "r");
     int found = 0;
 
     if (!f)
         return 0;
     while (!found && fgets(line, sizeof line, f)) {
-        char mnt[PATH_MAX + 1];
-        /* id parent major:minor root mountpoint ... */
-        if (sscanf(line, "%*s %*s %*s %*s %4096s", mnt) == 1) {
-            /* mountinfo escapes space, tab, newline, backslash as \ooo */
-            char un[PATH_MAX + 1];
-            size_t j = 0;
-            for (size_t i = 0; mnt[i] && j < PATH_MAX; i++) {
-                if (mnt[i] == '\\' && mnt[i + 1] && mnt[i + 2] && mnt[i + 3]) {
-                    un[j++] = (char)(((mnt[i + 1] - '0') << 6) | ((mnt[i + 2] - '0') << 3) |
-                                     (mnt[i + 3] - '0'));
-                    i += 3;
-                } else {
-                    un[j++] = mnt[i];
-                }
-            }
-            un[j] = '\0';
-            found = strcmp(un, path) == 0;
+        /* id parent major:minor root mountpoint options [optional...] - fstype source super */
+        char *sep = strstr(line, " - ");
+        if (mnt && sscanf(line, "%*s %*s %*s %*s %4096s", a) == 1) {
+            unescape_mountinfo(a, b, sizeof b);
+            found = strcmp(b, mnt) == 0;
+        } else if (src && sep && sscanf(sep + 3, "%255s %4096s", b, a) == 2 &&
+                   strcmp(b, "fuse.kvfs") == 0) {
+            unescape_mountinfo(a, b, sizeof b);
+            found = strcmp(b, src) == 0;
         }
     }
     fclose(f);
     return found;
+}
+
+static int is_mount_point(const char *path)
+{
+    return find_mount(path, NULL);
 }
 
 static int prepare_paths(struct mount_opts *o, char *store_abs, char *mnt_abs)
@@ -457,7 +471,14 @@ static int run_mount(struct mount_opts *o, struct fuse_args *args, const char *s
         fprintf(stderr, "kvfs: bad sync '%s' (never, request or always)\n", o->sync);
         goto out;
     }
-    rc = open_store(store, &ko, &db);
+    /* A daemon that was just unmounted may still be closing the store: wait for it a little,
+     * but only when no kvfs is mounted from this store (then the lock is a real conflict). */
+    for (int waited = 0;; waited++) {
+        rc = open_store(store, &ko, &db);
+        if (rc != KV_EBUSY || waited >= 100 || find_mount(NULL, store))
+            break;
+        usleep(100000);
+    }
     if (rc) {
         report_open_error(store, rc);
         goto out;

@@ -175,7 +175,7 @@ uint8_t *fs_inode_encode(const struct fs_inode *in, const void *tail, size_t tai
     if (!p)
         return NULL;
     p[0] = FS_INODE_VERSION;
-    p[1] = 0;
+    p[1] = (uint8_t)in->flags;
     fs_put_be32(p + 4, in->mode);
     fs_put_be32(p + 8, in->uid);
     fs_put_be32(p + 12, in->gid);
@@ -225,7 +225,7 @@ int fs_inode_decode(uint64_t num, const void *val, size_t len, struct fs_inode *
     if (get_time(p + 64, p + 88, &in->atime) || get_time(p + 72, p + 92, &in->mtime) ||
         get_time(p + 80, p + 96, &in->ctime))
         return inode_bad(num, "timestamp nanoseconds >= 1e9");
-    if (in->flags != 0 || p[2] || p[3])
+    if ((in->flags & ~FS_INODE_FLAGS_KNOWN) || p[2] || p[3])
         return inode_bad(num, "unknown flags");
     if (fs_mode_to_dtype(in->mode) == DT_UNKNOWN || (in->mode & ~(uint32_t)(S_IFMT | 07777)))
         return inode_bad(num, "invalid file type in mode");

@@ -36,6 +36,8 @@
 #define FS_SUPER_LEN 48u
 #define FS_INODE_VERSION 1u
 #define FS_INODE_HDR_LEN 104u
+#define FS_INODE_F_XATTR 0x01u /* inode flag: it has (or once had) extended attributes */
+#define FS_INODE_FLAGS_KNOWN FS_INODE_F_XATTR
 #define FS_DIRENT_LEN 9u
 
 /* Longest key the schema produces: prefix + ino + 255-byte name. */
@@ -108,7 +110,7 @@ int fs_super_decode(const void *val, size_t len, struct fs_super *sb);
 
 struct fs_inode {
     uint64_t ino;   /* not stored in the value: the key holds it */
-    uint32_t flags; /* 0 in version 1 */
+    uint32_t flags; /* FS_INODE_F_* */
     uint32_t mode;  /* type and permission bits, as st_mode */
     uint32_t uid, gid;
     uint32_t nlink;

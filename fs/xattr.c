@@ -76,6 +76,7 @@ int fs_setxattr(struct fs *fs, uint64_t ino, const char *name, const void *value
         goto out;
     }
     in.ctime = now;
+    in.flags |= FS_INODE_F_XATTR; /* lets reclaim skip the X scan of inodes that never had any */
     rc = fs_kv_errno(kv_batch_put(b, key, klen, value ? value : "", size));
     if (rc == 0)
         rc = fs_batch_put_inode(b, &in, tail, tlen);

@@ -439,6 +439,25 @@ START_TEST(test_fs_fsck_repairs_dangling_dirent_bad_nlink_and_stray_chunk)
 }
 END_TEST
 
+START_TEST(test_fs_fsck_flags_xattrs_that_reclaim_would_miss)
+{
+    uint8_t k[FS_KEY_MAX];
+    struct fsck_result r;
+    uint64_t f = mkfile(1, "f");
+    /* an xattr key written behind the inode's back: its inode lacks FS_INODE_F_XATTR, so a
+     * reclaim would skip the X scan and leak it */
+    ck_assert_int_eq(kv_put(g_db, k, fs_key_xattr(k, f, "user.a", 6), "v", 1, 0), 0);
+    r = run_fsck(0);
+    ck_assert_uint_eq(r.problems, 1);
+    r = run_fsck(1);
+    ck_assert_uint_eq(r.repaired, 1);
+    ck_assert_int_eq(fs_unlink(g_fs, 1, "f"), 0);
+    ck_assert_uint_eq(count_keys('X', f), 0);
+    r = run_fsck(0);
+    ck_assert_uint_eq(r.problems, 0);
+}
+END_TEST
+
 START_TEST(test_fs_fsck_moves_unreferenced_inode_to_lost_found)
 {
     uint8_t k[FS_KEY_MAX];
@@ -507,6 +526,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_fs_fsck_finds_a_busy_filesystem_clean);
     tcase_add_test(tc, test_fs_fsck_repairs_dangling_dirent_bad_nlink_and_stray_chunk);
     tcase_add_test(tc, test_fs_fsck_moves_unreferenced_inode_to_lost_found);
+    tcase_add_test(tc, test_fs_fsck_flags_xattrs_that_reclaim_would_miss);
     tcase_add_test(tc, test_fs_fsck_counts_pending_orphans_as_clean);
     suite_add_tcase(s, tc);
     return s;
