@@ -67,6 +67,7 @@ void fs_abandon(struct fs *fs);
  * writeback would move mtime past what the kernel showed). Call before serving requests. */
 void fs_set_kernel_times(struct fs *fs, int on);
 
+/* Borrowed accessors: the store fs runs on, and its chunk size (fixed at format). */
 kv_db *fs_get_db(struct fs *fs);
 uint32_t fs_chunk_size(const struct fs *fs);
 
@@ -75,9 +76,12 @@ int fs_kv_errno(int kv_err);
 
 /* ---- Names and attributes ----------------------------------------------------------------- */
 
+/* Resolves name in directory parent ("." and ".." included) into *e, taking one lookup
+ * reference. -ENOENT if absent, -ENAMETOOLONG past 255 bytes, -EIO if the entry is damaged. */
 int fs_lookup(struct fs *fs, uint64_t parent, const char *name, struct fs_entry *e);
 /* Drops nlookup references; reclaims the inode if that was the last use of an unlinked one. */
 void fs_forget(struct fs *fs, uint64_t ino, uint64_t nlookup);
+/* Current attributes of ino (st_blocks from stored bytes, st_blksize the chunk size). */
 int fs_getattr(struct fs *fs, uint64_t ino, struct stat *st);
 
 /* Bits of to_set for fs_setattr; equal to libfuse's FUSE_SET_ATTR_* values. */
@@ -103,7 +107,10 @@ int fs_readlink(struct fs *fs, uint64_t ino, char *buf, size_t size);
 
 /* ---- Namespace changes -------------------------------------------------------------------- */
 
-/* mode carries the type (S_IFREG, S_IFIFO, S_IFCHR, S_IFBLK, S_IFSOCK) and permissions. */
+/* Each creates a name in parent owned by ctx (group and set-gid bit inherited from a set-gid
+ * directory) in one batch with the parent's times (and nlink for mkdir), filling *e with one
+ * lookup reference. -EEXIST, -ENOENT (parent removed), -ENOTDIR, -ENAMETOOLONG.
+ * mode carries the type (S_IFREG, S_IFIFO, S_IFCHR, S_IFBLK, S_IFSOCK) and permissions. */
 int fs_mknod(struct fs *fs, const struct fs_ctx *ctx, uint64_t parent, const char *name,
              uint32_t mode, uint64_t rdev, struct fs_entry *e);
 int fs_mkdir(struct fs *fs, const struct fs_ctx *ctx, uint64_t parent, const char *name,
@@ -113,11 +120,17 @@ int fs_symlink(struct fs *fs, const struct fs_ctx *ctx, uint64_t parent, const c
 /* Like fs_mknod(S_IFREG | mode) and fs_open_file() together. */
 int fs_create(struct fs *fs, const struct fs_ctx *ctx, uint64_t parent, const char *name,
               uint32_t mode, struct fs_entry *e);
+/* A new name for a non-directory (-EPERM for directories, -ENOENT once unlinked). */
 int fs_link(struct fs *fs, uint64_t ino, uint64_t newparent, const char *newname,
             struct fs_entry *e);
+/* Remove a name (-EISDIR / -ENOTDIR by type, -ENOTEMPTY). At nlink 0 the inode gets an orphan
+ * key and is reclaimed once unreferenced (now, if the kernel holds nothing). */
 int fs_unlink(struct fs *fs, uint64_t parent, const char *name);
 int fs_rmdir(struct fs *fs, uint64_t parent, const char *name);
-/* flags: 0, RENAME_NOREPLACE or RENAME_EXCHANGE. */
+/* POSIX rename in one batch, replacing (and unlinking) an existing target of compatible type.
+ * flags: 0, RENAME_NOREPLACE (-EEXIST) or RENAME_EXCHANGE (-ENOENT without a target).
+ * -EINVAL when a directory would move into its own subtree (checked by walking the new
+ * parent's ancestry, O(depth)). Renames between directories are serialised (rename_mu). */
 int fs_rename(struct fs *fs, uint64_t parent, const char *name, uint64_t newparent,
               const char *newname, unsigned int flags);
 
