@@ -336,6 +336,7 @@ static int make_room_for_write(kv_db *db, int force)
 {
     int allow_delay = !force;
     int counted_stop = 0;
+    uint64_t failures_seen = UINT64_MAX;
     for (;;) {
         if (db->bg_error)
             return db->bg_error;
@@ -365,10 +366,16 @@ static int make_room_for_write(kv_db *db, int force)
         if (!force && memtable_memory_usage(db->mem) <= db->opts.memtable_bytes)
             return 0;
         if (db->imm != NULL || l0 >= db->opts.l0_stop_trigger) {
-            if (db->bg_nospace)
-                return KV_ENOSPC;
-            if (l0 >= db->opts.l0_stop_trigger && db->imm == NULL)
-                pthread_cond_signal(&db->work_cv);
+            if (db->bg_nospace) {
+                /* The background work is failing for lack of space. Ask for one attempt now
+                 * (it may be sleeping in a backoff) and fail if that attempt fails too. */
+                if (failures_seen != UINT64_MAX && db->bg_failures != failures_seen)
+                    return db->last_bg_failure ? db->last_bg_failure : KV_ENOSPC;
+                if (failures_seen == UINT64_MAX) {
+                    failures_seen = db->bg_failures;
+                    pthread_cond_signal(&db->work_cv);
+                }
+            }
             stall_wait(db, &counted_stop);
             continue;
         }
@@ -931,10 +938,8 @@ static void *bg_main(void *arg)
         if (db->shutting_down)
             break; /* work abandoned on purpose */
         db->background_errors++;
-        if (db->imm && what[0] == 'f') {
-            db->flush_failures++;
-            db->last_flush_error = rc;
-        }
+        db->bg_failures++;
+        db->last_bg_failure = rc;
         if (is_fatal(rc)) {
             set_bg_error(db, rc, what);
             continue;
@@ -1326,7 +1331,8 @@ int kv_close(kv_db *db)
     if (!db)
         return 0;
     pthread_mutex_lock(&db->mu);
-    db->shutting_down = 1;
+    /* Atomic: compaction_run polls the flag without mu. */
+    __atomic_store_n(&db->shutting_down, 1, __ATOMIC_RELEASE);
     pthread_cond_broadcast(&db->work_cv);
     pthread_mutex_unlock(&db->mu);
     if (db->bg_started)
@@ -1406,13 +1412,15 @@ int kv_flush(kv_db *db)
     if (rc != 0)
         return rc;
     pthread_mutex_lock(&db->mu);
-    uint64_t failures = db->flush_failures;
-    while (db->imm != NULL && db->bg_error == 0 && db->flush_failures == failures)
+    /* Wake the background thread from a backoff: the caller wants an attempt now. */
+    uint64_t failures = db->bg_failures;
+    pthread_cond_signal(&db->work_cv);
+    while (db->imm != NULL && db->bg_error == 0 && db->bg_failures == failures)
         pthread_cond_wait(&db->bg_cv, &db->mu);
     if (db->bg_error)
         rc = db->bg_error;
     else if (db->imm != NULL)
-        rc = db->last_flush_error ? db->last_flush_error : KV_ENOSPC;
+        rc = db->last_bg_failure ? db->last_bg_failure : KV_ENOSPC;
     pthread_mutex_unlock(&db->mu);
     return rc;
 }

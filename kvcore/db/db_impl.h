@@ -68,10 +68,10 @@ struct kv_db {
     pthread_t bg_thread;
     int bg_started;
     volatile int shutting_down;
-    int bg_error;   /* fatal: corruption or EIO; writes return it from now on */
-    int bg_nospace; /* the last background attempt failed with ENOSPC and is being retried */
-    uint64_t flush_failures; /* failed flush attempts, so kv_flush can tell when to give up */
-    int last_flush_error;
+    int bg_error;         /* fatal: corruption or EIO; writes return it from now on */
+    int bg_nospace;       /* the last background attempt failed with ENOSPC and is being retried */
+    uint64_t bg_failures; /* failed background attempts, so waiters can tell when to give up */
+    int last_bg_failure;
     struct db_manual *manual;
 
     /* Counters for kv_get_stats, protected by mu. */

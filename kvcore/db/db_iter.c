@@ -84,8 +84,8 @@ kv_iter *kv_iter_new(kv_db *db, const kv_snapshot *snap)
 
     pthread_mutex_lock(&db->mu);
     if (rc == 0) {
-        it->internal = merger_new(children, n); /* frees the children if it fails */
-        children = NULL;
+        it->internal = merger_new(children, n); /* owns (or freed) the children now */
+        n = 0;
         if (!it->internal) {
             rc = KV_ENOMEM;
         } else if (iter_register_cleanup(it->internal, unref_version_cleanup, db, v) != 0) {
@@ -93,12 +93,13 @@ kv_iter *kv_iter_new(kv_db *db, const kv_snapshot *snap)
             iter_free(it->internal);
             it->internal = NULL;
             pthread_mutex_unlock(&db->mu);
+            free(children);
             free(it);
             return NULL;
         }
     }
     if (rc != 0) {
-        for (int i = 0; children && i < n; i++)
+        for (int i = 0; i < n; i++)
             iter_free(children[i]);
         version_unref(v);
     }
@@ -375,7 +376,7 @@ const void *kv_iter_key(const kv_iter *it, size_t *klen)
         it->dir == DIR_FORWARD ? ikey_user_key(iter_key(it->internal)) : buf_slice(&it->saved_key);
     if (klen)
         *klen = k.size;
-    return k.data;
+    return k.data ? k.data : ""; /* never NULL, even for an empty key */
 }
 
 const void *kv_iter_value(const kv_iter *it, size_t *vlen)
@@ -384,7 +385,7 @@ const void *kv_iter_value(const kv_iter *it, size_t *vlen)
     slice v = it->dir == DIR_FORWARD ? iter_value(it->internal) : buf_slice(&it->saved_value);
     if (vlen)
         *vlen = v.size;
-    return v.data;
+    return v.data ? v.data : "";
 }
 
 int kv_iter_status(const kv_iter *it)
