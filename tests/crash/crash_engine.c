@@ -18,7 +18,7 @@
  *
  * Usage: crash_engine [--iterations N] [--seconds S]  (also KV_CRASH_ITERS, KV_SEED). The
  * default runs until 150 s or 400 iterations, whichever comes first. KV_CRASH_VERBOSE=1 shows
- * the engine's error log; KV_TEST_MEMTABLE_BYTES adds to the (random, 16-64 KiB) memtable
+ * the engine's error log; KV_TEST_MEMTABLE_BYTES adds to the (random, 32-160 KiB) memtable
  * size; KV_CRASH_LENIENT_CREATE=1 lets fsync of a new file make its name durable.
  */
 #include <inttypes.h>
@@ -380,7 +380,7 @@ static void store_init(store *s, uint64_t seed)
     kv_options_init(&s->opts);
     s->opts.env = fault_env_env(s->fe);
     s->opts.log_fn = quiet_log;
-    s->opts.memtable_bytes = 16 * 1024 + (size_t)tu_rng_below(&s->rng, 48 * 1024);
+    s->opts.memtable_bytes = 32 * 1024 + (size_t)tu_rng_below(&s->rng, 128 * 1024);
     s->opts.memtable_bytes += (size_t)tu_env_u64("KV_TEST_MEMTABLE_BYTES", 0);
     s->opts.target_file_size = 32 * 1024;
     s->opts.level1_bytes = 128 * 1024;

@@ -713,6 +713,9 @@ const kv_env *fault_env_env(fault_env *fe)
 int fault_env_crash(fault_env *fe, enum fault_crash_mode mode)
 {
     int rc = 0;
+    /* KV_FAULT_ENV_VERBOSE=1 says what each crash undoes, to explain a lost file. */
+    const char *ve = getenv("KV_FAULT_ENV_VERBOSE");
+    int verbose = ve && *ve && *ve != '0';
     pthread_mutex_lock(&fe->mu);
     fe->c.crashes++;
     /* 1. Cut every live file back to what reached the platter. */
@@ -732,19 +735,31 @@ int fault_env_crash(fault_env *fe, enum fault_crash_mode mode)
     for (size_t i = fe->npend; i-- > 0;) {
         pending *p = &fe->pend[i];
         switch (p->kind) {
-        case PEND_CREATE:
+        case PEND_CREATE: {
+            struct stat st;
+            if (verbose && stat(p->path, &st) == 0)
+                fprintf(stderr,
+                        "fault_env: crash removes %s (%lld bytes): created, never dir-synced\n",
+                        p->path, (long long)st.st_size);
             if (unlink(p->path) != 0 && errno != ENOENT)
                 rc = -1;
             break;
+        }
         case PEND_RENAME:
             if (p->had_old && !p->saved_ok)
                 break; /* cannot restore the old target: keep the rename as if it were durable */
+            if (verbose)
+                fprintf(stderr, "fault_env: crash undoes rename %s -> %s (never dir-synced)\n",
+                        p->path, p->to);
             if (exists(p->to) && rename(p->to, p->path) != 0)
                 rc = -1;
             if (p->had_old && write_whole(p->to, p->saved, p->saved_len) != 0)
                 rc = -1;
             break;
         case PEND_UNLINK:
+            if (verbose && p->saved_ok)
+                fprintf(stderr, "fault_env: crash brings back %s (unlink never dir-synced)\n",
+                        p->path);
             if (p->saved_ok && write_whole(p->path, p->saved, p->saved_len) != 0)
                 rc = -1;
             break;
