@@ -51,13 +51,32 @@ static int check_regular(const struct fs_inode *in)
     return S_ISREG(in->mode) ? 0 : -EINVAL;
 }
 
-int fs_open_file(struct fs *fs, uint64_t ino)
+int fs_open_file(struct fs *fs, uint64_t ino, int flags)
 {
     struct fs_inode in;
+    kv_batch *b = NULL;
     int rc;
 
     fs_lock_ino(fs, ino);
     rc = fs_inode_load(fs, NULL, ino, &in, NULL, NULL);
+    if (rc == 0 && (flags & O_TRUNC) && S_ISREG(in.mode) && (flags & O_ACCMODE) != O_RDONLY) {
+        /* libfuse asks for atomic O_TRUNC: the kernel sends no setattr, the open truncates.
+         * Like truncate(2), it updates mtime and ctime even when the file was empty. */
+        if (fs->cfg.read_only) {
+            rc = -EROFS;
+        } else if (!(b = kv_batch_new())) {
+            rc = -ENOMEM;
+        } else {
+            rc = fs_truncate_locked(fs, b, &in, 0);
+            fs_now(&in.mtime);
+            in.ctime = in.mtime;
+            if (rc == 0)
+                rc = fs_batch_put_inode(b, &in, NULL, 0);
+            if (rc == 0)
+                rc = fs_commit(fs, b);
+            kv_batch_free(b);
+        }
+    }
     if (rc == 0)
         rc = fs_itab_add(fs, ino, 0, 1);
     fs_unlock_ino(fs, ino);

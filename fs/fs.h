@@ -136,8 +136,10 @@ int fs_rename(struct fs *fs, uint64_t parent, const char *name, uint64_t newpare
 
 /* ---- File data ---------------------------------------------------------------------------- */
 
-/* Counts an open of ino (released by fs_release()). -EISDIR is not checked: the kernel does. */
-int fs_open_file(struct fs *fs, uint64_t ino);
+/* Counts an open of ino (released by fs_release()); flags are open(2)'s: O_TRUNC on a regular
+ * file opened for writing truncates it to 0 in the same call (FUSE atomic_o_trunc). -EISDIR
+ * is not checked: the kernel does. */
+int fs_open_file(struct fs *fs, uint64_t ino, int flags);
 void fs_release(struct fs *fs, uint64_t ino);
 /* Reads up to size bytes at off into buf; returns the count (0 at or past EOF). */
 ssize_t fs_read(struct fs *fs, uint64_t ino, uint64_t off, size_t size, void *buf);

@@ -73,6 +73,9 @@ static void fs_op_init(void *userdata, struct fuse_conn_info *conn)
      * logic on the write path). Splice gains nothing here: data is copied into kv batches. */
     conn->want &= ~(unsigned)(FUSE_CAP_HANDLE_KILLPRIV | FUSE_CAP_SPLICE_READ |
                               FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE);
+    /* O_TRUNC arrives with open (fs_open_file truncates): one request instead of two. */
+    if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)
+        conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
     conn->max_write = LL_MAX_WRITE;
     conn->max_readahead = LL_MAX_WRITE;
     conn->time_gran = 1;
@@ -240,7 +243,7 @@ static void fs_op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fu
 static void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
     struct fs *fs = ll_of(req)->fs;
-    int rc = fs_open_file(fs, ino);
+    int rc = fs_open_file(fs, ino, fi->flags);
 
     if (rc) {
         fuse_reply_err(req, -rc);

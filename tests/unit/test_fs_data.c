@@ -4,6 +4,7 @@
  * writers to one file. */
 #include <check.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <linux/falloc.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -191,6 +192,22 @@ START_TEST(test_fs_truncate_then_extend_reads_zeros)
     ck_assert_uint_eq(count_keys('C', f), 0);
     ck_assert_int_eq(out.st_blocks, 0);
     ck_assert_int_eq(fs_setattr(g_fs, &g_root, 1, &st, FS_SET_SIZE, &out), -EISDIR);
+}
+END_TEST
+
+START_TEST(test_fs_open_with_o_trunc_empties_the_file)
+{
+    uint64_t f = mkfile(1, "f");
+    char r[4];
+    ck_assert_int_eq(fs_write(g_fs, f, 0, "data", 4), 4);
+    ck_assert_int_eq(fs_open_file(g_fs, f, O_RDONLY | O_TRUNC), 0); /* read-only: no effect */
+    fs_release(g_fs, f);
+    ck_assert_int_eq(getattr(f).st_size, 4);
+    ck_assert_int_eq(fs_open_file(g_fs, f, O_WRONLY | O_TRUNC), 0);
+    ck_assert_int_eq(getattr(f).st_size, 0);
+    ck_assert_uint_eq(count_keys('C', f), 0);
+    ck_assert_int_eq(fs_read(g_fs, f, 0, sizeof r, r), 0);
+    fs_release(g_fs, f);
 }
 END_TEST
 
@@ -392,6 +409,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_fs_write_read_roundtrip_across_chunks);
     tcase_add_test(tc, test_fs_sparse_file_reads_zeros_and_costs_no_blocks);
     tcase_add_test(tc, test_fs_truncate_then_extend_reads_zeros);
+    tcase_add_test(tc, test_fs_open_with_o_trunc_empties_the_file);
     tcase_add_test(tc, test_fs_write_to_directory_is_eisdir);
     tcase_add_test(tc, test_fs_file_beyond_4gib_keeps_offsets);
     tcase_add_test(tc, test_fs_fallocate_extends_keeps_size_and_punches_holes);
