@@ -22,9 +22,9 @@
 #include "util/slice.h"
 
 typedef struct sst_options {
-    size_t block_size;      /* target uncompressed data block size (e.g. 4096) */
-    int restart_interval;   /* keys between restart points (e.g. 16) */
-    int compression;        /* 0 none, 1 zstd (kept raw unless it saves >= 1/8) */
+    size_t block_size;    /* target uncompressed data block size (e.g. 4096) */
+    int restart_interval; /* keys between restart points (e.g. 16) */
+    int compression;      /* 0 none, 1 zstd (kept raw unless it saves >= 1/8) */
     int compression_level;
     int bloom_bits_per_key; /* 0: no filter block */
 } sst_options;
