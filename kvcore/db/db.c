@@ -189,6 +189,17 @@ static int insert_batch(memtable *m, slice rep, struct insert_ctx *ic)
     return batch_iterate(rep, &h);
 }
 
+/* Records a fatal error: from now on writes fail with it. mu held. */
+static void set_bg_error(kv_db *db, int rc, const char *what)
+{
+    if (db->bg_error == 0) {
+        db->bg_error = rc;
+        kv_log(&db->log, KV_LOG_ERROR, "%s failed: %s; the store refuses writes from now on", what,
+               kv_strerror(rc));
+    }
+    pthread_cond_broadcast(&db->bg_cv);
+}
+
 /* ---- WAL files ------------------------------------------------------------------------------ */
 
 /* Creates WAL `number` and a writer for it. */
@@ -250,6 +261,12 @@ static int install_new_log(kv_db *db, uint64_t number, wal_writer *w)
     int rc = retire_log(db);
     if (rc != 0) {
         wal_writer_close(w);
+        /* The old WAL's unsynced tail may be lost: stop using it (see write_group). */
+        if (!db->log_failed) {
+            db->log_failed = 1;
+            if (rc != KV_ENOSPC && rc != KV_ENOMEM)
+                set_bg_error(db, rc, "WAL sync");
+        }
         return rc;
     }
     db->wal = w;
@@ -306,17 +323,6 @@ static int switch_memtable(kv_db *db)
 }
 
 /* ---- Write path ---------------------------------------------------------------------------- */
-
-/* Records a fatal error: from now on writes fail with it. mu held. */
-static void set_bg_error(kv_db *db, int rc, const char *what)
-{
-    if (db->bg_error == 0) {
-        db->bg_error = rc;
-        kv_log(&db->log, KV_LOG_ERROR, "%s failed: %s; the store refuses writes from now on", what,
-               kv_strerror(rc));
-    }
-    pthread_cond_broadcast(&db->bg_cv);
-}
 
 /* Waits on bg_cv for background progress, counting the wait as stall time. mu held. */
 static void stall_wait(kv_db *db, int *counted)
