@@ -22,7 +22,7 @@ run_fsx() {
     [ $rc -eq 0 ] || mt_fail "fsx $label failed (exit $rc); replay line above"
 }
 
-for mode in "$MT_NOWB_OPTS" ""; do
+for mode in "" "$MT_NOWB_OPTS"; do
     tag=${mode:-default}
     tag=${tag//[=,]/}
     mt_mount "$mode"
@@ -30,6 +30,20 @@ for mode in "$MT_NOWB_OPTS" ""; do
     run_fsx "$tag-reopen" -N $((OPS / 2)) -l 2M -o 128K -c 300 "$MNT/fsx-reopen"
     run_fsx "$tag-direct" -N $((OPS / 2)) -l 2M -o 128K -d -c 400 "$MNT/fsx-direct"
     run_fsx "$tag-5G" -N $((OPS / 3)) -l 1M -o 64K -b 5G -c 500 "$MNT/fsx-5G"
+    # Three at once on separate files: the daemon's threads serve them concurrently.
+    mt_log "fsx $tag-parallel: 3 instances"
+    pids=()
+    for i in 1 2 3; do
+        "$FSX" "${seed_arg[@]}" -N $((OPS / 3)) -l 2M -o 128K -c 250 "$MNT/fsx-par$i" \
+            >"$MT_DIR/fsx-$tag-par$i.log" 2>&1 &
+        pids+=($!)
+    done
+    for i in 1 2 3; do
+        wait "${pids[$((i - 1))]}"
+        rc=$?
+        cat "$MT_DIR/fsx-$tag-par$i.log"
+        [ $rc -eq 0 ] || mt_fail "parallel fsx $i failed (exit $rc); replay line above"
+    done
     # What fsx left behind must survive an unmount and a fresh mount byte for byte.
     (cd "$MNT" && sha256sum fsx-buffered fsx-reopen fsx-direct >"$MT_DIR/fsx.sum") ||
         mt_fail "sha256 of fsx files"

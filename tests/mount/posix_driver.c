@@ -1036,6 +1036,22 @@ static void t_open_flags(void)
     fstat(fd, &st);
     CHK(st.st_size == 0, "O_TRUNC empties the file");
     close(fd);
+    /* Regression: a daemon that ignored O_TRUNC let the old bytes come back once the file grew
+     * again (the kernel had only dropped its own size and pages). */
+    unsigned char old[4096];
+    fill_pattern(old, sizeof(old), 1 * MiB, 21);
+    fd = open("grow", O_RDWR | O_CREAT, 0644);
+    CHK(fd >= 0 && write_all_at(fd, old, sizeof(old), 1 * MiB) == 0, "write 4 KiB at 1 MiB");
+    if (fd >= 0)
+        close(fd);
+    fd = (int)OK(open("grow", O_WRONLY | O_TRUNC), "reopen with O_TRUNC");
+    CHK(fd >= 0 && pwrite(fd, "end", 3, 2 * MiB) == 3, "grow the file again past 2 MiB");
+    if (fd >= 0)
+        close(fd);
+    fd = open("grow", O_RDONLY);
+    RANGE_IS(fd, 0, 2 * MiB, 0, "bytes from before O_TRUNC do not come back when the file regrows");
+    if (fd >= 0)
+        close(fd);
     fd = (int)OK(open("new", O_RDWR | O_CREAT | O_EXCL, 0600), "O_CREAT|O_EXCL new file");
     close(fd);
     CHK((lst("new").st_mode & 07777) == 0600, "created with requested mode 0600");
