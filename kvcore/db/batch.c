@@ -133,8 +133,11 @@ int batch_append(kv_batch *dst, const kv_batch *src)
     if (total > UINT32_MAX)
         return KV_EINVAL; /* needs > 12 GiB of ops; reported rather than wrapped */
     size_t ops = src->rep.len - BATCH_HEADER_SIZE;
-    if (buf_append(&dst->rep, src->rep.data + BATCH_HEADER_SIZE, ops) != 0)
+    /* Reserve first, so that src's bytes are read after any move (dst may be src). */
+    if (buf_reserve(&dst->rep, ops) != 0)
         return KV_ENOMEM;
+    if (buf_append(&dst->rep, src->rep.data + BATCH_HEADER_SIZE, ops) != 0)
+        return KV_ENOMEM; /* cannot happen after the reservation */
     batch_set_count(dst, (uint32_t)total);
     return 0;
 }

@@ -25,6 +25,9 @@
 /* File reads are made in chunks of this size. */
 #define WAL_READ_CHUNK ((size_t)256 * 1024)
 
+/* A record's total size (13 + a 32-bit length) must fit in size_t. */
+_Static_assert(SIZE_MAX / 2 > (uint64_t)UINT32_MAX, "kvcore needs a 64-bit size_t");
+
 #define WAL_CHECKSUM_OFFSET 0
 #define WAL_LENGTH_OFFSET 8
 #define WAL_TYPE_OFFSET 12
