@@ -1,22 +1,18 @@
 /* fsx: an fsx-like data-integrity exerciser; random I/O on one file checked against a model.
  *
- * Usage: fsx [-N ops] [-S seed] [-l maxlen] [-o maxop] [-b base] [-c every] [-d] [-F] [-M] [-v]
- *            FILE
- *   -N ops    operations to run (default 10000)
- *   -S seed   random seed (default: from the clock); printed, so a failure replays exactly
- *   -l maxlen largest file size the model covers (default 4 MiB)
- *   -o maxop  largest single read/write (default 256 KiB)
- *   -b base   offset of the model inside the file, e.g. 5G, to exercise >4 GiB offsets
- *   -c every  close and reopen the file every N ops, verifying the whole file each time
- *   -d        O_DIRECT: all reads/writes 4 KiB-aligned; with -c, alternate O_DIRECT and buffered
- *   -F        no fallocate/punch-hole ops (for filesystems without them)
- *   -M        no mmap ops
- *   -v        print every op
- * Ops: read, write, truncate, fallocate (0, KEEP_SIZE, PUNCH_HOLE), mmap read, mmap write+msync,
- * reopen with O_TRUNC. Every byte read (pread and mmap) is compared with the model. Written bytes
- * encode the op number (byte = op*7 + offset + 1), so a wrong byte hints at which op wrote it. On
- * failure the last ops are printed with the seed and the exit status is 1; 2 means a usage or setup
- * error.
+ * Usage: fsx [-N ops] [-S seed] [-l maxlen] [-o maxop] [-b base] [-c every] [-d] [-F] [-M] [-T]
+ * [-v] FILE -N ops    operations to run (default 10000) -S seed   random seed (default: from the
+ * clock); printed, so a failure replays exactly -l maxlen largest file size the model covers
+ * (default 4 MiB) -o maxop  largest single read/write (default 256 KiB) -b base   offset of the
+ * model inside the file, e.g. 5G, to exercise >4 GiB offsets -c every  close and reopen the file
+ * every N ops, verifying the whole file each time -d        O_DIRECT: all reads/writes 4
+ * KiB-aligned; with -c, alternate O_DIRECT and buffered -F        no fallocate/punch-hole ops (for
+ * filesystems without them) -M        no mmap ops -T        no reopen-with-O_TRUNC ops -v print
+ * every op Ops: read, write, truncate, fallocate (0, KEEP_SIZE, PUNCH_HOLE), mmap read, mmap
+ * write+msync, reopen with O_TRUNC. Every byte read (pread and mmap) is compared with the model.
+ * Written bytes encode the op number (byte = op*7 + offset + 1), so a wrong byte hints at which op
+ * wrote it. On failure the last ops are printed with the seed and the exit status is 1; 2 means a
+ * usage or setup error.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -71,9 +67,10 @@ static struct {
     int direct;
     int no_falloc;
     int no_mmap;
+    int no_trunc_open;
     int verbose;
     const char *path;
-} opt = {10000, 0, 4 << 20, 256 << 10, 0, 0, 0, 0, 0, 0, NULL};
+} opt = {10000, 0, 4 << 20, 256 << 10, 0, 0, 0, 0, 0, 0, 0, NULL};
 
 static unsigned char *model; /* maxlen bytes; bytes at and past model_size are zero */
 static uint64_t model_size;
@@ -127,9 +124,10 @@ static void fail(const char *fmt, ...)
     print_history();
     fprintf(stderr,
             "fsx: replay with: -S %" PRIu64 " -N %ld -l %" PRIu64 " -o %" PRIu64 " -b %" PRIu64
-            "%s%s%s -c %ld %s\n",
+            "%s%s%s%s -c %ld %s\n",
             opt.seed, opt.ops, opt.maxlen, opt.maxop, opt.base, opt.direct ? " -d" : "",
-            opt.no_falloc ? " -F" : "", opt.no_mmap ? " -M" : "", opt.reopen_every, opt.path);
+            opt.no_falloc ? " -F" : "", opt.no_mmap ? " -M" : "", opt.no_trunc_open ? " -T" : "",
+            opt.reopen_every, opt.path);
     exit(1);
 }
 
@@ -429,7 +427,7 @@ int main(int argc, char **argv)
     struct timeval tv;
     gettimeofday(&tv, NULL);
     opt.seed = (uint64_t)tv.tv_sec * 1000003ULL ^ (uint64_t)tv.tv_usec ^ (uint64_t)getpid();
-    while ((c = getopt(argc, argv, "N:S:l:o:b:c:dFMv")) != -1) {
+    while ((c = getopt(argc, argv, "N:S:l:o:b:c:dFMTv")) != -1) {
         switch (c) {
         case 'N':
             opt.ops = atol(optarg);
@@ -458,12 +456,15 @@ int main(int argc, char **argv)
         case 'M':
             opt.no_mmap = 1;
             break;
+        case 'T':
+            opt.no_trunc_open = 1;
+            break;
         case 'v':
             opt.verbose = 1;
             break;
         default:
             fprintf(stderr, "usage: fsx [-N ops] [-S seed] [-l maxlen] [-o maxop] [-b base] "
-                            "[-c every] [-d] [-F] [-M] [-v] FILE\n");
+                            "[-c every] [-d] [-F] [-M] [-T] [-v] FILE\n");
             return 2;
         }
     }
@@ -508,6 +509,8 @@ int main(int argc, char **argv)
             kind = OP_WRITE;
         if (opt.no_mmap && (kind == OP_MAPREAD || kind == OP_MAPWRITE))
             kind = OP_READ;
+        if (opt.no_trunc_open && kind == OP_TRUNC_OPEN)
+            kind = OP_TRUNCATE;
         switch (kind) {
         case OP_READ:
             op_read();
