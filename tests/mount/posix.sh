@@ -33,14 +33,21 @@ grep -v '^ok ' "$MT_DIR/unpriv.log"
 
 mt_unmount
 
-# Again as root with the writeback cache off and no kernel caching of attributes or names, so
-# every answer comes from the daemon rather than from the kernel's own bookkeeping.
-mt_mount "$MT_NOWB_OPTS,attr_timeout=0,entry_timeout=0,negative_timeout=0"
+# Again, as root and as 65534, with the writeback cache off and no kernel caching of attributes
+# or names, so every answer comes from the daemon rather than from the kernel's bookkeeping.
+mt_mount "$MT_NOWB_OPTS,allow_other,attr_timeout=0,entry_timeout=0,negative_timeout=0"
 mt_log "posix_driver as root, no writeback cache, no attribute/entry caching"
 "$DRIVER" "$MNT" >"$MT_DIR/root-nocache.log" 2>&1
 rc=$?
 grep -v '^ok ' "$MT_DIR/root-nocache.log"
 [ $rc -eq 0 ] || { echo "posix_driver without caches: exit $rc (log $MT_DIR/root-nocache.log)" >&2; failed=1; }
+mkdir "$MNT/nocache" && "$DRIVER" --setup-unpriv "$MNT/nocache" >"$MT_DIR/setup-nocache.log" 2>&1 ||
+    { cat "$MT_DIR/setup-nocache.log"; echo "setup-unpriv without caches failed" >&2; failed=1; }
+(cd "$MNT" && setpriv --reuid=65534 --regid=65534 --clear-groups "$DRIVER" --unpriv "$MNT/nocache") \
+    >"$MT_DIR/unpriv-nocache.log" 2>&1
+rc=$?
+grep -v '^ok ' "$MT_DIR/unpriv-nocache.log"
+[ $rc -eq 0 ] || { echo "posix_driver --unpriv without caches: exit $rc" >&2; failed=1; }
 mt_unmount
 
 [ $failed -eq 0 ] || mt_fail "POSIX checks failed (FAIL lines above)"

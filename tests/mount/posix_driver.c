@@ -1528,6 +1528,60 @@ static void t_readdir(void)
     leave();
 }
 
+static void t_names(void)
+{
+    if (enter("names") < 0)
+        return;
+    static const char *const names[] = {
+        "with space", "new\nline", "tab\there", "\xff\xfe binary", "caf\xc3\xa9 utf8", "*?[glob]",
+        "-dash",      ".hidden",   "..dots",    "back\\slash",     "quote'\"s",        "%s%n",
+    };
+    const int n = (int)(sizeof(names) / sizeof(names[0]));
+    int created = 0;
+    for (int i = 0; i < n; i++)
+        if (make_file(names[i], names[i], strlen(names[i]), 0644) == 0)
+            created++;
+    CHK(created == n, "files with unusual bytes in their names created (%d of %d)", created, n);
+    int found = 0, other = 0;
+    DIR *d = opendir(".");
+    struct dirent *e;
+    while (d && (e = readdir(d))) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        int hit = 0;
+        for (int i = 0; i < n; i++)
+            hit |= strcmp(e->d_name, names[i]) == 0;
+        if (hit)
+            found++;
+        else
+            other++;
+    }
+    if (d)
+        closedir(d);
+    CHK(found == n && other == 0, "readdir returns every name byte for byte (%d found, %d other)",
+        found, other);
+    int same = 1;
+    for (int i = 0; i < n; i++) {
+        char detail[160];
+        same &= content_is(names[i], names[i], strlen(names[i]), detail, sizeof(detail));
+    }
+    CHK(same, "each file opened by its unusual name has its own content");
+    OK(rename("new\nline", "\x01\x7f ctl"), "rename to a name with control bytes");
+    STR_IS("\x01\x7f ctl", "new\nline", "renamed file reachable by its new name");
+    char deep[4096] = "";
+    int depth_ok = 1;
+    for (int i = 0; i < 60; i++) {
+        strcat(deep, i ? "/d" : "d");
+        if (mkdir(deep, 0755) < 0)
+            depth_ok = 0;
+    }
+    CHK(depth_ok, "60 nested directories created");
+    strcat(deep, "/leaf");
+    make_str(deep, "leaf");
+    STR_IS(deep, "leaf", "file at depth 60 reads back");
+    leave();
+}
+
 static void t_statfs(void)
 {
     section("statfs");
@@ -1819,6 +1873,7 @@ int main(int argc, char **argv)
         t_unlinked_open();
         t_mmap();
         t_readdir();
+        t_names();
         t_statfs();
         t_copy_file_range();
         t_sync_and_nlink();
