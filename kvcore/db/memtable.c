@@ -35,12 +35,14 @@
 
 typedef struct mt_node mt_node;
 
+/* An entry's allocation is [next[height-1] .. next[0]] [mt_node] [ikey bytes] [value bytes]:
+ * the tower sits before the header so that the header and key, which every comparison
+ * reads, share cache lines, and next[0], which every step reads, is adjacent to them. */
+typedef _Atomic(mt_node *) mt_link;
+
 struct mt_node {
     size_t ikey_len;  /* internal key bytes (user key + tag) */
     size_t value_len; /* value bytes, following the key */
-    int height;       /* entries in next[], 1..MT_MAX_HEIGHT */
-    _Atomic(mt_node *) next[];
-    /* followed by: ikey bytes, value bytes */
 };
 
 struct memtable {
@@ -64,7 +66,13 @@ typedef struct mt_target {
 
 static inline const char *node_key_data(const mt_node *n)
 {
-    return (const char *)&n->next[n->height];
+    return (const char *)(n + 1);
+}
+
+/* The link of n at `level`; the caller knows n's tower is that high. */
+static inline mt_link *node_link(const mt_node *n, int level)
+{
+    return (mt_link *)n - 1 - level;
 }
 
 static inline slice node_ikey(const mt_node *n)
@@ -79,8 +87,7 @@ static inline slice node_value(const mt_node *n)
 
 static inline mt_node *node_next(const mt_node *n, int level)
 {
-    /* The const cast is safe: atomic loads do not write. */
-    return atomic_load_explicit((_Atomic(mt_node *) *)&n->next[level], memory_order_acquire);
+    return atomic_load_explicit(node_link(n, level), memory_order_acquire);
 }
 
 /* Compares node n with target t in ikey_compare order. */
@@ -200,7 +207,7 @@ static int memtable_check_invariants(const memtable *m)
         const mt_node *prev = NULL;
         for (const mt_node *n = node_next(m->head, level); n; n = node_next(n, level)) {
             ikey_parsed p;
-            if (n->height <= level || !ikey_parse(node_ikey(n), &p))
+            if (!ikey_parse(node_ikey(n), &p))
                 return 0;
             if (prev && ikey_compare(node_ikey(prev), node_ikey(n)) > 0)
                 return 0;
@@ -217,18 +224,17 @@ memtable *memtable_new(void)
     if (!m)
         return NULL;
     arena_init(&m->arena);
-    size_t head_size = sizeof(mt_node) + MT_MAX_HEIGHT * sizeof(_Atomic(mt_node *));
-    m->head = arena_alloc(&m->arena, head_size);
-    if (!m->head) {
+    char *mem = arena_alloc(&m->arena, MT_MAX_HEIGHT * sizeof(mt_link) + sizeof(mt_node));
+    if (!mem) {
         arena_destroy(&m->arena);
         free(m);
         return NULL;
     }
+    m->head = (mt_node *)(mem + MT_MAX_HEIGHT * sizeof(mt_link));
     m->head->ikey_len = 0;
     m->head->value_len = 0;
-    m->head->height = MT_MAX_HEIGHT;
     for (int i = 0; i < MT_MAX_HEIGHT; i++)
-        atomic_init(&m->head->next[i], NULL);
+        atomic_init(node_link(m->head, i), NULL);
     atomic_init(&m->max_height, 1);
     atomic_init(&m->num_entries, 0);
     atomic_init(&m->refs, 1);
@@ -261,16 +267,16 @@ int memtable_add(memtable *m, uint64_t seq, int type, slice user_key, slice valu
         return KV_EINVAL;
     size_t ikey_len = user_key.size + IKEY_TAG_SIZE;
     int height = random_height(m);
-    size_t tower = (size_t)height * sizeof(_Atomic(mt_node *));
+    size_t tower = (size_t)height * sizeof(mt_link);
     if (user_key.size > SIZE_MAX / 2 || value.size > SIZE_MAX / 4)
         return KV_ENOMEM;
     size_t total = sizeof(mt_node) + tower + ikey_len + value.size;
-    mt_node *n = arena_alloc(&m->arena, total);
-    if (!n)
+    char *mem = arena_alloc(&m->arena, total);
+    if (!mem)
         return KV_ENOMEM;
+    mt_node *n = (mt_node *)(mem + tower);
     n->ikey_len = ikey_len;
     n->value_len = value.size;
-    n->height = height;
     char *kp = (char *)node_key_data(n);
     if (user_key.size)
         memcpy(kp, user_key.data, user_key.size);
@@ -291,8 +297,8 @@ int memtable_add(memtable *m, uint64_t seq, int type, slice user_key, slice valu
     for (int i = 0; i < height; i++) {
         /* n is not yet visible, so its own pointers need no ordering; linking it into
          * prev[i] is the publication (release), bottom level first (invariant 2). */
-        atomic_store_explicit(&n->next[i], node_next(prev[i], i), memory_order_relaxed);
-        atomic_store_explicit(&prev[i]->next[i], n, memory_order_release);
+        atomic_store_explicit(node_link(n, i), node_next(prev[i], i), memory_order_relaxed);
+        atomic_store_explicit(node_link(prev[i], i), n, memory_order_release);
     }
     uint64_t entries = atomic_fetch_add_explicit(&m->num_entries, 1, memory_order_relaxed) + 1;
     /* A full check at each power of two keeps debug builds linear overall. */

@@ -285,7 +285,7 @@ START_TEST(test_memtable_large_entries_and_memory_usage)
                      0);
     ck_assert_uint_ge(memtable_memory_usage(m), base + big);
     for (int i = 0; i < 2000; i++) {
-        char k[16];
+        char k[24];
         snprintf(k, sizeof(k), "small%05d", i);
         ck_assert_int_eq(add_str(m, 2 + (uint64_t)i, IKEY_TYPE_VALUE, k, "x"), 0);
     }
