@@ -219,6 +219,15 @@ static int open_new_log(kv_db *db, uint64_t number, wal_writer **out)
         return rc;
     }
     free(p);
+    /* Make the new name durable now: a WAL that vanishes at a crash would take synced
+     * writes with it (fsync of the file alone does not persist its directory entry). */
+    rc = db->env->sync_dir(db->env, db->dbname);
+    if (rc != 0) {
+        kv_log(&db->log, KV_LOG_ERROR, "wal %06" PRIu64 ".log: cannot sync the directory: %s",
+               number, kv_strerror(rc));
+        env_close(f);
+        return rc;
+    }
     return wal_writer_new(f, 0, out);
 }
 
