@@ -40,6 +40,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/time.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -143,6 +144,7 @@ struct worker {
     char dir[4096]; /* DIR/w<i> */
     const char *top;
     int logfd;
+    int dirfd; /* the worker's directory, to probe whether the mount is alive */
     uint64_t rs;
     struct wfile files[MAX_FILES];
     int nfiles;
@@ -184,7 +186,11 @@ static void wlog(struct worker *w, const char *fmt, ...)
 static void wfail(struct worker *w, const char *what, const char *path)
 {
     int e = errno;
-    if (e == ENOTCONN || e == ECONNABORTED) {
+    struct statfs sfs;
+    /* After the kill, writeback and flush-at-close report EIO: ask the mount whether it is
+     * still there (STATFS goes to the daemon even on a lazily detached mount). */
+    if (e == ENOTCONN || e == ECONNABORTED ||
+        (fstatfs(w->dirfd, &sfs) != 0 && (errno == ENOTCONN || errno == ECONNABORTED))) {
         printf("worker %d: daemon gone during %s after %ld ops\n", w->id, what, w->ops);
         exit(0);
     }
@@ -638,7 +644,8 @@ static int cmd_run(int argc, char **argv)
             xsnprintf(w.dir, sizeof w.dir, "%s/w%d", dir, i);
             xsnprintf(lpath, sizeof lpath, "%s.w%d", log, i);
             w.logfd = open(lpath, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND, 0644);
-            if (w.logfd < 0)
+            w.dirfd = open(w.dir, O_RDONLY | O_DIRECTORY);
+            if (w.logfd < 0 || w.dirfd < 0)
                 _exit(2);
             worker_main(&w);
         }
