@@ -796,6 +796,76 @@ START_TEST(test_version_get_reads_l0_newest_first_then_deeper_levels)
 }
 END_TEST
 
+START_TEST(test_version_level_iterator_seeks_across_tables_and_reports_a_lost_one)
+{
+    fixture fx;
+    fx_init(&fx, "vs-concat");
+    version_edit e;
+    version_edit_init(&e);
+    /* L1: [b d] [f h] [j l] */
+    const char *groups[3][2] = {{"b", "d"}, {"f", "h"}, {"j", "l"}};
+    for (int g = 0; g < 3; g++) {
+        uint64_t s[] = {(uint64_t)g * 2 + 1, (uint64_t)g * 2 + 2};
+        int t[] = {1, 1};
+        build_table(&fx, &e, 1, groups[g], s, t, groups[g], 2);
+    }
+    pthread_mutex_lock(&fx.mu);
+    version_set_set_last_sequence(fx.vs, 6);
+    pthread_mutex_unlock(&fx.mu);
+    ck_assert_int_eq(apply(&fx, &e), 0);
+    version_edit_free(&e);
+    version *v = version_set_current(fx.vs);
+    iter *it = version_concat_iter_new(fx.tc, v->files[1], v->nfiles[1], 1);
+    struct {
+        const char *target, *want;
+    } cases[] = {{"a", "b"}, {"b", "b"}, {"c", "d"}, {"e", "f"},
+                 {"i", "j"}, {"l", "l"}, {"m", NULL}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        buf k = ikey_of(cases[i].target, IKEY_MAX_SEQUENCE, IKEY_TYPE_FOR_SEEK);
+        iter_seek(it, buf_slice(&k));
+        buf_free(&k);
+        if (cases[i].want == NULL) {
+            ck_assert(!iter_valid(it));
+            ck_assert_int_eq(iter_status(it), 0);
+            continue;
+        }
+        ck_assert_msg(iter_valid(it), "seek %s", cases[i].target);
+        ck_assert(slice_equal(ikey_user_key(iter_key(it)), slice_from_str(cases[i].want)));
+    }
+    /* Walking backwards from "f" crosses into the previous table. */
+    buf k = ikey_of("f", IKEY_MAX_SEQUENCE, IKEY_TYPE_FOR_SEEK);
+    iter_seek(it, buf_slice(&k));
+    iter_prev(it);
+    ck_assert(iter_valid(it));
+    ck_assert(slice_equal(ikey_user_key(iter_key(it)), slice_from_str("d")));
+    iter_free(it);
+
+    /* The middle table disappears: a walk stops there with KV_ECORRUPT, never skipping it. */
+    char path[512];
+    filename_table(path, sizeof path, fx.dir, v->files[1][1]->number);
+    table_cache_evict(fx.tc, v->files[1][1]->number);
+    ck_assert_int_eq(unlink(path), 0);
+    it = version_concat_iter_new(fx.tc, v->files[1], v->nfiles[1], 1);
+    int n = 0;
+    for (iter_seek_first(it); iter_valid(it); iter_next(it))
+        n++;
+    ck_assert_int_eq(n, 2);
+    ck_assert_int_eq(iter_status(it), KV_ECORRUPT);
+    iter_seek(it, buf_slice(&k)); /* the error is sticky */
+    ck_assert(!iter_valid(it));
+    ck_assert_int_eq(iter_status(it), KV_ECORRUPT);
+    iter_free(it);
+    buf_free(&k);
+    /* A point lookup in the lost table fails the same way. */
+    buf val;
+    buf_init(&val);
+    ck_assert_int_eq(version_get(v, slice_from_str("g"), 100, &val), KV_ECORRUPT);
+    ck_assert_int_eq(version_get(v, slice_from_str("k"), 100, &val), MEMTABLE_ABSENT);
+    buf_free(&val);
+    fx_done(&fx);
+}
+END_TEST
+
 START_TEST(test_table_cache_missing_table_is_corrupt_and_logged)
 {
     fixture fx;
@@ -896,6 +966,7 @@ static Suite *version_suite(void)
     tcase_add_test(tc, test_version_set_apply_refuses_overlap_and_keeps_current);
     tcase_add_test(tc, test_version_set_live_files_include_referenced_old_versions);
     tcase_add_test(tc, test_version_get_reads_l0_newest_first_then_deeper_levels);
+    tcase_add_test(tc, test_version_level_iterator_seeks_across_tables_and_reports_a_lost_one);
     tcase_add_test(tc, test_table_cache_missing_table_is_corrupt_and_logged);
     tcase_add_test(tc, test_table_cache_bounds_open_tables);
     tcase_add_test(tc, test_filename_round_trips_and_rejects_foreign_names);
