@@ -2,7 +2,7 @@
  * checker that verifies a recovered tree against those logs.
  *
  *   crash_workload run [-m fsync|ack|ackdata] [-w WORKERS] [-t SECONDS] [-S SEED] [-B MAXBIG]
- *                      DIR LOG
+ *                      [-F MARKER] DIR LOG
  *   crash_workload verify DIR LOG
  *
  * run creates DIR (and DIR/w<i>/d<j>, made durable first), then forks WORKERS processes; worker
@@ -22,7 +22,9 @@
  * also file data as soon as write(2) returns (for mounts without the writeback cache).
  *
  * A worker stops at its deadline, or quietly (exit 0) when the daemon is gone (ENOTCONN,
- * ECONNABORTED); any other unexpected error is reported and exits 1.
+ * ECONNABORTED, or STATFS on the mount says so) or, with -F, once the file MARKER exists (the
+ * test creates it just before it injects a fault, e.g. shuts the store's filesystem down); any
+ * other error is reported and exits 1.
  *
  * verify replays every LOG.w* (and LOG.setup) to a set of allowed states per path and per xattr,
  * then checks DIR: each logged path's state must be one of its allowed states (content by hash,
@@ -144,7 +146,8 @@ struct worker {
     char dir[4096]; /* DIR/w<i> */
     const char *top;
     int logfd;
-    int dirfd; /* the worker's directory, to probe whether the mount is alive */
+    int dirfd;                /* the worker's directory, to probe whether the mount is alive */
+    const char *fault_marker; /* -F: once this file exists, every error is the injected fault */
     uint64_t rs;
     struct wfile files[MAX_FILES];
     int nfiles;
@@ -190,6 +193,7 @@ static void wfail(struct worker *w, const char *what, const char *path)
     /* After the kill, writeback and flush-at-close report EIO: ask the mount whether it is
      * still there (STATFS goes to the daemon even on a lazily detached mount). */
     if (e == ENOTCONN || e == ECONNABORTED ||
+        (w->fault_marker && access(w->fault_marker, F_OK) == 0) ||
         (fstatfs(w->dirfd, &sfs) != 0 && (errno == ENOTCONN || errno == ECONNABORTED))) {
         printf("worker %d: daemon gone during %s after %ld ops\n", w->id, what, w->ops);
         exit(0);
@@ -554,7 +558,8 @@ static int cmd_run(int argc, char **argv)
     double secs = 10;
     uint64_t seed = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 20);
     uint64_t max_big = 4 * 1024 * 1024;
-    while ((opt = getopt(argc, argv, "m:w:t:S:B:")) != -1) {
+    const char *fault_marker = NULL;
+    while ((opt = getopt(argc, argv, "m:w:t:S:B:F:")) != -1) {
         switch (opt) {
         case 'm':
             if (strcmp(optarg, "fsync") == 0)
@@ -577,6 +582,9 @@ static int cmd_run(int argc, char **argv)
             break;
         case 'B':
             max_big = strtoull(optarg, NULL, 0);
+            break;
+        case 'F':
+            fault_marker = optarg;
             break;
         default:
             return 2;
@@ -640,6 +648,7 @@ static int cmd_run(int argc, char **argv)
             w.top = dir;
             w.rs = seed * 1000003 + (uint64_t)i;
             w.max_big = max_big;
+            w.fault_marker = fault_marker;
             w.deadline = deadline;
             xsnprintf(w.dir, sizeof w.dir, "%s/w%d", dir, i);
             xsnprintf(lpath, sizeof lpath, "%s.w%d", log, i);
@@ -934,7 +943,7 @@ int main(int argc, char **argv)
     if (argc >= 2 && strcmp(argv[1], "verify") == 0)
         return cmd_verify(argc - 1, argv + 1);
     fprintf(stderr, "usage: crash_workload run [-m fsync|ack|ackdata] [-w N] [-t SECS] [-S SEED] "
-                    "[-B MAXBIG] DIR LOG\n"
+                    "[-B MAXBIG] [-F MARKER] DIR LOG\n"
                     "       crash_workload verify DIR LOG\n");
     return 2;
 }
