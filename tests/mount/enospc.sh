@@ -2,7 +2,7 @@
 # enospc.sh: kvfs on a full disk (durability contract 5): the store lives on a small tmpfs; filling
 # it must yield ENOSPC (never EIO, never a crash), keep everything already stored intact, and
 # work again once space is freed (the tmpfs is grown); then unmount, fsck and remount are clean.
-# Run twice: with the writeback cache (ENOSPC may surface only at fsync) and with sync=always,
+# Run twice: with the writeback cache (ENOSPC may surface only at fsync) and with $MT_NOWB_OPTS,
 # which turns it off, so write(2) itself must fail with ENOSPC.
 . "$(dirname "$0")/lib.sh"
 
@@ -97,5 +97,5 @@ scenario() {
 
 # A small memtable makes flushes and compactions run (and meet ENOSPC) while the disk fills.
 scenario writeback "memtable_size=4M"
-scenario nowriteback "memtable_size=4M,sync=always"
+scenario nowriteback "memtable_size=4M,$MT_NOWB_OPTS"
 mt_log "PASS"
