@@ -3,7 +3,7 @@
  *
  * Write path: each writer queues itself (struct db_writer) under mu and waits until it is at
  * the head of the queue or a leader has done its work. The head (the leader) makes room
- * (freezing a full memtable, slowing down or stopping for the background thread), joins the
+ * (freezing a full memtable, slowing down or stopping for the background threads), joins the
  * batches queued behind it into one, assigns sequence numbers, and then, without mu, appends
  * one WAL record, syncs it once if any member asked, and inserts the batch into the memtable.
  * It then publishes the last sequence and completes every member. See db_impl.h for the
@@ -327,7 +327,7 @@ static int switch_memtable(kv_db *db)
     db->imm = db->mem;
     db->imm_log_number = number;
     db->mem = nm;
-    pthread_cond_signal(&db->work_cv);
+    pthread_cond_signal(&db->flush_cv);
     return 0;
 }
 
@@ -388,6 +388,7 @@ static int make_room_for_write(kv_db *db, int force)
                     return db->last_bg_failure ? db->last_bg_failure : KV_ENOSPC;
                 if (failures_seen == UINT64_MAX) {
                     failures_seen = db->bg_failures;
+                    pthread_cond_signal(&db->flush_cv);
                     pthread_cond_signal(&db->work_cv);
                 }
             }
@@ -741,68 +742,77 @@ static int cmp_u64(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-/* Deletes files no live version needs: tables not referenced, WALs below log_number (other
- * than the current one), manifests older than the current one, and temp files. Files whose
- * names are not ours are never touched. mu held (released during the unlinks). Only the
- * background thread or kv_open calls this (db_impl.h invariant 5). */
+/* Deletes files no live version needs: tables not referenced (nor being written), WALs below
+ * log_number (other than the current one), manifests older than the current one, and - only
+ * while no background thread runs - temp files. Names that are not ours are never touched.
+ * mu held (released during the I/O). The directory is listed BEFORE the live set is taken:
+ * every table file in the listing was registered as a pending output before it was created,
+ * so it is either pending, live, or garbage when the live set is read, even with a flush and
+ * a compaction finishing concurrently. */
 static void delete_obsolete_files(kv_db *db)
 {
+    int allow_temp = db->bg_started == 0;
+    pthread_mutex_unlock(&db->mu);
+    char **names = NULL;
+    size_t n = 0;
+    int rc = db->env->list_dir(db->env, db->dbname, &names, &n);
+    pthread_mutex_lock(&db->mu);
+    if (rc != 0)
+        return;
     uint64_t *live = NULL;
     size_t nlive = 0;
-    if (version_set_live_files(db->vs, &live, &nlive) != 0)
+    if (version_set_live_files(db->vs, &live, &nlive) != 0) {
+        env_free_names(names, n);
         return; /* out of memory: try again after the next flush or compaction */
+    }
     uint64_t log_number = version_set_log_number(db->vs);
     uint64_t manifest_number = version_set_manifest_number(db->vs);
     uint64_t current_log = db->logfile_number;
-    uint64_t imm_log = db->imm ? db->imm_log_number : UINT64_MAX;
     if (nlive > 1)
         qsort(live, nlive, sizeof(*live), cmp_u64);
     pthread_mutex_unlock(&db->mu);
 
-    char **names = NULL;
-    size_t n = 0;
     char *p = path_buf(db);
-    if (p && db->env->list_dir(db->env, db->dbname, &names, &n) == 0) {
-        for (size_t i = 0; i < n; i++) {
-            enum filename_type type;
-            uint64_t number;
-            if (!filename_parse(names[i], &type, &number))
-                continue;
-            int keep = 1;
-            switch (type) {
-            case FILE_TYPE_LOG:
-                keep = number >= log_number || number == current_log ||
-                       (imm_log != UINT64_MAX && number >= imm_log);
-                break;
-            case FILE_TYPE_TABLE:
-                keep = bsearch(&number, live, nlive, sizeof(*live), cmp_u64) != NULL;
-                break;
-            case FILE_TYPE_MANIFEST:
-                keep = number >= manifest_number;
-                break;
-            case FILE_TYPE_TEMP:
-                /* Temp files of tables in progress carry a pending output's number. */
-                keep = bsearch(&number, live, nlive, sizeof(*live), cmp_u64) != NULL;
-                break;
-            case FILE_TYPE_CURRENT:
-            case FILE_TYPE_LOCK:
-                keep = 1;
-                break;
-            }
-            if (keep)
-                continue;
-            if (type == FILE_TYPE_TABLE)
-                table_cache_evict(db->tc, number);
-            snprintf(p, path_buf_size(db), "%s/%s", db->dbname, names[i]);
-            int rc = db->env->unlink(db->env, p);
-            if (rc != 0 && rc != KV_ENOTFOUND)
-                kv_log(&db->log, KV_LOG_WARN, "cannot delete obsolete file %s: %s", names[i],
-                       kv_strerror(rc));
-            else
-                kv_log(&db->log, KV_LOG_DEBUG, "deleted obsolete file %s", names[i]);
+    for (size_t i = 0; p && i < n; i++) {
+        enum filename_type type;
+        uint64_t number;
+        if (!filename_parse(names[i], &type, &number))
+            continue;
+        int keep = 1;
+        switch (type) {
+        case FILE_TYPE_LOG:
+            keep = number >= log_number || number == current_log;
+            break;
+        case FILE_TYPE_TABLE:
+            keep = bsearch(&number, live, nlive, sizeof(*live), cmp_u64) != NULL;
+            break;
+        case FILE_TYPE_MANIFEST:
+            keep = number >= manifest_number;
+            break;
+        case FILE_TYPE_TEMP:
+            /* While threads run a temp file may be a table or CURRENT being written; the
+             * writers remove their own on failure, so only leftovers of a crash are swept,
+             * at open. */
+            keep = !allow_temp;
+            break;
+        case FILE_TYPE_CURRENT:
+        case FILE_TYPE_LOCK:
+            keep = 1;
+            break;
         }
-        env_free_names(names, n);
+        if (keep)
+            continue;
+        if (type == FILE_TYPE_TABLE)
+            table_cache_evict(db->tc, number);
+        snprintf(p, path_buf_size(db), "%s/%s", db->dbname, names[i]);
+        rc = db->env->unlink(db->env, p);
+        if (rc != 0 && rc != KV_ENOTFOUND)
+            kv_log(&db->log, KV_LOG_WARN, "cannot delete obsolete file %s: %s", names[i],
+                   kv_strerror(rc));
+        else
+            kv_log(&db->log, KV_LOG_DEBUG, "deleted obsolete file %s", names[i]);
     }
+    env_free_names(names, n);
     free(p);
     free(live);
     pthread_mutex_lock(&db->mu);
@@ -909,7 +919,61 @@ static void add_micros(struct timespec *ts, uint64_t us)
     }
 }
 
-static void *bg_main(void *arg)
+/* After a failed background attempt: counts and logs it; a fatal error stops writes, anything
+ * else (ENOSPC, ENOMEM) is retried after a growing backoff, sleeping on cv so that a waiter
+ * can ask for an attempt at once. mu held. */
+static void bg_failed(kv_db *db, int rc, const char *what, uint64_t *backoff, pthread_cond_t *cv)
+{
+    db->background_errors++;
+    db->bg_failures++;
+    db->last_bg_failure = rc;
+    if (is_fatal(rc)) {
+        set_bg_error(db, rc, what);
+        return;
+    }
+    db->bg_nospace = rc == KV_ENOSPC;
+    *backoff = *backoff ? *backoff * 2 : DB_BACKOFF_MIN_US;
+    if (*backoff > DB_BACKOFF_MAX_US)
+        *backoff = DB_BACKOFF_MAX_US;
+    kv_log(&db->log, KV_LOG_WARN, "%s failed: %s; retrying in %" PRIu64 " ms", what,
+           kv_strerror(rc), *backoff / 1000);
+    pthread_cond_broadcast(&db->bg_cv);
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    add_micros(&ts, *backoff);
+    if (!db->shutting_down)
+        pthread_cond_timedwait(cv, &db->mu, &ts);
+}
+
+/* The flush thread: writes each immutable memtable out as soon as it appears, so that writers
+ * never wait behind a long compaction. */
+static void *flush_main(void *arg)
+{
+    kv_db *db = arg;
+    uint64_t backoff = 0;
+    pthread_mutex_lock(&db->mu);
+    while (!db->shutting_down) {
+        if (db->bg_error || db->imm == NULL) {
+            pthread_cond_wait(&db->flush_cv, &db->mu);
+            continue;
+        }
+        int rc = bg_flush(db);
+        if (rc == 0) {
+            db->bg_nospace = 0;
+            backoff = 0;
+            pthread_cond_signal(&db->work_cv); /* L0 grew: maybe compact */
+            pthread_cond_broadcast(&db->bg_cv);
+        } else if (!db->shutting_down) {
+            bg_failed(db, rc, "flush", &backoff, &db->flush_cv);
+        }
+    }
+    pthread_cond_broadcast(&db->bg_cv);
+    pthread_mutex_unlock(&db->mu);
+    return NULL;
+}
+
+/* The compaction thread: manual compactions first, then whatever the version set asks for. */
+static void *compact_main(void *arg)
 {
     kv_db *db = arg;
     uint64_t backoff = 0;
@@ -927,18 +991,12 @@ static void *bg_main(void *arg)
             continue;
         }
         int rc;
-        const char *what;
-        if (db->imm) {
-            what = "flush";
-            rc = bg_flush(db);
-        } else if (m) {
-            what = "manual compaction";
+        if (m) {
             rc = bg_compact(db, m);
             m->status = rc;
             m->done = 1;
             db->manual = NULL;
         } else if (version_set_needs_compaction(db->vs)) {
-            what = "compaction";
             rc = bg_compact(db, NULL);
         } else {
             pthread_cond_wait(&db->work_cv, &db->mu);
@@ -948,30 +1006,9 @@ static void *bg_main(void *arg)
             db->bg_nospace = 0;
             backoff = 0;
             pthread_cond_broadcast(&db->bg_cv);
-            continue;
+        } else if (!db->shutting_down) {
+            bg_failed(db, rc, m ? "manual compaction" : "compaction", &backoff, &db->work_cv);
         }
-        if (db->shutting_down)
-            break; /* work abandoned on purpose */
-        db->background_errors++;
-        db->bg_failures++;
-        db->last_bg_failure = rc;
-        if (is_fatal(rc)) {
-            set_bg_error(db, rc, what);
-            continue;
-        }
-        /* Out of space (or memory): the store stays usable; retry after a backoff. */
-        db->bg_nospace = rc == KV_ENOSPC;
-        backoff = backoff ? backoff * 2 : DB_BACKOFF_MIN_US;
-        if (backoff > DB_BACKOFF_MAX_US)
-            backoff = DB_BACKOFF_MAX_US;
-        kv_log(&db->log, KV_LOG_WARN, "%s failed: %s; retrying in %" PRIu64 " ms", what,
-               kv_strerror(rc), backoff / 1000);
-        pthread_cond_broadcast(&db->bg_cv);
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        add_micros(&ts, backoff);
-        if (!db->shutting_down)
-            pthread_cond_timedwait(&db->work_cv, &db->mu, &ts);
     }
     pthread_cond_broadcast(&db->bg_cv);
     pthread_mutex_unlock(&db->mu);
@@ -1160,7 +1197,7 @@ static int finish_recovery(kv_db *db, uint64_t max_seq)
     return 0;
 }
 
-/* Frees everything db holds; the background thread must not be running. */
+/* Frees everything db holds; the background threads must not be running. */
 static void db_free(kv_db *db)
 {
     if (!db)
@@ -1189,6 +1226,7 @@ static void db_free(kv_db *db)
         db->env->unlock(db->lock);
     pthread_cond_destroy(&db->bg_cv);
     pthread_cond_destroy(&db->work_cv);
+    pthread_cond_destroy(&db->flush_cv);
     pthread_mutex_destroy(&db->mu);
     free(db->dbname);
     free(db);
@@ -1213,6 +1251,7 @@ static int db_alloc(const char *path, const kv_options *opts, kv_db **out)
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&db->work_cv, &ca);
+    pthread_cond_init(&db->flush_cv, &ca);
     pthread_condattr_destroy(&ca);
     /* Strip trailing slashes so that messages and file names read cleanly. */
     size_t len = strlen(path);
@@ -1312,6 +1351,23 @@ static int db_open_locked(kv_db *db)
     return rc;
 }
 
+/* Stops the background threads, letting a flush in progress finish and abandoning a
+ * compaction at its next check. */
+static void db_stop_threads(kv_db *db)
+{
+    pthread_mutex_lock(&db->mu);
+    /* Atomic: compaction_run polls the flag without mu. */
+    __atomic_store_n(&db->shutting_down, 1, __ATOMIC_RELEASE);
+    pthread_cond_broadcast(&db->work_cv);
+    pthread_cond_broadcast(&db->flush_cv);
+    pthread_mutex_unlock(&db->mu);
+    if (db->bg_started >= 1)
+        pthread_join(db->flush_thread, NULL);
+    if (db->bg_started >= 2)
+        pthread_join(db->compact_thread, NULL);
+    db->bg_started = 0;
+}
+
 int kv_open(const char *path, const kv_options *opts, kv_db **out)
 {
     if (out)
@@ -1324,12 +1380,18 @@ int kv_open(const char *path, const kv_options *opts, kv_db **out)
         return rc;
     rc = db_open_locked(db);
     if (rc == 0 && !db->opts.read_only) {
-        if (pthread_create(&db->bg_thread, NULL, bg_main, db) != 0)
+        if (pthread_create(&db->flush_thread, NULL, flush_main, db) != 0) {
             rc = KV_ENOMEM;
-        else
+        } else {
             db->bg_started = 1;
+            if (pthread_create(&db->compact_thread, NULL, compact_main, db) != 0)
+                rc = KV_ENOMEM;
+            else
+                db->bg_started = 2;
+        }
     }
     if (rc != 0) {
+        db_stop_threads(db);
         db_free(db);
         return rc;
     }
@@ -1345,13 +1407,7 @@ int kv_close(kv_db *db)
 {
     if (!db)
         return 0;
-    pthread_mutex_lock(&db->mu);
-    /* Atomic: compaction_run polls the flag without mu. */
-    __atomic_store_n(&db->shutting_down, 1, __ATOMIC_RELEASE);
-    pthread_cond_broadcast(&db->work_cv);
-    pthread_mutex_unlock(&db->mu);
-    if (db->bg_started)
-        pthread_join(db->bg_thread, NULL);
+    db_stop_threads(db);
     int rc = 0;
     if (db->wal) {
         rc = wal_writer_close(db->wal);
@@ -1427,9 +1483,9 @@ int kv_flush(kv_db *db)
     if (rc != 0)
         return rc;
     pthread_mutex_lock(&db->mu);
-    /* Wake the background thread from a backoff: the caller wants an attempt now. */
+    /* Wake the flush thread from a backoff: the caller wants an attempt now. */
     uint64_t failures = db->bg_failures;
-    pthread_cond_signal(&db->work_cv);
+    pthread_cond_signal(&db->flush_cv);
     while (db->imm != NULL && db->bg_error == 0 && db->bg_failures == failures)
         pthread_cond_wait(&db->bg_cv, &db->mu);
     if (db->bg_error)
@@ -1440,7 +1496,7 @@ int kv_flush(kv_db *db)
     return rc;
 }
 
-/* Runs one manual compaction of `level` in the background thread and waits for it. mu held. */
+/* Runs one manual compaction of `level` in the compaction thread and waits for it. mu held. */
 static int run_manual(kv_db *db, int level, const slice *begin, const slice *end)
 {
     struct db_manual m = {level, begin, end, 0, 0};

@@ -2,16 +2,17 @@
  * db_iter.c (user iterators). Private to kvcore/db; nothing outside db.c/db_iter.c uses it.
  *
  * Invariants (checked by db_check_invariants() in debug builds, mu held):
- *  1. At most one immutable memtable exists; imm != NULL means the background thread owes a
+ *  1. At most one immutable memtable exists; imm != NULL means the flush thread owes a
  *     flush. mem is never NULL while the db is open.
- *  2. Only the writer at the head of the write queue (the leader) touches `log`, `mem`'s
+ *  2. Only the writer at the head of the write queue (the leader) touches `wal`, `mem`'s
  *     contents and `logfile_number`; it may do so without mu while it stays at the head.
  *  3. Every WAL numbered >= version_set_log_number() may still hold unflushed writes and is
  *     never deleted; imm's writes are in WALs < imm_log_number, mem's in WALs >= it.
  *  4. Snapshots form a doubly linked ring around `snapshots` ordered by sequence (oldest
  *     first); each sequence is <= last_sequence.
- *  5. Only the background thread (and kv_open, before it starts) deletes files, writes tables
- *     or calls log_and_apply, so compaction outputs in progress are never mistaken for garbage.
+ *  5. Only the flush thread, the compaction thread and kv_open (before they start) write
+ *     tables, call log_and_apply or delete files. A table's number is a pending output (in
+ *     version_set_live_files) before its file is created, so it is never taken for garbage.
  *
  * Lock order: mu is the only db lock. The table cache, block cache and memtables have their
  * own internal locks and never call back into the db, so they may be used with mu held.
@@ -48,8 +49,9 @@ struct kv_db {
     table_cache *tc;
 
     pthread_mutex_t mu;
-    pthread_cond_t bg_cv;   /* background work finished something; writers and waiters wait */
-    pthread_cond_t work_cv; /* wakes the background thread */
+    pthread_cond_t bg_cv;    /* background work finished something; writers and waiters wait */
+    pthread_cond_t work_cv;  /* wakes the compaction thread */
+    pthread_cond_t flush_cv; /* wakes the flush thread */
 
     version_set *vs; /* protected by mu */
     memtable *mem;   /* protected by mu for the pointer; contents: leader only */
@@ -65,8 +67,8 @@ struct kv_db {
     struct kv_snapshot snapshots;        /* list head (sentinel); protected by mu */
 
     /* Background thread state, protected by mu. */
-    pthread_t bg_thread;
-    int bg_started;
+    pthread_t flush_thread, compact_thread;
+    int bg_started; /* threads started: 0, 1 (flush) or 2 (flush and compaction) */
     volatile int shutting_down;
     int bg_error;         /* fatal: corruption or EIO; writes return it from now on */
     int bg_nospace;       /* the last background attempt failed with ENOSPC and is being retried */
