@@ -1026,6 +1026,32 @@ START_TEST(test_db_synced_write_survives_power_loss)
 }
 END_TEST
 
+/* Regression: a WAL created after an append failure was never dir-synced, so at power loss
+ * it vanished together with the synced writes in it. */
+START_TEST(test_db_synced_write_in_a_new_wal_survives_power_loss)
+{
+    fault_env *fe = fault_env_new(9);
+    kv_options o = small_opts();
+    o.env = fault_env_env(fe);
+    o.log_level = KV_LOG_ERROR;
+    kv_db *db = open_db(&o);
+    ck_assert_int_eq(kv_put(db, "k", 1, "old", 3, KV_WRITE_SYNC), 0);
+    fault_env_fail_op(fe, FAULT_OP_APPEND, 1, 1, KV_ENOSPC);
+    ck_assert_int_eq(kv_put(db, "lost", 4, "x", 1, KV_WRITE_SYNC), KV_ENOSPC);
+    /* This write goes to a new WAL. */
+    ck_assert_int_eq(kv_put(db, "k", 1, "new", 3, KV_WRITE_SYNC), 0);
+    ck_assert_int_ge(count_files_with_suffix(g_dir, ".log"), 2);
+    fault_env_halt(fe);
+    kv_close(db);
+    ck_assert_int_eq(fault_env_crash(fe, FAULT_CRASH_DROP_UNSYNCED), 0);
+    db = open_db(&o);
+    expect_get(db, NULL, "k", "new");
+    expect_get(db, NULL, "lost", NULL); /* never acknowledged, never appended */
+    kv_close(db);
+    fault_env_free(fe);
+}
+END_TEST
+
 START_TEST(test_db_stats_count_what_happened)
 {
     kv_options o = small_opts();
@@ -1229,6 +1255,7 @@ static Suite *db_suite(void)
     tcase_add_test(tc, test_db_corrupt_table_is_reported_never_wrong_data);
     tcase_add_test(tc, test_db_sync_modes_sync_when_they_say);
     tcase_add_test(tc, test_db_synced_write_survives_power_loss);
+    tcase_add_test(tc, test_db_synced_write_in_a_new_wal_survives_power_loss);
     tcase_add_test(tc, test_db_stats_count_what_happened);
     tcase_add_test(tc, test_db_concurrent_writers_are_all_applied);
     tcase_add_test(tc, test_db_enospc_fails_writes_and_recovers_when_space_returns);
