@@ -880,14 +880,15 @@ static int bg_flush(kv_db *db)
     return 0;
 }
 
-/* Runs one compaction: the manual one if m is set, else the most needed. Background thread,
- * mu held (released while merging). */
+/* Runs one compaction: the manual one if m is set, else the most needed. Returns 0, 1 if
+ * there was nothing to compact, or an error. Compaction thread, mu held (released while
+ * merging). */
 static int bg_compact(kv_db *db, struct db_manual *m)
 {
     compaction *c = m ? version_set_compact_range(db->vs, m->level, m->begin, m->end)
                       : version_set_pick_compaction(db->vs);
     if (!c)
-        return 0;
+        return 1;
     uint64_t smallest_snapshot = oldest_snapshot_seq(db);
     compaction_stats st;
     memset(&st, 0, sizeof(st));
@@ -993,11 +994,19 @@ static void *compact_main(void *arg)
         int rc;
         if (m) {
             rc = bg_compact(db, m);
+            if (rc == 1)
+                rc = 0; /* nothing overlapped the range at this level */
             m->status = rc;
             m->done = 1;
             db->manual = NULL;
         } else if (version_set_needs_compaction(db->vs)) {
             rc = bg_compact(db, NULL);
+            if (rc == 1) {
+                /* Scored as needed but nothing could be picked: wait for a change rather
+                 * than spin. */
+                pthread_cond_wait(&db->work_cv, &db->mu);
+                continue;
+            }
         } else {
             pthread_cond_wait(&db->work_cv, &db->mu);
             continue;
