@@ -660,12 +660,42 @@ START_TEST(test_random_operations_match_the_reference_model)
 }
 END_TEST
 
+/* memtable_bytes is "the size at which the memtable is frozen": data well under it must stay
+ * in one memtable. (Regression: with 64 KiB, the arena's first 64 KiB block alone exceeded the
+ * limit, so every write froze and flushed its own memtable.) */
+START_TEST(test_small_memtable_is_not_flushed_before_it_is_full)
+{
+    char *dir = tu_tempdir("model_memtable");
+    ck_assert_ptr_nonnull(dir);
+    kv_options o;
+    kv_options_init(&o);
+    o.memtable_bytes = 64 * 1024;
+    kv_db *db;
+    ck_assert_int_eq(kv_open(dir, &o, &db), 0);
+    char v[100];
+    memset(v, 'v', sizeof(v));
+    for (int i = 0; i < 200; i++) { /* about 22 KB of keys and values */
+        char k[16];
+        snprintf(k, sizeof(k), "key%05d", i);
+        ck_assert_int_eq(kv_put(db, k, 8, v, sizeof(v), 0), 0);
+    }
+    kv_stats st;
+    ck_assert_int_eq(kv_get_stats(db, &st), 0);
+    ck_assert_msg(st.flushes == 0 && st.immutable_memtables == 0 && st.level_files[0] == 0,
+                  "22 KB of writes into a 64 KiB memtable caused %" PRIu64 " flushes", st.flushes);
+    ck_assert_int_eq(kv_close(db), 0);
+    tu_rmtree(dir);
+    free(dir);
+}
+END_TEST
+
 static Suite *model_suite(void)
 {
     Suite *s = suite_create("model");
     TCase *tc = tcase_create("reference");
     tcase_add_test(tc, test_reference_model_orders_bytewise_and_clones_deeply);
     tcase_add_test(tc, test_rng_is_deterministic_and_bounded);
+    tcase_add_test(tc, test_small_memtable_is_not_flushed_before_it_is_full);
     suite_add_tcase(s, tc);
     TCase *tr = tcase_create("random");
     tcase_set_timeout(tr, 600);
