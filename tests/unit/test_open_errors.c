@@ -1,6 +1,7 @@
 /* test_open_errors.c - kv_open refuses what it must without touching the disk, and corruption
  * in a table is reported (KV_ECORRUPT, logged with file and offset), never returned as data. */
 #include <check.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -411,6 +412,133 @@ START_TEST(test_random_bit_flips_in_a_table_never_yield_wrong_answers)
 }
 END_TEST
 
+/* Reads the name CURRENT points at into name (size n). */
+static void read_current(const char *dir, char *name, size_t n)
+{
+    char cur[4096];
+    snprintf(cur, sizeof(cur), "%s/CURRENT", dir);
+    FILE *f = fopen(cur, "rb");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_ptr_nonnull(fgets(name, (int)n, f));
+    fclose(f);
+    name[strcspn(name, "\r\n")] = '\0';
+}
+
+START_TEST(test_read_only_open_serves_reads_and_writes_nothing)
+{
+    make_store(tdir, 100);
+    char *before = tu_dir_fingerprint(tdir);
+    kv_options o;
+    opts_default(&o);
+    o.read_only = 1;
+    kv_db *db;
+    ck_assert_int_eq(kv_open(tdir, &o, &db), 0);
+    void *v;
+    size_t vl;
+    ck_assert_int_eq(kv_get(db, NULL, "key00042", 8, &v, &vl), 0);
+    ck_assert(vl == 100 && memcmp(v, "val-00042-", 10) == 0);
+    kv_free(v);
+    ck_assert_int_ne(kv_put(db, "new", 3, "x", 1, 0), 0);
+    ck_assert_int_eq(kv_close(db), 0);
+    char *after = tu_dir_fingerprint(tdir);
+    ck_assert_str_eq(before, after);
+    free(before);
+    free(after);
+}
+END_TEST
+
+START_TEST(test_destroy_removes_the_store_but_not_foreign_files)
+{
+    make_store(tdir, 100);
+    write_file(tdir, "keep-me.txt", "not kvcore's");
+    kv_options o;
+    opts_default(&o);
+    ck_assert_int_eq(kv_destroy(tdir, &o), 0);
+    char *left = tu_dir_fingerprint(tdir);
+    ck_assert_ptr_nonnull(left);
+    ck_assert_msg(strncmp(left, "keep-me.txt ", 12) == 0 && strchr(left, '\n')[1] == '\0',
+                  "after kv_destroy the directory holds:\n%s", left);
+    free(left);
+    /* Without foreign files the directory itself goes. */
+    char sub[4096];
+    snprintf(sub, sizeof(sub), "%s/store2", tdir);
+    make_store(sub, 10);
+    ck_assert_int_eq(kv_destroy(sub, &o), 0);
+    struct stat st;
+    ck_assert_int_ne(stat(sub, &st), 0);
+}
+END_TEST
+
+START_TEST(test_garbage_current_is_ecorrupt_and_changes_nothing)
+{
+    make_store(tdir, 20);
+    write_file(tdir, "CURRENT", "\x01\x02garbage\n");
+    char *before = tu_dir_fingerprint(tdir);
+    kv_options o;
+    opts_default(&o);
+    kv_db *db = (kv_db *)1;
+    ck_assert_int_eq(kv_open(tdir, &o, &db), KV_ECORRUPT);
+    ck_assert_ptr_null(db);
+    char *after = tu_dir_fingerprint(tdir);
+    ck_assert_str_eq(before, after);
+    free(before);
+    free(after);
+}
+END_TEST
+
+/* A damaged record in the middle of the manifest, with good records after it, is corruption,
+ * not a torn tail: opening must fail rather than come up with an older set of tables. */
+START_TEST(test_manifest_damaged_before_its_end_is_ecorrupt)
+{
+    kv_options o;
+    opts_default(&o);
+    kv_db *db;
+    ck_assert_int_eq(kv_open(tdir, &o, &db), 0);
+    for (int round = 0; round < 8; round++) {
+        for (int i = 0; i < 50; i++) {
+            char k[16];
+            snprintf(k, sizeof(k), "r%d-%03d", round, i);
+            ck_assert_int_eq(kv_put(db, k, strlen(k), "value", 5, 0), 0);
+        }
+        ck_assert_int_eq(kv_flush(db), 0); /* one version edit per flush */
+    }
+    ck_assert_int_eq(kv_close(db), 0);
+    char name[256], p[4096];
+    read_current(tdir, name, sizeof(name));
+    snprintf(p, sizeof(p), "%s/%s", tdir, name);
+    struct stat st;
+    ck_assert_int_eq(stat(p, &st), 0);
+    ck_assert_int_gt(st.st_size, 100);
+    fault_env *fe = fault_env_new(1);
+    ck_assert_int_eq(fault_env_flip_bit(fe, p, (uint64_t)st.st_size / 2, 2), 0);
+    fault_env_free(fe);
+    char *before = tu_dir_fingerprint(tdir);
+    db = (kv_db *)1;
+    int rc = kv_open(tdir, &o, &db);
+    if (rc == 0) {
+        kv_stats ks;
+        kv_get_stats(db, &ks);
+        kv_close(db);
+        char *now = tu_dir_fingerprint(tdir);
+        int files_before = 0, files_now = 0;
+        for (const char *c = before; *c; c++)
+            files_before += *c == '\n';
+        for (const char *c = now; *c; c++)
+            files_now += *c == '\n';
+        free(now);
+        ck_abort_msg("opened a store whose manifest is damaged in the middle (%" PRIu64
+                     " tables left in L0 of 8 flushed; %d files in the directory before, %d "
+                     "after)",
+                     ks.level_files[0], files_before, files_now);
+    }
+    ck_assert_int_eq(rc, KV_ECORRUPT);
+    char *after = tu_dir_fingerprint(tdir);
+    ck_assert_str_eq(before, after);
+    free(before);
+    free(after);
+}
+END_TEST
+
 static Suite *open_errors_suite(void)
 {
     Suite *s = suite_create("open_errors");
@@ -424,6 +552,10 @@ static Suite *open_errors_suite(void)
     tcase_add_test(tc, test_error_if_exists_is_eexist);
     tcase_add_test(tc, test_corrupt_table_block_gives_ecorrupt_and_logs_file_and_offset);
     tcase_add_test(tc, test_random_bit_flips_in_a_table_never_yield_wrong_answers);
+    tcase_add_test(tc, test_read_only_open_serves_reads_and_writes_nothing);
+    tcase_add_test(tc, test_destroy_removes_the_store_but_not_foreign_files);
+    tcase_add_test(tc, test_garbage_current_is_ecorrupt_and_changes_nothing);
+    tcase_add_test(tc, test_manifest_damaged_before_its_end_is_ecorrupt);
     suite_add_tcase(s, tc);
     return s;
 }
