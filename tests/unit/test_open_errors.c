@@ -539,6 +539,61 @@ START_TEST(test_manifest_damaged_before_its_end_is_ecorrupt)
 }
 END_TEST
 
+/* A damaged record in the middle of a WAL, with good synced records after it, is corruption: the
+ * records after it were acknowledged as durable. With paranoid_checks, opening must fail (as
+ * LevelDB's paranoid mode does) rather than silently drop them. */
+START_TEST(test_wal_damaged_before_its_end_is_ecorrupt_with_paranoid_checks)
+{
+    kv_options o;
+    opts_default(&o);
+    o.memtable_bytes = 4 << 20; /* everything stays in the WAL */
+    o.paranoid_checks = 1;
+    kv_db *db;
+    ck_assert_int_eq(kv_open(tdir, &o, &db), 0);
+    for (int i = 0; i < 300; i++) {
+        char k[16], v[64];
+        snprintf(k, sizeof(k), "w%04d", i);
+        memset(v, 'a' + i % 26, sizeof(v));
+        ck_assert_int_eq(kv_put(db, k, strlen(k), v, sizeof(v), KV_WRITE_SYNC), 0);
+    }
+    ck_assert_int_eq(kv_close(db), 0);
+    char logname[256], p[4096];
+    ck_assert(tu_dir_find_suffix(tdir, ".log", logname, sizeof(logname)));
+    snprintf(p, sizeof(p), "%s/%s", tdir, logname);
+    struct stat st;
+    ck_assert_int_eq(stat(p, &st), 0);
+    ck_assert_int_gt(st.st_size, 300 * 64);
+    fault_env *fe = fault_env_new(1);
+    ck_assert_int_eq(fault_env_flip_bit(fe, p, (uint64_t)st.st_size / 3, 5), 0);
+    fault_env_free(fe);
+    char *before = tu_dir_fingerprint(tdir);
+    db = (kv_db *)1;
+    int rc = kv_open(tdir, &o, &db);
+    if (rc == 0) {
+        int present = 0;
+        for (int i = 0; i < 300; i++) {
+            char k[16];
+            snprintf(k, sizeof(k), "w%04d", i);
+            void *v;
+            size_t vl;
+            if (kv_get(db, NULL, k, strlen(k), &v, &vl) == 0) {
+                present++;
+                kv_free(v);
+            }
+        }
+        kv_close(db);
+        ck_abort_msg("opened a store whose WAL is damaged a third of the way in: %d of 300 "
+                     "synced writes survive, the rest were dropped silently",
+                     present);
+    }
+    ck_assert_int_eq(rc, KV_ECORRUPT);
+    char *after = tu_dir_fingerprint(tdir);
+    ck_assert_str_eq(before, after);
+    free(before);
+    free(after);
+}
+END_TEST
+
 static Suite *open_errors_suite(void)
 {
     Suite *s = suite_create("open_errors");
@@ -556,6 +611,7 @@ static Suite *open_errors_suite(void)
     tcase_add_test(tc, test_destroy_removes_the_store_but_not_foreign_files);
     tcase_add_test(tc, test_garbage_current_is_ecorrupt_and_changes_nothing);
     tcase_add_test(tc, test_manifest_damaged_before_its_end_is_ecorrupt);
+    tcase_add_test(tc, test_wal_damaged_before_its_end_is_ecorrupt_with_paranoid_checks);
     suite_add_tcase(s, tc);
     return s;
 }
