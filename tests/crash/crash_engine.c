@@ -10,7 +10,9 @@
  * with the unsynced tail of every file either dropped or torn. After reopening, the store must
  * equal the reference as of the last completed sync or of any later acknowledged write (a
  * prefix of the writes since the sync; a write that failed at the crash counts as "maybe").
- * Several cycles run on the same store, so recovery of a recovered store is exercised too.
+ * Several cycles run on the same store, so recovery of a recovered store is exercised too, and
+ * a third of the recoveries are themselves cut by a second power failure after a few file
+ * operations.
  *
  * Error injection: EIO on WAL append and on sync must fail the write (never acknowledge it);
  * ENOSPC must be reported as KV_ENOSPC, lose nothing, and writes must work again once space is
@@ -133,7 +135,7 @@ typedef struct store {
     tu_model cur;     /* state after every acknowledged write */
     wlog log;         /* acknowledged writes since base, in order */
     int sync_is_flag; /* KV_WRITE_SYNC makes a write durable in this sync mode */
-    uint64_t writes, syncs, crashes, torn, mid_op_crashes, prefix_hits;
+    uint64_t writes, syncs, crashes, torn, mid_op_crashes, prefix_hits, recovery_crashes;
 } store;
 
 static void store_open(store *s)
@@ -359,6 +361,20 @@ static void crash_and_reopen(store *s)
     if (fault_env_crash(s->fe, mode) != 0)
         fail("fault_env_crash could not rewrite the store directory");
     s->crashes++;
+    if (tu_rng_chance(&s->rng, 1, 3)) {
+        /* Power fails again while recovery itself writes (new WAL, manifest, flushed replay). */
+        fault_env_halt_after(s->fe, tu_rng_below(&s->rng, 30));
+        kv_db *db = NULL;
+        if (kv_open(s->dir, &s->opts, &db) == 0) {
+            fault_env_halt(s->fe);
+            kv_close(db);
+        }
+        mode = tu_rng_chance(&s->rng, 1, 2) ? FAULT_CRASH_TEAR_UNSYNCED : FAULT_CRASH_DROP_UNSYNCED;
+        if (fault_env_crash(s->fe, mode) != 0)
+            fail("fault_env_crash could not rewrite the store directory");
+        s->crashes++;
+        s->recovery_crashes++;
+    }
     store_open(s);
     verify_recovered(s, 0);
 }
@@ -456,6 +472,7 @@ static void crash_iteration(uint64_t seed, store *totals)
     totals->torn += s.torn;
     totals->mid_op_crashes += s.mid_op_crashes;
     totals->prefix_hits += s.prefix_hits;
+    totals->recovery_crashes += s.recovery_crashes;
     store_free(&s);
 }
 
@@ -652,9 +669,10 @@ int main(int argc, char **argv)
         crash_iteration(base + (uint64_t)it, &totals);
     fprintf(stderr,
             "crash: %ld iterations (seeds %" PRIu64 "..), %" PRIu64 " crashes (%" PRIu64
-            " torn, %" PRIu64 " inside flush/compaction/workload), %" PRIu64 " writes, %" PRIu64
-            " sync points, %" PRIu64 " recoveries kept unsynced writes, %.1f s\n",
-            it, base, totals.crashes, totals.torn, totals.mid_op_crashes, totals.writes,
-            totals.syncs, totals.prefix_hits, now_sec() - start);
+            " torn, %" PRIu64 " inside flush/compaction/workload, %" PRIu64
+            " during recovery), %" PRIu64 " writes, %" PRIu64 " sync points, %" PRIu64
+            " recoveries kept unsynced writes, %.1f s\n",
+            it, base, totals.crashes, totals.torn, totals.mid_op_crashes, totals.recovery_crashes,
+            totals.writes, totals.syncs, totals.prefix_hits, now_sec() - start);
     return 0;
 }
