@@ -327,6 +327,7 @@ static int switch_memtable(kv_db *db)
     db->imm = db->mem;
     db->imm_log_number = number;
     db->mem = nm;
+    db->mem_base_usage = memtable_memory_usage(nm);
     pthread_cond_signal(&db->flush_cv);
     return 0;
 }
@@ -374,11 +375,13 @@ static int make_room_for_write(kv_db *db, int force)
             db->stall_micros += dt;
             continue;
         }
-        /* An empty memtable always has room: its arena's first block may alone exceed a
-         * tiny memtable_bytes, and freezing it would only churn empty tables. */
+        /* An empty memtable always has room, and fullness is measured from the memory an
+         * empty one already holds (its arena's first block, which may alone exceed a small
+         * memtable_bytes): otherwise every write would freeze a near-empty memtable. */
         if (memtable_num_entries(db->mem) == 0)
             return 0;
-        if (!force && memtable_memory_usage(db->mem) <= db->opts.memtable_bytes)
+        if (!force &&
+            memtable_memory_usage(db->mem) - db->mem_base_usage <= db->opts.memtable_bytes)
             return 0;
         if (db->imm != NULL || l0 >= db->opts.l0_stop_trigger) {
             if (db->bg_nospace) {
@@ -1073,6 +1076,42 @@ static int inspect_dir(kv_db *db, int *has_current, int *exists)
     return rc;
 }
 
+/* Tells a torn tail from damage: a crash cuts a log short (the reader says "truncated"), or
+ * leaves zeros where the file system extended it, but it never leaves a complete record with
+ * wrong bytes. Returns 1 if the `len` bytes at `off` of the file at path are a complete bad
+ * record (checksum mismatch or bad type) that is not all zeros, 0 if they look like a torn
+ * tail, or an error. */
+static int dropped_tail_is_damage(kv_db *db, const char *path, const char *reason, uint64_t off,
+                                  uint64_t len)
+{
+    if (!reason ||
+        (strcmp(reason, "checksum mismatch") != 0 && strcmp(reason, "bad record type") != 0))
+        return 0;
+    env_file *f;
+    int rc = db->env->open_readable(db->env, path, &f);
+    if (rc != 0)
+        return rc;
+    char *chunk = malloc(65536);
+    if (!chunk) {
+        env_close(f);
+        return KV_ENOMEM;
+    }
+    int damaged = 0;
+    while (len > 0 && !damaged && rc == 0) {
+        size_t want = len < 65536 ? (size_t)len : 65536, got = 0;
+        rc = env_pread(f, chunk, want, off, &got);
+        if (rc != 0 || got == 0)
+            break;
+        for (size_t i = 0; i < got && !damaged; i++)
+            damaged = chunk[i] != 0;
+        off += got;
+        len -= got;
+    }
+    free(chunk);
+    env_close(f);
+    return rc != 0 ? rc : damaged;
+}
+
 /* Replays WAL `number` into mem. Returns 0 or an error (logged). */
 static int replay_log(kv_db *db, uint64_t number, memtable *mem, uint64_t *max_seq)
 {
@@ -1082,16 +1121,18 @@ static int replay_log(kv_db *db, uint64_t number, memtable *mem, uint64_t *max_s
     filename_log(p, path_buf_size(db), db->dbname, number);
     env_file *f;
     int rc = db->env->open_readable(db->env, p, &f);
-    free(p);
     if (rc != 0) {
         kv_log(&db->log, KV_LOG_ERROR, "wal %06" PRIu64 ".log: cannot open: %s", number,
                kv_strerror(rc));
+        free(p);
         return rc == KV_ENOTFOUND ? KV_EIO : rc;
     }
     wal_reader *r;
     rc = wal_reader_new(f, &r);
-    if (rc != 0)
+    if (rc != 0) {
+        free(p);
         return rc;
+    }
     slice rec;
     uint64_t records = 0;
     struct insert_ctx ic = {0};
@@ -1113,15 +1154,35 @@ static int replay_log(kv_db *db, uint64_t number, memtable *mem, uint64_t *max_s
             kv_log(&db->log, KV_LOG_ERROR, "wal %06" PRIu64 ".log: replay failed: %s", number,
                    kv_strerror(rc));
         wal_reader_free(r);
+        free(p);
         return rc;
     }
     uint64_t dropped = wal_reader_dropped_bytes(r);
-    if (dropped > 0)
+    uint64_t good = wal_reader_good_offset(r);
+    const char *reason = wal_reader_drop_reason(r) ? wal_reader_drop_reason(r) : "unknown";
+    if (dropped > 0) {
+        int damage = dropped_tail_is_damage(db, p, reason, good, dropped);
+        if (damage < 0) {
+            wal_reader_free(r);
+            free(p);
+            return damage;
+        }
+        if (damage && db->opts.paranoid_checks) {
+            kv_log(&db->log, KV_LOG_ERROR,
+                   "wal %06" PRIu64 ".log: record at offset %" PRIu64 ": %s, with %" PRIu64
+                   " bytes after it: damaged, not torn (paranoid_checks: refusing to drop them)",
+                   number, good, reason, dropped);
+            wal_reader_free(r);
+            free(p);
+            return KV_ECORRUPT;
+        }
         kv_log(&db->log, KV_LOG_WARN,
-               "wal %06" PRIu64 ".log: dropped %" PRIu64 " bytes at offset %" PRIu64
-               " (%s): torn tail of an interrupted write",
-               number, dropped, wal_reader_good_offset(r),
-               wal_reader_drop_reason(r) ? wal_reader_drop_reason(r) : "unknown");
+               "wal %06" PRIu64 ".log: dropped %" PRIu64 " bytes at offset %" PRIu64 " (%s): %s",
+               number, dropped, good, reason,
+               damage ? "damaged record; paranoid_checks is off"
+                      : "torn tail of an interrupted write");
+    }
+    free(p);
     kv_log(&db->log, KV_LOG_INFO, "wal %06" PRIu64 ".log: replayed %" PRIu64 " records", number,
            records);
     wal_reader_free(r);
@@ -1203,6 +1264,7 @@ static int finish_recovery(kv_db *db, uint64_t max_seq)
         return KV_ENOMEM;
     memtable_unref(db->mem);
     db->mem = fresh;
+    db->mem_base_usage = memtable_memory_usage(fresh);
     return 0;
 }
 
@@ -1293,6 +1355,7 @@ static int db_open_components(kv_db *db)
     db->mem = memtable_new();
     if (!db->mem)
         return KV_ENOMEM;
+    db->mem_base_usage = memtable_memory_usage(db->mem);
     return version_set_new(db->dbname, &db->opts, db->env, db->tc, &db->log, &db->mu, &db->vs);
 }
 
@@ -1656,12 +1719,30 @@ static int check_log_file(struct check_state *cs, const char *name, int is_manif
         prev_end = end;
     }
     if (rc == 0 && wal_reader_dropped_bytes(r) > 0) {
-        kv_log(&db->log, KV_LOG_WARN,
-               "%s: %" PRIu64 " bytes after offset %" PRIu64
-               " are not a complete record (%s); recovery drops them",
-               name, wal_reader_dropped_bytes(r), wal_reader_good_offset(r),
-               wal_reader_drop_reason(r) ? wal_reader_drop_reason(r) : "unknown");
-        check_advance(cs, wal_reader_dropped_bytes(r));
+        uint64_t dropped = wal_reader_dropped_bytes(r), good = wal_reader_good_offset(r);
+        const char *reason = wal_reader_drop_reason(r) ? wal_reader_drop_reason(r) : "unknown";
+        char *path = path_buf(db);
+        int damage = KV_ENOMEM;
+        if (path) {
+            snprintf(path, path_buf_size(db), "%s/%s", db->dbname, name);
+            damage = dropped_tail_is_damage(db, path, reason, good, dropped);
+            free(path);
+        }
+        if (damage < 0) {
+            rc = damage;
+        } else if (damage) {
+            kv_log(&db->log, KV_LOG_ERROR,
+                   "%s: record at offset %" PRIu64 ": %s, with %" PRIu64
+                   " bytes after it: damaged, not a torn tail",
+                   name, good, reason, dropped);
+            cs->problems++;
+        } else {
+            kv_log(&db->log, KV_LOG_WARN,
+                   "%s: %" PRIu64 " bytes after offset %" PRIu64
+                   " are a torn tail (%s); recovery drops them",
+                   name, dropped, good, reason);
+        }
+        check_advance(cs, dropped);
     }
     wal_reader_free(r);
     if (rc < 0)

@@ -53,9 +53,10 @@ struct kv_db {
     pthread_cond_t work_cv;  /* wakes the compaction thread */
     pthread_cond_t flush_cv; /* wakes the flush thread */
 
-    version_set *vs; /* protected by mu */
-    memtable *mem;   /* protected by mu for the pointer; contents: leader only */
-    memtable *imm;   /* protected by mu */
+    version_set *vs;       /* protected by mu */
+    memtable *mem;         /* protected by mu for the pointer; contents: leader only */
+    memtable *imm;         /* protected by mu */
+    size_t mem_base_usage; /* memtable_memory_usage() of mem when it was empty; mu */
     uint64_t imm_log_number;
     wal_writer *wal; /* leader only (NULL in read-only mode) */
     uint64_t logfile_number;

@@ -897,6 +897,50 @@ START_TEST(test_db_torn_wal_tail_is_dropped_and_logged)
 }
 END_TEST
 
+/* A bad record with more bytes after it is damage, not a torn write: paranoid_checks refuses
+ * to open (changing nothing); without it the rest of that WAL is dropped and logged. */
+START_TEST(test_db_damaged_wal_record_is_corruption_not_a_torn_tail)
+{
+    kv_options o = small_opts();
+    o.memtable_bytes = 4 << 20;
+    kv_db *db = open_db(&o);
+    char k[32], v[64];
+    memset(v, 'q', sizeof v);
+    for (int i = 0; i < 100; i++) {
+        fmt_key(k, sizeof k, (uint64_t)i);
+        ck_assert_int_eq(kv_put(db, k, strlen(k), v, sizeof v, 0), 0);
+    }
+    kv_close(db);
+    char name[256], path[4096];
+    ck_assert(tu_dir_find_suffix(g_dir, ".log", name, sizeof name));
+    snprintf(path, sizeof path, "%s/%s", g_dir, name);
+    struct stat sb;
+    ck_assert_int_eq(stat(path, &sb), 0);
+    fault_env *fe = fault_env_new(2);
+    ck_assert_int_eq(fault_env_flip_bit(fe, path, (uint64_t)sb.st_size / 2, 1), 0);
+    fault_env_free(fe);
+
+    char *before = tu_dir_fingerprint(g_dir);
+    log_reset();
+    uint64_t problems = 0;
+    ck_assert_int_eq(kv_check(g_dir, &o, NULL, NULL, &problems), KV_ECORRUPT);
+    ck_assert_uint_eq(problems, 1);
+    ck_assert_int_eq(kv_open(g_dir, &o, &db), KV_ECORRUPT);
+    ck_assert(log_contains("damaged, not torn"));
+    char *after = tu_dir_fingerprint(g_dir);
+    ck_assert_str_eq(before, after);
+    free(before);
+    free(after);
+
+    o.paranoid_checks = 0;
+    db = open_db(&o);
+    expect_get(db, NULL, "key00000000",
+               "qqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqq");
+    expect_get(db, NULL, "key00000099", NULL); /* after the damage: dropped */
+    kv_close(db);
+}
+END_TEST
+
 START_TEST(test_db_corrupt_table_is_reported_never_wrong_data)
 {
     kv_options o = small_opts();
@@ -1252,6 +1296,7 @@ static Suite *db_suite(void)
     tcase_add_test(tc, test_db_create_if_missing_and_error_if_exists);
     tcase_add_test(tc, test_db_read_only_open_writes_nothing);
     tcase_add_test(tc, test_db_torn_wal_tail_is_dropped_and_logged);
+    tcase_add_test(tc, test_db_damaged_wal_record_is_corruption_not_a_torn_tail);
     tcase_add_test(tc, test_db_corrupt_table_is_reported_never_wrong_data);
     tcase_add_test(tc, test_db_sync_modes_sync_when_they_say);
     tcase_add_test(tc, test_db_synced_write_survives_power_loss);
