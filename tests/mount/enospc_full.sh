@@ -46,7 +46,8 @@ only_enospc() {
 mt_mount "$OPTS"
 mkdir "$MNT/keep" "$MNT/fill" "$MNT/small" || mt_fail mkdir
 for i in $(seq 1 40); do
-    head -c $(((i % 7 + 1) * 150000 + i)) /dev/urandom >"$MNT/keep/k$i" || mt_fail "write keep/k$i"
+    # ~56 MiB in all: a store holding real data, so that reclaiming space means rewriting it
+    head -c $(((i % 7 + 4) * 200000 + i)) /dev/urandom >"$MNT/keep/k$i" || mt_fail "write keep/k$i"
 done
 setfattr -n user.keep -v kept "$MNT/keep/k1" || mt_fail setfattr
 sync "$MNT/keep"/* "$MNT/keep" || mt_fail "fsync of keep"
@@ -106,13 +107,17 @@ t0=$SECONDS
 until rm -rf "$MNT/fill" "$MNT/small" 2>"$MT_DIR/rm.err"; do
     only_enospc "$MT_DIR/rm.err" "rm on the full disk"
     [ $((SECONDS - t0)) -lt 30 ] ||
-        mt_fail "files cannot be deleted from inside kvfs on a full disk (30 s of ENOSPC)"
+        mt_fail "files cannot be deleted from inside kvfs on a full disk (30 s of ENOSPC):" \
+            "a deletion needs WAL and table space, and kvcore keeps no reserve for it" \
+            "($(df -h --output=avail "$EMNT" | tail -n 1) free)"
     sleep 1
 done
 [ ! -e "$MNT/fill" ] || mt_fail "fill still there"
 mt_unmount
 timeout -k 5 300 "$KVFS_BIN" compact "$STORE" >"$MT_DIR/compact.log" 2>&1 ||
-    mt_fail "kvfs compact after freeing: $(tail -n 5 "$MT_DIR/compact.log")"
+    mt_fail "kvfs compact after deleting ($(df -h --output=avail "$EMNT" | tail -n 1) free):" \
+        "the compaction that would reclaim the deleted files needs free space for its" \
+        "output first: $(tail -n 3 "$MT_DIR/compact.log")"
 mt_log "compacted: $(df -h --output=avail "$EMNT" | tail -n 1) free"
 mt_mount "$OPTS"
 head -c $((64 * 1024 * 1024)) /dev/urandom >"$MT_DIR/after" || mt_fail "random data"
