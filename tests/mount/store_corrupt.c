@@ -8,6 +8,9 @@
  *   store_corrupt size FILE          prints the file's size
  *   store_corrupt records FILE       prints "record <offset> <total length>" for each record of
  *                                    a record log (a WAL or a manifest) up to the first bad one
+ *   store_corrupt writeback FILE     writes back (sync_file_range) only the last page of FILE,
+ *                                    as background writeback may do before a power cut, while
+ *                                    the earlier unsynced pages stay in memory
  *   store_corrupt live STORE         prints "table <number> <level>" for each table the manifest
  *                                    named by CURRENT lists (its edits replayed in order)
  *
@@ -247,6 +250,25 @@ int main(int argc, char **argv)
         if (stat(argv[2], &st) != 0)
             return 1;
         printf("%lld\n", (long long)st.st_size);
+        return 0;
+    }
+    if (argc == 3 && strcmp(argv[1], "writeback") == 0) {
+        struct stat st;
+        int fd = open(argv[2], O_RDONLY);
+        if (fd < 0 || fstat(fd, &st) != 0) {
+            fprintf(stderr, "store_corrupt: %s: %s\n", argv[2], strerror(errno));
+            return 1;
+        }
+        off_t last = st.st_size > 0 ? (st.st_size - 1) / 4096 * 4096 : 0;
+        int rc = sync_file_range(fd, last, st.st_size - last,
+                                 SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
+                                     SYNC_FILE_RANGE_WAIT_AFTER);
+        close(fd);
+        if (rc != 0) {
+            fprintf(stderr, "store_corrupt: sync_file_range: %s\n", strerror(errno));
+            return 1;
+        }
+        printf("wrote back [%lld, %lld) of %s\n", (long long)last, (long long)st.st_size, argv[2]);
         return 0;
     }
     if (argc == 3 && strcmp(argv[1], "live") == 0)
