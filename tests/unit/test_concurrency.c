@@ -380,7 +380,7 @@ START_TEST(test_readers_see_only_whole_batches_while_writers_flush_and_compact)
     ck_assert_ptr_nonnull(dir);
     kv_options o;
     kv_options_init(&o);
-    o.memtable_bytes = (size_t)tu_env_u64("KV_TEST_MEMTABLE_BYTES", 128 * 1024);
+    o.memtable_bytes = (size_t)tu_env_u64("KV_TEST_MEMTABLE_BYTES", 64 * 1024);
     o.target_file_size = 64 * 1024;
     o.level1_bytes = 256 * 1024;
     o.l0_compaction_trigger = 3;

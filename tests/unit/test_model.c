@@ -561,7 +561,7 @@ static long run_one(const run_config *cfg, uint64_t seed, long max_steps, double
     tu_model_init(&r->model);
     kv_options_init(&r->opts);
     r->opts.create_if_missing = 1;
-    r->opts.memtable_bytes = (size_t)tu_env_u64("KV_TEST_MEMTABLE_BYTES", 128 * 1024);
+    r->opts.memtable_bytes = (size_t)tu_env_u64("KV_TEST_MEMTABLE_BYTES", 64 * 1024);
     r->opts.target_file_size = 64 * 1024;
     r->opts.level1_bytes = 256 * 1024;
     r->opts.block_size = 1024 + (size_t)tu_rng_below(&r->rng, 3) * 1024;
@@ -646,7 +646,7 @@ START_TEST(test_random_operations_match_the_reference_model)
         double share = start + budget * (j + 1) / 3.0;
         uint64_t seed = base + (uint64_t)j;
         total +=
-            run_one(cfg, seed, 4000, share < deadline ? share : deadline, &flushes, &compactions);
+            run_one(cfg, seed, 10000, share < deadline ? share : deadline, &flushes, &compactions);
         seeds++;
     }
     fprintf(stderr,
