@@ -695,7 +695,7 @@ static int cmd_fsck(int argc, char **argv)
 {
     const char *store = NULL;
     int repair = 0, tty = isatty(2), rc, lock_fd;
-    uint64_t problems = 0;
+    uint64_t problems = 0, salvaged = 0;
     struct fsck_result res;
     kv_options ko;
     kv_db *db = NULL;
@@ -729,6 +729,28 @@ static int cmd_fsck(int argc, char **argv)
         if (lock_fd >= 0)
             close(lock_fd);
         return EXIT_FSCK_ERRORS;
+    }
+    if (repair && (rc == KV_ECORRUPT || problems)) {
+        /* kv_salvage fixes a damaged CURRENT and cuts damaged logs back (keeping *.damaged
+         * copies); what it cannot fix, the second check reports. */
+        if (lock_fd >= 0)
+            close(lock_fd); /* kv_salvage takes it for itself */
+        lock_fd = -1;
+        rc = kv_salvage(store, &ko, &salvaged);
+        printf("kvfs fsck: kvcore salvage %s: %" PRIu64 " files repaired%s\n",
+               rc ? "incomplete" : "done", salvaged,
+               salvaged ? " (originals kept as <name>.damaged)" : "");
+        lock_fd = lock_store(store);
+        problems = 0;
+        rc = kv_check(store, &ko, tty ? check_progress : NULL, NULL, &problems);
+        if (tty)
+            fprintf(stderr, "\n");
+        if (rc && rc != KV_ECORRUPT) {
+            report_open_error(store, rc);
+            if (lock_fd >= 0)
+                close(lock_fd);
+            return EXIT_FSCK_ERRORS;
+        }
     }
     if (rc == KV_ECORRUPT || problems) {
         printf("kvfs fsck: %" PRIu64 " checksum or structure failures in %s (see above); "
@@ -764,7 +786,7 @@ static int cmd_fsck(int argc, char **argv)
            res.repaired);
     if (problems || res.problems > res.repaired)
         return EXIT_FSCK_ERRORS;
-    return res.problems ? EXIT_FSCK_REPAIRED : 0;
+    return res.problems || salvaged ? EXIT_FSCK_REPAIRED : 0;
 }
 
 static int cmd_stats(int argc, char **argv)

@@ -14,6 +14,7 @@
 #   - `kvfs fsck --repair STORE`: if it claims success (exit 0/1), the store must mount and
 #     serve every file that was readable before, and fsck must then be clean. If it gives up
 #     (exit 4) the case counts as "not repairable"; with CORRUPT_STRICT_REPAIR=1 that fails.
+#     CURRENT and WAL damage must always be repaired (kv_salvage).
 # Store files are damaged with tests/store_corrupt (which also finds the live tables and record
 # boundaries).
 . "$(dirname "$0")/lib.sh"
@@ -245,6 +246,8 @@ run_case() {
             mt_fail "$CASE: fsck not clean after a successful repair: $(tail -n 5 "$MT_DIR/fsck2.out")"
         REPAIRED=$((REPAIRED + 1))
     else
+        [ "$KIND" = current ] || [ "$KIND" = log ] &&
+            mt_fail "$CASE: fsck --repair gave up (exit $rrc) on damage kv_salvage repairs: $(tail -n 5 "$MT_DIR/repair.out")"
         UNREPAIRABLE=$((UNREPAIRABLE + 1))
         UNREPAIRABLE_LIST+=("$CASE")
         [ "$STRICT_REPAIR" = 1 ] &&
@@ -262,7 +265,8 @@ done
 mt_log "$NCASES cases: mount refused $MOUNT_FAILED, served $SERVED ($EIO_CASES with EIO)," \
     "repaired $REPAIRED, not repairable $UNREPAIRABLE, WAL damage dropped data silently $SILENT"
 if [ $UNREPAIRABLE -gt 0 ]; then
-    echo "NOTE: kvfs fsck --repair cannot repair $UNREPAIRABLE cases (kvcore has no salvage):"
+    echo "NOTE: kvfs fsck --repair gave up on $UNREPAIRABLE cases (kv_salvage repairs CURRENT and"
+    echo "the WAL, not damage inside a table or the manifest):"
     printf '  %s\n' "${UNREPAIRABLE_LIST[@]}"
 fi
 if [ $SILENT -gt 0 ]; then

@@ -228,6 +228,19 @@ typedef void (*kv_progress_fn)(void *ctx, uint64_t done, uint64_t total);
 int kv_check(const char *path, const kv_options *opts, kv_progress_fn progress, void *pctx,
              uint64_t *problems);
 
+/* Repairs, offline, the damage that can be undone without guessing: a missing or malformed
+ * CURRENT (or one naming a manifest that does not exist) is pointed at the newest manifest, and
+ * every write-ahead log whose records stop before its end (a torn tail, or a damaged record
+ * that kv_open refuses) is cut back to its last good record; the records after the cut are lost
+ * and the bytes dropped are logged. The original of every changed file is kept beside it as
+ * "<name>.damaged". Damage inside a table or inside the manifest's records is not salvaged.
+ * Takes the store's lock (KV_EBUSY if the store is open). Returns 0 if the store opens
+ * afterwards (tables are read lazily: run kv_check to find damage inside them); *fixed (may be
+ * NULL) receives the number of files changed (0: nothing needed fixing). Returns KV_ECORRUPT
+ * (logged) if the store still does not open, KV_EINVAL if path holds no store, or an I/O
+ * error; files already fixed stay fixed. Call with no kv_db open on path. */
+int kv_salvage(const char *path, const kv_options *opts, uint64_t *fixed);
+
 #ifdef __cplusplus
 }
 #endif
