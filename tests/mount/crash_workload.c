@@ -251,7 +251,7 @@ static uint64_t pick_size(struct worker *w)
     return rnd(&w->rs) % 8192;
 }
 
-/* Writes c's content to fd in random pieces (in order or not). */
+/* Writes c's content to fd front to back in pieces of random size. */
 static void write_content(struct worker *w, int fd, const struct content *c, const char *path)
 {
     uint64_t off = 0;
