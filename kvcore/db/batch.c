@@ -120,6 +120,23 @@ int kv_batch_put(kv_batch *b, const void *key, size_t klen, const void *val, siz
     return batch_add(b, BATCH_TAG_PUT, slice_make(key, klen), &v);
 }
 
+int batch_init_single(kv_batch *b, char *mem, size_t cap, int is_put, slice key, slice value)
+{
+    size_t need = BATCH_HEADER_SIZE + 1 + CODING_MAX_VARINT32 + key.size;
+    if (is_put)
+        need += CODING_MAX_VARINT32 + value.size;
+    if (key.size > cap || value.size > cap || need > cap)
+        return KV_EINVAL;
+    /* Every reservation below fits in cap, so the buffer is never reallocated. */
+    b->rep.data = mem;
+    b->rep.len = 0;
+    b->rep.cap = cap;
+    int rc = batch_reset(b);
+    if (rc == 0)
+        rc = batch_add(b, is_put ? BATCH_TAG_PUT : BATCH_TAG_DELETE, key, is_put ? &value : NULL);
+    return rc;
+}
+
 int kv_batch_delete(kv_batch *b, const void *key, size_t klen)
 {
     if (!key && klen)

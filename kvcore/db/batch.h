@@ -24,6 +24,11 @@ struct kv_batch {
 uint64_t batch_sequence(const kv_batch *b);
 void batch_set_sequence(kv_batch *b, uint64_t seq);
 uint32_t batch_count(const kv_batch *b);
+/* Makes b a batch of one put (is_put) or delete of key (value ignored for a delete) whose
+ * encoding lives in the caller's mem[cap], so that a single write needs no allocation. Returns
+ * 0, or KV_EINVAL if the encoding might not fit in cap (use a heap batch then). b borrows mem:
+ * never free, clear or grow it. Thread: the caller's. */
+int batch_init_single(kv_batch *b, char *mem, size_t cap, int is_put, slice key, slice value);
 /* Appends src's operations to dst (for group commit). 0 or KV_ENOMEM (dst unchanged). */
 int batch_append(kv_batch *dst, const kv_batch *src);
 /* Replaces b's contents with an encoded batch read from the WAL; KV_ECORRUPT if it is shorter

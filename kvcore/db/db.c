@@ -595,32 +595,39 @@ int kv_write(kv_db *db, const kv_batch *b, int flags)
     return db_write(db, b, effective_sync(db, flags), 0);
 }
 
-int kv_put(kv_db *db, const void *key, size_t klen, const void *val, size_t vlen, int flags)
+/* A single put or delete encodes its one-op batch on the stack when it fits (most keys and
+ * values of a filesystem's metadata do): no allocation on the write path. */
+#define DB_SINGLE_OP_STACK 512
+
+static int write_single(kv_db *db, int is_put, slice key, slice value, int flags)
 {
-    if (!db || (!key && klen) || (!val && vlen))
-        return KV_EINVAL;
+    char mem[DB_SINGLE_OP_STACK];
+    kv_batch sb;
+    if (batch_init_single(&sb, mem, sizeof(mem), is_put, key, value) == 0)
+        return kv_write(db, &sb, flags);
     kv_batch *b = kv_batch_new();
     if (!b)
         return KV_ENOMEM;
-    int rc = kv_batch_put(b, key, klen, val, vlen);
+    int rc = is_put ? kv_batch_put(b, key.data, key.size, value.data, value.size)
+                    : kv_batch_delete(b, key.data, key.size);
     if (rc == 0)
         rc = kv_write(db, b, flags);
     kv_batch_free(b);
     return rc;
 }
 
+int kv_put(kv_db *db, const void *key, size_t klen, const void *val, size_t vlen, int flags)
+{
+    if (!db || (!key && klen) || (!val && vlen))
+        return KV_EINVAL;
+    return write_single(db, 1, slice_make(key, klen), slice_make(val, vlen), flags);
+}
+
 int kv_delete(kv_db *db, const void *key, size_t klen, int flags)
 {
     if (!db || (!key && klen))
         return KV_EINVAL;
-    kv_batch *b = kv_batch_new();
-    if (!b)
-        return KV_ENOMEM;
-    int rc = kv_batch_delete(b, key, klen);
-    if (rc == 0)
-        rc = kv_write(db, b, flags);
-    kv_batch_free(b);
-    return rc;
+    return write_single(db, 0, slice_make(key, klen), slice_make(NULL, 0), flags);
 }
 
 int kv_sync(kv_db *db)
