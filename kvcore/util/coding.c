@@ -11,32 +11,6 @@
 
 #include "kvcore/kv.h"
 
-void coding_put_fixed32(char *dst, uint32_t v)
-{
-    unsigned char *p = (unsigned char *)dst;
-    p[0] = (unsigned char)v;
-    p[1] = (unsigned char)(v >> 8);
-    p[2] = (unsigned char)(v >> 16);
-    p[3] = (unsigned char)(v >> 24);
-}
-
-void coding_put_fixed64(char *dst, uint64_t v)
-{
-    coding_put_fixed32(dst, (uint32_t)v);
-    coding_put_fixed32(dst + 4, (uint32_t)(v >> 32));
-}
-
-uint32_t coding_get_fixed32(const char *src)
-{
-    const unsigned char *p = (const unsigned char *)src;
-    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
-}
-
-uint64_t coding_get_fixed64(const char *src)
-{
-    return (uint64_t)coding_get_fixed32(src) | ((uint64_t)coding_get_fixed32(src + 4) << 32);
-}
-
 char *coding_put_varint32(char *dst, uint32_t v)
 {
     return coding_put_varint64(dst, v);

@@ -15,10 +15,33 @@
 #define CODING_MAX_VARINT32 5
 #define CODING_MAX_VARINT64 10
 
-void coding_put_fixed32(char *dst, uint32_t v);
-void coding_put_fixed64(char *dst, uint64_t v);
-uint32_t coding_get_fixed32(const char *src);
-uint64_t coding_get_fixed64(const char *src);
+/* Fixed-width little-endian integers. Inline because block, key and checksum decoding call them
+ * once or more per entry; the byte-wise form compiles to one load or store on x86-64. */
+static inline void coding_put_fixed32(char *dst, uint32_t v)
+{
+    unsigned char *p = (unsigned char *)dst;
+    p[0] = (unsigned char)v;
+    p[1] = (unsigned char)(v >> 8);
+    p[2] = (unsigned char)(v >> 16);
+    p[3] = (unsigned char)(v >> 24);
+}
+
+static inline void coding_put_fixed64(char *dst, uint64_t v)
+{
+    coding_put_fixed32(dst, (uint32_t)v);
+    coding_put_fixed32(dst + 4, (uint32_t)(v >> 32));
+}
+
+static inline uint32_t coding_get_fixed32(const char *src)
+{
+    const unsigned char *p = (const unsigned char *)src;
+    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
+}
+
+static inline uint64_t coding_get_fixed64(const char *src)
+{
+    return (uint64_t)coding_get_fixed32(src) | ((uint64_t)coding_get_fixed32(src + 4) << 32);
+}
 
 /* Writes v at dst (which has room for the maximum); returns the byte after the last written. */
 char *coding_put_varint32(char *dst, uint32_t v);
