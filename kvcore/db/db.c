@@ -1083,11 +1083,16 @@ static int inspect_dir(kv_db *db, int *has_current, int *exists)
     return rc;
 }
 
-/* Tells a torn tail from damage: a crash cuts a log short (the reader says "truncated"), or
- * leaves zeros where the file system extended it, but it never leaves a complete record with
- * wrong bytes. Returns 1 if the `len` bytes at `off` of the file at path are a complete bad
- * record (checksum mismatch or bad type) that is not all zeros, 0 if they look like a torn
- * tail, or an error. */
+/* Tells a torn tail from damage. A crash cuts a log short (the reader says "truncated"), or
+ * leaves holes: the kernel writes back unsynced pages in any order, so after a power cut the
+ * unsynced end of a log may hold pages that read as zeros (never written) between pages that
+ * were written. Damage to bytes that reached the disk leaves no such page. So the dropped
+ * region [off, off + len) (from the first bad record to the end of the file) is a torn tail if
+ * it is all zeros or if any whole page-aligned WAL_PAGE_SIZE run in it (the last one may end
+ * at end of file) is all zeros; otherwise it is damage. Limit: a bad record followed by a page
+ * of zeros that a good record legitimately holds is also taken as torn (dropped, logged).
+ * Returns 1 for damage, 0 for a torn tail, or an error. */
+#define WAL_PAGE_SIZE 4096
 static int dropped_tail_is_damage(kv_db *db, const char *path, const char *reason, uint64_t off,
                                   uint64_t len)
 {
@@ -1098,25 +1103,35 @@ static int dropped_tail_is_damage(kv_db *db, const char *path, const char *reaso
     int rc = db->env->open_readable(db->env, path, &f);
     if (rc != 0)
         return rc;
-    char *chunk = malloc(65536);
-    if (!chunk) {
+    char *page = malloc(WAL_PAGE_SIZE);
+    if (!page) {
         env_close(f);
         return KV_ENOMEM;
     }
-    int damaged = 0;
-    while (len > 0 && !damaged && rc == 0) {
-        size_t want = len < 65536 ? (size_t)len : 65536, got = 0;
-        rc = env_pread(f, chunk, want, off, &got);
+    uint64_t end = off + len;
+    int nonzero_seen = 0, hole_seen = 0;
+    /* The bytes before the first page boundary share a page with good records. */
+    uint64_t pos = off;
+    while (pos < end && rc == 0 && !hole_seen) {
+        uint64_t page_end = (pos / WAL_PAGE_SIZE + 1) * WAL_PAGE_SIZE;
+        size_t want = (size_t)((page_end < end ? page_end : end) - pos), got = 0;
+        rc = env_pread(f, page, want, pos, &got);
         if (rc != 0 || got == 0)
             break;
-        for (size_t i = 0; i < got && !damaged; i++)
-            damaged = chunk[i] != 0;
-        off += got;
-        len -= got;
+        int zero = 1;
+        for (size_t i = 0; i < got && zero; i++)
+            zero = page[i] == 0;
+        if (!zero)
+            nonzero_seen = 1;
+        else if (pos % WAL_PAGE_SIZE == 0)
+            hole_seen = 1;
+        pos += got;
     }
-    free(chunk);
+    free(page);
     env_close(f);
-    return rc != 0 ? rc : damaged;
+    if (rc != 0)
+        return rc;
+    return nonzero_seen && !hole_seen;
 }
 
 /* Replays WAL `number` into mem. Returns 0 or an error (logged). */
