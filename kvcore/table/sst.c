@@ -30,6 +30,17 @@
 /* Output is collected and handed to the env in pieces of about this size. */
 #define SST_WRITE_BUFFER (64 * 1024)
 
+/* Adaptive compression. zstd spends as much time failing on random or already-compressed data
+ * as it spends succeeding on text, and a block that does not shrink by 1/8 is stored raw, so
+ * that work is wasted. After a failed attempt the builder skips the next 1, 2, 4, ... up to
+ * SST_COMPRESS_MAX_SKIP blocks while attempts keep failing; once the skip runs out the next
+ * block is tried again (a periodic probe), and one success resets the backoff. A block met
+ * while skipping still gets a cheap probe (a byte histogram of at most SST_PROBE_SAMPLES
+ * sampled bytes): if its order-0 entropy says it would shrink by a quarter, zstd is tried
+ * anyway, so compressible blocks that follow incompressible ones are not stored raw. */
+#define SST_COMPRESS_MAX_SKIP 32
+#define SST_PROBE_SAMPLES 1024
+
 /* ---- Building ---------------------------------------------------------------------------- */
 
 struct sst_builder {
@@ -49,6 +60,9 @@ struct sst_builder {
     buf wbuf; /* output not yet appended to f */
     buf zbuf; /* compression output */
     ZSTD_CCtx *cctx;
+    unsigned compress_fail_streak; /* attempts failed in a row (adaptive compression) */
+    unsigned compress_skip;        /* blocks still to skip unless the probe says compressible */
+    uint64_t compress_attempts;    /* blocks handed to zstd */
 };
 
 int sst_builder_new(env_file *f, const sst_options *opts, sst_builder **out)
@@ -109,13 +123,70 @@ static int flush_output(sst_builder *b)
     return rc;
 }
 
+uint64_t sst_builder_compress_attempts(const sst_builder *b)
+{
+    return b->compress_attempts;
+}
+
+/* log2(x) in 1/256ths for 1 <= x <= 2^23, by linear interpolation between powers of two
+ * (error under 0.09 bits: ample for a yes/no probe). */
+static uint32_t log2_q8(uint32_t x)
+{
+    uint32_t e = 31u - (uint32_t)__builtin_clz(x);
+    return e * 256u + ((x << 8) >> e) - 256u;
+}
+
+/* Whether a sample of the block's bytes has an order-0 entropy of at most 6 bits a byte, that
+ * is, whether even a byte-wise entropy coder would save a quarter. */
+static int looks_compressible(slice contents)
+{
+    uint32_t hist[256] = {0};
+    size_t stride = contents.size / SST_PROBE_SAMPLES, n = 0;
+    stride = stride < 1 ? 1 : stride | 1; /* odd: no aliasing with power-of-two record sizes */
+    for (size_t i = 0; i < contents.size; i += stride, n++)
+        hist[(unsigned char)contents.data[i]]++;
+    if (n == 0)
+        return 0;
+    /* Entropy-coded size in bits = sum over symbols of c * log2(n / c). */
+    uint64_t bits_q8 = 0;
+    uint32_t log_n = log2_q8((uint32_t)n);
+    for (int c = 0; c < 256; c++)
+        if (hist[c])
+            bits_q8 += (uint64_t)hist[c] * (log_n - log2_q8(hist[c]));
+    return bits_q8 <= (uint64_t)n * 6u * 256u;
+}
+
+/* Whether to hand this block to zstd (see "Adaptive compression" above). */
+static int should_try_compress(sst_builder *b, slice contents)
+{
+    if (b->compress_skip == 0)
+        return 1;
+    b->compress_skip--;
+    return looks_compressible(contents);
+}
+
+/* Records the outcome of a compression attempt in the backoff state. */
+static void note_compress_result(sst_builder *b, int saved)
+{
+    if (saved) {
+        b->compress_fail_streak = 0;
+        b->compress_skip = 0;
+        return;
+    }
+    if (b->compress_fail_streak < 16)
+        b->compress_fail_streak++;
+    unsigned skip = 1u << (b->compress_fail_streak - 1);
+    b->compress_skip = skip < SST_COMPRESS_MAX_SKIP ? skip : SST_COMPRESS_MAX_SKIP;
+}
+
 /* Writes contents + trailer (compressing if allowed and worth it); returns its handle. */
 static int write_block(sst_builder *b, slice contents, int allow_compress, uint64_t *off,
                        uint64_t *size)
 {
     slice stored = contents;
     unsigned char type = SST_BLOCK_RAW;
-    if (allow_compress && b->cctx && contents.size <= SST_MAX_COMPRESSED_RAW_SIZE) {
+    if (allow_compress && b->cctx && contents.size <= SST_MAX_COMPRESSED_RAW_SIZE &&
+        should_try_compress(b, contents)) {
         size_t bound = ZSTD_compressBound(contents.size);
         buf_clear(&b->zbuf);
         if (buf_reserve(&b->zbuf, CODING_MAX_VARINT32 + bound) != 0)
@@ -125,10 +196,13 @@ static int write_block(sst_builder *b, slice contents, int allow_compress, uint6
         size_t z = ZSTD_compressCCtx(b->cctx, p, bound, contents.data, contents.size,
                                      b->o.compression_level);
         /* Keep it compressed only if that saves at least 1/8 of the block. */
-        if (!ZSTD_isError(z) && hdr + z <= contents.size - contents.size / 8) {
+        int saved = !ZSTD_isError(z) && hdr + z <= contents.size - contents.size / 8;
+        if (saved) {
             stored = slice_make(b->zbuf.data, hdr + z);
             type = SST_BLOCK_ZSTD;
         }
+        b->compress_attempts++;
+        note_compress_result(b, saved);
     }
     checksum_state st;
     checksum_begin(&st);

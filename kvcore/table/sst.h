@@ -42,6 +42,9 @@ int sst_builder_finish(sst_builder *b);
 uint64_t sst_builder_num_entries(const sst_builder *b);
 /* Bytes written so far (after finish: the file size). */
 uint64_t sst_builder_file_size(const sst_builder *b);
+/* Blocks handed to zstd so far: compression is adaptive (skipped after failures, see sst.c), so
+ * this is at most the number of blocks written. For tests and measurements. */
+uint64_t sst_builder_compress_attempts(const sst_builder *b);
 void sst_builder_free(sst_builder *b);
 
 /* ---- Reading ----------------------------------------------------------------------------- */

@@ -1,0 +1,269 @@
+/* test_sst_compress.c - unit tests of the SSTable builder's adaptive compression decision. */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kvcore/kv.h"
+#include "table/sst.h"
+#include "testutil.h"
+#include "util/ikey.h"
+
+/* Every value is one file chunk as kvfs stores it: 64 KiB, so each becomes its own block. */
+#define CHUNK (64 * 1024)
+
+/* ---- An in-memory file ------------------------------------------------------------------- */
+
+typedef struct memfile {
+    env_file base;
+    buf *data; /* borrowed */
+} memfile;
+
+static int mem_pread(env_file *f, void *b, size_t n, uint64_t off, size_t *nread)
+{
+    memfile *m = (memfile *)f;
+    *nread = 0;
+    if (off >= m->data->len)
+        return 0;
+    size_t avail = m->data->len - (size_t)off;
+    *nread = n < avail ? n : avail;
+    memcpy(b, m->data->data + off, *nread);
+    return 0;
+}
+
+static int mem_append(env_file *f, const void *b, size_t n)
+{
+    return buf_append(((memfile *)f)->data, b, n);
+}
+
+static int mem_sync(env_file *f)
+{
+    (void)f;
+    return 0;
+}
+
+static int mem_close(env_file *f)
+{
+    free(f);
+    return 0;
+}
+
+static const kv_env mem_env = {
+    .pread = mem_pread, .append = mem_append, .sync = mem_sync, .close = mem_close};
+
+static memfile *mem_open(buf *data)
+{
+    memfile *m = calloc(1, sizeof(*m));
+    ck_assert_ptr_nonnull(m);
+    m->base.env = &mem_env;
+    m->data = data;
+    return m;
+}
+
+/* ---- Chunks of a given kind -------------------------------------------------------------- */
+
+enum kind {
+    RANDOM = 'R', /* incompressible: fio's data, .gz/.jpg files */
+    TEXT = 'T',   /* compressible by zstd and by a byte histogram */
+    REPEAT = 'P', /* random 4 KiB repeated: order-0 entropy 8 bits, yet zstd shrinks it 16x */
+};
+
+static void fill_chunk(char *p, enum kind k, tu_rng *rng)
+{
+    static const char *const words[] = {"inode ", "chunk ", "table ", "block ", "flush ",
+                                        "level ", "merge ", "write ", "fsync ", "cache "};
+    size_t i = 0;
+    switch (k) {
+    case RANDOM:
+        tu_rng_fill(rng, p, CHUNK);
+        break;
+    case TEXT:
+        while (i < CHUNK) {
+            const char *w = words[tu_rng_below(rng, 10)];
+            for (size_t j = 0; w[j] && i < CHUNK; j++)
+                p[i++] = w[j];
+        }
+        break;
+    case REPEAT:
+        tu_rng_fill(rng, p, 4096);
+        for (i = 4096; i < CHUNK; i += 4096)
+            memcpy(p + i, p, 4096);
+        break;
+    }
+}
+
+typedef struct built {
+    buf file;
+    uint64_t attempts;
+    size_t nblocks;
+} built;
+
+/* Builds a table with one chunk per character of `kinds` (zstd level 1, as kvfs uses), reads
+ * every entry back and checks it, and returns the file and the builder's attempt count. */
+static void build(const char *kinds, int compression, uint64_t seed, built *out)
+{
+    size_t n = strlen(kinds);
+    char *vals = malloc(n * CHUNK);
+    ck_assert_ptr_nonnull(vals);
+    tu_rng rng;
+    tu_rng_init(&rng, seed);
+    for (size_t i = 0; i < n; i++)
+        fill_chunk(vals + i * CHUNK, (enum kind)kinds[i], &rng);
+
+    buf_init(&out->file);
+    memfile *m = mem_open(&out->file);
+    sst_options o = {.block_size = 4096,
+                     .restart_interval = 16,
+                     .compression = compression,
+                     .compression_level = 1,
+                     .bloom_bits_per_key = 10};
+    sst_builder *b;
+    ck_assert_int_eq(sst_builder_new(&m->base, &o, &b), 0);
+    buf k;
+    buf_init(&k);
+    for (size_t i = 0; i < n; i++) {
+        char uk[16];
+        int ukl = snprintf(uk, sizeof(uk), "c%08zu", i);
+        buf_clear(&k);
+        ck_assert_int_eq(ikey_append(&k, slice_make(uk, (size_t)ukl), 100, IKEY_TYPE_VALUE), 0);
+        ck_assert_int_eq(sst_builder_add(b, buf_slice(&k), slice_make(vals + i * CHUNK, CHUNK)), 0);
+    }
+    ck_assert_int_eq(sst_builder_finish(b), 0);
+    out->attempts = sst_builder_compress_attempts(b);
+    out->nblocks = n;
+    sst_builder_free(b);
+    mem_close(&m->base);
+
+    /* Whatever was decided per block, every value reads back exactly. */
+    sst_read_options ro = {.verify_checksums = 1, .fill_cache = 0};
+    sst_reader *r;
+    ck_assert_int_eq(
+        sst_reader_open(&mem_open(&out->file)->base, out->file.len, "000001.sst", &ro, &r), 0);
+    iter *it = sst_reader_iter_new(r, 0);
+    size_t i = 0;
+    for (iter_seek_first(it); iter_valid(it); iter_next(it), i++) {
+        ck_assert_uint_lt(i, n);
+        slice v = iter_value(it);
+        ck_assert_uint_eq(v.size, CHUNK);
+        ck_assert_msg(memcmp(v.data, vals + i * CHUNK, CHUNK) == 0, "value %zu differs", i);
+    }
+    ck_assert_int_eq(iter_status(it), 0);
+    ck_assert_uint_eq(i, n);
+    iter_free(it);
+    sst_reader_close(r);
+    buf_free(&k);
+    free(vals);
+}
+
+static char *repeat_kind(char k, size_t n)
+{
+    char *s = malloc(n + 1);
+    ck_assert_ptr_nonnull(s);
+    memset(s, k, n);
+    s[n] = '\0';
+    return s;
+}
+
+/* ---- Tests --------------------------------------------------------------------------------- */
+
+START_TEST(test_sst_random_chunks_are_rarely_handed_to_zstd)
+{
+    char *kinds = repeat_kind(RANDOM, 256);
+    built z, raw;
+    build(kinds, 1, 1, &z);
+    build(kinds, 0, 1, &raw);
+    /* Backoff 1, 2, 4, ... 32 blocks: about 256/32 + 6 attempts, never one per block. */
+    ck_assert_msg(z.attempts <= 20, "%llu zstd attempts for 256 random blocks",
+                  (unsigned long long)z.attempts);
+    ck_assert_uint_ge(z.attempts, 1);
+    /* Stored raw: the same size as without compression (the index may compress a little). */
+    ck_assert_uint_le(z.file.len, raw.file.len);
+    ck_assert_uint_ge(z.file.len, raw.file.len - raw.file.len / 100);
+    fprintf(stderr, "sst_compress: 256 random chunks: %llu attempts, %zu bytes (raw %zu)\n",
+            (unsigned long long)z.attempts, z.file.len, raw.file.len);
+    buf_free(&z.file);
+    buf_free(&raw.file);
+    free(kinds);
+}
+END_TEST
+
+START_TEST(test_sst_text_chunks_are_all_compressed)
+{
+    char *kinds = repeat_kind(TEXT, 64);
+    built z, raw;
+    build(kinds, 1, 2, &z);
+    build(kinds, 0, 2, &raw);
+    /* 64 data blocks and the index block, every one tried. */
+    ck_assert_uint_eq(z.attempts, 65);
+    ck_assert_msg(z.file.len < raw.file.len / 2, "zstd %zu vs raw %zu", z.file.len, raw.file.len);
+    buf_free(&z.file);
+    buf_free(&raw.file);
+    free(kinds);
+}
+END_TEST
+
+/* A text chunk met while backing off after random ones is still compressed (the probe), so a
+ * table mixing .gz files and text costs no more space than its parts compressed separately. */
+START_TEST(test_sst_text_after_random_chunks_is_still_compressed)
+{
+    char *rnd = repeat_kind(RANDOM, 40), *txt = repeat_kind(TEXT, 40);
+    char mixed[128] = "";
+    for (int i = 0; i < 40; i++) { /* R R R T R R R T ...: always inside a backoff */
+        strcat(mixed, i % 4 == 3 ? "T" : "R");
+    }
+    built m, r, t;
+    build(mixed, 1, 3, &m);
+    build(rnd, 1, 3, &r);
+    build(txt, 1, 3, &t);
+    /* 30 random chunks stored raw + 10 text chunks compressed: at most 30/40 of the random
+     * table + 10/40 of the text table (plus slack for index and footer). */
+    size_t bound = r.file.len * 30 / 40 + t.file.len * 10 / 40 + 4096;
+    ck_assert_msg(m.file.len <= bound, "mixed table %zu bytes > %zu", m.file.len, bound);
+    ck_assert_uint_lt(m.attempts, 40);
+    buf_free(&m.file);
+    buf_free(&r.file);
+    buf_free(&t.file);
+    free(rnd);
+    free(txt);
+}
+END_TEST
+
+/* Data the byte histogram calls random but zstd compresses (repeats) is found by the periodic
+ * retry once the incompressible run is over. */
+START_TEST(test_sst_backoff_retries_and_finds_compressible_data_again)
+{
+    char kinds[256 + 1];
+    memset(kinds, RANDOM, 128);
+    memset(kinds + 128, REPEAT, 128);
+    kinds[256] = '\0';
+    built z;
+    build(kinds, 1, 4, &z);
+    /* The 128 random chunks take 128 * 64 KiB raw; of the 128 repeats at most the first ~32
+     * (one full backoff) may be stored raw, the rest shrink about 16x. */
+    size_t bound = (size_t)128 * CHUNK + (size_t)33 * CHUNK + (size_t)95 * CHUNK / 8;
+    ck_assert_msg(z.file.len <= bound, "table %zu bytes > %zu", z.file.len, bound);
+    buf_free(&z.file);
+}
+END_TEST
+
+static Suite *sst_compress_suite(void)
+{
+    Suite *s = suite_create("sst_compress");
+    TCase *tc = tcase_create("core");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_sst_random_chunks_are_rarely_handed_to_zstd);
+    tcase_add_test(tc, test_sst_text_chunks_are_all_compressed);
+    tcase_add_test(tc, test_sst_text_after_random_chunks_is_still_compressed);
+    tcase_add_test(tc, test_sst_backoff_retries_and_finds_compressible_data_again);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(sst_compress_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
