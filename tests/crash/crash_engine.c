@@ -18,10 +18,12 @@
  * ENOSPC must be reported as KV_ENOSPC, lose nothing, and writes must work again once space is
  * back; a failed flush must report its error and succeed later.
  *
- * Usage: crash_engine [--iterations N] [--seconds S]  (also KV_CRASH_ITERS, KV_SEED). The
- * default runs until 150 s or 400 iterations, whichever comes first. KV_CRASH_VERBOSE=1 shows
- * the engine's error log; KV_TEST_MEMTABLE_BYTES adds to the (random, 32-160 KiB) memtable
- * size; KV_CRASH_LENIENT_CREATE=1 lets fsync of a new file make its name durable.
+ * Usage: crash_engine [--iterations N] [--seconds S]  (also KV_CRASH_ITERS, KV_SEED). By
+ * default crash iterations run until a time budget is spent: --seconds, else KV_CRASH_SECONDS,
+ * else KV_TEST_SECONDS, else 60 s (and at least 20 iterations); --iterations N runs exactly N.
+ * KV_CRASH_VERBOSE=1 shows the engine's error log; KV_TEST_MEMTABLE_BYTES adds to the (random,
+ * 32-160 KiB) memtable size; KV_CRASH_LENIENT_CREATE=1 lets fsync of a new file make its name
+ * durable.
  */
 #include <inttypes.h>
 #include <stdarg.h>
@@ -37,6 +39,7 @@
 
 #define KEYSPACE 200
 #define CYCLES 3
+#define MIN_BUDGET_ITERATIONS 20
 
 /* ---- failure reporting -------------------------------------------------------------------- */
 
@@ -635,8 +638,8 @@ static void error_flush_enospc(uint64_t seed)
 
 int main(int argc, char **argv)
 {
-    long iterations = 400;
-    double seconds = 150;
+    long iterations = -1; /* unlimited: until the budget is spent */
+    double seconds = tu_test_seconds("KV_CRASH_SECONDS", 60.0);
     const char *e = getenv("KV_CRASH_ITERS");
     if (e && *e) {
         iterations = atol(e);
@@ -665,7 +668,10 @@ int main(int argc, char **argv)
     store totals;
     memset(&totals, 0, sizeof(totals));
     long it;
-    for (it = 0; it < iterations && now_sec() - start < seconds; it++)
+    /* Budget-driven runs still do at least MIN_BUDGET_ITERATIONS, however slow the machine. */
+    for (it = 0; iterations < 0 ? (it < MIN_BUDGET_ITERATIONS || now_sec() - start < seconds)
+                                : (it < iterations && now_sec() - start < seconds);
+         it++)
         crash_iteration(base + (uint64_t)it, &totals);
     fprintf(stderr,
             "crash: %ld iterations (seeds %" PRIu64 "..), %" PRIu64 " crashes (%" PRIu64

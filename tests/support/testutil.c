@@ -107,6 +107,21 @@ uint64_t tu_env_u64(const char *name, uint64_t def)
     return (*end == '\0' && v > 0) ? (uint64_t)v : def;
 }
 
+double tu_test_seconds(const char *name, double def)
+{
+    const char *names[2] = {name, "KV_TEST_SECONDS"};
+    for (int i = 0; i < 2; i++) {
+        const char *s = names[i] ? getenv(names[i]) : NULL;
+        if (!s || !*s)
+            continue;
+        char *end;
+        double v = strtod(s, &end);
+        if (*end == '\0' && v > 0)
+            return v;
+    }
+    return def;
+}
+
 /* ---- Files and directories --------------------------------------------------------------- */
 
 static int mkdir_p(const char *path)

@@ -34,6 +34,11 @@ void tu_rng_fill(tu_rng *r, void *buf, size_t n);
  * test with other sizes), or def if it is unset or not a positive number. */
 uint64_t tu_env_u64(const char *name, uint64_t def);
 
+/* Time budget in seconds of a long randomized test: $name if set to a positive number, else
+ * $KV_TEST_SECONDS (the suite-wide budget, set by tests/CMakeLists.txt and lowered for
+ * sanitizer builds), else def. Such tests run until the budget is spent, not a fixed count. */
+double tu_test_seconds(const char *name, double def);
+
 /* ---- Files and directories --------------------------------------------------------------- */
 
 /* Creates a fresh, empty directory under $KV_TEST_TMP (created if missing) or /tmp, whose

@@ -6,7 +6,8 @@
  * hold the same generation. 4 readers check the invariants through snapshots (gets and
  * scans), through plain iterators (each is a consistent view), and one re-reads a frozen
  * snapshot again and again: it must see identical bytes every time. A maintenance thread
- * forces flushes and range compactions meanwhile. Bounded by KV_CONC_SECONDS (default 15).
+ * forces flushes and range compactions meanwhile. Runs for KV_CONC_SECONDS, else
+ * KV_TEST_SECONDS, else 15 s.
  * Built with -DKV_TSAN=ON it doubles as a data-race test.
  */
 #include <check.h>
@@ -373,6 +374,11 @@ static void *maintenance_main(void *arg)
     return NULL;
 }
 
+static double run_seconds(void)
+{
+    return tu_test_seconds("KV_CONC_SECONDS", 15.0);
+}
+
 START_TEST(test_readers_see_only_whole_batches_while_writers_flush_and_compact)
 {
     g_seed = tu_seed("concurrency");
@@ -390,8 +396,7 @@ START_TEST(test_readers_see_only_whole_batches_while_writers_flush_and_compact)
     ck_assert_int_eq(kv_open(dir, &o, &g_db), 0);
     atomic_store(&g_stop, 0);
 
-    const char *e = getenv("KV_CONC_SECONDS");
-    double seconds = e ? atof(e) : 15.0;
+    double seconds = run_seconds();
     pthread_t w[NWRITERS], r[NREADERS], m;
     for (long i = 0; i < NWRITERS; i++)
         ck_assert_int_eq(pthread_create(&w[i], NULL, writer_main, (void *)i), 0);
@@ -438,7 +443,7 @@ static Suite *concurrency_suite(void)
 {
     Suite *s = suite_create("concurrency");
     TCase *tc = tcase_create("core");
-    tcase_set_timeout(tc, 300);
+    tcase_set_timeout(tc, (int)run_seconds() + 240);
     tcase_add_test(tc, test_readers_see_only_whole_batches_while_writers_flush_and_compact);
     suite_add_tcase(s, tc);
     return s;

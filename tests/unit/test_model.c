@@ -8,8 +8,10 @@
  * key space is small so overwrites and deletes collide; values range from empty to 100 KiB.
  * Runs both compaction styles, with and without compression, several seeds each.
  *
- * Replay: every run prints "seed=N"; KV_SEED=N replays it. KV_MODEL_SECONDS bounds the whole
- * suite (default 60).
+ * Replay: every run prints "seed=N"; KV_SEED=N replays it. The random part runs for a time
+ * budget shared by the configs: KV_MODEL_SECONDS, else KV_TEST_SECONDS, else 60 s. Each config
+ * runs seeds base, base+1, base+2 (a third of its share each, up to 10000 steps per seed),
+ * then further seeds while its share lasts, so a longer budget tests more sequences.
  */
 #include <check.h>
 #include <inttypes.h>
@@ -627,9 +629,7 @@ static long run_one(const run_config *cfg, uint64_t seed, long max_steps, double
 
 static double suite_seconds(void)
 {
-    const char *s = getenv("KV_MODEL_SECONDS");
-    double v = s ? atof(s) : 60.0;
-    return v > 0 ? v : 60.0;
+    return tu_test_seconds("KV_MODEL_SECONDS", 60.0);
 }
 
 START_TEST(test_random_operations_match_the_reference_model)
@@ -641,9 +641,10 @@ START_TEST(test_random_operations_match_the_reference_model)
     long total = 0;
     uint64_t flushes = 0, compactions = 0;
     int seeds = 0;
-    /* Several seeds per config: base, base+1, ... each with a share of the budget. */
-    for (int j = 0; j < 3; j++) {
-        double share = start + budget * (j + 1) / 3.0;
+    /* Several seeds per config: base, base+1, base+2 each with a third of the budget, then
+     * more seeds as long as the budget lasts. */
+    for (int j = 0; j < 3 || now_sec() < deadline; j++) {
+        double share = j < 3 ? start + budget * (j + 1) / 3.0 : deadline;
         uint64_t seed = base + (uint64_t)j;
         total +=
             run_one(cfg, seed, 10000, share < deadline ? share : deadline, &flushes, &compactions);
@@ -698,7 +699,7 @@ static Suite *model_suite(void)
     tcase_add_test(tc, test_small_memtable_is_not_flushed_before_it_is_full);
     suite_add_tcase(s, tc);
     TCase *tr = tcase_create("random");
-    tcase_set_timeout(tr, 600);
+    tcase_set_timeout(tr, (int)(suite_seconds() / NCONFIGS) + 240);
     tcase_add_loop_test(tr, test_random_operations_match_the_reference_model, 0, NCONFIGS);
     suite_add_tcase(s, tr);
     return s;
