@@ -1,7 +1,8 @@
 /* arena.h - a bump allocator for the memtable: many small allocations, freed all at once.
  *
- * Memory comes in blocks of ARENA_BLOCK_SIZE bytes; a request larger than a quarter of a block
- * gets a block of its own, so that at most a quarter of a block is wasted at each block switch.
+ * Memory comes in blocks of ARENA_BLOCK_SIZE bytes mapped from the OS (not malloc, see arena.c);
+ * a request larger than a quarter of a block gets a block of its own (whole pages), so that at
+ * most a quarter of a block is wasted at each block switch.
  * Every allocation is aligned to ARENA_ALIGN bytes (enough for pointers, size_t and atomics).
  *
  * Threads: arena_alloc is called by one thread at a time (the memtable's single writer);
@@ -23,7 +24,7 @@ typedef struct arena {
     char *alloc_ptr;            /* next free byte in the current block */
     size_t alloc_remaining;     /* bytes left in the current block */
     struct arena_block *blocks; /* every block, newest first */
-    atomic_size_t usage;        /* bytes obtained from malloc, including block headers */
+    atomic_size_t usage;        /* bytes mapped, including block headers */
 } arena;
 
 /* Initialises an empty arena (allocates nothing). */
