@@ -11,23 +11,39 @@
 # Cycles rotate mount options: small memtables (flushes and compactions race the kill),
 # the writeback cache off (then file data is acknowledged by write(2) itself), and default.
 #
-# Usage: crash.sh [--cycles N] [--seed S]     (env: CRASH_CYCLES, CRASH_SEED)
-CYCLES=${CRASH_CYCLES:-30}
+# Cycles run until a time budget is spent (--seconds, env CRASH_SECONDS, default 90; at least 6
+# cycles, so each option set is killed twice), or exactly --cycles N (env CRASH_CYCLES).
+#
+# Usage: crash.sh [--seconds S | --cycles N] [--seed S]   (env: CRASH_SECONDS, CRASH_CYCLES,
+#        CRASH_SEED)
+CYCLES=${CRASH_CYCLES:-}
+BUDGET=${CRASH_SECONDS:-90}
 SEED=${CRASH_SEED:-$(( $(date +%s) % 1000000 ))}
 while [ $# -gt 0 ]; do
     case $1 in
     --cycles) CYCLES=$2; shift 2 ;;
+    --seconds) BUDGET=$2; shift 2 ;;
     --seed) SEED=$2; shift 2 ;;
-    *) echo "usage: $0 [--cycles N] [--seed S]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--seconds S | --cycles N] [--seed S]" >&2; exit 2 ;;
     esac
 done
-MT_TIMEOUT=${MT_TIMEOUT:-$((CYCLES * 9 + 120))}
+MIN_CYCLES=6
+# A cycle takes a few seconds; the slowest allowed is 9 s (+ the final checks).
+if [ -n "$CYCLES" ]; then
+    MT_TIMEOUT=${MT_TIMEOUT:-$((CYCLES * 9 + 120))}
+else
+    MT_TIMEOUT=${MT_TIMEOUT:-$((BUDGET + MIN_CYCLES * 9 + 120))}
+fi
 . "$(dirname "$0")/lib.sh"
 
 mt_init
 WL=$(mt_tool crash_workload) || exit 1
 RANDOM=$SEED
-mt_log "seed $SEED (rerun with --seed $SEED), $CYCLES cycles"
+if [ -n "$CYCLES" ]; then
+    mt_log "seed $SEED (rerun with --seed $SEED), $CYCLES cycles"
+else
+    mt_log "seed $SEED (rerun with --seed $SEED), cycles for ${BUDGET}s (at least $MIN_CYCLES)"
+fi
 mkdir -p "$MT_DIR/log"
 LIVE=()    # cycles whose trees are still checked
 RETIRED=() # cycles whose trees were removed (must stay gone)
@@ -52,8 +68,19 @@ verify_all() {
     [ -z "$extra" ] || mt_fail "unexpected entries at the top: $extra"
 }
 
+# Succeeds if cycle $1 should run: up to CYCLES if given, else until the budget is spent.
+more_cycles() {
+    if [ -n "$CYCLES" ]; then
+        [ "$1" -le "$CYCLES" ]
+    else
+        [ "$1" -le "$MIN_CYCLES" ] || [ $((SECONDS - MT_START)) -lt "$BUDGET" ]
+    fi
+}
+
 kills=0
-for ((c = 1; c <= CYCLES; c++)); do
+c=0
+while more_cycles $((c + 1)); do
+    c=$((c + 1))
     case $((c % 3)) in
     0) opts="memtable_size=1M" mode=ack ;;
     1) opts="$MT_NOWB_OPTS,memtable_size=2M" mode=ackdata ;;
