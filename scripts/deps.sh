@@ -12,6 +12,8 @@ PACKAGES=(
     check                              # unit tests
     clang                              # fuzzing (libFuzzer), sanitizers
     attr acl rsync xfsprogs e2fsprogs  # tools the mount tests drive
+    procps util-linux                  # pgrep/ps, setpriv/losetup (tests and their watchdogs)
+    gdb                                # backtraces of a hung test (tests/watchdog.sh)
 )
 
 installed() {
