@@ -176,6 +176,56 @@ out:
     return rc;
 }
 
+/* Byte order of two keys, as the store sorts them. */
+static int key_cmp(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen)
+{
+    int c = memcmp(a, b, alen < blen ? alen : blen);
+    return c ? c : (alen > blen) - (alen < blen);
+}
+
+/* Stored length of chunk idx (0 for a hole), for a write that replaces the chunk whole and so
+ * needs only its length (for in->stored), not its bytes. *itp is one forward scan shared by the
+ * whole-chunk pieces of a write, which come in increasing idx: created on first use, it reads
+ * each chunk's length in place instead of copying 64 KiB out of the store per chunk. */
+static int whole_chunk_old_len(struct fs *fs, kv_iter **itp, uint64_t ino, uint64_t idx,
+                               size_t *olen)
+{
+    uint8_t key[FS_KEY_MAX];
+    size_t klen = fs_key_chunk(key, ino, idx), kl, vl;
+    kv_iter *it = *itp;
+    const uint8_t *k;
+    int steps = 0;
+
+    *olen = 0;
+    if (!it) {
+        it = *itp = kv_iter_new(fs->db, NULL);
+        if (!it)
+            return -ENOMEM;
+        kv_iter_seek(it, key, klen);
+    }
+    /* Usually the scan already stands on idx or one chunk before it. */
+    while (kv_iter_valid(it) && (k = kv_iter_key(it, &kl), key_cmp(k, kl, key, klen) < 0)) {
+        if (++steps > 2) {
+            kv_iter_seek(it, key, klen);
+            break;
+        }
+        kv_iter_next(it);
+    }
+    if (!kv_iter_valid(it))
+        return fs_kv_errno(kv_iter_status(it));
+    k = kv_iter_key(it, &kl);
+    if (key_cmp(k, kl, key, klen) != 0)
+        return 0; /* a hole */
+    kv_iter_value(it, &vl);
+    if (vl == 0 || vl > fs->chunk_size) {
+        fs_log(FS_LOG_ERROR, "chunk %llu of inode %llu: length %zu outside 1..%u",
+               (unsigned long long)idx, (unsigned long long)ino, vl, fs->chunk_size);
+        return -EIO;
+    }
+    *olen = vl;
+    return 0;
+}
+
 ssize_t fs_write(struct fs *fs, uint64_t ino, uint64_t off, const void *buf, size_t size)
 {
     const uint8_t *src = buf;
@@ -183,6 +233,7 @@ ssize_t fs_write(struct fs *fs, uint64_t ino, uint64_t off, const void *buf, siz
     struct timespec now;
     uint64_t cs = fs->chunk_size, end, pos;
     uint8_t *tmp = NULL;
+    kv_iter *scan = NULL;
     kv_batch *b;
     int rc;
 
@@ -211,24 +262,39 @@ ssize_t fs_write(struct fs *fs, uint64_t ino, uint64_t off, const void *buf, siz
         uint8_t key[FS_KEY_MAX];
         size_t klen = fs_key_chunk(key, ino, idx), olen = 0, nlen;
         uint8_t *old = NULL;
-        if (cstart < in.size) { /* no chunk exists at or past EOF (invariant 4) */
-            rc = chunk_get(fs, NULL, ino, idx, &old, &olen);
-            if (rc)
-                goto out;
+        if (a == 0 && (e == cs || cstart + e >= in.size)) {
+            /* The write replaces every byte the chunk may hold (a stored chunk never reaches
+             * past EOF, invariant 4): its old bytes are not needed, only its length, and the
+             * new bytes go to the batch straight from the caller's buffer. */
+            if (cstart < in.size) { /* no chunk exists at or past EOF (invariant 4) */
+                rc = whole_chunk_old_len(fs, &scan, ino, idx, &olen);
+                if (rc)
+                    goto out;
+            }
+            nlen = (size_t)e;
+            rc = fs_kv_errno(kv_batch_put(b, key, klen, src + (pos - off), nlen));
+        } else {
+            if (cstart < in.size) {
+                rc = chunk_get(fs, NULL, ino, idx, &old, &olen);
+                if (rc)
+                    goto out;
+            }
+            nlen = olen > e ? olen : e;
+            if (olen)
+                memcpy(tmp, old, olen);
+            if (a > olen)
+                memset(tmp + olen, 0, a - olen);
+            memcpy(tmp + a, src + (pos - off), e - a);
+            kv_free(old);
+            rc = fs_kv_errno(kv_batch_put(b, key, klen, tmp, nlen));
         }
-        nlen = olen > e ? olen : e;
-        if (olen)
-            memcpy(tmp, old, olen);
-        if (a > olen)
-            memset(tmp + olen, 0, a - olen);
-        memcpy(tmp + a, src + (pos - off), e - a);
-        kv_free(old);
-        rc = fs_kv_errno(kv_batch_put(b, key, klen, tmp, nlen));
         if (rc)
             goto out;
         in.stored += nlen - olen;
         pos = cstart + e;
     }
+    kv_iter_free(scan); /* before the commit: it pins the memtable it read */
+    scan = NULL;
     if (end > in.size)
         in.size = end;
     if (!fs->kernel_times)
@@ -237,6 +303,7 @@ ssize_t fs_write(struct fs *fs, uint64_t ino, uint64_t off, const void *buf, siz
     if (rc == 0)
         rc = fs_commit(fs, b);
 out:
+    kv_iter_free(scan);
     fs_unlock_ino(fs, ino);
 out_free:
     kv_batch_free(b);

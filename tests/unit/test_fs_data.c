@@ -356,6 +356,82 @@ START_TEST(test_fs_random_ops_match_in_memory_model)
 }
 END_TEST
 
+/* Closes the filesystem, runs fsck on the store and reopens it; returns the problems found. */
+static uint64_t fsck_problems(void)
+{
+    struct fsck_result res;
+    close_fs();
+    kv_options o;
+    kv_options_init(&o);
+    o.log_level = KV_LOG_ERROR;
+    ck_assert_int_eq(kv_open(g_dir, &o, &g_db), 0);
+    ck_assert_int_eq(fs_fsck(g_db, 0, NULL, NULL, &res), 0);
+    ck_assert_int_eq(kv_close(g_db), 0);
+    g_db = NULL;
+    open_fs();
+    return res.problems;
+}
+
+/* Writes that replace whole chunks take only the old chunk's length, not its bytes (and a
+ * chunk holding EOF counts as whole when the write reaches EOF): over full chunks, holes,
+ * short chunks and the EOF chunk, content and st_blocks must stay exact. */
+START_TEST(test_fs_whole_chunk_overwrites_keep_content_and_stored_bytes)
+{
+    const size_t max = 8 * CS;
+    uint8_t *model = calloc(1, max), *buf = malloc(max), *got = malloc(max);
+    uint64_t f = mkfile(1, "f");
+    size_t size;
+    /* chunk 0 full, 1 a hole, 2 short (bytes 100..149), 3 full, 4 holds EOF (10 bytes) */
+    fill(buf, max, 3);
+    ck_assert_int_eq(fs_write(g_fs, f, 0, buf, CS), (ssize_t)CS);
+    ck_assert_int_eq(fs_write(g_fs, f, 2 * CS + 100, buf, 50), 50);
+    ck_assert_int_eq(fs_write(g_fs, f, 3 * CS, buf, CS + 10), (ssize_t)(CS + 10));
+    memcpy(model, buf, CS);
+    memcpy(model + 2 * CS + 100, buf, 50);
+    memcpy(model + 3 * CS, buf, CS + 10);
+    size = 4 * CS + 10;
+    ck_assert_int_eq(getattr(f).st_blocks, (2 * CS + 150 + 10 + 511) / 512);
+    reopen_fs(); /* the old chunks now come from a table, not only the memtable */
+
+    /* Whole chunks 0..3 and the EOF chunk 4 only partly (5 of its 10 bytes): read-modify. */
+    fill(buf, max, 9);
+    ck_assert_int_eq(fs_write(g_fs, f, 0, buf, 4 * CS + 5), (ssize_t)(4 * CS + 5));
+    memcpy(model, buf, 4 * CS + 5);
+    ck_assert_int_eq(getattr(f).st_blocks, (4 * CS + 10 + 511) / 512);
+    ck_assert_int_eq(fs_read(g_fs, f, 0, max, got), (ssize_t)size);
+    ck_assert_int_eq(memcmp(got, model, size), 0);
+    /* From chunk 4's start past EOF: chunk 4 replaced whole, chunk 5 new and short. */
+    fill(buf, max, 17);
+    ck_assert_int_eq(fs_write(g_fs, f, 4 * CS, buf, CS + 7), (ssize_t)(CS + 7));
+    memcpy(model + 4 * CS, buf, CS + 7);
+    size = 5 * CS + 7;
+    ck_assert_int_eq(getattr(f).st_size, (off_t)size);
+    ck_assert_int_eq(getattr(f).st_blocks, (size + 511) / 512);
+    /* A whole-chunk write into a hole left by truncate-and-extend counts the hole as 0. */
+    struct stat st, out;
+    memset(&st, 0, sizeof st);
+    st.st_size = (off_t)CS;
+    ck_assert_int_eq(fs_setattr(g_fs, &g_root, f, &st, FS_SET_SIZE, &out), 0);
+    memset(model + CS, 0, size - CS);
+    st.st_size = (off_t)(7 * CS);
+    ck_assert_int_eq(fs_setattr(g_fs, &g_root, f, &st, FS_SET_SIZE, &out), 0);
+    size = 7 * CS;
+    fill(buf, max, 29);
+    ck_assert_int_eq(fs_write(g_fs, f, 2 * CS, buf, 2 * CS), (ssize_t)(2 * CS));
+    memcpy(model + 2 * CS, buf, 2 * CS);
+    ck_assert_int_eq(getattr(f).st_blocks, (3 * CS) / 512);
+
+    ck_assert_int_eq(fs_read(g_fs, f, 0, max, got), (ssize_t)size);
+    ck_assert_int_eq(memcmp(got, model, size), 0);
+    ck_assert_uint_eq(fsck_problems(), 0); /* stored bytes = sum of the chunks' lengths */
+    ck_assert_int_eq(fs_read(g_fs, f, 0, max, got), (ssize_t)size);
+    ck_assert_int_eq(memcmp(got, model, size), 0);
+    free(model);
+    free(buf);
+    free(got);
+}
+END_TEST
+
 struct writer_arg {
     uint64_t ino;
     int id;
@@ -416,6 +492,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_fs_seek_data_and_hole_follow_chunks);
     tcase_add_test(tc, test_fs_copy_file_range_copies_and_stops_at_eof);
     tcase_add_test(tc, test_fs_random_ops_match_in_memory_model);
+    tcase_add_test(tc, test_fs_whole_chunk_overwrites_keep_content_and_stored_bytes);
     tcase_add_test(tc, test_fs_concurrent_writers_lose_no_update);
     suite_add_tcase(s, tc);
     return s;
