@@ -28,6 +28,7 @@
 
 #include "db/batch.h"
 #include "db/filename.h"
+#include "db/reserve.h"
 #include "table/sst.h"
 #include "util/ikey.h"
 
@@ -80,6 +81,7 @@ void kv_options_init(kv_options *opts)
     opts->log_ctx = NULL;
     opts->log_level = KV_LOG_WARN;
     opts->env = NULL;
+    opts->reserve_bytes = KV_RESERVE_AUTO;
 }
 
 /* Replaces zero or nonsensical values by defaults so that the engine never divides by zero or
@@ -595,7 +597,13 @@ int kv_write(kv_db *db, const kv_batch *b, int flags)
         return KV_EINVAL;
     if (db->opts.read_only)
         return KV_EINVAL;
-    return db_write(db, b, effective_sync(db, flags), 0);
+    int rc = reserve_admit(db->reserve, flags); /* low-space mode: KV_ENOSPC */
+    if (rc == 0)
+        rc = db_write(db, b, effective_sync(db, flags), 0);
+    /* A full disk: release the reserve; a write that frees space gets one more try in it. */
+    if (rc == KV_ENOSPC && reserve_on_enospc(db->reserve) && (flags & KV_WRITE_RESERVE))
+        rc = db_write(db, b, effective_sync(db, flags), 0);
+    return rc;
 }
 
 /* A single put or delete encodes its one-op batch on the stack when it fits (most keys and
@@ -946,6 +954,8 @@ static void bg_failed(kv_db *db, int rc, const char *what, uint64_t *backoff, pt
         return;
     }
     db->bg_nospace = rc == KV_ENOSPC;
+    if (rc == KV_ENOSPC)
+        reserve_on_enospc(db->reserve); /* the retry may use the reserve's space */
     *backoff = *backoff ? *backoff * 2 : DB_BACKOFF_MIN_US;
     if (*backoff > DB_BACKOFF_MAX_US)
         *backoff = DB_BACKOFF_MAX_US;
@@ -1082,6 +1092,8 @@ static int inspect_dir(kv_db *db, int *has_current, int *exists)
     for (size_t i = 0; i < n; i++) {
         enum filename_type type;
         uint64_t number;
+        if (strcmp(names[i], RESERVE_FILENAME) == 0)
+            continue; /* ours, and holds no data (reserve.h) */
         if (!filename_parse(names[i], &type, &number)) {
             if (!foreign)
                 foreign = names[i];
@@ -1318,6 +1330,7 @@ static void db_free(kv_db *db)
 {
     if (!db)
         return;
+    reserve_free(db->reserve);
     if (db->wal)
         wal_writer_close(db->wal);
     if (db->mem)
@@ -1440,6 +1453,9 @@ static int db_open_locked(kv_db *db)
             return rc;
         if (has_current && db->opts.error_if_exists)
             return KV_EEXIST;
+        /* Before recovery writes: on a nearly full disk the reserve makes room for it. */
+        if ((rc = reserve_open(db->dbname, &db->opts, db->env, &db->log, &db->reserve)) != 0)
+            return rc;
     }
     if ((rc = db_open_components(db)) != 0)
         return rc;
@@ -1496,6 +1512,8 @@ int kv_open(const char *path, const kv_options *opts, kv_db **out)
     if (rc != 0)
         return rc;
     rc = db_open_locked(db);
+    if (rc == 0 && !db->opts.read_only)
+        rc = reserve_start(db->reserve);
     if (rc == 0 && !db->opts.read_only) {
         if (pthread_create(&db->flush_thread, NULL, flush_main, db) != 0) {
             rc = KV_ENOMEM;
@@ -1566,7 +1584,8 @@ int kv_destroy(const char *path, const kv_options *opts)
         env_free_names(names, n);
         return rc;
     }
-    int result = 0;
+    /* RESERVE first: left alone without CURRENT it would make the directory look foreign. */
+    int result = reserve_destroy(env, path);
     for (size_t i = 0; i < n; i++) {
         enum filename_type type;
         uint64_t number;
@@ -1676,6 +1695,7 @@ int kv_get_stats(kv_db *db, kv_stats *st)
     st->last_sequence = version_set_last_sequence(db->vs);
     st->background_errors = db->background_errors;
     pthread_mutex_unlock(&db->mu);
+    reserve_get_stats(db->reserve, &st->low_space, &st->reserve_bytes, &st->reserve_releases);
     if (db->block_cache) {
         cache_counters(db->block_cache, &st->block_cache_hits, &st->block_cache_misses);
         st->block_cache_bytes = cache_total_charge(db->block_cache);

@@ -76,6 +76,7 @@ struct kv_db {
     uint64_t bg_failures; /* failed background attempts, so waiters can tell when to give up */
     int last_bg_failure;
     struct db_manual *manual;
+    struct db_reserve *reserve; /* space reserve (reserve.h; own lock); NULL when read-only */
 
     /* Counters for kv_get_stats, protected by mu. */
     uint64_t user_bytes_written, wal_bytes_written, wal_syncs;

@@ -52,6 +52,16 @@ struct kv_env {
     int (*unlock)(env_lock *l);
     uint64_t (*now_micros)(const struct kv_env *env);
     void (*sleep_micros)(const struct kv_env *env, uint64_t us);
+    /* Added: makes path (created if absent) at least `bytes` long with every block allocated
+     * (fallocate; emulated by writing where the file system cannot), so that unlinking it later
+     * gives the space back. KV_ENOSPC if the space is not there (the file may then be partly
+     * allocated: unlink it). The file's contents are unspecified. May be NULL in an env that
+     * cannot do it: callers then keep no reserve. */
+    int (*preallocate)(const struct kv_env *env, const char *path, uint64_t bytes);
+    /* Added: bytes an unprivileged writer may still allocate on the file system holding path,
+     * and its total size (statvfs). May be NULL (unknown). */
+    int (*free_space)(const struct kv_env *env, const char *path, uint64_t *avail,
+                      uint64_t *total);
     void *ctx; /* private to the implementation */
 };
 

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -301,6 +302,39 @@ static void posix_sleep_micros(const kv_env *env, uint64_t us)
     }
 }
 
+static int posix_preallocate(const kv_env *env, const char *path, uint64_t bytes)
+{
+    (void)env;
+    int fd;
+    do {
+        fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, FILE_MODE);
+    } while (fd < 0 && errno == EINTR);
+    if (fd < 0)
+        return map_errno(errno);
+    /* posix_fallocate allocates real blocks (not a sparse size) and falls back to writing
+     * where fallocate(2) is unsupported; it returns the error instead of setting errno. */
+    int e;
+    do {
+        e = bytes > 0 ? posix_fallocate(fd, 0, (off_t)bytes) : 0;
+    } while (e == EINTR);
+    close(fd);
+    return e ? map_errno(e) : 0;
+}
+
+static int posix_free_space(const kv_env *env, const char *path, uint64_t *avail,
+                            uint64_t *total)
+{
+    (void)env;
+    struct statvfs sv;
+    *avail = *total = 0;
+    if (statvfs(path, &sv) != 0)
+        return map_errno(errno);
+    uint64_t frsize = sv.f_frsize ? sv.f_frsize : sv.f_bsize;
+    *avail = (uint64_t)sv.f_bavail * frsize;
+    *total = (uint64_t)sv.f_blocks * frsize;
+    return 0;
+}
+
 static const kv_env posix_env = {
     .open_writable = posix_open_writable,
     .open_appendable = posix_open_appendable,
@@ -320,6 +354,8 @@ static const kv_env posix_env = {
     .unlock = posix_unlock,
     .now_micros = posix_now_micros,
     .sleep_micros = posix_sleep_micros,
+    .preallocate = posix_preallocate,
+    .free_space = posix_free_space,
     .ctx = NULL,
 };
 

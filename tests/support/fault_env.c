@@ -31,6 +31,7 @@ typedef struct fstate {
     uint64_t len;
     uint64_t durable;
     int live;
+    uint64_t counted; /* bytes appended under the current space limit (unlink gives back) */
 } fstate;
 
 enum pend_kind { PEND_CREATE, PEND_RENAME, PEND_UNLINK };
@@ -65,6 +66,10 @@ struct fault_env {
     size_t npend, cappend;
     fault_rule rules[FAULT_OP_COUNT];
     uint64_t space_limit, space_used;
+    /* Files preallocate grew, and the bytes it counted against the space limit. */
+    char **prealloc_path;
+    uint64_t *prealloc_counted;
+    size_t nprealloc;
     int halt_armed, halted;
     uint64_t halt_at;
     uint64_t mutations;
@@ -173,6 +178,34 @@ static fstate *add_fstate(fault_env *fe, const char *normed, uint64_t len, uint6
     fs->live = 1;
     fe->files[fe->nfiles++] = fs;
     return fs;
+}
+
+/* Size of the file at path now (0 if absent). */
+static uint64_t file_bytes(const char *normed)
+{
+    struct stat st;
+    return stat(normed, &st) == 0 ? (uint64_t)st.st_size : 0;
+}
+
+static void forget_prealloc(fault_env *fe, const char *normed, uint64_t *counted);
+
+/* The `size` bytes of the file at normed (fs: its state, may be NULL) were freed: unlinked,
+ * renamed over or truncated. As on a real disk they are free space again: what was counted
+ * against the limit stops counting, and the rest (there before the limit was set) adds to
+ * it. mu held. */
+static void free_blocks(fault_env *fe, const char *normed, fstate *fs, uint64_t size)
+{
+    uint64_t counted = 0;
+    forget_prealloc(fe, normed, &counted);
+    if (fs) {
+        counted += fs->counted;
+        fs->counted = 0;
+    }
+    fe->space_used -= counted < fe->space_used ? counted : fe->space_used;
+    if (fe->space_limit != UINT64_MAX && size > counted) {
+        uint64_t grown = fe->space_limit + (size - counted);
+        fe->space_limit = grown < fe->space_limit || grown == UINT64_MAX ? UINT64_MAX - 1 : grown;
+    }
 }
 
 static pending *add_pending(fault_env *fe, enum pend_kind kind, const char *normed)
@@ -352,6 +385,8 @@ static int fe_append(env_file *ef, const void *buf, size_t n)
             rc = env_append(f->inner, buf, n);
             if (rc == 0) {
                 f->fs->len += n;
+                if (fe->space_limit != UINT64_MAX)
+                    f->fs->counted += n;
                 fe->space_used += n;
                 fe->c.bytes_appended += n;
                 fe->mutations++;
@@ -414,6 +449,7 @@ static int fe_open_writable(const kv_env *env, const char *path, env_file **out)
     int rc = check_mutation(fe, FAULT_OP_OPEN_WRITABLE);
     if (rc == 0) {
         int existed = exists(np);
+        uint64_t old_size = file_bytes(np);
         env_file *inner = NULL;
         rc = fe->posix->open_writable(fe->posix, path, &inner);
         if (rc == 0) {
@@ -421,6 +457,8 @@ static int fe_open_writable(const kv_env *env, const char *path, env_file **out)
             if (!existed)
                 add_pending(fe, PEND_CREATE, np);
             fstate *fs = find_live(fe, np);
+            if (existed)
+                free_blocks(fe, np, fs, old_size);
             if (fs)
                 fs->len = fs->durable = 0;
             else
@@ -498,6 +536,7 @@ static int fe_rename(const kv_env *env, const char *from, const char *to)
         char *saved = NULL;
         size_t saved_len = 0;
         int had_old = exists(nt);
+        uint64_t old_size = file_bytes(nt);
         int saved_ok = had_old ? save_durable(fe, nt, &saved, &saved_len) : 1;
         rc = fe->posix->rename(fe->posix, from, to);
         if (rc == 0) {
@@ -514,6 +553,8 @@ static int fe_rename(const kv_env *env, const char *from, const char *to)
             fstate *src = find_live(fe, nf);
             if (old && old != src)
                 old->live = 0;
+            if (had_old && strcmp(nf, nt) != 0)
+                free_blocks(fe, nt, old && old != src ? old : NULL, old_size);
             if (src) {
                 free(src->path);
                 src->path = xstrdup(nt);
@@ -528,6 +569,81 @@ static int fe_rename(const kv_env *env, const char *from, const char *to)
     return rc;
 }
 
+/* Index of path in the preallocated files, or nprealloc. mu held. */
+static size_t find_prealloc(fault_env *fe, const char *normed)
+{
+    size_t i = 0;
+    while (i < fe->nprealloc && strcmp(fe->prealloc_path[i], normed) != 0)
+        i++;
+    return i;
+}
+
+/* Drops normed from the preallocated files, adding what preallocate counted for it to
+ * *counted. mu held. */
+static void forget_prealloc(fault_env *fe, const char *normed, uint64_t *counted)
+{
+    size_t i = find_prealloc(fe, normed);
+    if (i == fe->nprealloc)
+        return;
+    *counted += fe->prealloc_counted[i];
+    free(fe->prealloc_path[i]);
+    fe->nprealloc--;
+    fe->prealloc_path[i] = fe->prealloc_path[fe->nprealloc];
+    fe->prealloc_counted[i] = fe->prealloc_counted[fe->nprealloc];
+}
+
+static int fe_preallocate(const kv_env *env, const char *path, uint64_t bytes)
+{
+    fault_env *fe = fe_of(env);
+    char *np = norm_path(path);
+    pthread_mutex_lock(&fe->mu);
+    int rc = check_mutation(fe, FAULT_OP_PREALLOCATE);
+    size_t i = find_prealloc(fe, np);
+    uint64_t have = file_bytes(np);
+    uint64_t add = bytes > have ? bytes - have : 0;
+    if (rc == 0 && fe->space_limit != UINT64_MAX &&
+        (fe->space_used + add > fe->space_limit || fe->space_used + add < fe->space_used)) {
+        fe->c.faults_injected++;
+        rc = KV_ENOSPC;
+    }
+    if (rc == 0)
+        rc = fe->posix->preallocate(fe->posix, path, bytes);
+    if (rc == 0) {
+        fe->mutations++;
+        if (fe->space_limit == UINT64_MAX)
+            add = 0;
+        fe->space_used += add;
+        if (i == fe->nprealloc) {
+            char **pp = realloc(fe->prealloc_path, (i + 1) * sizeof(*pp));
+            if (pp)
+                fe->prealloc_path = pp;
+            uint64_t *pb = realloc(fe->prealloc_counted, (i + 1) * sizeof(*pb));
+            if (pb)
+                fe->prealloc_counted = pb;
+            if (!pp || !pb)
+                abort();
+            fe->prealloc_path[i] = xstrdup(np);
+            fe->prealloc_counted[i] = 0;
+            fe->nprealloc++;
+        }
+        fe->prealloc_counted[i] += add;
+    }
+    pthread_mutex_unlock(&fe->mu);
+    free(np);
+    return rc;
+}
+
+static int fe_free_space(const kv_env *env, const char *path, uint64_t *avail, uint64_t *total)
+{
+    fault_env *fe = fe_of(env);
+    int rc = fe->posix->free_space(fe->posix, path, avail, total);
+    pthread_mutex_lock(&fe->mu);
+    if (rc == 0 && fe->space_limit != UINT64_MAX)
+        *avail = fe->space_used < fe->space_limit ? fe->space_limit - fe->space_used : 0;
+    pthread_mutex_unlock(&fe->mu);
+    return rc;
+}
+
 static int fe_unlink(const kv_env *env, const char *path)
 {
     fault_env *fe = fe_of(env);
@@ -538,6 +654,7 @@ static int fe_unlink(const kv_env *env, const char *path)
         char *saved = NULL;
         size_t saved_len = 0;
         int saved_ok = exists(np) && save_durable(fe, np, &saved, &saved_len);
+        uint64_t old_size = file_bytes(np);
         rc = fe->posix->unlink(fe->posix, path);
         if (rc == 0) {
             fe->mutations++;
@@ -549,6 +666,7 @@ static int fe_unlink(const kv_env *env, const char *path)
             fstate *fs = find_live(fe, np);
             if (fs)
                 fs->live = 0;
+            free_blocks(fe, np, fs, old_size);
         } else {
             free(saved);
         }
@@ -678,6 +796,8 @@ fault_env *fault_env_new(uint64_t seed)
     fe->env.unlock = fe_unlock;
     fe->env.now_micros = fe_now_micros;
     fe->env.sleep_micros = fe_sleep_micros;
+    fe->env.preallocate = fe_preallocate;
+    fe->env.free_space = fe_free_space;
     fe->env.ctx = fe;
     return fe;
 }
@@ -701,6 +821,10 @@ void fault_env_free(fault_env *fe)
     drop_tracking(fe);
     free(fe->files);
     free(fe->pend);
+    for (size_t i = 0; i < fe->nprealloc; i++)
+        free(fe->prealloc_path[i]);
+    free(fe->prealloc_path);
+    free(fe->prealloc_counted);
     pthread_mutex_destroy(&fe->mu);
     free(fe);
 }
@@ -799,6 +923,10 @@ void fault_env_set_space_limit(fault_env *fe, uint64_t bytes)
     pthread_mutex_lock(&fe->mu);
     fe->space_limit = bytes;
     fe->space_used = 0;
+    for (size_t i = 0; i < fe->nfiles; i++)
+        fe->files[i]->counted = 0;
+    for (size_t i = 0; i < fe->nprealloc; i++)
+        fe->prealloc_counted[i] = 0;
     pthread_mutex_unlock(&fe->mu);
 }
 

@@ -51,6 +51,7 @@ enum fault_op {
     FAULT_OP_RMDIR,
     FAULT_OP_SYNC_DIR,
     FAULT_OP_LIST_DIR,
+    FAULT_OP_PREALLOCATE, /* added: kv_env.preallocate (a mutating operation) */
     FAULT_OP_COUNT
 };
 
@@ -84,7 +85,12 @@ void fault_env_fail_op(fault_env *fe, enum fault_op op, uint64_t nth, uint64_t c
 void fault_env_clear_rules(fault_env *fe);
 
 /* Appends fail with KV_ENOSPC (writing nothing) once more than `bytes` bytes would have been
- * appended in total since this call. UINT64_MAX lifts the limit. */
+ * appended in total since this call. UINT64_MAX lifts the limit. Added, to model a disk
+ * whose free space was `bytes` at this call: a file's bytes unlinked, renamed over or
+ * truncated by open_writable are free again (bytes appended since the call stop counting;
+ * older ones raise the limit); preallocate counts the bytes it adds to a file (KV_ENOSPC,
+ * changing nothing, when they do not fit); free_space reports limit - used while a limit is
+ * set, else the real file system's figures. */
 void fault_env_set_space_limit(fault_env *fe, uint64_t bytes);
 
 /* After `n` more mutating operations (open_writable/appendable, append, sync, rename, unlink,

@@ -82,7 +82,15 @@ typedef struct kv_options {
     void *log_ctx;               /* passed to log_fn */
     int log_level;               /* messages above this level are not produced */
     const struct kv_env *env;    /* NULL: the POSIX environment; tests inject faults here */
+    /* Added: bytes kept allocated in the store's RESERVE file so that a full disk can be
+     * recovered from (see "Full disk" below and kvcore/FORMAT.md). KV_RESERVE_AUTO (the
+     * default): 2 x target_file_size. Any value is capped at 1/8 of the file system's size.
+     * 0: no reserve and no low-space mode (a full disk then fails every write until space
+     * comes back from outside). */
+    uint64_t reserve_bytes;
 } kv_options;
+
+#define KV_RESERVE_AUTO UINT64_MAX
 
 /* Fills *opts with the defaults. Always call it before setting fields: new fields may appear. */
 void kv_options_init(kv_options *opts);
@@ -109,6 +117,20 @@ int kv_destroy(const char *path, const kv_options *opts);
 /* ---- Writing ----------------------------------------------------------------------------- */
 
 #define KV_WRITE_SYNC 1 /* flag: the write is on stable storage before the call returns */
+/* Added flag: this write frees space (deletions, truncations): it is accepted in low-space
+ * mode, where every other write fails with KV_ENOSPC.
+ *
+ * Full disk. The store keeps reserve_bytes allocated in a RESERVE file. When a WAL append, a
+ * flush or a compaction fails with ENOSPC, the reserve is released (the file is deleted) and
+ * the store enters low-space mode: flushes and compactions go on using the released space,
+ * writes carrying KV_WRITE_RESERVE are accepted (a write that fails with ENOSPC just as the
+ * reserve is released is retried once), and every other write fails at once with KV_ENOSPC,
+ * storing nothing. Nothing already stored is lost. When the file system's free space is back
+ * above reserve_bytes plus a margin (checked by a background thread with a growing backoff,
+ * and by every refused write) the reserve is allocated again and the mode ends. A store
+ * opened on a nearly full disk releases its reserve before recovery writes anything.
+ * kv_stats.low_space says whether the mode is on. */
+#define KV_WRITE_RESERVE 2
 
 /* Each of these is atomic and durable as the sync mode and flags say. A write acknowledged
  * (returned 0) is in the WAL: it survives a crash of the process. Thread-safe; concurrent
@@ -213,6 +235,10 @@ typedef struct kv_stats {
     uint64_t table_cache_open_files;
     uint64_t total_sst_bytes;       /* bytes of live SSTables, all levels */
     uint64_t background_errors;     /* flush/compaction failures seen (logged) */
+    /* Added: full-disk handling (see KV_WRITE_RESERVE). */
+    uint64_t low_space;        /* 1 while in low-space mode: only KV_WRITE_RESERVE writes */
+    uint64_t reserve_bytes;    /* bytes held in the RESERVE file now (0 when released) */
+    uint64_t reserve_releases; /* times the reserve was released for lack of space */
 } kv_stats;
 
 /* Fills *st with a consistent-enough view of the engine's counters. Thread-safe. */

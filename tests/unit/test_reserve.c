@@ -1,0 +1,389 @@
+/* test_reserve.c - recovery from a full disk: the space reserve and low-space mode (reserve.h),
+ * driven through kv.h over tests/support/fault_env.c, whose space limit plays the full disk.
+ */
+#include <check.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "fault_env.h"
+#include "kvcore/kv.h"
+#include "testutil.h"
+
+#define VAL_LEN 1000
+#define NKEYS 400
+
+static char *g_dir;
+
+static void setup(void)
+{
+    g_dir = tu_tempdir("test_reserve");
+    ck_assert_ptr_nonnull(g_dir);
+}
+
+static void teardown(void)
+{
+    tu_rmtree(g_dir);
+    free(g_dir);
+}
+
+static void quiet_log(void *ctx, int level, const char *msg)
+{
+    (void)ctx;
+    (void)level;
+    (void)msg;
+}
+
+static kv_options small_opts(const kv_env *env)
+{
+    kv_options o;
+    kv_options_init(&o);
+    o.memtable_bytes = 64 << 10;
+    o.target_file_size = 128 << 10; /* reserve: 256 KiB */
+    o.level1_bytes = 512 << 10;
+    o.block_cache_bytes = 1 << 20;
+    o.compression = 0; /* sizes in this test are the bytes written */
+    o.log_fn = quiet_log;
+    o.env = env;
+    return o;
+}
+
+static kv_db *open_db(const kv_options *o)
+{
+    kv_db *db = NULL;
+    int rc = kv_open(g_dir, o, &db);
+    ck_assert_msg(rc == 0, "kv_open: %s", kv_strerror(rc));
+    return db;
+}
+
+static void key_of(char *k, size_t n, int i)
+{
+    snprintf(k, n, "key%06d", i);
+}
+
+static void val_of(char *v, int i, int gen)
+{
+    memset(v, 'a' + (i + gen) % 26, VAL_LEN);
+    snprintf(v, VAL_LEN, "v%d-%d", i, gen);
+}
+
+static int64_t reserve_file_size(void)
+{
+    char p[4096];
+    struct stat st;
+    snprintf(p, sizeof p, "%s/RESERVE", g_dir);
+    return stat(p, &st) == 0 ? (int64_t)st.st_size : -1;
+}
+
+static void expect_model(kv_db *db, const tu_model *m)
+{
+    size_t seen = 0;
+    kv_iter *it = kv_iter_new(db, NULL);
+    ck_assert_ptr_nonnull(it);
+    for (kv_iter_seek_first(it); kv_iter_valid(it); kv_iter_next(it), seen++) {
+        size_t kl, vl;
+        const void *k = kv_iter_key(it, &kl), *v = kv_iter_value(it, &vl);
+        ck_assert_uint_lt(seen, m->n);
+        ck_assert_int_eq(tu_keycmp(k, kl, m->e[seen].key, m->e[seen].klen), 0);
+        ck_assert_uint_eq(vl, m->e[seen].vlen);
+        ck_assert_int_eq(memcmp(v, m->e[seen].val, vl), 0);
+    }
+    ck_assert_int_eq(kv_iter_status(it), 0);
+    kv_iter_free(it);
+    ck_assert_uint_eq(seen, m->n);
+}
+
+static void get_stats(kv_db *db, kv_stats *st)
+{
+    ck_assert_int_eq(kv_get_stats(db, st), 0);
+}
+
+/* Fills the store with NKEYS keys, then writes until the disk (a budget of `room` bytes) is
+ * full. Returns the number of keys acknowledged in the model. */
+static void fill_until_full(kv_db *db, fault_env *fe, tu_model *m, uint64_t room)
+{
+    char k[32], v[VAL_LEN];
+    for (int i = 0; i < NKEYS; i++) {
+        key_of(k, sizeof k, i);
+        val_of(v, i, 0);
+        ck_assert_int_eq(kv_put(db, k, strlen(k), v, VAL_LEN, 0), 0);
+        tu_model_put(m, k, strlen(k), v, VAL_LEN);
+    }
+    fault_env_set_space_limit(fe, room);
+    int rc = 0;
+    for (int i = NKEYS; i < NKEYS * 10 && rc == 0; i++) {
+        key_of(k, sizeof k, i);
+        val_of(v, i, 0);
+        rc = kv_put(db, k, strlen(k), v, VAL_LEN, 0);
+        if (rc == 0)
+            tu_model_put(m, k, strlen(k), v, VAL_LEN);
+    }
+    ck_assert_msg(rc == KV_ENOSPC, "filling the disk ended with %s", kv_strerror(rc));
+}
+
+START_TEST(test_reserve_full_disk_refuses_writes_accepts_deletes_and_recovers)
+{
+    fault_env *fe = fault_env_new(1);
+    kv_options o = small_opts(fault_env_env(fe));
+    kv_db *db = open_db(&o);
+    kv_stats st;
+    get_stats(db, &st);
+    ck_assert_uint_eq(st.reserve_bytes, 256 << 10);
+    ck_assert_uint_eq(st.low_space, 0);
+    ck_assert_int_eq(reserve_file_size(), 256 << 10);
+
+    tu_model m;
+    tu_model_init(&m);
+    fill_until_full(db, fe, &m, 48 << 10);
+    get_stats(db, &st);
+    ck_assert_uint_eq(st.low_space, 1);
+    ck_assert_uint_eq(st.reserve_bytes, 0);
+    ck_assert_uint_ge(st.reserve_releases, 1);
+    ck_assert_int_eq(reserve_file_size(), -1);
+
+    /* Low-space mode: an ordinary write fails at once and stores nothing, even though the
+     * released reserve would hold it. */
+    char k[32], v[VAL_LEN];
+    val_of(v, 7, 1);
+    ck_assert_int_eq(kv_put(db, "new", 3, v, VAL_LEN, KV_WRITE_SYNC), KV_ENOSPC);
+    void *got;
+    size_t gl;
+    ck_assert_int_eq(kv_get(db, NULL, "new", 3, &got, &gl), KV_ENOTFOUND);
+    expect_model(db, &m);
+
+    /* Writes that free space go through: delete 9 keys of 10, in batches as kvfs does. */
+    kv_batch *b = kv_batch_new();
+    for (int i = 0; i < NKEYS; i++) {
+        if (i % 10 == 0)
+            continue;
+        key_of(k, sizeof k, i);
+        ck_assert_int_eq(kv_batch_delete(b, k, strlen(k)), 0);
+        tu_model_delete(&m, k, strlen(k));
+        if (kv_batch_count(b) == 50) {
+            ck_assert_int_eq(kv_write(db, b, KV_WRITE_RESERVE), 0);
+            kv_batch_clear(b);
+        }
+    }
+    ck_assert_int_eq(kv_write(db, b, KV_WRITE_RESERVE | KV_WRITE_SYNC), 0);
+    kv_batch_free(b);
+    ck_assert_int_eq(kv_delete(db, "nothing", 7, KV_WRITE_RESERVE), 0);
+    expect_model(db, &m);
+
+    /* The compaction that reclaims the deleted data runs in the released space. */
+    int rc = kv_compact_range(db, NULL, 0, NULL, 0);
+    ck_assert_msg(rc == 0, "compaction on a full disk: %s", kv_strerror(rc));
+    expect_model(db, &m);
+    get_stats(db, &st);
+    ck_assert_uint_eq(st.low_space, 1); /* free space has not come back */
+    ck_assert_int_eq(kv_put(db, "new", 3, v, VAL_LEN, 0), KV_ENOSPC);
+
+    /* Space comes back: writes work again (after at most a short check interval) and the
+     * reserve is re-created. */
+    fault_env_set_space_limit(fe, UINT64_MAX);
+    for (int tries = 0; (rc = kv_put(db, "new", 3, v, VAL_LEN, 0)) == KV_ENOSPC; tries++) {
+        ck_assert_int_lt(tries, 200);
+        usleep(10000);
+    }
+    ck_assert_int_eq(rc, 0);
+    tu_model_put(&m, "new", 3, v, VAL_LEN);
+    get_stats(db, &st);
+    ck_assert_uint_eq(st.low_space, 0);
+    ck_assert_uint_eq(st.reserve_bytes, 256 << 10);
+    ck_assert_int_eq(reserve_file_size(), 256 << 10);
+    for (int i = 0; i < 200; i++) {
+        key_of(k, sizeof k, 100000 + i);
+        val_of(v, i, 2);
+        ck_assert_int_eq(kv_put(db, k, strlen(k), v, VAL_LEN, 0), 0);
+        tu_model_put(&m, k, strlen(k), v, VAL_LEN);
+    }
+    expect_model(db, &m);
+
+    /* Nothing lost across a reopen. */
+    ck_assert_int_eq(kv_close(db), 0);
+    db = open_db(&o);
+    expect_model(db, &m);
+    get_stats(db, &st);
+    ck_assert_uint_eq(st.low_space, 0);
+    kv_close(db);
+    tu_model_free(&m);
+    fault_env_free(fe);
+}
+END_TEST
+
+START_TEST(test_reserve_monitor_ends_low_space_mode_without_writes)
+{
+    fault_env *fe = fault_env_new(2);
+    kv_options o = small_opts(fault_env_env(fe));
+    kv_db *db = open_db(&o);
+    tu_model m;
+    tu_model_init(&m);
+    fill_until_full(db, fe, &m, 16 << 10);
+    kv_stats st;
+    get_stats(db, &st);
+    ck_assert_uint_eq(st.low_space, 1);
+    fault_env_set_space_limit(fe, UINT64_MAX);
+    /* No write asks: the background check (backoff up to 2 s) must notice by itself. */
+    for (int tries = 0; get_stats(db, &st), st.low_space; tries++) {
+        ck_assert_int_lt(tries, 500);
+        usleep(10000);
+    }
+    ck_assert_int_eq(reserve_file_size(), 256 << 10);
+    kv_close(db);
+    tu_model_free(&m);
+    fault_env_free(fe);
+}
+END_TEST
+
+START_TEST(test_reserve_is_released_at_open_on_a_full_disk)
+{
+    fault_env *fe = fault_env_new(3);
+    kv_options o = small_opts(fault_env_env(fe));
+    kv_db *db = open_db(&o);
+    tu_model m;
+    tu_model_init(&m);
+    char k[32], v[VAL_LEN];
+    for (int i = 0; i < NKEYS; i++) {
+        key_of(k, sizeof k, i);
+        val_of(v, i, 0);
+        ck_assert_int_eq(kv_put(db, k, strlen(k), v, VAL_LEN, 0), 0);
+        tu_model_put(&m, k, strlen(k), v, VAL_LEN);
+    }
+    ck_assert_int_eq(kv_close(db), 0); /* the WAL holds unflushed writes */
+
+    /* Not one byte free: recovery (the WAL's memtable flushed to a table, a new manifest)
+     * only fits in the released reserve. */
+    fault_env_set_space_limit(fe, 0);
+    db = open_db(&o);
+    kv_stats st;
+    get_stats(db, &st);
+    ck_assert_uint_eq(st.low_space, 1);
+    ck_assert_int_eq(reserve_file_size(), -1);
+    expect_model(db, &m);
+    ck_assert_int_eq(kv_put(db, "x", 1, "y", 1, 0), KV_ENOSPC);
+    key_of(k, sizeof k, 3);
+    ck_assert_int_eq(kv_delete(db, k, strlen(k), KV_WRITE_RESERVE | KV_WRITE_SYNC), 0);
+    tu_model_delete(&m, k, strlen(k));
+    expect_model(db, &m);
+    kv_close(db);
+
+    fault_env_set_space_limit(fe, UINT64_MAX);
+    db = open_db(&o);
+    get_stats(db, &st);
+    ck_assert_uint_eq(st.low_space, 0);
+    ck_assert_int_eq(reserve_file_size(), 256 << 10);
+    expect_model(db, &m);
+    kv_close(db);
+    tu_model_free(&m);
+    fault_env_free(fe);
+}
+END_TEST
+
+/* Counts files in g_dir ending with suffix. */
+static int count_suffix(const char *suffix)
+{
+    char cmd[4200];
+    snprintf(cmd, sizeof cmd, "ls '%s' | grep -c '%s$'", g_dir, suffix);
+    FILE *p = popen(cmd, "r");
+    int n = -1;
+    if (p) {
+        if (fscanf(p, "%d", &n) != 1)
+            n = -1;
+        pclose(p);
+    }
+    return n;
+}
+
+START_TEST(test_reserve_compaction_that_cannot_fit_fails_cleanly)
+{
+    fault_env *fe = fault_env_new(4);
+    kv_options o = small_opts(fault_env_env(fe));
+    o.reserve_bytes = 0; /* no reserve: the compaction must run out of space */
+    /* Every flushed table stays in L0 until kv_compact_range merges them all. */
+    o.l0_compaction_trigger = o.l0_slowdown_trigger = o.l0_stop_trigger = 1000;
+    kv_db *db = open_db(&o);
+    ck_assert_int_eq(reserve_file_size(), -1);
+    tu_model m;
+    tu_model_init(&m);
+    char k[32], v[VAL_LEN];
+    for (int gen = 0; gen < 2; gen++)
+        for (int i = 0; i < NKEYS; i++) {
+            key_of(k, sizeof k, i);
+            val_of(v, i, gen);
+            ck_assert_int_eq(kv_put(db, k, strlen(k), v, VAL_LEN, 0), 0);
+            tu_model_put(&m, k, strlen(k), v, VAL_LEN);
+        }
+    ck_assert_int_eq(kv_flush(db), 0);
+    kv_stats st;
+    get_stats(db, &st);
+    ck_assert_uint_gt(st.level_files[0], 2);
+    fault_env_set_space_limit(fe, 64 << 10); /* less than the ~400 KiB of live output */
+    int rc = kv_compact_range(db, NULL, 0, NULL, 0);
+    ck_assert_int_eq(rc, KV_ENOSPC);
+    /* No partial state: no temp file, and exactly the tables the manifest lists. */
+    get_stats(db, &st);
+    uint64_t tables = 0;
+    for (int l = 0; l < KV_MAX_LEVELS; l++)
+        tables += st.level_files[l];
+    ck_assert_int_eq(count_suffix(".tmp"), 0);
+    ck_assert_int_eq(count_suffix(".sst"), (int)tables);
+    expect_model(db, &m);
+    /* Without a reserve there is no low-space mode: ordinary writes are still tried. */
+    ck_assert_uint_eq(st.low_space, 0);
+    fault_env_set_space_limit(fe, UINT64_MAX);
+    ck_assert_int_eq(kv_compact_range(db, NULL, 0, NULL, 0), 0);
+    expect_model(db, &m);
+    kv_close(db);
+    db = open_db(&o);
+    expect_model(db, &m);
+    kv_close(db);
+    tu_model_free(&m);
+    fault_env_free(fe);
+}
+END_TEST
+
+START_TEST(test_reserve_has_the_configured_size_and_destroy_removes_it)
+{
+    kv_options o = small_opts(NULL);
+    o.reserve_bytes = 3 << 20;
+    kv_db *db = open_db(&o);
+    kv_stats st;
+    get_stats(db, &st);
+    ck_assert_uint_eq(st.reserve_bytes, 3 << 20);
+    ck_assert_int_eq(reserve_file_size(), 3 << 20);
+    char p[4096];
+    struct stat sb;
+    snprintf(p, sizeof p, "%s/RESERVE", g_dir);
+    ck_assert_int_eq(stat(p, &sb), 0);
+    ck_assert_int_ge((int64_t)sb.st_blocks * 512, 3 << 20); /* allocated, not sparse */
+    kv_close(db);
+    ck_assert_int_eq(kv_destroy(g_dir, &o), 0);
+    ck_assert_int_ne(stat(g_dir, &sb), 0); /* nothing left behind, not even the directory */
+}
+END_TEST
+
+static Suite *reserve_suite(void)
+{
+    Suite *s = suite_create("reserve");
+    TCase *tc = tcase_create("reserve");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_reserve_full_disk_refuses_writes_accepts_deletes_and_recovers);
+    tcase_add_test(tc, test_reserve_monitor_ends_low_space_mode_without_writes);
+    tcase_add_test(tc, test_reserve_is_released_at_open_on_a_full_disk);
+    tcase_add_test(tc, test_reserve_compaction_that_cannot_fit_fails_cleanly);
+    tcase_add_test(tc, test_reserve_has_the_configured_size_and_destroy_removes_it);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(reserve_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
