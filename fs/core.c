@@ -174,6 +174,11 @@ int fs_commit(struct fs *fs, kv_batch *b)
     return fs_kv_errno(kv_write(fs->db, b, fs->cfg.write_flags));
 }
 
+int fs_commit_freeing(struct fs *fs, kv_batch *b)
+{
+    return fs_kv_errno(kv_write(fs->db, b, fs->cfg.write_flags | KV_WRITE_RESERVE));
+}
+
 int fs_inode_load(struct fs *fs, const kv_snapshot *snap, uint64_t ino, struct fs_inode *in,
                   char **tail, size_t *tail_len)
 {
@@ -319,13 +324,13 @@ int fs_delete_prefix(struct fs *fs, char type, uint64_t ino)
             break;
         rc = fs_kv_errno(kv_batch_delete(b, k, klen));
         if (rc == 0 && kv_batch_count(b) >= 1024)
-            rc = fs_commit(fs, b), kv_batch_clear(b);
+            rc = fs_commit_freeing(fs, b), kv_batch_clear(b);
         if (rc)
             goto out;
     }
     rc = fs_kv_errno(kv_iter_status(it));
     if (rc == 0 && kv_batch_count(b) > 0)
-        rc = fs_commit(fs, b);
+        rc = fs_commit_freeing(fs, b);
 out:
     kv_batch_free(b);
     kv_iter_free(it);
@@ -365,7 +370,7 @@ int fs_reclaim(struct fs *fs, uint64_t ino)
     if (rc == 0)
         rc = fs_kv_errno(kv_batch_delete(b, key, klen));
     if (rc == 0)
-        rc = fs_commit(fs, b);
+        rc = fs_commit_freeing(fs, b);
     kv_batch_free(b);
     if (rc == 0)
         return 0;
@@ -503,7 +508,7 @@ static int recover_orphans(struct fs *fs)
         if (lr == 0 && in.nlink > 0) {
             uint8_t key[FS_KEY_MAX];
             size_t klen = fs_key_orphan(key, inos[i]);
-            rc = fs_kv_errno(kv_delete(fs->db, key, klen, fs->cfg.write_flags));
+            rc = fs_kv_errno(kv_delete(fs->db, key, klen, fs->cfg.write_flags | KV_WRITE_RESERVE));
         } else if (lr == 0 || lr == -ENOENT) {
             rc = fs_reclaim(fs, inos[i]);
         } else {

@@ -350,7 +350,7 @@ static int remove_entry(struct fs *fs, uint64_t parent, const char *name, int wa
     if (rc == 0 && in.nlink == 0)
         rc = put_orphan(b, child);
     if (rc == 0)
-        rc = fs_commit(fs, b);
+        rc = fs_commit_freeing(fs, b);
     if (rc == 0 && in.nlink == 0)
         fs_maybe_reclaim(fs, child); /* failure leaves the orphan key: not the caller's error */
 out:
@@ -528,8 +528,8 @@ int fs_rename(struct fs *fs, uint64_t parent, const char *name, uint64_t newpare
         rc = fs_batch_put_inode(b, &src.in, src.tail, src.tlen);
     if (rc == 0 && d_ino)
         rc = fs_batch_put_inode(b, &dst.in, dst.tail, dst.tlen);
-    if (rc == 0)
-        rc = fs_commit(fs, b);
+    if (rc == 0) /* replacing a file frees space; a plain rename adds none */
+        rc = d_ino && !exchange ? fs_commit_freeing(fs, b) : fs_commit(fs, b);
     if (rc == 0 && d_ino && !exchange && dst.in.nlink == 0)
         fs_maybe_reclaim(fs, d_ino);
 out:

@@ -486,7 +486,7 @@ int fs_fallocate(struct fs *fs, uint64_t ino, int mode, uint64_t off, uint64_t l
     if (rc == 0)
         rc = fs_batch_put_inode(b, &in, NULL, 0);
     if (rc == 0)
-        rc = fs_commit(fs, b);
+        rc = punch ? fs_commit_freeing(fs, b) : fs_commit(fs, b);
 out:
     fs_unlock_ino(fs, ino);
     kv_batch_free(b);

@@ -84,6 +84,10 @@ int fs_inode_load(struct fs *fs, const kv_snapshot *snap, uint64_t ino, struct f
 int fs_batch_put_inode(kv_batch *b, const struct fs_inode *in, const void *tail, size_t tlen);
 /* Applies b with the configured write flags. Returns 0 or a negative errno. */
 int fs_commit(struct fs *fs, kv_batch *b);
+/* Like fs_commit, for a batch that frees space (unlink, rmdir, reclaim, truncate down, punch,
+ * removexattr, rename over a file): with KV_WRITE_RESERVE, so that it is accepted on a full
+ * disk, where every other write fails with -ENOSPC. */
+int fs_commit_freeing(struct fs *fs, kv_batch *b);
 /* Looks up the dirent (parent, name). Returns 0, -ENOENT, or -EIO. */
 int fs_dirent_load(struct fs *fs, const kv_snapshot *snap, uint64_t parent, const char *name,
                    size_t nlen, uint64_t *child, uint8_t *dtype);

@@ -89,7 +89,7 @@ int fs_setattr(struct fs *fs, const struct fs_ctx *ctx, uint64_t ino, const stru
     kv_batch *b = NULL;
     char *tail = NULL;
     size_t tlen = 0;
-    int rc;
+    int rc, shrinks = 0;
 
     FS_ROFS_CHECK(fs);
     fs_now(&now);
@@ -135,6 +135,7 @@ int fs_setattr(struct fs *fs, const struct fs_ctx *ctx, uint64_t ino, const stru
             goto out;
         }
         if ((uint64_t)attr->st_size != in.size) {
+            shrinks = (uint64_t)attr->st_size < in.size;
             rc = fs_truncate_locked(fs, b, &in, (uint64_t)attr->st_size);
             if (rc)
                 goto out;
@@ -160,8 +161,8 @@ int fs_setattr(struct fs *fs, const struct fs_ctx *ctx, uint64_t ino, const stru
     else
         in.ctime = now;
     rc = fs_batch_put_inode(b, &in, tail, tlen);
-    if (rc == 0)
-        rc = fs_commit(fs, b);
+    if (rc == 0) /* truncating down frees space: accepted on a full disk */
+        rc = shrinks ? fs_commit_freeing(fs, b) : fs_commit(fs, b);
     if (rc == 0)
         fs_inode_to_stat(fs, &in, out);
 out:

@@ -207,7 +207,7 @@ int fs_removexattr(struct fs *fs, uint64_t ino, const char *name)
     if (rc == 0)
         rc = fs_batch_put_inode(b, &in, tail, tlen);
     if (rc == 0)
-        rc = fs_commit(fs, b);
+        rc = fs_commit_freeing(fs, b);
 out:
     fs_unlock_ino(fs, ino);
     kv_batch_free(b);
@@ -267,6 +267,9 @@ char *fs_format_stats(kv_db *db)
     fprintf(f, "%-28s %16" PRIu64 "\n", "last sequence", st.last_sequence);
     fprintf(f, "%-28s %16" PRIu64 "\n", "open table files", st.table_cache_open_files);
     fprintf(f, "%-28s %16" PRIu64 "\n", "background errors", st.background_errors);
+    fprintf(f, "%-28s %16" PRIu64 "\n", "low-space mode", st.low_space);
+    fprintf(f, "%-28s %16" PRIu64 "\n", "space reserve bytes", st.reserve_bytes);
+    fprintf(f, "%-28s %16" PRIu64 "\n", "space reserve releases", st.reserve_releases);
     if (fclose(f) != 0) {
         free(text);
         return NULL;
