@@ -14,6 +14,14 @@
 
 #define LL_MAX_WRITE (1u << 20)
 #define LL_MAX_GROUPS 64
+/* Entries with attributes per READDIRPLUS reply. With READDIRPLUS_AUTO the kernel asks for
+ * "plus" for a listing's first request (and later ones only once lookups show a reader that
+ * stats), and fills 64 KiB: ~400 entries, each an inode load here and an inode in the kernel,
+ * wasted on a plain readdir. Ending the reply after this many lets the kernel read the rest of
+ * a large directory with plain READDIR, while a directory of up to this many entries still
+ * comes back whole with attributes (the common ls -l). readdir of 10,000 entries, median of 5
+ * (load 11-14): 2.17 -> 1.60 ms; readdir + lstat unchanged (~17-19 ms). */
+#define LL_READDIRPLUS_MAX 128
 
 static struct fs_ll *ll_of(fuse_req_t req)
 {
@@ -361,7 +369,7 @@ static void do_readdir(fuse_req_t req, size_t size, off_t off, struct fuse_file_
 {
     struct fs_ll *ll = ll_of(req);
     struct fs_dir *d = (struct fs_dir *)(uintptr_t)fi->fh;
-    size_t used = 0;
+    size_t used = 0, nplus = 0;
     char *buf;
     int rc = 0;
 
@@ -400,6 +408,8 @@ static void do_readdir(fuse_req_t req, size_t size, off_t off, struct fuse_file_
                 e.attr.st_mode = de.type;
             } else {
                 struct fs_entry fe;
+                if (nplus == LL_READDIRPLUS_MAX)
+                    break; /* used > 0: the kernel asks again from off */
                 rc = fs_readdir_entry(ll->fs, de.ino, &fe);
                 if (rc == -ENOENT) { /* removed since opendir: it did not exist throughout */
                     off = (off_t)de.next_off;
@@ -421,6 +431,8 @@ static void do_readdir(fuse_req_t req, size_t size, off_t off, struct fuse_file_
                     fs_forget(ll->fs, e.ino, 1);
                 break;
             }
+            if (e.ino)
+                nplus++;
         }
         used += n;
         off = (off_t)de.next_off;

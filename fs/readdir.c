@@ -107,7 +107,11 @@ int fs_readdir(struct fs_dir *d, uint64_t off, struct fs_dirent *de)
     uint8_t dtype;
     int rc;
 
-    memset(de, 0, sizeof *de);
+    /* Not a memset of the whole name buffer: this runs once per entry of every listing. */
+    de->name[0] = '\0';
+    de->ino = 0;
+    de->type = 0;
+    de->next_off = 0;
     if (off < 2) {
         strcpy(de->name, off == 0 ? "." : "..");
         de->ino = off == 0 ? d->ino : d->parent;
