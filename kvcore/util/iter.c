@@ -30,15 +30,18 @@ void iter_free(iter *it)
 {
     if (!it)
         return;
+    /* The cleanups release what the iterator reads from (a table's cache handle, a version),
+     * so they run after destroy: destroying an sst iterator still touches its reader, which the
+     * table cache frees when the cleanup drops the last reference. */
     struct iter_cleanup *c = it->cleanups;
     it->cleanups = NULL;
+    it->ops->destroy(it);
     while (c) {
         struct iter_cleanup *next = c->next;
         c->fn(c->arg1, c->arg2);
         free(c);
         c = next;
     }
-    it->ops->destroy(it);
 }
 
 /* ---- The empty iterator ------------------------------------------------------------------ */

@@ -37,7 +37,7 @@ struct iter_cleanup {
 /* Every iterator starts with this header. */
 struct iter {
     const struct iter_ops *ops;
-    struct iter_cleanup *cleanups; /* run by iter_free, newest first, before destroy */
+    struct iter_cleanup *cleanups; /* run by iter_free, newest first, after destroy */
 };
 
 static inline int iter_valid(const iter *it)
@@ -82,7 +82,8 @@ void iter_init(iter *it, const struct iter_ops *ops);
 /* Registers fn(arg1, arg2) to run when the iterator is freed. Returns 0 or KV_ENOMEM (in which
  * case fn is run at once, so nothing leaks; the caller should then fail the iterator). */
 int iter_register_cleanup(iter *it, iter_cleanup_fn fn, void *arg1, void *arg2);
-/* Runs the cleanups and destroys it. NULL is a no-op. */
+/* Destroys it, then runs its cleanups (which may free what the iterator was reading from).
+ * NULL is a no-op. */
 void iter_free(iter *it);
 
 /* An iterator over nothing that reports `status` (0 for a plain empty iterator). NULL only if
