@@ -16,8 +16,8 @@
 #         concurrency tests (cache, group commit, background flush/compaction).
 #
 # Time: the long randomized tests (model, concurrency, crash engine) run for a time budget, not a
-# fixed count: KV_TEST_SECONDS each in the -Werror build (default 45), KV_SAN_TEST_SECONDS under
-# the sanitizers (default 20). A test still running after its budget + 240 s is a hang: its
+# fixed count: KV_TEST_SECONDS each in the -Werror build (default 60), KV_SAN_TEST_SECONDS under
+# the sanitizers (default 30). A test still running after its budget + 240 s is a hang: its
 # stacks are printed and it fails (tests/watchdog.sh). Mount soak lengths: KV_MOUNT_CRASH_SECONDS
 # (mount.crash, default 60), KV_MOUNT_POWERLOSS_CYCLES (per file system, default 4).
 #
@@ -35,8 +35,8 @@ set -uo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 JOBS=${KV_JOBS:-2}
 FUZZ_SECONDS=${KV_FUZZ_SECONDS:-15}
-TEST_SECONDS=${KV_TEST_SECONDS:-45}
-SAN_TEST_SECONDS=${KV_SAN_TEST_SECONDS:-20}
+TEST_SECONDS=${KV_TEST_SECONDS:-60}
+SAN_TEST_SECONDS=${KV_SAN_TEST_SECONDS:-30}
 MOUNT_CRASH_SECONDS=${KV_MOUNT_CRASH_SECONDS:-60}
 MOUNT_POWERLOSS_CYCLES=${KV_MOUNT_POWERLOSS_CYCLES:-4}
 PREFIX=${KV_TEST_BUILD:-$ROOT/build-test}
