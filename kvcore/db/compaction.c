@@ -365,6 +365,27 @@ static compaction *pick_tiered(version_set *vs)
     return c;
 }
 
+compaction *version_set_merge_level0(version_set *vs)
+{
+    version *v = version_set_current(vs);
+    if (v->nfiles[0] < 2)
+        return NULL;
+    compaction *c = compaction_new(vs, 0, 0);
+    if (c == NULL)
+        return NULL;
+    c->tiered = 1; /* one uncut output run; tombstones kept while deeper levels hold the key */
+    c->manual = 1;
+    for (int i = 0; i < v->nfiles[0]; i++) {
+        if (v->files[0][i]->largest_seq > c->window_seq)
+            c->window_seq = v->files[0][i]->largest_seq;
+        if (list_add(&c->inputs[0], v->files[0][i])) {
+            compaction_free(c);
+            return NULL;
+        }
+    }
+    return c;
+}
+
 /* ---- Scores and picking ---------------------------------------------------------------------- */
 
 void version_compute_score(version *v, const kv_options *opts)

@@ -906,8 +906,13 @@ static int bg_flush(kv_db *db)
  * merging). */
 static int bg_compact(kv_db *db, struct db_manual *m)
 {
-    compaction *c = m ? version_set_compact_range(db->vs, m->level, m->begin, m->end)
-                      : version_set_pick_compaction(db->vs);
+    /* Full disk: level -1, or an automatic attempt after ENOSPC, merges L0 in place; that
+     * reclaims what was deleted since L0 was flushed without rewriting L1 (reserve.h). */
+    int merge_l0 = m ? m->level < 0 : db->bg_nospace;
+    compaction *c = merge_l0 ? version_set_merge_level0(db->vs) : NULL;
+    if (!c && !(m && m->level < 0))
+        c = m ? version_set_compact_range(db->vs, m->level, m->begin, m->end)
+              : version_set_pick_compaction(db->vs);
     if (!c)
         return 1;
     uint64_t smallest_snapshot = oldest_snapshot_seq(db);
@@ -1645,6 +1650,47 @@ static int run_manual(kv_db *db, int level, const slice *begin, const slice *end
     return m.status;
 }
 
+/* Compacts the files of `level` (>= 1) overlapping [begin, end] into level + 1 one file at a
+ * time, each with what overlaps it below, as LevelDB does: a whole level at once would need
+ * free space for a rewrite of the whole level before its inputs can go, which a full disk
+ * (working in its space reserve) does not have; one file's rewrite it does. mu held. */
+static int compact_level_by_file(kv_db *db, int level, const slice *begin, const slice *end)
+{
+    int rc = 0;
+    int max_steps = 4 * version_set_num_level_files(db->vs, level) + 16; /* others add files */
+    buf lo, hi;
+    buf_init(&lo);
+    buf_init(&hi);
+    for (int step = 0; rc == 0 && step < max_steps; step++) {
+        version *v = version_set_current(db->vs);
+        const file_meta *pick = NULL;
+        for (int i = 0; i < v->nfiles[level] && !pick; i++) {
+            const file_meta *f = v->files[level][i];
+            slice fs = ikey_user_key(buf_slice(&f->smallest));
+            slice fl = ikey_user_key(buf_slice(&f->largest));
+            if ((!begin || slice_compare(fl, *begin) >= 0) &&
+                (!end || slice_compare(fs, *end) <= 0))
+                pick = f;
+        }
+        if (!pick)
+            break;
+        /* Copies: the version may change while the compaction runs. */
+        buf_clear(&lo);
+        buf_clear(&hi);
+        slice pl = ikey_user_key(buf_slice(&pick->smallest));
+        slice ph = ikey_user_key(buf_slice(&pick->largest));
+        if (buf_append(&lo, pl.data, pl.size) != 0 || buf_append(&hi, ph.data, ph.size) != 0) {
+            rc = KV_ENOMEM;
+            break;
+        }
+        slice l = buf_slice(&lo), h = buf_slice(&hi);
+        rc = run_manual(db, level, &l, &h);
+    }
+    buf_free(&lo);
+    buf_free(&hi);
+    return rc;
+}
+
 int kv_compact_range(kv_db *db, const void *begin, size_t blen, const void *end, size_t elen)
 {
     if (!db || (!begin && blen) || (!end && elen))
@@ -1660,8 +1706,18 @@ int kv_compact_range(kv_db *db, const void *begin, size_t blen, const void *end,
     for (int level = 1; level < KV_MAX_LEVELS; level++)
         if (version_set_num_level_files(db->vs, level) > 0)
             deepest = level;
-    for (int level = 0; level < deepest && rc == 0; level++)
-        rc = run_manual(db, level, begin ? &b : NULL, end ? &e : NULL);
+    for (int level = 0; level < deepest && rc == 0; level++) {
+        if (level > 0) {
+            rc = compact_level_by_file(db, level, begin ? &b : NULL, end ? &e : NULL);
+            continue;
+        }
+        rc = run_manual(db, 0, begin ? &b : NULL, end ? &e : NULL);
+        /* L0 -> L1 does not fit: merge L0 in place (room for L0's live data only), then
+         * try again in the space that freed. */
+        if (rc == KV_ENOSPC && version_set_num_level_files(db->vs, 0) > 1 &&
+            run_manual(db, -1, NULL, NULL) == 0)
+            rc = run_manual(db, 0, begin ? &b : NULL, end ? &e : NULL);
+    }
     pthread_mutex_unlock(&db->mu);
     return rc;
 }

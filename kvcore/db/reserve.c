@@ -95,9 +95,7 @@ static int acquire_locked(db_reserve *r)
     (void)urc;
     r->held_bytes = 0;
     if (rc != KV_ENOSPC)
-        kv_log(r->log, KV_LOG_WARN,
-               "%s: cannot allocate the space reserve: %s; continuing "
-               "without one",
+        kv_log(r->log, KV_LOG_WARN, "%s: cannot allocate the space reserve: %s; going on without",
                r->path, kv_strerror(rc));
     return rc;
 }

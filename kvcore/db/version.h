@@ -156,6 +156,11 @@ compaction *version_set_pick_compaction(version_set *vs);
  * into level + 1, or NULL if nothing overlaps. */
 compaction *version_set_compact_range(version_set *vs, int level, const slice *begin,
                                       const slice *end);
+/* Added (full disk): a merge of every L0 table into one L0 table (a size-tiered merge of all
+ * runs), or NULL if L0 holds fewer than two. It drops what newer L0 entries shadow (data
+ * deleted since it was flushed) without rewriting any deeper level, so it needs room only for
+ * L0's live data: the way out when an L0 -> L1 compaction cannot fit. */
+compaction *version_set_merge_level0(version_set *vs);
 /* Levels the compaction reads and writes, and whether it is a trivial move (one input table
  * that can be moved to the next level by a manifest edit alone). */
 int compaction_level(const compaction *c);

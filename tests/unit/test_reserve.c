@@ -364,6 +364,122 @@ START_TEST(test_reserve_has_the_configured_size_and_destroy_removes_it)
 }
 END_TEST
 
+/* Spreads keys over the key space, so that every table of a level overlaps the next level's. */
+static void scattered_key(char *k, size_t n, int i)
+{
+    snprintf(k, n, "%08x-%d", (unsigned)((uint32_t)i * 2654435761u), i);
+}
+
+START_TEST(test_reserve_full_compaction_needs_room_for_one_table_at_a_time)
+{
+    fault_env *fe = fault_env_new(5);
+    kv_options o = small_opts(fault_env_env(fe));
+    o.reserve_bytes = 0;
+    o.target_file_size = 32 << 10;
+    o.level1_bytes = 96 << 10; /* ~600 KiB of data: L1 and L2 */
+    o.l0_compaction_trigger = o.l0_slowdown_trigger = o.l0_stop_trigger = 1000;
+    kv_db *db = open_db(&o);
+    tu_model m;
+    tu_model_init(&m);
+    char k[32], v[VAL_LEN];
+    for (int i = 0; i < 600; i++) {
+        scattered_key(k, sizeof k, i);
+        val_of(v, i, 0);
+        ck_assert_int_eq(kv_put(db, k, strlen(k), v, VAL_LEN, 0), 0);
+        tu_model_put(&m, k, strlen(k), v, VAL_LEN);
+    }
+    /* Everything into L2: L0 -> L1 here, L1 -> L2 by the background work (L1 is over its
+     * size) and by another full compaction once L2 exists. */
+    kv_stats st;
+    ck_assert_int_eq(kv_compact_range(db, NULL, 0, NULL, 0), 0);
+    for (int tries = 0;; tries++) {
+        ck_assert_int_lt(tries, 500);
+        get_stats(db, &st);
+        if (st.level_files[0] + st.level_files[1] == 0)
+            break;
+        if (st.level_files[2] > 0)
+            ck_assert_int_eq(kv_compact_range(db, NULL, 0, NULL, 0), 0);
+        else
+            usleep(10000);
+    }
+    /* Newer versions of a third of the keys, left in L0. */
+    for (int i = 0; i < 600; i += 3) {
+        scattered_key(k, sizeof k, i);
+        val_of(v, i, 1);
+        ck_assert_int_eq(kv_put(db, k, strlen(k), v, VAL_LEN, 0), 0);
+        tu_model_put(&m, k, strlen(k), v, VAL_LEN);
+    }
+    ck_assert_int_eq(kv_flush(db), 0);
+    get_stats(db, &st);
+    ck_assert_uint_gt(st.level_bytes[2], 500 << 10);
+    /* The full compaction moves L0 into L1, whose tables then span L2's whole key range: in
+     * one piece L1 -> L2 would rewrite ~600 KiB before deleting anything; table by table it
+     * needs about an L1 table plus its share of L2 at a time. */
+    fault_env_set_space_limit(fe, 350 << 10);
+    int rc = kv_compact_range(db, NULL, 0, NULL, 0);
+    ck_assert_msg(rc == 0, "full compaction with 350 KiB free: %s", kv_strerror(rc));
+    get_stats(db, &st);
+    ck_assert_uint_eq(st.level_files[0] + st.level_files[1], 0);
+    expect_model(db, &m);
+    fault_env_set_space_limit(fe, UINT64_MAX);
+    kv_close(db);
+    db = open_db(&o);
+    expect_model(db, &m);
+    kv_close(db);
+    tu_model_free(&m);
+    fault_env_free(fe);
+}
+END_TEST
+
+START_TEST(test_reserve_full_compaction_reclaims_deleted_l0_data_before_rewriting_l1)
+{
+    fault_env *fe = fault_env_new(6);
+    kv_options o = small_opts(fault_env_env(fe));
+    o.reserve_bytes = 0;
+    o.l0_compaction_trigger = o.l0_slowdown_trigger = o.l0_stop_trigger = 1000;
+    kv_db *db = open_db(&o);
+    tu_model m;
+    tu_model_init(&m);
+    char k[32], v[VAL_LEN];
+    for (int i = 0; i < 300; i++) { /* kept data, in L1 */
+        snprintf(k, sizeof k, "key%06d-keep", i);
+        val_of(v, i, 0);
+        ck_assert_int_eq(kv_put(db, k, strlen(k), v, VAL_LEN, 0), 0);
+        tu_model_put(&m, k, strlen(k), v, VAL_LEN);
+    }
+    ck_assert_int_eq(kv_compact_range(db, NULL, 0, NULL, 0), 0);
+    for (int i = 0; i < 400; i++) { /* data written, then deleted while still in L0 */
+        snprintf(k, sizeof k, "key%06d-tmp", i);
+        val_of(v, i, 1);
+        ck_assert_int_eq(kv_put(db, k, strlen(k), v, VAL_LEN, 0), 0);
+    }
+    ck_assert_int_eq(kv_flush(db), 0);
+    for (int i = 0; i < 400; i++) {
+        snprintf(k, sizeof k, "key%06d-tmp", i);
+        ck_assert_int_eq(kv_delete(db, k, strlen(k), KV_WRITE_RESERVE), 0);
+    }
+    kv_stats st;
+    get_stats(db, &st);
+    ck_assert_uint_gt(st.level_files[0], 2);
+    ck_assert_uint_gt(st.level_bytes[1], 250 << 10);
+    /* L0 -> L1 would rewrite the ~300 KiB of L1 before deleting anything: it cannot fit in
+     * 150 KiB, but merging L0 alone can, and frees the ~400 KiB deleted. */
+    fault_env_set_space_limit(fe, 150 << 10);
+    int rc = kv_compact_range(db, NULL, 0, NULL, 0);
+    ck_assert_msg(rc == 0, "full compaction with 150 KiB free: %s", kv_strerror(rc));
+    get_stats(db, &st);
+    ck_assert_uint_eq(st.level_files[0], 0);
+    expect_model(db, &m);
+    fault_env_set_space_limit(fe, UINT64_MAX);
+    kv_close(db);
+    db = open_db(&o);
+    expect_model(db, &m);
+    kv_close(db);
+    tu_model_free(&m);
+    fault_env_free(fe);
+}
+END_TEST
+
 static Suite *reserve_suite(void)
 {
     Suite *s = suite_create("reserve");
@@ -375,6 +491,8 @@ static Suite *reserve_suite(void)
     tcase_add_test(tc, test_reserve_is_released_at_open_on_a_full_disk);
     tcase_add_test(tc, test_reserve_compaction_that_cannot_fit_fails_cleanly);
     tcase_add_test(tc, test_reserve_has_the_configured_size_and_destroy_removes_it);
+    tcase_add_test(tc, test_reserve_full_compaction_needs_room_for_one_table_at_a_time);
+    tcase_add_test(tc, test_reserve_full_compaction_reclaims_deleted_l0_data_before_rewriting_l1);
     suite_add_tcase(s, tc);
     return s;
 }
