@@ -22,7 +22,8 @@
 # (mount.crash, default 60), KV_MOUNT_POWERLOSS_CYCLES (per file system, default 4).
 #
 # Seeds: the engine tests take KV_SEED; unless it is set, it is derived from the commit, so a
-# rerun of the same commit replays the same random sequences (the seed is printed).
+# rerun of the same commit replays the same random sequences (the seed is printed). The mount
+# crash and power-loss workloads take CRASH_SEED / POWERLOSS_SEED, derived from KV_SEED.
 #
 # Scratch: the unit and crash tests (which simulate power loss themselves) run on a tmpfs
 # (/dev/shm) when it has room, as fsync on a disk would only slow them down; mount tests run
@@ -63,6 +64,9 @@ if [ -z "${KV_SEED:-}" ]; then
     KV_SEED=$((16#${commit:0:8}))
 fi
 export KV_SEED
+# The mount tests' workloads too (their kill moments still depend on timing).
+export CRASH_SEED=${CRASH_SEED:-$((KV_SEED % 1000000))}
+export POWERLOSS_SEED=${POWERLOSS_SEED:-$((KV_SEED % 1000000))}
 
 SUMMARY=()
 FAILED=0
@@ -133,6 +137,12 @@ run_ctest() {
         TESTS_TOTAL=$((TESTS_TOTAL + BASH_REMATCH[2]))
     elif [ "$rc" -ne 0 ]; then
         FAILED_TESTS+=("(ctest $* in $dir did not run: see $log)")
+    fi
+    # What the budgeted and soak tests got done (ctest shows the output of failures only).
+    if [ -f "$dir/Testing/Temporary/LastTest.log" ]; then
+        echo "---- work done by the long tests:"
+        grep -hE '^(crash: [0-9]+ iterations|[a-z+]+: [0-9]+ seeds, |concurrency: [0-9]+ batches)|^\[(crash|powerloss) .*\] PASS|^Done [0-9]+ runs' \
+            "$dir/Testing/Temporary/LastTest.log" | cut -c1-160
     fi
     while IFS= read -r line; do
         FAILED_TESTS+=("$line")
