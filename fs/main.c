@@ -50,6 +50,7 @@ struct mount_opts {
     double negative_timeout;
     char *cache_size;
     char *memtable_size;
+    char *reserve;
     char *log_level;
     int writeback; /* -o writeback=0|1, default 1 */
 };
@@ -76,6 +77,7 @@ static const struct fuse_opt mount_optspec[] = {
     MOPT("negative_timeout=%lf", negative_timeout),
     MOPT("cache_size=%s", cache_size),
     MOPT("memtable_size=%s", memtable_size),
+    MOPT("reserve=%s", reserve),
     MOPT("log_level=%s", log_level),
     MOPT("writeback=%d", writeback),
     FUSE_OPT_KEY("-f", KEY_FOREGROUND),
@@ -142,6 +144,9 @@ static void usage(FILE *f)
             "  -o negative_timeout=SEC cache time of failed lookups (default 1)\n"
             "  -o cache_size=BYTES     block cache (K, M, G suffixes; default 64M)\n"
             "  -o memtable_size=BYTES  memtable size (default 64M)\n"
+            "  -o reserve=BYTES        space kept back so that a full disk recovers: rm works\n"
+            "                          and the store compacts (default 64M, at most 1/8 of the\n"
+            "                          disk; 0: none)\n"
             "  -o log_level=error|warn|info|debug\n"
             "  -o writeback=0|1        kernel writeback cache (default 1)\n"
             "  fstab options (rw, suid, dev, exec, noatime, nofail, _netdev, ...) are accepted.\n"
@@ -466,6 +471,13 @@ static int run_mount(struct mount_opts *o, struct fuse_args *args, const char *s
         }
         ko.memtable_bytes = sz;
     }
+    if (o->reserve) {
+        if (parse_size(o->reserve, &sz)) {
+            fprintf(stderr, "kvfs: bad reserve '%s'\n", o->reserve);
+            goto out;
+        }
+        ko.reserve_bytes = sz;
+    }
     ll.writeback = o->writeback != 0;
     if (!o->sync || strcmp(o->sync, "request") == 0) {
         ko.sync_mode = KV_SYNC_ON_REQUEST;
@@ -662,6 +674,7 @@ out:
     free(o.sync);
     free(o.cache_size);
     free(o.memtable_size);
+    free(o.reserve);
     free(o.log_level);
     return ret;
 }

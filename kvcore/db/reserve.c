@@ -179,8 +179,14 @@ int reserve_open(const char *dir, const kv_options *opts, const kv_env *env, con
     }
     r->want = want;
     r->margin = want / 4 > RESERVE_MIN_MARGIN ? want / 4 : RESERVE_MIN_MARGIN;
-    if (want == 0)
+    if (want == 0) {
+        /* No reserve wanted: one left by an earlier open with a reserve only wastes space. */
+        int urc = env->unlink(env, r->path);
+        if (urc != 0 && urc != KV_ENOTFOUND)
+            kv_log(log, KV_LOG_WARN, "%s: cannot delete the unwanted space reserve: %s", r->path,
+                   kv_strerror(urc));
         return *out = r, 0;
+    }
 
     uint64_t size = 0;
     if (env->file_size(env, r->path, &size) == 0 && size > 0) {

@@ -359,6 +359,16 @@ START_TEST(test_reserve_has_the_configured_size_and_destroy_removes_it)
     ck_assert_int_eq(stat(p, &sb), 0);
     ck_assert_int_ge((int64_t)sb.st_blocks * 512, 3 << 20); /* allocated, not sparse */
     kv_close(db);
+    o.reserve_bytes = 0; /* reserve turned off: the old one is given back */
+    db = open_db(&o);
+    ck_assert_int_eq(reserve_file_size(), -1);
+    get_stats(db, &st);
+    ck_assert_uint_eq(st.reserve_bytes, 0);
+    kv_close(db);
+    o.reserve_bytes = 3 << 20;
+    db = open_db(&o);
+    ck_assert_int_eq(reserve_file_size(), 3 << 20);
+    kv_close(db);
     ck_assert_int_eq(kv_destroy(g_dir, &o), 0);
     ck_assert_int_ne(stat(g_dir, &sb), 0); /* nothing left behind, not even the directory */
 }
