@@ -601,7 +601,7 @@ int kv_write(kv_db *db, const kv_batch *b, int flags)
     if (rc == 0)
         rc = db_write(db, b, effective_sync(db, flags), 0);
     /* A full disk: release the reserve; a write that frees space gets one more try in it. */
-    if (rc == KV_ENOSPC && reserve_on_enospc(db->reserve) && (flags & KV_WRITE_RESERVE))
+    if (rc == KV_ENOSPC && reserve_on_enospc(db->reserve, 0) && (flags & KV_WRITE_RESERVE))
         rc = db_write(db, b, effective_sync(db, flags), 0);
     return rc;
 }
@@ -960,7 +960,7 @@ static void bg_failed(kv_db *db, int rc, const char *what, uint64_t *backoff, pt
     }
     db->bg_nospace = rc == KV_ENOSPC;
     if (rc == KV_ENOSPC)
-        reserve_on_enospc(db->reserve); /* the retry may use the reserve's space */
+        reserve_on_enospc(db->reserve, 1); /* the retry may use the reserve's space */
     *backoff = *backoff ? *backoff * 2 : DB_BACKOFF_MIN_US;
     if (*backoff > DB_BACKOFF_MAX_US)
         *backoff = DB_BACKOFF_MAX_US;
@@ -1489,10 +1489,22 @@ static int db_open_locked(kv_db *db)
     return rc;
 }
 
+/* The reserve monitor's request (reserve_start): freeze the memtable so that deletions
+ * accepted in low-space mode reach L0, where compaction can drop what they delete. Does not
+ * wait for the flush. */
+static void flush_for_reserve(void *arg)
+{
+    kv_db *db = arg;
+    int rc = db_write(db, NULL, 0, 1);
+    if (rc != 0)
+        kv_log(&db->log, KV_LOG_DEBUG, "low-space flush request: %s", kv_strerror(rc));
+}
+
 /* Stops the background threads, letting a flush in progress finish and abandoning a
  * compaction at its next check. */
 static void db_stop_threads(kv_db *db)
 {
+    reserve_stop(db->reserve); /* first: its monitor may still ask for a flush */
     pthread_mutex_lock(&db->mu);
     /* Atomic: compaction_run polls the flag without mu. */
     __atomic_store_n(&db->shutting_down, 1, __ATOMIC_RELEASE);
@@ -1518,7 +1530,7 @@ int kv_open(const char *path, const kv_options *opts, kv_db **out)
         return rc;
     rc = db_open_locked(db);
     if (rc == 0 && !db->opts.read_only)
-        rc = reserve_start(db->reserve);
+        rc = reserve_start(db->reserve, flush_for_reserve, db);
     if (rc == 0 && !db->opts.read_only) {
         if (pthread_create(&db->flush_thread, NULL, flush_main, db) != 0) {
             rc = KV_ENOMEM;

@@ -1,8 +1,9 @@
 /* reserve.c - the space reserve and low-space mode (see reserve.h).
  *
- * Sizes. want = reserve_bytes (KV_RESERVE_AUTO: 2 x target_file_size, enough for the WAL of a
- * batch of deletions, the flush of their memtable and a compaction writing about one output
- * table before its inputs go), capped at 1/8 of the file system. The mode ends when free space
+ * Sizes. want = reserve_bytes (KV_RESERVE_AUTO: the larger of 2 x target_file_size and
+ * memtable_bytes + target_file_size: the WAL of a batch of deletions, the flush of a full
+ * memtable, and a compaction writing about one output table before its inputs go), capped at
+ * 1/8 of the file system. The mode ends when free space
  * >= want + margin, margin = max(want / 4, 1 MiB): after the reserve is taken back there is
  * still room for a little work, so the store does not flip straight back into the mode.
  */
@@ -20,6 +21,7 @@
 #define RESERVE_CAP_DIVISOR 8
 #define RESERVE_BACKOFF_MIN_US 50000   /* first free-space check after entering the mode */
 #define RESERVE_BACKOFF_MAX_US 2000000 /* the monitor checks at least this often */
+#define RESERVE_HOLD_OFF_US 10000000   /* after a release, the released space is left alone */
 
 struct db_reserve {
     const kv_env *env;
@@ -29,11 +31,16 @@ struct db_reserve {
     uint64_t want, margin;
 
     pthread_mutex_t mu;
-    pthread_cond_t cv;   /* wakes the monitor: mode entered, or stopping */
-    int low;             /* low-space mode; protected by mu, read atomically without it */
-    uint64_t held_bytes; /* size of RESERVE as allocated by us; mu */
-    uint64_t releases;   /* mu */
-    int stopping;        /* mu */
+    pthread_cond_t cv;      /* wakes the monitor: mode entered, or stopping */
+    int low;                /* low-space mode; protected by mu, read atomically without it */
+    uint64_t held_bytes;    /* size of RESERVE as allocated by us; mu */
+    uint64_t releases;      /* mu */
+    uint64_t release_avail; /* free space right after the last release (0: none); mu */
+    uint64_t release_us;    /* when (env clock) */
+    int freed_pending;      /* a KV_WRITE_RESERVE write since the monitor's last flush; atomic */
+    void (*flush)(void *arg);
+    void *flush_arg;
+    int stopping; /* mu */
     int thread_started;
     pthread_t thread;
 };
@@ -84,7 +91,11 @@ static int acquire_locked(db_reserve *r)
     uint64_t need = r->want > r->held_bytes ? r->want - r->held_bytes : 0;
     if (need == 0)
         return 0;
-    if (avail < need + r->margin)
+    /* After a release the freed reserve itself shows as free space: for a while only space
+     * beyond it (reclaimed by compaction, or freed outside the store) ends the mode, so that
+     * the background work gets a few attempts in it before the reserve is taken back. */
+    int fresh = r->env->now_micros(r->env) - r->release_us < RESERVE_HOLD_OFF_US;
+    if (avail < need + r->margin || (r->low && fresh && avail < r->release_avail + r->margin))
         return KV_ENOSPC;
     int rc = r->env->preallocate(r->env, r->path, r->want);
     if (rc == 0) {
@@ -111,6 +122,7 @@ static int try_leave_locked(db_reserve *r)
     /* Space is back (rc == 0), or it is back but the reserve cannot be made for another
      * reason (logged): refusing writes would not help then. */
     __atomic_store_n(&r->low, 0, __ATOMIC_RELEASE);
+    r->release_avail = 0;
     kv_log(r->log, KV_LOG_WARN, "%s: free space is back; %s; low-space mode ends", r->dir,
            rc == 0 ? "space reserve re-created" : "no space reserve");
     return 1;
@@ -135,6 +147,15 @@ static void *monitor_main(void *arg)
         pthread_cond_timedwait(&r->cv, &r->mu, &ts);
         if (r->stopping || !r->low)
             continue;
+        if (r->flush && __atomic_exchange_n(&r->freed_pending, 0, __ATOMIC_ACQ_REL)) {
+            /* Deletions accepted in the mode reclaim nothing while they sit in the memtable:
+             * a small one is not flushed for a long time. */
+            pthread_mutex_unlock(&r->mu);
+            r->flush(r->flush_arg);
+            pthread_mutex_lock(&r->mu);
+            if (r->stopping || !r->low)
+                continue;
+        }
         try_leave_locked(r);
         backoff = backoff * 2 > RESERVE_BACKOFF_MAX_US ? RESERVE_BACKOFF_MAX_US : backoff * 2;
     }
@@ -167,8 +188,11 @@ int reserve_open(const char *dir, const kv_options *opts, const kv_env *env, con
     pthread_condattr_destroy(&ca);
 
     uint64_t want = opts->reserve_bytes;
-    if (want == KV_RESERVE_AUTO)
+    if (want == KV_RESERVE_AUTO) { /* the flush of a full memtable, or a compaction output */
         want = 2 * (uint64_t)opts->target_file_size;
+        if (want < (uint64_t)opts->memtable_bytes + opts->target_file_size)
+            want = (uint64_t)opts->memtable_bytes + opts->target_file_size;
+    }
     if (!env->preallocate || !env->free_space)
         want = 0; /* an env that cannot do it: no reserve, no mode */
     uint64_t total = 0, avail = 0;
@@ -202,10 +226,12 @@ int reserve_open(const char *dir, const kv_options *opts, const kv_env *env, con
     return 0;
 }
 
-int reserve_start(db_reserve *r)
+int reserve_start(db_reserve *r, void (*flush)(void *arg), void *arg)
 {
     if (!r || r->want == 0)
         return 0;
+    r->flush = flush;
+    r->flush_arg = arg;
     pthread_mutex_lock(&r->mu);
     if (!r->low && acquire_locked(r) == KV_ENOSPC) {
         __atomic_store_n(&r->low, 1, __ATOMIC_RELEASE);
@@ -221,17 +247,23 @@ int reserve_start(db_reserve *r)
     return 0;
 }
 
+void reserve_stop(db_reserve *r)
+{
+    if (!r || !r->thread_started)
+        return;
+    pthread_mutex_lock(&r->mu);
+    r->stopping = 1;
+    pthread_cond_broadcast(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+    pthread_join(r->thread, NULL);
+    r->thread_started = 0;
+}
+
 void reserve_free(db_reserve *r)
 {
     if (!r)
         return;
-    if (r->thread_started) {
-        pthread_mutex_lock(&r->mu);
-        r->stopping = 1;
-        pthread_cond_broadcast(&r->cv);
-        pthread_mutex_unlock(&r->mu);
-        pthread_join(r->thread, NULL);
-    }
+    reserve_stop(r);
     pthread_cond_destroy(&r->cv);
     pthread_mutex_destroy(&r->mu);
     free(r->path);
@@ -240,8 +272,12 @@ void reserve_free(db_reserve *r)
 
 int reserve_admit(db_reserve *r, int flags)
 {
-    if (!r || !__atomic_load_n(&r->low, __ATOMIC_ACQUIRE) || (flags & KV_WRITE_RESERVE))
+    if (!r || !__atomic_load_n(&r->low, __ATOMIC_ACQUIRE))
         return 0;
+    if (flags & KV_WRITE_RESERVE) {
+        __atomic_store_n(&r->freed_pending, 1, __ATOMIC_RELEASE);
+        return 0;
+    }
     /* A refused write looks at the free space every time (one statvfs): space freed outside
      * the store is usable at once, and a transient ENOSPC ends the mode on the next write. */
     pthread_mutex_lock(&r->mu);
@@ -251,14 +287,20 @@ int reserve_admit(db_reserve *r, int flags)
     return rc;
 }
 
-int reserve_on_enospc(db_reserve *r)
+int reserve_on_enospc(db_reserve *r, int background)
 {
     if (!r || r->want == 0)
         return 0;
     pthread_mutex_lock(&r->mu);
     int freed = r->held_bytes > 0;
-    if (freed)
-        release_locked(r, "the disk is full");
+    if (freed) {
+        release_locked(r, background ? "a flush or compaction found the disk full"
+                                     : "the disk is full");
+        /* A WAL append fails only when the disk is full; a compaction may also fail because
+         * it wants more than is free: then the released space is left to it for a while. */
+        r->release_avail = background ? avail_bytes(r, NULL) : 0;
+        r->release_us = r->env->now_micros(r->env);
+    }
     if (!r->low) {
         __atomic_store_n(&r->low, 1, __ATOMIC_RELEASE);
         if (!freed)

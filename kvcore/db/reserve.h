@@ -40,8 +40,13 @@ int reserve_open(const char *dir, const kv_options *opts, const kv_env *env, con
 /* After a successful recovery: allocates (or tops up) RESERVE if the free space allows,
  * else enters low-space mode, then starts the monitor thread. Errors other than lack of space
  * are logged and leave the store without a reserve; returns 0, or KV_ENOMEM if the thread
- * cannot start. */
-int reserve_start(db_reserve *r);
+ * cannot start. In low-space mode, after writes that free space, the monitor calls
+ * flush(arg) (without any lock of this module held) so that their deletions reach the tables,
+ * where a compaction can drop what they delete. */
+int reserve_start(db_reserve *r, void (*flush)(void *arg), void *arg);
+
+/* Stops the monitor thread (it calls flush no more). Idempotent; NULL is a no-op. */
+void reserve_stop(db_reserve *r);
 
 /* Stops the monitor thread and frees r (the file stays). NULL is a no-op. */
 void reserve_free(db_reserve *r);
@@ -53,9 +58,11 @@ void reserve_free(db_reserve *r);
 int reserve_admit(db_reserve *r, int flags);
 
 /* Something failed with KV_ENOSPC: releases the reserve (deletes RESERVE) if it is held and
- * enters low-space mode. Returns 1 if space was released by this call (a retry may now fit),
- * else 0. NULL r: 0. Thread-safe. */
-int reserve_on_enospc(db_reserve *r);
+ * enters low-space mode. background: a flush or compaction failed (not the WAL); it may have
+ * wanted more than the disk has free, so for a while the mode then ends only once free space
+ * exceeds what the release left. Returns 1 if space was released by this call (a retry may
+ * now fit), else 0. NULL r: 0. Thread-safe. */
+int reserve_on_enospc(db_reserve *r, int background);
 
 /* For kv_get_stats: whether low-space mode is on, bytes held, releases so far. Thread-safe. */
 void reserve_get_stats(db_reserve *r, uint64_t *low, uint64_t *held, uint64_t *releases);

@@ -237,6 +237,40 @@ START_TEST(test_reserve_monitor_ends_low_space_mode_without_writes)
 }
 END_TEST
 
+START_TEST(test_reserve_deletions_in_low_space_mode_are_flushed_without_asking)
+{
+    fault_env *fe = fault_env_new(7);
+    kv_options o = small_opts(fault_env_env(fe));
+    o.memtable_bytes = 4 << 20; /* the deletions alone would never fill it */
+    kv_db *db = open_db(&o);
+    tu_model m;
+    tu_model_init(&m);
+    fill_until_full(db, fe, &m, 48 << 10);
+    kv_stats st;
+    get_stats(db, &st);
+    ck_assert_uint_eq(st.low_space, 1);
+    uint64_t flushes = st.flushes;
+    char k[32];
+    for (int i = 0; i < 20; i++) {
+        key_of(k, sizeof k, i);
+        ck_assert_int_eq(kv_delete(db, k, strlen(k), KV_WRITE_RESERVE), 0);
+        tu_model_delete(&m, k, strlen(k));
+    }
+    /* The monitor (backoff up to 2 s) flushes them so that compaction can reclaim space. */
+    for (int tries = 0; get_stats(db, &st), st.flushes == flushes; tries++) {
+        ck_assert_int_lt(tries, 500);
+        usleep(10000);
+    }
+    expect_model(db, &m);
+    kv_close(db);
+    db = open_db(&o);
+    expect_model(db, &m);
+    kv_close(db);
+    tu_model_free(&m);
+    fault_env_free(fe);
+}
+END_TEST
+
 START_TEST(test_reserve_is_released_at_open_on_a_full_disk)
 {
     fault_env *fe = fault_env_new(3);
@@ -498,6 +532,7 @@ static Suite *reserve_suite(void)
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_reserve_full_disk_refuses_writes_accepts_deletes_and_recovers);
     tcase_add_test(tc, test_reserve_monitor_ends_low_space_mode_without_writes);
+    tcase_add_test(tc, test_reserve_deletions_in_low_space_mode_are_flushed_without_asking);
     tcase_add_test(tc, test_reserve_is_released_at_open_on_a_full_disk);
     tcase_add_test(tc, test_reserve_compaction_that_cannot_fit_fails_cleanly);
     tcase_add_test(tc, test_reserve_has_the_configured_size_and_destroy_removes_it);
