@@ -771,7 +771,7 @@ int compaction_run(compaction *c, uint64_t smallest_snapshot, const volatile int
     memset(&out, 0, sizeof out);
 
     for (iter_seek_first(in); iter_valid(in); iter_next(in)) {
-        if (shutting_down && *shutting_down) {
+        if (shutting_down && __atomic_load_n(shutting_down, __ATOMIC_ACQUIRE)) {
             rc = KV_ECLOSED;
             break;
         }
