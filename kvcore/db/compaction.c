@@ -422,6 +422,16 @@ void version_compute_score(version *v, const kv_options *opts)
     v->compaction_level = best_level;
 }
 
+/* The level of v that holds f, or -1. */
+static int seek_file_level(const version *v, const file_meta *f)
+{
+    for (int l = 0; l < KV_MAX_LEVELS; l++)
+        for (int i = 0; i < v->nfiles[l]; i++)
+            if (v->files[l][i] == f)
+                return l;
+    return -1;
+}
+
 compaction *version_set_pick_compaction(version_set *vs)
 {
     const kv_options *opts = version_set_get_ctx(vs)->opts;
@@ -429,25 +439,34 @@ compaction *version_set_pick_compaction(version_set *vs)
         return pick_tiered(vs);
 
     version *v = version_set_current(vs);
-    if (v->compaction_score < 1 || v->compaction_level < 0)
-        return NULL;
-    int level = v->compaction_level;
-    if (v->nfiles[level] == 0)
-        return NULL; /* cannot happen: a score >= 1 needs files */
+    int level;
+    file_meta *pick = NULL;
+    if (v->compaction_score >= 1 && v->compaction_level >= 0) {
+        level = v->compaction_level;
+        if (v->nfiles[level] == 0)
+            return NULL; /* cannot happen: a score >= 1 needs files */
+        /* Round robin: the first file after the key where the last compaction of this level
+         * stopped, wrapping around to the start. */
+        const buf *ptr = version_set_compact_pointer(vs, level);
+        pick = v->files[level][0];
+        for (int i = 0; ptr->len > 0 && i < v->nfiles[level]; i++) {
+            if (ikey_compare(largest_of(v->files[level][i]), buf_slice(ptr)) > 0) {
+                pick = v->files[level][i];
+                break;
+            }
+        }
+    } else {
+        /* A table that lookups keep probing in vain (version.h, allowed_seeks). Asked once:
+         * whatever happens, the mark is dropped so that the picker never spins on it. */
+        file_meta *seek = __atomic_exchange_n(&v->seek_file, NULL, __ATOMIC_ACQ_REL);
+        level = seek ? seek_file_level(v, seek) : -1;
+        if (level < 0 || level + 1 >= KV_MAX_LEVELS)
+            return NULL;
+        pick = seek;
+    }
     compaction *c = compaction_new(vs, level, level + 1);
     if (c == NULL)
         return NULL;
-
-    /* Round robin: the first file after the key where the last compaction of this level
-     * stopped, wrapping around to the start. */
-    const buf *ptr = version_set_compact_pointer(vs, level);
-    file_meta *pick = v->files[level][0];
-    for (int i = 0; ptr->len > 0 && i < v->nfiles[level]; i++) {
-        if (ikey_compare(largest_of(v->files[level][i]), buf_slice(ptr)) > 0) {
-            pick = v->files[level][i];
-            break;
-        }
-    }
     int rc = list_add(&c->inputs[0], pick);
     if (rc == 0 && level == 0) {
         slice s = ikey_user_key(smallest_of(pick)), l = ikey_user_key(largest_of(pick));

@@ -696,11 +696,18 @@ int kv_get(kv_db *db, const kv_snapshot *snap, const void *key, size_t klen, voi
     slice k = slice_make(key, klen);
     buf value;
     buf_init(&value);
+    int seek_due = 0;
     int rc = memtable_get(mem, k, seq, &value);
     if (rc == MEMTABLE_ABSENT && imm)
         rc = memtable_get(imm, k, seq, &value);
     if (rc == MEMTABLE_ABSENT)
-        rc = version_get(v, k, seq, &value);
+        rc = version_get_counted(v, k, seq, &value, &seek_due);
+    if (seek_due) {
+        /* This lookup marked a table for a seek compaction (version.h): start it. */
+        pthread_mutex_lock(&db->mu);
+        pthread_cond_signal(&db->work_cv);
+        pthread_mutex_unlock(&db->mu);
+    }
     db_release_read_view(db, mem, imm, v);
 
     if (rc == MEMTABLE_FOUND) {

@@ -61,6 +61,14 @@ struct version_set {
 
 /* ---- file_meta ------------------------------------------------------------------------------ */
 
+/* A table earns one allowed seek per this many bytes, and at least VERSION_MIN_SEEKS. LevelDB's
+ * reasoning: a seek costs about as much as compacting 16 KiB, so a table probed in vain more
+ * often than that is cheaper to merge into the next level. The floor is 1000, not LevelDB's
+ * 100: a probe that the Bloom filter or a cached block answers costs microseconds, so small
+ * tables are left alone until the reads clearly pay for a compaction. */
+#define VERSION_SEEK_BYTES 16384
+#define VERSION_MIN_SEEKS 1000
+
 static file_meta *file_meta_new(uint64_t number, uint64_t size, slice smallest, slice largest,
                                 uint64_t largest_seq)
 {
@@ -77,6 +85,10 @@ static file_meta *file_meta_new(uint64_t number, uint64_t size, slice smallest, 
     m->number = number;
     m->size = size;
     m->largest_seq = largest_seq;
+    uint64_t seeks = size / VERSION_SEEK_BYTES;
+    m->allowed_seeks = seeks < VERSION_MIN_SEEKS ? VERSION_MIN_SEEKS
+                       : seeks > INT32_MAX       ? INT32_MAX
+                                                 : (int)seeks;
     return m;
 }
 
@@ -621,23 +633,55 @@ static int probe_table(version *v, file_meta *f, slice lookup, get_state *st)
     return st->result != MEMTABLE_ABSENT;
 }
 
+/* One lookup probed f first and had to go on: charges f and, when its allowance runs out,
+ * marks it in v. Returns 1 if this call marked it. */
+static int charge_seek(version *v, file_meta *f)
+{
+    if (__atomic_sub_fetch(&f->allowed_seeks, 1, __ATOMIC_RELAXED) != 0)
+        return 0;
+    file_meta *expected = NULL;
+    return __atomic_compare_exchange_n(&v->seek_file, &expected, f, 0, __ATOMIC_RELEASE,
+                                       __ATOMIC_RELAXED);
+}
+
 int version_get(version *v, slice user_key, uint64_t seq, buf *value)
 {
+    return version_get_counted(v, user_key, seq, value, NULL);
+}
+
+int version_get_counted(version *v, slice user_key, uint64_t seq, buf *value, int *seek_due)
+{
+    if (seek_due)
+        *seek_due = 0;
+    /* The lookup key: on the stack when it fits (every kv_get comes here), else malloc'd. */
+    char stack_key[128];
     buf lookup;
     buf_init(&lookup);
-    if (ikey_append(&lookup, user_key, seq, IKEY_TYPE_FOR_SEEK)) {
-        buf_free(&lookup);
-        return KV_ENOMEM;
+    slice lk;
+    if (user_key.size <= sizeof(stack_key) - IKEY_TAG_SIZE) {
+        if (user_key.size)
+            memcpy(stack_key, user_key.data, user_key.size);
+        coding_put_fixed64(stack_key + user_key.size, ikey_pack_tag(seq, IKEY_TYPE_FOR_SEEK));
+        lk = slice_make(stack_key, user_key.size + IKEY_TAG_SIZE);
+    } else {
+        if (ikey_append(&lookup, user_key, seq, IKEY_TYPE_FOR_SEEK)) {
+            buf_free(&lookup);
+            return KV_ENOMEM;
+        }
+        lk = buf_slice(&lookup);
     }
-    slice lk = buf_slice(&lookup);
     get_state st = {user_key, value, MEMTABLE_ABSENT, 0, 0, v->vset->ctx.log};
     int rc = 0;
+    file_meta *first = NULL; /* the first table probed, charged if another one is probed */
+    int probes = 0;
 
     for (int i = 0; rc == 0 && i < v->nfiles[0]; i++) {
         file_meta *f = v->files[0][i];
         if (slice_compare(user_key, ikey_user_key(buf_slice(&f->smallest))) < 0 ||
             slice_compare(user_key, ikey_user_key(buf_slice(&f->largest))) > 0)
             continue;
+        if (probes++ == 0)
+            first = f;
         rc = probe_table(v, f, lk, &st);
     }
     for (int l = 1; rc == 0 && l < KV_MAX_LEVELS; l++) {
@@ -654,9 +698,13 @@ int version_get(version *v, slice user_key, uint64_t seq, buf *value)
         file_meta *f = v->files[l][lo];
         if (slice_compare(user_key, ikey_user_key(buf_slice(&f->smallest))) < 0)
             continue;
+        if (probes++ == 0)
+            first = f;
         rc = probe_table(v, f, lk, &st);
     }
     buf_free(&lookup);
+    if (rc >= 0 && probes >= 2 && charge_seek(v, first) && seek_due)
+        *seek_due = 1;
     if (rc < 0)
         return rc;
     return st.result;
@@ -1466,7 +1514,10 @@ uint64_t version_set_pending_compaction_bytes(const version_set *vs)
 
 int version_set_needs_compaction(const version_set *vs)
 {
-    return vs->current->compaction_score >= 1;
+    if (vs->current->compaction_score >= 1)
+        return 1;
+    return vs->ctx.opts->compaction_style == KV_COMPACTION_LEVELED &&
+           __atomic_load_n(&vs->current->seek_file, __ATOMIC_ACQUIRE) != NULL;
 }
 
 const version_set_ctx *version_set_get_ctx(const version_set *vs)

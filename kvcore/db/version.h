@@ -38,6 +38,12 @@ typedef struct file_meta {
      * version set's last_sequence, which is right for a memtable flush (its entries are newer
      * than every table already in L0). table_build and compaction_run fill it exactly. */
     uint64_t largest_seq;
+    /* Added: lookups that may still probe this table in vain before it is compacted (LevelDB's
+     * allowed_seeks: one per 16 KiB of table, at least 1000). A kv_get that probes this table
+     * first and then has to probe another charges one; at zero the table is marked for a
+     * compaction (version.seek_file), so that a key's versions spread over overlapping tables
+     * are merged once reads show they cost. In memory only; atomic, mu not needed. */
+    int allowed_seeks;
 } file_meta;
 
 /* ---- Version edits ------------------------------------------------------------------------ */
@@ -88,11 +94,14 @@ typedef struct version_set version_set;
 
 typedef struct version {
     version_set *vset;
-    int refs;                          /* protected by mu */
-    file_meta **files[KV_MAX_LEVELS];  /* per level; L0 newest first, others by smallest key */
+    int refs;                         /* protected by mu */
+    file_meta **files[KV_MAX_LEVELS]; /* per level; L0 newest first, others by smallest key */
     int nfiles[KV_MAX_LEVELS];
-    double compaction_score;           /* >= 1 means a compaction is needed */
+    double compaction_score; /* >= 1 means a compaction is needed */
     int compaction_level;
+    /* Added: a table of this version whose allowed_seeks ran out (NULL: none). Set once, by
+     * compare-and-swap from any reading thread; read by the compaction picker (mu held). */
+    file_meta *seek_file;
 } version;
 
 void version_ref(version *v);   /* mu held */
@@ -102,6 +111,10 @@ void version_unref(version *v); /* mu held */
  * per level). Returns MEMTABLE_FOUND (value appended to *value), MEMTABLE_DELETED,
  * MEMTABLE_ABSENT, or an error (KV_ECORRUPT/KV_EIO/KV_ENOMEM). mu need not be held. */
 int version_get(version *v, slice user_key, uint64_t seq, buf *value);
+/* Added: version_get that also sets *seek_due to 1 when this lookup used up a table's allowed
+ * seeks and marked it for compaction (the caller should then wake the compaction thread),
+ * else 0. mu need not be held. */
+int version_get_counted(version *v, slice user_key, uint64_t seq, buf *value, int *seek_due);
 
 /* Appends to *its (growing the malloc'd array, count in *n) one iterator per L0 table and one
  * concatenating iterator per non-empty deeper level. mu need not be held; v must stay

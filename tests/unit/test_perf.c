@@ -1,0 +1,245 @@
+/* test_perf.c - behaviour behind kvcore's performance work: seek-triggered compaction, the
+ * allocation-free single-op write path, and the merger's cached child keys.
+ */
+#include <check.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "kvcore/kv.h"
+#include "testutil.h"
+
+static char *g_dir;
+
+static void setup(void)
+{
+    g_dir = tu_tempdir("perf");
+    ck_assert_ptr_nonnull(g_dir);
+}
+
+static void teardown(void)
+{
+    tu_rmtree(g_dir);
+    free(g_dir);
+}
+
+static kv_db *open_db(void)
+{
+    kv_options o;
+    kv_options_init(&o);
+    o.memtable_bytes = 1u << 20; /* nothing flushes by itself in these tests */
+    o.compression = 0;
+    o.l0_compaction_trigger = 8; /* two L0 tables never score a compaction */
+    o.l0_slowdown_trigger = 16;
+    o.l0_stop_trigger = 24;
+    kv_db *db = NULL;
+    ck_assert_int_eq(kv_open(g_dir, &o, &db), 0);
+    return db;
+}
+
+static void key_of(char *k, int i, int parity)
+{
+    snprintf(k, 16, "key%06d", 2 * i + parity);
+}
+
+/* Two overlapping L0 tables: the older holds the even keys, the newer the odd ones. */
+static void make_two_l0_tables(kv_db *db, int n)
+{
+    char k[16], v[32];
+    for (int parity = 0; parity < 2; parity++) {
+        for (int i = 0; i < n; i++) {
+            key_of(k, i, parity);
+            snprintf(v, sizeof v, "value-%s", k);
+            ck_assert_int_eq(kv_put(db, k, strlen(k), v, strlen(v), 0), 0);
+        }
+        ck_assert_int_eq(kv_flush(db), 0);
+    }
+    kv_stats st;
+    ck_assert_int_eq(kv_get_stats(db, &st), 0);
+    ck_assert_uint_eq(st.level_files[0], 2);
+}
+
+static void get_expect(kv_db *db, const char *k)
+{
+    void *val;
+    size_t vlen;
+    char want[32];
+    snprintf(want, sizeof want, "value-%s", k);
+    ck_assert_int_eq(kv_get(db, NULL, k, strlen(k), &val, &vlen), 0);
+    ck_assert_uint_eq(vlen, strlen(want));
+    ck_assert(memcmp(val, want, vlen) == 0);
+    kv_free(val);
+}
+
+/* Waits up to 10 s for L0 to hold at most max_l0 tables; returns the last count seen. */
+static uint64_t wait_l0_at_most(kv_db *db, uint64_t max_l0)
+{
+    kv_stats st;
+    for (int i = 0; i < 1000; i++) {
+        ck_assert_int_eq(kv_get_stats(db, &st), 0);
+        if (st.level_files[0] <= max_l0)
+            break;
+        usleep(10000);
+    }
+    return st.level_files[0];
+}
+
+START_TEST(test_perf_lookups_that_miss_in_the_newer_table_compact_it)
+{
+    kv_db *db = open_db();
+    make_two_l0_tables(db, 500);
+    /* Every even key but the first is looked for in the newer table first (its range
+     * overlaps), in vain: each such lookup charges that table one of its 1000 allowed seeks. */
+    char k[16];
+    for (int round = 0; round < 3; round++)
+        for (int i = 0; i < 500; i++) {
+            key_of(k, i, 0);
+            get_expect(db, k);
+        }
+    ck_assert_uint_eq(wait_l0_at_most(db, 0), 0);
+    kv_stats st;
+    ck_assert_int_eq(kv_get_stats(db, &st), 0);
+    ck_assert_uint_ge(st.compactions, 1);
+    /* Nothing was lost or changed by the compaction. */
+    for (int i = 0; i < 500; i++) {
+        key_of(k, i, 0);
+        get_expect(db, k);
+        key_of(k, i, 1);
+        get_expect(db, k);
+    }
+    kv_close(db);
+}
+END_TEST
+
+START_TEST(test_perf_lookups_found_in_the_first_table_compact_nothing)
+{
+    kv_db *db = open_db();
+    make_two_l0_tables(db, 500);
+    char k[16];
+    for (int round = 0; round < 3; round++)
+        for (int i = 0; i < 500; i++) {
+            key_of(k, i, 1); /* odd keys: in the newer table, the first probed */
+            get_expect(db, k);
+        }
+    usleep(200000);
+    kv_stats st;
+    ck_assert_int_eq(kv_get_stats(db, &st), 0);
+    ck_assert_uint_eq(st.level_files[0], 2);
+    ck_assert_uint_eq(st.compactions, 0);
+    kv_close(db);
+}
+END_TEST
+
+START_TEST(test_perf_single_puts_and_deletes_of_every_size_round_trip)
+{
+    kv_db *db = open_db();
+    /* Around the stack buffer of a single-op write (512 bytes) and far beyond it. */
+    size_t sizes[] = {0, 1, 100, 480, 481, 490, 491, 492, 500, 511, 512, 513, 4096, 100000};
+    size_t n = sizeof(sizes) / sizeof(sizes[0]);
+    char *big = malloc(100001);
+    for (size_t i = 0; i < 100001; i++)
+        big[i] = (char)('a' + i % 23);
+    for (size_t i = 0; i < n; i++)
+        for (size_t j = 0; j < n; j++) {
+            if (sizes[i] == 0 && j > 0)
+                continue;
+            char kbuf[16];
+            /* keys of sizes[i] bytes: a distinct prefix, then filler */
+            size_t klen = sizes[i] < 8 ? 8 : sizes[i];
+            char *key = malloc(klen);
+            memcpy(key, big, klen);
+            snprintf(kbuf, sizeof kbuf, "%02zu%02zu", i, j);
+            memcpy(key, kbuf, 4);
+            ck_assert_int_eq(kv_put(db, key, klen, big + 1, sizes[j], 0), 0);
+            void *val;
+            size_t vlen;
+            ck_assert_int_eq(kv_get(db, NULL, key, klen, &val, &vlen), 0);
+            ck_assert_uint_eq(vlen, sizes[j]);
+            ck_assert(vlen == 0 || memcmp(val, big + 1, vlen) == 0);
+            kv_free(val);
+            ck_assert_int_eq(kv_delete(db, key, klen, 0), 0);
+            ck_assert_int_eq(kv_get(db, NULL, key, klen, &val, &vlen), KV_ENOTFOUND);
+            free(key);
+        }
+    /* After a reopen (WAL replay) every delete still holds. */
+    kv_close(db);
+    db = open_db();
+    kv_iter *it = kv_iter_new(db, NULL);
+    kv_iter_seek_first(it);
+    ck_assert(!kv_iter_valid(it));
+    ck_assert_int_eq(kv_iter_status(it), 0);
+    kv_iter_free(it);
+    free(big);
+    kv_close(db);
+}
+END_TEST
+
+START_TEST(test_perf_scan_over_overlapping_tables_and_memtable_is_exact)
+{
+    /* Three sources (two L0 tables, the memtable) interleave and shadow each other; a forward
+     * and a backward scan, with a direction switch in the middle, must see each key's newest
+     * value exactly once. */
+    kv_db *db = open_db();
+    make_two_l0_tables(db, 300);
+    char k[16], v[32];
+    for (int i = 0; i < 600; i += 3) { /* newer values for every third key, in the memtable */
+        snprintf(k, sizeof k, "key%06d", i);
+        snprintf(v, sizeof v, "new-%s", k);
+        ck_assert_int_eq(kv_put(db, k, strlen(k), v, strlen(v), 0), 0);
+    }
+    kv_iter *it = kv_iter_new(db, NULL);
+    int i = 0;
+    for (kv_iter_seek_first(it); kv_iter_valid(it); kv_iter_next(it), i++) {
+        size_t kl, vl;
+        const char *kk = kv_iter_key(it, &kl);
+        const char *vv = kv_iter_value(it, &vl);
+        snprintf(k, sizeof k, "key%06d", i);
+        snprintf(v, sizeof v, i % 3 == 0 ? "new-%s" : "value-%s", k);
+        ck_assert_uint_eq(kl, strlen(k));
+        ck_assert(memcmp(kk, k, kl) == 0);
+        ck_assert_uint_eq(vl, strlen(v));
+        ck_assert(memcmp(vv, v, vl) == 0);
+        if (i == 299) { /* one step back and forth in the middle */
+            kv_iter_prev(it);
+            kk = kv_iter_key(it, &kl);
+            ck_assert(kl == 9 && memcmp(kk, "key000298", 9) == 0);
+            kv_iter_next(it);
+            kk = kv_iter_key(it, &kl);
+            ck_assert(kl == 9 && memcmp(kk, "key000299", 9) == 0);
+        }
+    }
+    ck_assert_int_eq(i, 600);
+    ck_assert_int_eq(kv_iter_status(it), 0);
+    for (kv_iter_seek_last(it); kv_iter_valid(it); kv_iter_prev(it))
+        i--;
+    ck_assert_int_eq(i, 0);
+    kv_iter_free(it);
+    kv_close(db);
+}
+END_TEST
+
+static Suite *perf_suite(void)
+{
+    Suite *s = suite_create("perf");
+    TCase *tc = tcase_create("perf");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_perf_lookups_that_miss_in_the_newer_table_compact_it);
+    tcase_add_test(tc, test_perf_lookups_found_in_the_first_table_compact_nothing);
+    tcase_add_test(tc, test_perf_single_puts_and_deletes_of_every_size_round_trip);
+    tcase_add_test(tc, test_perf_scan_over_overlapping_tables_and_memtable_is_exact);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(perf_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
