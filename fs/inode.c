@@ -139,8 +139,9 @@ int fs_setattr(struct fs *fs, const struct fs_ctx *ctx, uint64_t ino, const stru
             rc = fs_truncate_locked(fs, b, &in, (uint64_t)attr->st_size);
             if (rc)
                 goto out;
-            in.mtime = now;
         }
+        /* as on ext4, a truncate updates mtime (and ctime) even when the size stays the same */
+        in.mtime = now;
     }
     if (to_set & FS_SET_ATIME_NOW)
         in.atime = now;
