@@ -476,12 +476,12 @@ int fs_fallocate(struct fs *fs, uint64_t ino, int mode, uint64_t off, uint64_t l
         if (off < end)
             rc = punch_locked(fs, b, &in, off, end);
         in.mtime = in.ctime = now;
-    } else if (mode == 0 && off + len > in.size) {
-        /* Space is not reserved (chunks are written lazily); the size grows as ext4's does. */
-        in.size = off + len;
-        in.ctime = now;
     } else {
-        goto out;
+        /* Space is not reserved (chunks are written lazily); the size grows as ext4's does, and
+         * as on ext4 every successful allocation updates mtime and ctime (file_modified) */
+        if (mode == 0 && off + len > in.size)
+            in.size = off + len;
+        in.mtime = in.ctime = now;
     }
     if (rc == 0)
         rc = fs_batch_put_inode(b, &in, NULL, 0);
