@@ -19,6 +19,7 @@
 #include <linux/falloc.h>
 #include <linux/fs.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -33,6 +34,7 @@
 #include <sys/sysmacros.h>
 #include <sys/time.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <sys/xattr.h>
 #include <time.h>
 #include <unistd.h>
@@ -1673,6 +1675,262 @@ static void t_sync_and_nlink(void)
 
 /* ---- unprivileged mode ------------------------------------------------------------------- */
 
+/* Checks derived from what pjdfstest verifies on Linux (ctime/mtime side effects, limits, the
+ * choices among errnos), each as ext4 behaves. */
+static void t_pjd_times(void)
+{
+    if (enter("pjd-times") < 0)
+        return;
+    struct stat a, b;
+
+    make_str("empty", "");
+    a = lst("empty");
+    tick();
+    int fd = (int)OK(open("empty", O_WRONLY | O_TRUNC), "open O_TRUNC an existing empty file");
+    if (fd >= 0)
+        close(fd);
+    b = lst("empty");
+    CHK(ts_cmp(b.st_mtim, a.st_mtim) > 0 && ts_cmp(b.st_ctim, a.st_ctim) > 0,
+        "O_TRUNC of an empty file still updates mtime and ctime");
+
+    /* truncate(2) to the same size is not checked: under the FUSE writeback cache the kernel
+     * owns a regular file's mtime and only advances it when the size changes */
+    make_str("same", "abc");
+    a = lst("same");
+    tick();
+    fd = open("same", O_RDWR);
+    OK(ftruncate(fd, 3), "ftruncate to the current size");
+    if (fd >= 0)
+        close(fd);
+    b = lst("same");
+    CHK(ts_cmp(b.st_mtim, a.st_mtim) > 0 && ts_cmp(b.st_ctim, a.st_ctim) > 0,
+        "ftruncate to the same size updates mtime and ctime");
+
+    make_str("own", "o");
+    OK(chown("own", 0, 0), "setup: chown own 0:0");
+    a = lst("own");
+    tick();
+    OK(chown("own", 0, 0), "chown to the ids it already has");
+    CHK(ts_cmp(lst("own").st_ctim, a.st_ctim) > 0, "chown to the same ids updates ctime");
+    a = lst("own");
+    tick();
+    OK(chown("own", (uid_t)-1, (gid_t)-1), "chown -1 -1");
+    CHK(ts_cmp(lst("own").st_ctim, a.st_ctim) > 0, "chown -1 -1 updates ctime (as on ext4)");
+    a = lst("own");
+    tick();
+    OK(chmod("own", a.st_mode & 07777), "chmod to the mode it already has");
+    CHK(ts_cmp(lst("own").st_ctim, a.st_ctim) > 0, "chmod to the same mode updates ctime");
+    OK(chmod("own", 06555), "chmod 06555");
+    OK(chown("own", (uid_t)-1, (gid_t)-1), "chown -1 -1 of a setuid/setgid executable");
+    CHK((lst("own").st_mode & 07777) == 0555, "root's chown -1 -1 clears setuid/setgid (mode %o)",
+        lst("own").st_mode & 07777);
+
+    make_str("mv", "m");
+    a = lst("mv");
+    tick();
+    OK(rename("mv", "mv2"), "rename a file");
+    CHK(ts_cmp(lst("mv2").st_ctim, a.st_ctim) > 0, "rename updates the moved file's ctime");
+    OK(mkdir("mvd", 0755), "mkdir mvd");
+    a = lst("mvd");
+    tick();
+    OK(rename("mvd", "mvd2"), "rename a directory");
+    CHK(ts_cmp(lst("mvd2").st_ctim, a.st_ctim) > 0, "rename updates the moved directory's ctime");
+    OK(symlink("mv2", "mvs"), "symlink mvs");
+    a = lst("mvs");
+    tick();
+    OK(rename("mvs", "mvs2"), "rename a symlink");
+    CHK(ts_cmp(lst("mvs2").st_ctim, a.st_ctim) > 0, "rename updates the moved symlink's ctime");
+
+    OK(link("mv2", "mvl"), "link mv2 mvl");
+    a = lst("mv2");
+    OK(rename("mv2", "mvl"), "rename onto another name of the same inode");
+    CHK(lst("mv2").st_nlink == 2 && lst("mvl").st_nlink == 2 && lst("mv2").st_ino == a.st_ino,
+        "rename between two links of one inode does nothing (both names stay)");
+    OK(rename("mvl", "mvl"), "rename a name onto itself");
+    CHK(lst("mvl").st_ino == a.st_ino && lst("mvl").st_nlink == 2, "self-rename changes nothing");
+
+    OK(mkdir("p1", 0755), "mkdir p1");
+    OK(mkdir("p2", 0755), "mkdir p2");
+    OK(mkdir("p1/sub", 0755), "mkdir p1/sub");
+    OK(rename("p1/sub", "p2/sub"), "move a directory to another parent");
+    struct stat dd;
+    CHK(stat("p2/sub/..", &dd) == 0 && dd.st_ino == lst("p2").st_ino,
+        "the moved directory's .. is its new parent");
+    CHK(lst("p1").st_nlink == 2 && lst("p2").st_nlink == 3,
+        "parents' link counts follow the move (p1 %lu, p2 %lu)", (unsigned long)lst("p1").st_nlink,
+        (unsigned long)lst("p2").st_nlink);
+    OK(mkdir("p1/empty", 0755), "mkdir p1/empty");
+    OK(rename("p2/sub", "p1/empty"), "rename a directory onto an empty directory");
+    CHK(S_ISDIR(lst("p1/empty").st_mode) && lst("p2/sub").st_nlink == (nlink_t)-1,
+        "the empty directory was replaced");
+
+    OK(symlink("nowhere", "sl"), "symlink sl");
+    OK(link("sl", "slh"), "hard link to a symlink");
+    CHK(S_ISLNK(lst("slh").st_mode) && lst("slh").st_ino == lst("sl").st_ino,
+        "link of a symlink links the symlink itself");
+    leave();
+}
+
+static void t_pjd_limits(void)
+{
+    if (enter("pjd-limits") < 0)
+        return;
+    char *t = xmalloc(PATH_MAX + 1);
+    memset(t, 'x', PATH_MAX);
+    t[PATH_MAX - 1] = 0;
+    OK(symlink(t, "s4095"), "symlink with a PATH_MAX-1 (4095) byte target");
+    char *r = xmalloc(PATH_MAX + 1);
+    CHK(readlink("s4095", r, PATH_MAX + 1) == PATH_MAX - 1 && memcmp(r, t, PATH_MAX - 1) == 0,
+        "the 4095-byte target reads back exactly");
+    t[PATH_MAX - 1] = 'x';
+    t[PATH_MAX] = 0;
+    ERR(symlink(t, "s4096"), ENAMETOOLONG, "symlink with a PATH_MAX target -> ENAMETOOLONG");
+
+    /* a relative path of PATH_MAX-1 bytes through 20 directories of 200-byte names works; one
+     * byte more is ENAMETOOLONG */
+    char comp[201];
+    memset(comp, 'd', 200);
+    comp[200] = 0;
+    size_t len = 0;
+    int ok = 1;
+    for (int i = 0; i < 20 && ok; i++) {
+        if (i)
+            t[len++] = '/';
+        memcpy(t + len, comp, 200);
+        len += 200;
+        t[len] = 0;
+        ok = mkdir(t, 0755) == 0;
+    }
+    CHK(ok, "20 nested directories with 200-byte names");
+    t[len++] = '/';
+    memset(t + len, 'f', PATH_MAX - 1 - len);
+    t[PATH_MAX - 1] = 0;
+    int fd = (int)OK(open(t, O_WRONLY | O_CREAT, 0644), "create through a 4095-byte path");
+    if (fd >= 0)
+        close(fd);
+    t[PATH_MAX - 1] = 'g';
+    t[PATH_MAX] = 0;
+    ERR(open(t, O_WRONLY | O_CREAT, 0644), ENAMETOOLONG, "create through a 4096-byte path");
+    /* remove the tree here: nftw in the cleanup would build absolute paths beyond PATH_MAX */
+    t[PATH_MAX - 1] = 0;
+    ok = unlink(t) == 0;
+    for (size_t end = len - 1; ok && end > 0; end -= 201) {
+        t[end] = 0;
+        ok = rmdir(t) == 0;
+        if (end < 201)
+            break;
+    }
+    CHK(ok, "remove the deep tree");
+    ERR(mknod("dirnode", S_IFDIR | 0755, 0), EPERM, "mknod S_IFDIR -> EPERM");
+    free(t);
+    free(r);
+
+    mode_t old = umask(027);
+    OK(mkfifo("fifo", 0777), "mkfifo 0777 under umask 027");
+    CHK((lst("fifo").st_mode & 07777) == 0750, "umask applies to mkfifo (mode %o)",
+        lst("fifo").st_mode & 07777);
+    OK(mkdir("ud", 03777), "mkdir 03777 under umask 027");
+    CHK((lst("ud").st_mode & 07777) == 01750,
+        "mkdir keeps sticky, drops setgid, applies umask (%o)", lst("ud").st_mode & 07777);
+    fd = open("uf", O_WRONLY | O_CREAT, 07777);
+    CHK(fd >= 0 && (lst("uf").st_mode & 07777) == 07750, "create 07777 keeps the special bits (%o)",
+        lst("uf").st_mode & 07777);
+    if (fd >= 0)
+        close(fd);
+    umask(old);
+
+    make_str("fa", "");
+    struct stat a = lst("fa");
+    tick();
+    fd = open("fa", O_RDWR);
+    CHK(posix_fallocate(fd, 0, 567) == 0 && lst("fa").st_size == 567,
+        "posix_fallocate extends to 567 bytes");
+    CHK(ts_cmp(lst("fa").st_mtim, a.st_mtim) > 0 && ts_cmp(lst("fa").st_ctim, a.st_ctim) > 0,
+        "posix_fallocate that extends updates mtime and ctime");
+    a = lst("fa");
+    tick();
+    CHK(posix_fallocate(fd, 0, 100) == 0 && lst("fa").st_size == 567,
+        "posix_fallocate inside the file keeps the size");
+    CHK(ts_cmp(lst("fa").st_mtim, a.st_mtim) > 0 && ts_cmp(lst("fa").st_ctim, a.st_ctim) > 0,
+        "posix_fallocate inside the file updates mtime and ctime (as on ext4)");
+    a = lst("fa");
+    tick();
+    OK(fallocate(fd, FALLOC_FL_KEEP_SIZE, 0, 50000), "fallocate KEEP_SIZE past EOF");
+    CHK(lst("fa").st_size == 567, "KEEP_SIZE keeps the size");
+    CHK(ts_cmp(lst("fa").st_mtim, a.st_mtim) > 0 && ts_cmp(lst("fa").st_ctim, a.st_ctim) > 0,
+        "fallocate KEEP_SIZE updates mtime and ctime (as on ext4)");
+    CHK(posix_fallocate(fd, 0, 0) == EINVAL, "posix_fallocate of length 0 -> EINVAL");
+    CHK(posix_fallocate(fd, -1, 10) == EINVAL, "posix_fallocate at a negative offset -> EINVAL");
+    if (fd >= 0)
+        close(fd);
+    fd = open("fa", O_RDONLY);
+    CHK(posix_fallocate(fd, 0, 10) == EBADF, "posix_fallocate on an O_RDONLY fd -> EBADF");
+    if (fd >= 0)
+        close(fd);
+    fd = open("fifo", O_RDWR | O_NONBLOCK);
+    CHK(posix_fallocate(fd, 0, 10) == ESPIPE, "posix_fallocate on a fifo -> ESPIPE");
+    if (fd >= 0)
+        close(fd);
+    fd = open("fa", O_RDONLY);
+    ERR(ftruncate(fd, 5), EINVAL, "ftruncate on an O_RDONLY fd -> EINVAL");
+    if (fd >= 0)
+        close(fd);
+    leave();
+}
+
+/* A running executable cannot be opened for writing or truncated (ETXTBSY) but can be unlinked. */
+static void t_pjd_txtbsy(void)
+{
+    if (enter("pjd-txtbsy") < 0)
+        return;
+    int in = open("/bin/sleep", O_RDONLY);
+    struct stat st;
+    if (in < 0 || fstat(in, &st) < 0) {
+        CHK(0, "setup: open /bin/sleep: %s", strerror(errno));
+        if (in >= 0)
+            close(in);
+        leave();
+        return;
+    }
+    unsigned char *buf = xmalloc((size_t)st.st_size);
+    ssize_t n = pread(in, buf, (size_t)st.st_size, 0);
+    close(in);
+    if (n != st.st_size || make_file("prog", buf, (size_t)n, 0755) < 0) {
+        CHK(0, "setup: copy /bin/sleep");
+        free(buf);
+        leave();
+        return;
+    }
+    free(buf);
+    pid_t pid = fork();
+    if (pid == 0) {
+        execl("./prog", "prog", "5", (char *)NULL);
+        _exit(127);
+    }
+    /* wait until the child has exec'd: its /proc/PID/exe then names our copy */
+    char exe[PATH_MAX], link[64];
+    snprintf(link, sizeof(link), "/proc/%d/exe", (int)pid);
+    int exec_seen = 0;
+    for (int i = 0; i < 200 && !exec_seen; i++) {
+        ssize_t l = readlink(link, exe, sizeof(exe) - 1);
+        if (l > 0) {
+            exe[l] = 0;
+            exec_seen = strstr(exe, "/pjd-txtbsy/prog") != NULL;
+        }
+        if (!exec_seen)
+            tick();
+    }
+    CHK(exec_seen, "the copied program is running");
+    ERR(open("prog", O_WRONLY), ETXTBSY, "open a running program for writing -> ETXTBSY");
+    ERR(truncate("prog", 0), ETXTBSY, "truncate a running program -> ETXTBSY");
+    OK(unlink("prog"), "unlink a running program");
+    if (pid > 0) {
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+    }
+    leave();
+}
+
 static void setup_unpriv(const char *dir)
 {
     section("setup-unpriv");
@@ -1704,6 +1962,80 @@ static void setup_unpriv(const char *dir)
     OK(chmod("mvdst", 0777), "chmod mvdst 0777");
     make_str("xattr-root", "x");
     OK(setxattr("xattr-root", "user.a", "v", 1, 0), "set user.a on xattr-root");
+    make_str("pjd-suid", "s");
+    OK(chown("pjd-suid", UNPRIV_UID, UNPRIV_GID), "chown pjd-suid to the unprivileged user");
+    OK(chmod("pjd-suid", 06555), "chmod pjd-suid 06555");
+    make_str("pjd-rootrw", "w");
+    OK(chmod("pjd-rootrw", 0666), "chmod pjd-rootrw 0666");
+    OK(mkdir("sticky/rootd", 0777), "mkdir sticky/rootd");
+    OK(mkdir("mysticky", 0755), "mkdir mysticky");
+    make_str("mysticky/rootf", "r");
+    OK(mkdir("mysticky/rootd", 0755), "mkdir mysticky/rootd");
+    OK(chown("mysticky", UNPRIV_UID, UNPRIV_GID), "chown mysticky to the unprivileged user");
+    OK(chmod("mysticky", 01777), "chmod mysticky 01777");
+}
+
+/* pjdfstest-derived permission rules for the unprivileged user (fixtures from setup_unpriv). */
+static void t_unpriv_pjd(void)
+{
+    section("unpriv-pjd");
+    OK(chown("pjd-suid", (uid_t)-1, (gid_t)-1), "chown -1 -1 of one's own 06555 file");
+    CHK((lst("pjd-suid").st_mode & 07777) == 0555,
+        "a non-root chown, even -1 -1, clears setuid and setgid (mode %o)",
+        lst("pjd-suid").st_mode & 07777);
+    struct stat a = lst("pjd-rootrw");
+    tick();
+    OK(chown("pjd-rootrw", (uid_t)-1, (gid_t)-1), "chown -1 -1 of another's file");
+    ERR(chown("pjd-rootrw", 0, 0), EPERM, "chown another's file to the ids it has -> EPERM");
+    ERR(chmod("pjd-rootrw", 0666), EPERM, "chmod another's file to its own mode -> EPERM");
+
+    struct timespec t[2] = {{0, UTIME_NOW}, {0, UTIME_OMIT}};
+    ERR(utimensat(AT_FDCWD, "pjd-rootrw", t, 0), EPERM,
+        "UTIME_NOW,UTIME_OMIT on another's writable file -> EPERM");
+    t[0].tv_nsec = UTIME_OMIT;
+    t[1].tv_nsec = UTIME_NOW;
+    ERR(utimensat(AT_FDCWD, "pjd-rootrw", t, 0), EPERM,
+        "UTIME_OMIT,UTIME_NOW on another's writable file -> EPERM");
+    t[0].tv_nsec = UTIME_OMIT;
+    t[1].tv_nsec = UTIME_OMIT;
+    OK(utimensat(AT_FDCWD, "pjd-rootrw", t, 0), "UTIME_OMIT,UTIME_OMIT on another's file");
+    OK(utimensat(AT_FDCWD, "rofile", t, 0), "UTIME_OMIT,UTIME_OMIT without write permission");
+    t[0].tv_nsec = UTIME_NOW;
+    t[1].tv_nsec = UTIME_NOW;
+    OK(utimensat(AT_FDCWD, "pjd-rootrw", t, 0), "UTIME_NOW,UTIME_NOW with write permission");
+    ERR(utimensat(AT_FDCWD, "rofile", t, 0), EACCES,
+        "UTIME_NOW,UTIME_NOW without write permission -> EACCES");
+
+    a = lst("rofile");
+    tick();
+    ERR(truncate("rofile", 123), EACCES, "truncate without write permission -> EACCES");
+    CHK(ts_cmp(lst("rofile").st_ctim, a.st_ctim) == 0, "a failed truncate leaves ctime alone");
+    a = lst("pjd-rootrw");
+    tick();
+    int fd = (int)OK(open("pjd-rootrw", O_WRONLY | O_TRUNC), "O_TRUNC another's writable file");
+    if (fd >= 0)
+        close(fd);
+    CHK(ts_cmp(lst("pjd-rootrw").st_mtim, a.st_mtim) > 0 &&
+            ts_cmp(lst("pjd-rootrw").st_ctim, a.st_ctim) > 0,
+        "O_TRUNC by a non-owner updates mtime and ctime");
+
+    ERR(rmdir("sticky/rootd"), EPERM, "rmdir another's dir in a sticky dir -> EPERM");
+    ERR(rename("sticky/rootd", "sticky/rootd2"), EPERM,
+        "rename another's dir in a sticky dir -> EPERM");
+    OK(mkdir("sticky/myd", 0755), "mkdir one's own dir in the sticky dir");
+    ERR(rename("sticky/myd", "sticky/rootd"), EPERM,
+        "rename onto another's dir in a sticky dir -> EPERM");
+    OK(rmdir("sticky/myd"), "rmdir one's own dir in a sticky dir");
+    OK(unlink("mysticky/rootf"), "the sticky dir's owner unlinks another's file");
+    OK(rmdir("mysticky/rootd"), "the sticky dir's owner removes another's dir");
+    OK(link("pjd-rootrw", "pjd-rootrw.l"), "hard link to another's read-write file");
+    FILE *ph = fopen("/proc/sys/fs/protected_hardlinks", "r");
+    int prot = ph && fgetc(ph) == '1';
+    if (ph)
+        fclose(ph);
+    if (prot)
+        ERR(link("rofile", "rofile.l"), EPERM,
+            "hard link to another's file without write access -> EPERM (protected_hardlinks)");
 }
 
 static void t_unpriv(const char *dir)
@@ -1833,6 +2165,8 @@ static void t_unpriv(const char *dir)
         close(fd);
     CHK((lst("suid").st_mode & 07777) == 0755, "pwrite cleared setuid (mode %o)",
         lst("suid").st_mode & 07777);
+
+    t_unpriv_pjd();
 }
 
 int main(int argc, char **argv)
@@ -1877,6 +2211,9 @@ int main(int argc, char **argv)
         t_statfs();
         t_copy_file_range();
         t_sync_and_nlink();
+        t_pjd_times();
+        t_pjd_limits();
+        t_pjd_txtbsy();
         section("cleanup");
         if (chdir("..") == 0)
             OK(rm_rf(work), "remove the work directory %s", work);
