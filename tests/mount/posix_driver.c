@@ -1775,6 +1775,7 @@ static void t_pjd_limits(void)
 {
     if (enter("pjd-limits") < 0)
         return;
+    struct stat a;
     char *t = xmalloc(PATH_MAX + 1);
     memset(t, 'x', PATH_MAX);
     t[PATH_MAX - 1] = 0;
@@ -1822,6 +1823,25 @@ static void t_pjd_limits(void)
     }
     CHK(ok, "remove the deep tree");
     ERR(mknod("dirnode", S_IFDIR | 0755, 0), EPERM, "mknod S_IFDIR -> EPERM");
+
+    /* over-long components on every entry point, below and above FUSE's own 1024-byte limit */
+    make_str("lf", "l");
+    static const size_t lens[] = {256, 1025};
+    for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
+        size_t l = lens[i];
+        memset(t, 'n', l);
+        t[l] = 0;
+        ERR(symlink("lf", t), ENAMETOOLONG, "symlink named with %zu bytes -> ENAMETOOLONG", l);
+        ERR(link("lf", t), ENAMETOOLONG, "link to a %zu-byte name -> ENAMETOOLONG", l);
+        ERR(mknod(t, S_IFIFO | 0644, 0), ENAMETOOLONG, "mknod %zu-byte name -> ENAMETOOLONG", l);
+        ERR(unlink(t), ENAMETOOLONG, "unlink %zu-byte name -> ENAMETOOLONG", l);
+        ERR(rmdir(t), ENAMETOOLONG, "rmdir %zu-byte name -> ENAMETOOLONG", l);
+        ERR(chmod(t, 0644), ENAMETOOLONG, "chmod %zu-byte name -> ENAMETOOLONG", l);
+        ERR(truncate(t, 0), ENAMETOOLONG, "truncate %zu-byte name -> ENAMETOOLONG", l);
+        OK(symlink(t, "longcomp"), "symlink to a target with a %zu-byte component", l);
+        ERR(stat("longcomp", &a), ENAMETOOLONG, "follow it -> ENAMETOOLONG");
+        OK(unlink("longcomp"), "unlink that symlink");
+    }
     free(t);
     free(r);
 
@@ -1840,7 +1860,7 @@ static void t_pjd_limits(void)
     umask(old);
 
     make_str("fa", "");
-    struct stat a = lst("fa");
+    a = lst("fa");
     tick();
     fd = open("fa", O_RDWR);
     CHK(posix_fallocate(fd, 0, 567) == 0 && lst("fa").st_size == 567,
