@@ -1539,14 +1539,24 @@ int kv_open(const char *path, const kv_options *opts, kv_db **out)
     if (rc == 0 && !db->opts.read_only)
         rc = reserve_start(db->reserve, flush_for_reserve, db);
     if (rc == 0 && !db->opts.read_only) {
+        /* bg_started is read under mu by the threads themselves (delete_obsolete_files), so it
+         * is set under mu, and before each thread starts. */
+        pthread_mutex_lock(&db->mu);
+        db->bg_started = 1;
+        pthread_mutex_unlock(&db->mu);
         if (pthread_create(&db->flush_thread, NULL, flush_main, db) != 0) {
             rc = KV_ENOMEM;
+            db->bg_started = 0; /* no thread started: nobody else reads it */
         } else {
-            db->bg_started = 1;
-            if (pthread_create(&db->compact_thread, NULL, compact_main, db) != 0)
+            pthread_mutex_lock(&db->mu);
+            db->bg_started = 2;
+            pthread_mutex_unlock(&db->mu);
+            if (pthread_create(&db->compact_thread, NULL, compact_main, db) != 0) {
                 rc = KV_ENOMEM;
-            else
-                db->bg_started = 2;
+                pthread_mutex_lock(&db->mu);
+                db->bg_started = 1;
+                pthread_mutex_unlock(&db->mu);
+            }
         }
     }
     if (rc != 0) {
