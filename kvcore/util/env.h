@@ -60,8 +60,7 @@ struct kv_env {
     int (*preallocate)(const struct kv_env *env, const char *path, uint64_t bytes);
     /* Added: bytes an unprivileged writer may still allocate on the file system holding path,
      * and its total size (statvfs). May be NULL (unknown). */
-    int (*free_space)(const struct kv_env *env, const char *path, uint64_t *avail,
-                      uint64_t *total);
+    int (*free_space)(const struct kv_env *env, const char *path, uint64_t *avail, uint64_t *total);
     void *ctx; /* private to the implementation */
 };
 

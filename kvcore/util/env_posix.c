@@ -321,8 +321,7 @@ static int posix_preallocate(const kv_env *env, const char *path, uint64_t bytes
     return e ? map_errno(e) : 0;
 }
 
-static int posix_free_space(const kv_env *env, const char *path, uint64_t *avail,
-                            uint64_t *total)
+static int posix_free_space(const kv_env *env, const char *path, uint64_t *avail, uint64_t *total)
 {
     (void)env;
     struct statvfs sv;

@@ -60,28 +60,28 @@ typedef void (*kv_log_fn)(void *ctx, int level, const char *msg);
 struct kv_env; /* the I/O function table; see kvcore/util/env.h. NULL means POSIX. */
 
 typedef struct kv_options {
-    int create_if_missing;       /* create an empty store if the directory holds none (default 1) */
-    int error_if_exists;         /* fail with KV_EEXIST if a store exists (default 0) */
-    int read_only;               /* open without writing anything, not even the LOCK (default 0) */
-    size_t memtable_bytes;       /* size at which the memtable is frozen and flushed */
-    size_t block_size;           /* target uncompressed SSTable data block size */
-    size_t block_cache_bytes;    /* LRU block cache capacity, 0 disables it */
-    int compression;             /* 0: none, 1: zstd per block when it saves >= 12.5% */
-    int compression_level;       /* zstd level */
-    int bloom_bits_per_key;      /* 0 disables Bloom filters */
-    int sync_mode;               /* enum kv_sync_mode */
-    int compaction_style;        /* enum kv_compaction_style */
-    int max_open_files;          /* bound on the table cache's open files */
-    size_t target_file_size;     /* SSTable size produced by compaction */
-    uint64_t level1_bytes;       /* size limit of L1; each further level is 10x */
-    int l0_compaction_trigger;   /* L0 file count that starts a compaction */
-    int l0_slowdown_trigger;     /* L0 file count at which each write is delayed by 1 ms */
-    int l0_stop_trigger;         /* L0 file count at which writes wait for compaction */
-    int paranoid_checks;         /* verify every block checksum on read (default 1) */
-    kv_log_fn log_fn;            /* NULL: warnings and errors to stderr */
-    void *log_ctx;               /* passed to log_fn */
-    int log_level;               /* messages above this level are not produced */
-    const struct kv_env *env;    /* NULL: the POSIX environment; tests inject faults here */
+    int create_if_missing;     /* create an empty store if the directory holds none (default 1) */
+    int error_if_exists;       /* fail with KV_EEXIST if a store exists (default 0) */
+    int read_only;             /* open without writing anything, not even the LOCK (default 0) */
+    size_t memtable_bytes;     /* size at which the memtable is frozen and flushed */
+    size_t block_size;         /* target uncompressed SSTable data block size */
+    size_t block_cache_bytes;  /* LRU block cache capacity, 0 disables it */
+    int compression;           /* 0: none, 1: zstd per block when it saves >= 12.5% */
+    int compression_level;     /* zstd level */
+    int bloom_bits_per_key;    /* 0 disables Bloom filters */
+    int sync_mode;             /* enum kv_sync_mode */
+    int compaction_style;      /* enum kv_compaction_style */
+    int max_open_files;        /* bound on the table cache's open files */
+    size_t target_file_size;   /* SSTable size produced by compaction */
+    uint64_t level1_bytes;     /* size limit of L1; each further level is 10x */
+    int l0_compaction_trigger; /* L0 file count that starts a compaction */
+    int l0_slowdown_trigger;   /* L0 file count at which each write is delayed by 1 ms */
+    int l0_stop_trigger;       /* L0 file count at which writes wait for compaction */
+    int paranoid_checks;       /* verify every block checksum on read (default 1) */
+    kv_log_fn log_fn;          /* NULL: warnings and errors to stderr */
+    void *log_ctx;             /* passed to log_fn */
+    int log_level;             /* messages above this level are not produced */
+    const struct kv_env *env;  /* NULL: the POSIX environment; tests inject faults here */
     /* Added: bytes kept allocated in the store's RESERVE file so that a full disk can be
      * recovered from (see "Full disk" below and kvcore/FORMAT.md). KV_RESERVE_AUTO (the
      * default): max(2 x target_file_size, memtable_bytes + target_file_size), room for the
@@ -148,7 +148,7 @@ void kv_batch_free(kv_batch *b);
 void kv_batch_clear(kv_batch *b);
 int kv_batch_put(kv_batch *b, const void *key, size_t klen, const void *val, size_t vlen);
 int kv_batch_delete(kv_batch *b, const void *key, size_t klen);
-size_t kv_batch_count(const kv_batch *b);      /* number of operations */
+size_t kv_batch_count(const kv_batch *b);     /* number of operations */
 size_t kv_batch_byte_size(const kv_batch *b); /* encoded size, for callers bounding batches */
 
 /* Applies every operation of b atomically. The batch is unchanged and may be reused. */
@@ -213,14 +213,14 @@ int kv_compact_range(kv_db *db, const void *begin, size_t blen, const void *end,
 typedef struct kv_stats {
     uint64_t level_files[KV_MAX_LEVELS];
     uint64_t level_bytes[KV_MAX_LEVELS];
-    uint64_t memtable_bytes;        /* active memtable */
-    uint64_t immutable_memtables;   /* frozen memtables waiting for flush */
+    uint64_t memtable_bytes;      /* active memtable */
+    uint64_t immutable_memtables; /* frozen memtables waiting for flush */
     uint64_t pending_compaction_bytes;
     uint64_t block_cache_hits;
     uint64_t block_cache_misses;
-    uint64_t block_cache_bytes;     /* in use */
-    uint64_t bloom_useful;          /* table lookups the Bloom filter avoided */
-    uint64_t user_bytes_written;    /* keys + values passed to writes */
+    uint64_t block_cache_bytes;  /* in use */
+    uint64_t bloom_useful;       /* table lookups the Bloom filter avoided */
+    uint64_t user_bytes_written; /* keys + values passed to writes */
     uint64_t wal_bytes_written;
     uint64_t flush_bytes_written;
     uint64_t compaction_bytes_written;
@@ -228,14 +228,14 @@ typedef struct kv_stats {
     uint64_t wal_syncs;
     uint64_t flushes;
     uint64_t compactions;
-    uint64_t stall_micros;          /* time writers spent delayed or stopped */
-    uint64_t slowdowns;             /* writes delayed because L0 was too deep */
-    uint64_t stops;                 /* writes that waited for a flush or compaction */
+    uint64_t stall_micros; /* time writers spent delayed or stopped */
+    uint64_t slowdowns;    /* writes delayed because L0 was too deep */
+    uint64_t stops;        /* writes that waited for a flush or compaction */
     uint64_t live_snapshots;
     uint64_t last_sequence;
     uint64_t table_cache_open_files;
-    uint64_t total_sst_bytes;       /* bytes of live SSTables, all levels */
-    uint64_t background_errors;     /* flush/compaction failures seen (logged) */
+    uint64_t total_sst_bytes;   /* bytes of live SSTables, all levels */
+    uint64_t background_errors; /* flush/compaction failures seen (logged) */
     /* Added: full-disk handling (see KV_WRITE_RESERVE). */
     uint64_t low_space;        /* 1 while in low-space mode: only KV_WRITE_RESERVE writes */
     uint64_t reserve_bytes;    /* bytes held in the RESERVE file now (0 when released) */
