@@ -11,6 +11,7 @@ PACKAGES=(
     libzstd-dev libxxhash-dev          # block compression, checksums
     check                              # unit tests
     clang                              # fuzzing (libFuzzer), sanitizers
+    clang-format                       # the style check in test.sh
     attr acl rsync xfsprogs e2fsprogs  # tools the mount tests drive
     procps util-linux                  # pgrep/ps, setpriv/losetup (tests and their watchdogs)
     gdb                                # backtraces of a hung test (tests/watchdog.sh)

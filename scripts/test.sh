@@ -190,6 +190,7 @@ if [ "$MODE" = tsan ]; then
     fi
 else
     dir=$PREFIX-main
+    run_stage "clang-format clean" bash "$ROOT/scripts/format.sh" --check
     if run_stage "build (RelWithDebInfo, -Werror)" build "$dir" "" \
         -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKV_WERROR=ON -DKV_TEST_SECONDS="$TEST_SECONDS" \
         -DKV_MOUNT_CRASH_SECONDS="$MOUNT_CRASH_SECONDS" \
