@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "checkutil.h"
 #include "kvcore/kv.h"
 #include "table/bloom.h"
 #include "testutil.h"
@@ -189,9 +190,5 @@ static Suite *bloom_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(bloom_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return tu_run_suite(bloom_suite());
 }

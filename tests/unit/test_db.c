@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "checkutil.h"
 #include "fault_env.h"
 #include "kvcore/kv.h"
 #include "testutil.h"
@@ -922,12 +923,26 @@ START_TEST(test_db_wal_hole_left_by_power_cut_is_a_torn_tail)
         fmt_key(k, sizeof k, (uint64_t)i);
         ck_assert_int_eq(kv_put(db, k, strlen(k), v, sizeof v, 0), 0);
     }
-    kv_close(db);
     char name[256], path[4096];
     ck_assert(tu_dir_find_suffix(g_dir, ".log", name, sizeof name));
     snprintf(path, sizeof path, "%s/%s", g_dir, name);
+    /* The power is cut, not the store closed: kv_close syncs the WAL and records that in a
+     * sync marker, after which a zero page is damage. So the log goes back to how it stood
+     * before the close (nothing synced). */
     struct stat sb;
     ck_assert_int_eq(stat(path, &sb), 0);
+    char *image = malloc((size_t)sb.st_size);
+    ck_assert_ptr_nonnull(image);
+    FILE *img = fopen(path, "rb");
+    ck_assert_ptr_nonnull(img);
+    ck_assert_uint_eq(fread(image, 1, (size_t)sb.st_size, img), (size_t)sb.st_size);
+    fclose(img);
+    kv_close(db);
+    img = fopen(path, "wb");
+    ck_assert_ptr_nonnull(img);
+    ck_assert_uint_eq(fwrite(image, 1, (size_t)sb.st_size, img), (size_t)sb.st_size);
+    ck_assert_int_eq(fclose(img), 0);
+    free(image);
     ck_assert_int_gt(sb.st_size, 4 * 4096);
     /* The second page from the end was never written back; the last one was. */
     off_t hole = (off_t)((sb.st_size / 4096 - 2) * 4096);
@@ -1380,9 +1395,5 @@ static Suite *db_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(db_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return tu_run_suite(db_suite());
 }

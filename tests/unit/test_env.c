@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "checkutil.h"
 #include "kvcore/kv.h"
 #include "testutil.h"
 #include "util/env.h"
@@ -318,9 +319,5 @@ static Suite *env_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(env_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return tu_run_suite(env_suite());
 }

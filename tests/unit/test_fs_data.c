@@ -13,114 +13,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "checkutil.h"
 #include "fs.h"
+#include "fs_fixture.h"
 #include "kvcore/kv.h"
 #include "testutil.h"
-
-/* ---- Fixture: a fresh store in a temp dir, opened as a filesystem ---------------------------- */
-
-static char *g_dir;
-static kv_db *g_db;
-static struct fs *g_fs;
-static const struct fs_ctx g_root = {0, 0, NULL, 0};
-__attribute__((unused)) static const struct fs_ctx g_user = {1000, 1000, NULL, 0};
-
-static void open_fs(void)
-{
-    kv_options o;
-    struct fs_config cfg;
-
-    kv_options_init(&o);
-    o.log_level = KV_LOG_ERROR;
-    ck_assert_int_eq(kv_open(g_dir, &o, &g_db), 0);
-    memset(&cfg, 0, sizeof cfg);
-    cfg.store_path = g_dir;
-    ck_assert_int_eq(fs_open(g_db, &cfg, 0, 0, &g_fs), 0);
-}
-
-static void close_fs(void)
-{
-    fs_close(g_fs);
-    g_fs = NULL;
-    ck_assert_int_eq(kv_close(g_db), 0);
-    g_db = NULL;
-}
-
-static void reopen_fs(void)
-{
-    close_fs();
-    open_fs();
-}
-
-static void setup(void)
-{
-    g_dir = tu_tempdir("fs");
-    ck_assert_ptr_nonnull(g_dir);
-    open_fs();
-}
-
-static void teardown(void)
-{
-    if (g_fs || g_db)
-        close_fs();
-    tu_rmtree(g_dir);
-    free(g_dir);
-    g_dir = NULL;
-}
-
-/* Creates a regular file and drops the lookup reference the call took. */
-static uint64_t mkfile(uint64_t parent, const char *name)
-{
-    struct fs_entry e;
-    ck_assert_int_eq(fs_mknod(g_fs, &g_root, parent, name, S_IFREG | 0644, 0, &e), 0);
-    fs_forget(g_fs, e.ino, 1);
-    return e.ino;
-}
-
-__attribute__((unused)) static uint64_t mkdirent(uint64_t parent, const char *name)
-{
-    struct fs_entry e;
-    ck_assert_int_eq(fs_mkdir(g_fs, &g_root, parent, name, 0755, &e), 0);
-    fs_forget(g_fs, e.ino, 1);
-    return e.ino;
-}
-
-/* Looks name up; returns its inode number or 0, dropping the reference. */
-__attribute__((unused)) static uint64_t lookup(uint64_t parent, const char *name)
-{
-    struct fs_entry e;
-    int rc = fs_lookup(g_fs, parent, name, &e);
-    if (rc)
-        return 0;
-    fs_forget(g_fs, e.ino, 1);
-    return e.ino;
-}
-
-static struct stat getattr(uint64_t ino)
-{
-    struct stat st;
-    ck_assert_int_eq(fs_getattr(g_fs, ino, &st), 0);
-    return st;
-}
-
-/* Number of keys in the store starting with type and ino (9-byte prefix). */
-static size_t count_keys(char type, uint64_t ino)
-{
-    uint8_t p[9];
-    size_t n = 0, kl;
-    kv_iter *it = kv_iter_new(g_db, NULL);
-    p[0] = (uint8_t)type;
-    for (int i = 0; i < 8; i++)
-        p[1 + i] = (uint8_t)(ino >> (56 - 8 * i));
-    for (kv_iter_seek(it, p, 9); kv_iter_valid(it); kv_iter_next(it)) {
-        const void *k = kv_iter_key(it, &kl);
-        if (kl < 9 || memcmp(k, p, 9) != 0)
-            break;
-        n++;
-    }
-    kv_iter_free(it);
-    return n;
-}
 
 /* ---- Tests --------------------------------------------------------------------------------- */
 
@@ -134,21 +31,21 @@ static void fill(uint8_t *p, size_t n, uint8_t seed)
 
 START_TEST(test_fs_write_read_roundtrip_across_chunks)
 {
-    uint64_t f = mkfile(1, "f");
+    uint64_t f = tfs_mkfile(1, "f");
     size_t n = 3 * CS + 123;
     uint8_t *w = malloc(n), *r = malloc(n + 100);
     fill(w, n, 1);
-    ck_assert_int_eq(fs_write(g_fs, f, 1000, w, n), (ssize_t)n);
-    ck_assert_int_eq(getattr(f).st_size, 1000 + n);
-    ck_assert_int_eq(fs_read(g_fs, f, 1000, n + 100, r), (ssize_t)n);
+    ck_assert_int_eq(fs_write(tfs_fs, f, 1000, w, n), (ssize_t)n);
+    ck_assert_int_eq(tfs_getattr(f).st_size, 1000 + n);
+    ck_assert_int_eq(fs_read(tfs_fs, f, 1000, n + 100, r), (ssize_t)n);
     ck_assert_int_eq(memcmp(w, r, n), 0);
-    ck_assert_int_eq(fs_read(g_fs, f, 0, 1000, r), 1000);
+    ck_assert_int_eq(fs_read(tfs_fs, f, 0, 1000, r), 1000);
     for (int i = 0; i < 1000; i++)
         ck_assert_int_eq(r[i], 0);
-    ck_assert_int_eq(fs_read(g_fs, f, 1000 + n, 10, r), 0);
-    ck_assert_int_eq(fs_read(g_fs, f, 1u << 30, 10, r), 0);
-    reopen_fs();
-    ck_assert_int_eq(fs_read(g_fs, f, 1000, n, r), (ssize_t)n);
+    ck_assert_int_eq(fs_read(tfs_fs, f, 1000 + n, 10, r), 0);
+    ck_assert_int_eq(fs_read(tfs_fs, f, 1u << 30, 10, r), 0);
+    tfs_reopen();
+    ck_assert_int_eq(fs_read(tfs_fs, f, 1000, n, r), (ssize_t)n);
     ck_assert_int_eq(memcmp(w, r, n), 0);
     free(w);
     free(r);
@@ -157,140 +54,141 @@ END_TEST
 
 START_TEST(test_fs_sparse_file_reads_zeros_and_costs_no_blocks)
 {
-    uint64_t f = mkfile(1, "f");
+    uint64_t f = tfs_mkfile(1, "f");
     uint8_t r[100];
-    ck_assert_int_eq(fs_write(g_fs, f, 10 * CS, "end", 3), 3);
-    ck_assert_int_eq(getattr(f).st_size, 10 * CS + 3);
-    ck_assert_int_le(getattr(f).st_blocks, 8);
-    ck_assert_int_eq(fs_read(g_fs, f, 5 * CS, sizeof r, r), (ssize_t)sizeof r);
+    ck_assert_int_eq(fs_write(tfs_fs, f, 10 * CS, "end", 3), 3);
+    ck_assert_int_eq(tfs_getattr(f).st_size, 10 * CS + 3);
+    ck_assert_int_le(tfs_getattr(f).st_blocks, 8);
+    ck_assert_int_eq(fs_read(tfs_fs, f, 5 * CS, sizeof r, r), (ssize_t)sizeof r);
     for (size_t i = 0; i < sizeof r; i++)
         ck_assert_int_eq(r[i], 0);
-    ck_assert_uint_eq(count_keys('C', f), 1);
+    ck_assert_uint_eq(tfs_count_keys('C', f), 1);
 }
 END_TEST
 
 START_TEST(test_fs_truncate_then_extend_reads_zeros)
 {
-    uint64_t f = mkfile(1, "f");
+    uint64_t f = tfs_mkfile(1, "f");
     uint8_t w[3 * CS], r[3 * CS];
     struct stat st, out;
     fill(w, sizeof w, 3);
-    ck_assert_int_eq(fs_write(g_fs, f, 0, w, sizeof w), (ssize_t)sizeof w);
+    ck_assert_int_eq(fs_write(tfs_fs, f, 0, w, sizeof w), (ssize_t)sizeof w);
     memset(&st, 0, sizeof st);
     st.st_size = CS + 10;
-    ck_assert_int_eq(fs_setattr(g_fs, &g_root, f, &st, FS_SET_SIZE, &out), 0);
+    ck_assert_int_eq(fs_setattr(tfs_fs, &tfs_root, f, &st, FS_SET_SIZE, &out), 0);
     ck_assert_int_eq(out.st_size, CS + 10);
-    ck_assert_uint_eq(count_keys('C', f), 2);
+    ck_assert_uint_eq(tfs_count_keys('C', f), 2);
     st.st_size = 3 * CS;
-    ck_assert_int_eq(fs_setattr(g_fs, &g_root, f, &st, FS_SET_SIZE, &out), 0);
-    ck_assert_int_eq(fs_read(g_fs, f, 0, sizeof r, r), (ssize_t)sizeof r);
+    ck_assert_int_eq(fs_setattr(tfs_fs, &tfs_root, f, &st, FS_SET_SIZE, &out), 0);
+    ck_assert_int_eq(fs_read(tfs_fs, f, 0, sizeof r, r), (ssize_t)sizeof r);
     ck_assert_int_eq(memcmp(r, w, CS + 10), 0);
     for (size_t i = CS + 10; i < sizeof r; i++)
         ck_assert_int_eq(r[i], 0);
     st.st_size = 0;
-    ck_assert_int_eq(fs_setattr(g_fs, &g_root, f, &st, FS_SET_SIZE, &out), 0);
-    ck_assert_uint_eq(count_keys('C', f), 0);
+    ck_assert_int_eq(fs_setattr(tfs_fs, &tfs_root, f, &st, FS_SET_SIZE, &out), 0);
+    ck_assert_uint_eq(tfs_count_keys('C', f), 0);
     ck_assert_int_eq(out.st_blocks, 0);
-    ck_assert_int_eq(fs_setattr(g_fs, &g_root, 1, &st, FS_SET_SIZE, &out), -EISDIR);
+    ck_assert_int_eq(fs_setattr(tfs_fs, &tfs_root, 1, &st, FS_SET_SIZE, &out), -EISDIR);
 }
 END_TEST
 
 START_TEST(test_fs_open_with_o_trunc_empties_the_file)
 {
-    uint64_t f = mkfile(1, "f");
+    uint64_t f = tfs_mkfile(1, "f");
     char r[4];
-    ck_assert_int_eq(fs_write(g_fs, f, 0, "data", 4), 4);
-    ck_assert_int_eq(fs_open_file(g_fs, f, O_RDONLY | O_TRUNC), 0); /* read-only: no effect */
-    fs_release(g_fs, f);
-    ck_assert_int_eq(getattr(f).st_size, 4);
-    ck_assert_int_eq(fs_open_file(g_fs, f, O_WRONLY | O_TRUNC), 0);
-    ck_assert_int_eq(getattr(f).st_size, 0);
-    ck_assert_uint_eq(count_keys('C', f), 0);
-    ck_assert_int_eq(fs_read(g_fs, f, 0, sizeof r, r), 0);
-    fs_release(g_fs, f);
+    ck_assert_int_eq(fs_write(tfs_fs, f, 0, "data", 4), 4);
+    ck_assert_int_eq(fs_open_file(tfs_fs, f, O_RDONLY | O_TRUNC), 0); /* read-only: no effect */
+    fs_release(tfs_fs, f);
+    ck_assert_int_eq(tfs_getattr(f).st_size, 4);
+    ck_assert_int_eq(fs_open_file(tfs_fs, f, O_WRONLY | O_TRUNC), 0);
+    ck_assert_int_eq(tfs_getattr(f).st_size, 0);
+    ck_assert_uint_eq(tfs_count_keys('C', f), 0);
+    ck_assert_int_eq(fs_read(tfs_fs, f, 0, sizeof r, r), 0);
+    fs_release(tfs_fs, f);
 }
 END_TEST
 
 START_TEST(test_fs_write_to_directory_is_eisdir)
 {
-    ck_assert_int_eq(fs_write(g_fs, 1, 0, "x", 1), -EISDIR);
-    ck_assert_int_eq(fs_read(g_fs, 1, 0, 1, (char[1]){0}), -EISDIR);
+    ck_assert_int_eq(fs_write(tfs_fs, 1, 0, "x", 1), -EISDIR);
+    ck_assert_int_eq(fs_read(tfs_fs, 1, 0, 1, (char[1]){0}), -EISDIR);
 }
 END_TEST
 
 START_TEST(test_fs_file_beyond_4gib_keeps_offsets)
 {
-    uint64_t f = mkfile(1, "f"), off = 5ull << 30;
+    uint64_t f = tfs_mkfile(1, "f"), off = 5ull << 30;
     char r[8];
-    ck_assert_int_eq(fs_write(g_fs, f, off, "far away", 8), 8);
-    ck_assert_int_eq(getattr(f).st_size, (off_t)(off + 8));
-    ck_assert_int_eq(fs_read(g_fs, f, off, 8, r), 8);
+    ck_assert_int_eq(fs_write(tfs_fs, f, off, "far away", 8), 8);
+    ck_assert_int_eq(tfs_getattr(f).st_size, (off_t)(off + 8));
+    ck_assert_int_eq(fs_read(tfs_fs, f, off, 8, r), 8);
     ck_assert_int_eq(memcmp(r, "far away", 8), 0);
-    ck_assert_int_eq(fs_read(g_fs, f, off - 4, 4, r), 4);
+    ck_assert_int_eq(fs_read(tfs_fs, f, off - 4, 4, r), 4);
     ck_assert_int_eq(memcmp(r, "\0\0\0\0", 4), 0);
-    ck_assert_int_eq(fs_write(g_fs, f, INT64_MAX, "x", 1), -EFBIG);
+    ck_assert_int_eq(fs_write(tfs_fs, f, INT64_MAX, "x", 1), -EFBIG);
 }
 END_TEST
 
 START_TEST(test_fs_fallocate_extends_keeps_size_and_punches_holes)
 {
-    uint64_t f = mkfile(1, "f");
+    uint64_t f = tfs_mkfile(1, "f");
     uint8_t w[2 * CS], r[2 * CS];
     fill(w, sizeof w, 9);
-    ck_assert_int_eq(fs_fallocate(g_fs, f, 0, 0, 100), 0);
-    ck_assert_int_eq(getattr(f).st_size, 100);
-    ck_assert_int_eq(fs_fallocate(g_fs, f, FALLOC_FL_KEEP_SIZE, 0, 1000), 0);
-    ck_assert_int_eq(getattr(f).st_size, 100);
-    ck_assert_int_eq(fs_write(g_fs, f, 0, w, sizeof w), (ssize_t)sizeof w);
+    ck_assert_int_eq(fs_fallocate(tfs_fs, f, 0, 0, 100), 0);
+    ck_assert_int_eq(tfs_getattr(f).st_size, 100);
+    ck_assert_int_eq(fs_fallocate(tfs_fs, f, FALLOC_FL_KEEP_SIZE, 0, 1000), 0);
+    ck_assert_int_eq(tfs_getattr(f).st_size, 100);
+    ck_assert_int_eq(fs_write(tfs_fs, f, 0, w, sizeof w), (ssize_t)sizeof w);
     ck_assert_int_eq(
-        fs_fallocate(g_fs, f, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 100, CS + 50), 0);
-    ck_assert_int_eq(getattr(f).st_size, 2 * CS);
-    ck_assert_int_eq(fs_read(g_fs, f, 0, sizeof r, r), (ssize_t)sizeof r);
+        fs_fallocate(tfs_fs, f, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 100, CS + 50), 0);
+    ck_assert_int_eq(tfs_getattr(f).st_size, 2 * CS);
+    ck_assert_int_eq(fs_read(tfs_fs, f, 0, sizeof r, r), (ssize_t)sizeof r);
     ck_assert_int_eq(memcmp(r, w, 100), 0);
     for (size_t i = 100; i < CS + 150; i++)
         ck_assert_int_eq(r[i], 0);
     ck_assert_int_eq(memcmp(r + CS + 150, w + CS + 150, CS - 150), 0);
     /* punching a whole chunk deletes it */
-    ck_assert_int_eq(fs_fallocate(g_fs, f, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, CS, CS), 0);
-    ck_assert_uint_eq(count_keys('C', f), 1);
-    ck_assert_int_eq(fs_fallocate(g_fs, f, FALLOC_FL_PUNCH_HOLE, 0, 1), -EOPNOTSUPP);
-    ck_assert_int_eq(fs_fallocate(g_fs, f, FALLOC_FL_ZERO_RANGE, 0, 1), -EOPNOTSUPP);
+    ck_assert_int_eq(fs_fallocate(tfs_fs, f, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, CS, CS),
+                     0);
+    ck_assert_uint_eq(tfs_count_keys('C', f), 1);
+    ck_assert_int_eq(fs_fallocate(tfs_fs, f, FALLOC_FL_PUNCH_HOLE, 0, 1), -EOPNOTSUPP);
+    ck_assert_int_eq(fs_fallocate(tfs_fs, f, FALLOC_FL_ZERO_RANGE, 0, 1), -EOPNOTSUPP);
 }
 END_TEST
 
 START_TEST(test_fs_seek_data_and_hole_follow_chunks)
 {
-    uint64_t f = mkfile(1, "f");
+    uint64_t f = tfs_mkfile(1, "f");
     uint8_t w[CS];
     fill(w, sizeof w, 5);
     /* data in chunks 2 and 3 (full), then 100 bytes in chunk 6; size 7*CS */
-    ck_assert_int_eq(fs_write(g_fs, f, 2 * CS, w, CS), CS);
-    ck_assert_int_eq(fs_write(g_fs, f, 3 * CS, w, CS), CS);
-    ck_assert_int_eq(fs_write(g_fs, f, 6 * CS, w, 100), 100);
-    ck_assert_int_eq(fs_fallocate(g_fs, f, 0, 0, 7 * CS), 0);
-    ck_assert_int_eq(fs_lseek(g_fs, f, 0, SEEK_DATA), 2 * CS);
-    ck_assert_int_eq(fs_lseek(g_fs, f, 2 * CS + 5, SEEK_DATA), 2 * CS + 5);
-    ck_assert_int_eq(fs_lseek(g_fs, f, 0, SEEK_HOLE), 0);
-    ck_assert_int_eq(fs_lseek(g_fs, f, 2 * CS, SEEK_HOLE), 4 * CS);
-    ck_assert_int_eq(fs_lseek(g_fs, f, 4 * CS, SEEK_DATA), 6 * CS);
-    ck_assert_int_eq(fs_lseek(g_fs, f, 6 * CS, SEEK_HOLE), 6 * CS + 100);
-    ck_assert_int_eq(fs_lseek(g_fs, f, 6 * CS + 100, SEEK_DATA), -ENXIO);
-    ck_assert_int_eq(fs_lseek(g_fs, f, 7 * CS, SEEK_DATA), -ENXIO);
-    ck_assert_int_eq(fs_lseek(g_fs, f, 7 * CS, SEEK_HOLE), -ENXIO);
+    ck_assert_int_eq(fs_write(tfs_fs, f, 2 * CS, w, CS), CS);
+    ck_assert_int_eq(fs_write(tfs_fs, f, 3 * CS, w, CS), CS);
+    ck_assert_int_eq(fs_write(tfs_fs, f, 6 * CS, w, 100), 100);
+    ck_assert_int_eq(fs_fallocate(tfs_fs, f, 0, 0, 7 * CS), 0);
+    ck_assert_int_eq(fs_lseek(tfs_fs, f, 0, SEEK_DATA), 2 * CS);
+    ck_assert_int_eq(fs_lseek(tfs_fs, f, 2 * CS + 5, SEEK_DATA), 2 * CS + 5);
+    ck_assert_int_eq(fs_lseek(tfs_fs, f, 0, SEEK_HOLE), 0);
+    ck_assert_int_eq(fs_lseek(tfs_fs, f, 2 * CS, SEEK_HOLE), 4 * CS);
+    ck_assert_int_eq(fs_lseek(tfs_fs, f, 4 * CS, SEEK_DATA), 6 * CS);
+    ck_assert_int_eq(fs_lseek(tfs_fs, f, 6 * CS, SEEK_HOLE), 6 * CS + 100);
+    ck_assert_int_eq(fs_lseek(tfs_fs, f, 6 * CS + 100, SEEK_DATA), -ENXIO);
+    ck_assert_int_eq(fs_lseek(tfs_fs, f, 7 * CS, SEEK_DATA), -ENXIO);
+    ck_assert_int_eq(fs_lseek(tfs_fs, f, 7 * CS, SEEK_HOLE), -ENXIO);
 }
 END_TEST
 
 START_TEST(test_fs_copy_file_range_copies_and_stops_at_eof)
 {
-    uint64_t a = mkfile(1, "a"), b = mkfile(1, "b");
+    uint64_t a = tfs_mkfile(1, "a"), b = tfs_mkfile(1, "b");
     uint8_t w[CS + 500], r[CS + 500];
     fill(w, sizeof w, 11);
-    ck_assert_int_eq(fs_write(g_fs, a, 0, w, sizeof w), (ssize_t)sizeof w);
-    ck_assert_int_eq(fs_copy_file_range(g_fs, a, 100, b, 7, 1u << 20), (ssize_t)sizeof w - 100);
-    ck_assert_int_eq(getattr(b).st_size, 7 + sizeof w - 100);
-    ck_assert_int_eq(fs_read(g_fs, b, 7, sizeof r, r), (ssize_t)sizeof w - 100);
+    ck_assert_int_eq(fs_write(tfs_fs, a, 0, w, sizeof w), (ssize_t)sizeof w);
+    ck_assert_int_eq(fs_copy_file_range(tfs_fs, a, 100, b, 7, 1u << 20), (ssize_t)sizeof w - 100);
+    ck_assert_int_eq(tfs_getattr(b).st_size, 7 + sizeof w - 100);
+    ck_assert_int_eq(fs_read(tfs_fs, b, 7, sizeof r, r), (ssize_t)sizeof w - 100);
     ck_assert_int_eq(memcmp(r, w + 100, sizeof w - 100), 0);
-    ck_assert_int_eq(fs_copy_file_range(g_fs, a, 0, a, 10, 100), -EINVAL);
+    ck_assert_int_eq(fs_copy_file_range(tfs_fs, a, 0, a, 10, 100), -EINVAL);
 }
 END_TEST
 
@@ -302,7 +200,7 @@ START_TEST(test_fs_random_ops_match_in_memory_model)
     const size_t max = 6 * CS;
     uint8_t *model = calloc(1, max), *buf = malloc(max), *got = malloc(max);
     size_t size = 0;
-    uint64_t f = mkfile(1, "f");
+    uint64_t f = tfs_mkfile(1, "f");
     tu_rng rng;
 
     tu_rng_init(&rng, seed);
@@ -313,7 +211,7 @@ START_TEST(test_fs_random_ops_match_in_memory_model)
             len = max - off;
         if (op < 6 && len > 0) {
             tu_rng_fill(&rng, buf, len);
-            ck_assert_int_eq(fs_write(g_fs, f, off, buf, len), (ssize_t)len);
+            ck_assert_int_eq(fs_write(tfs_fs, f, off, buf, len), (ssize_t)len);
             memcpy(model + off, buf, len);
             if (off + len > size)
                 size = off + len;
@@ -321,56 +219,32 @@ START_TEST(test_fs_random_ops_match_in_memory_model)
             struct stat st, out;
             memset(&st, 0, sizeof st);
             st.st_size = (off_t)off;
-            ck_assert_int_eq(fs_setattr(g_fs, &g_root, f, &st, FS_SET_SIZE, &out), 0);
+            ck_assert_int_eq(fs_setattr(tfs_fs, &tfs_root, f, &st, FS_SET_SIZE, &out), 0);
             if (off < size)
                 memset(model + off, 0, size - off);
             size = off;
         } else if (len > 0) {
             ck_assert_int_eq(
-                fs_fallocate(g_fs, f, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off, len), 0);
+                fs_fallocate(tfs_fs, f, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, off, len), 0);
             if (off < size)
                 memset(model + off, 0, (off + len < size ? off + len : size) - off);
         }
         if (step % 50 == 49)
-            reopen_fs();
-        ck_assert_int_eq(getattr(f).st_size, (off_t)size);
-        ck_assert_int_eq(fs_read(g_fs, f, 0, max, got), (ssize_t)size);
+            tfs_reopen();
+        ck_assert_int_eq(tfs_getattr(f).st_size, (off_t)size);
+        ck_assert_int_eq(fs_read(tfs_fs, f, 0, max, got), (ssize_t)size);
         if (memcmp(got, model, size) != 0)
             ck_abort_msg("content differs after step %d (seed %llu)", step,
                          (unsigned long long)seed);
     }
-    {
-        struct fsck_result res;
-        close_fs();
-        kv_options o;
-        kv_options_init(&o);
-        ck_assert_int_eq(kv_open(g_dir, &o, &g_db), 0);
-        ck_assert_int_eq(fs_fsck(g_db, 0, NULL, NULL, &res), 0);
-        ck_assert_uint_eq(res.problems, 0); /* stored-bytes and chunk-past-EOF invariants */
-        ck_assert_int_eq(kv_close(g_db), 0);
-        g_db = NULL;
-    }
+    tfs_close();
+    /* stored-bytes and chunk-past-EOF invariants */
+    ck_assert_uint_eq(tfs_fsck_closed(0).problems, 0);
     free(model);
     free(buf);
     free(got);
 }
 END_TEST
-
-/* Closes the filesystem, runs fsck on the store and reopens it; returns the problems found. */
-static uint64_t fsck_problems(void)
-{
-    struct fsck_result res;
-    close_fs();
-    kv_options o;
-    kv_options_init(&o);
-    o.log_level = KV_LOG_ERROR;
-    ck_assert_int_eq(kv_open(g_dir, &o, &g_db), 0);
-    ck_assert_int_eq(fs_fsck(g_db, 0, NULL, NULL, &res), 0);
-    ck_assert_int_eq(kv_close(g_db), 0);
-    g_db = NULL;
-    open_fs();
-    return res.problems;
-}
 
 /* Writes that replace whole chunks take only the old chunk's length, not its bytes (and a
  * chunk holding EOF counts as whole when the write reaches EOF): over full chunks, holes,
@@ -379,52 +253,53 @@ START_TEST(test_fs_whole_chunk_overwrites_keep_content_and_stored_bytes)
 {
     const size_t max = 8 * CS;
     uint8_t *model = calloc(1, max), *buf = malloc(max), *got = malloc(max);
-    uint64_t f = mkfile(1, "f");
+    uint64_t f = tfs_mkfile(1, "f");
     size_t size;
     /* chunk 0 full, 1 a hole, 2 short (bytes 100..149), 3 full, 4 holds EOF (10 bytes) */
     fill(buf, max, 3);
-    ck_assert_int_eq(fs_write(g_fs, f, 0, buf, CS), (ssize_t)CS);
-    ck_assert_int_eq(fs_write(g_fs, f, 2 * CS + 100, buf, 50), 50);
-    ck_assert_int_eq(fs_write(g_fs, f, 3 * CS, buf, CS + 10), (ssize_t)(CS + 10));
+    ck_assert_int_eq(fs_write(tfs_fs, f, 0, buf, CS), (ssize_t)CS);
+    ck_assert_int_eq(fs_write(tfs_fs, f, 2 * CS + 100, buf, 50), 50);
+    ck_assert_int_eq(fs_write(tfs_fs, f, 3 * CS, buf, CS + 10), (ssize_t)(CS + 10));
     memcpy(model, buf, CS);
     memcpy(model + 2 * CS + 100, buf, 50);
     memcpy(model + 3 * CS, buf, CS + 10);
     size = 4 * CS + 10;
-    ck_assert_int_eq(getattr(f).st_blocks, (2 * CS + 150 + 10 + 511) / 512);
-    reopen_fs(); /* the old chunks now come from a table, not only the memtable */
+    ck_assert_int_eq(tfs_getattr(f).st_blocks, (2 * CS + 150 + 10 + 511) / 512);
+    tfs_reopen(); /* the old chunks now come from a table, not only the memtable */
 
     /* Whole chunks 0..3 and the EOF chunk 4 only partly (5 of its 10 bytes): read-modify. */
     fill(buf, max, 9);
-    ck_assert_int_eq(fs_write(g_fs, f, 0, buf, 4 * CS + 5), (ssize_t)(4 * CS + 5));
+    ck_assert_int_eq(fs_write(tfs_fs, f, 0, buf, 4 * CS + 5), (ssize_t)(4 * CS + 5));
     memcpy(model, buf, 4 * CS + 5);
-    ck_assert_int_eq(getattr(f).st_blocks, (4 * CS + 10 + 511) / 512);
-    ck_assert_int_eq(fs_read(g_fs, f, 0, max, got), (ssize_t)size);
+    ck_assert_int_eq(tfs_getattr(f).st_blocks, (4 * CS + 10 + 511) / 512);
+    ck_assert_int_eq(fs_read(tfs_fs, f, 0, max, got), (ssize_t)size);
     ck_assert_int_eq(memcmp(got, model, size), 0);
     /* From chunk 4's start past EOF: chunk 4 replaced whole, chunk 5 new and short. */
     fill(buf, max, 17);
-    ck_assert_int_eq(fs_write(g_fs, f, 4 * CS, buf, CS + 7), (ssize_t)(CS + 7));
+    ck_assert_int_eq(fs_write(tfs_fs, f, 4 * CS, buf, CS + 7), (ssize_t)(CS + 7));
     memcpy(model + 4 * CS, buf, CS + 7);
     size = 5 * CS + 7;
-    ck_assert_int_eq(getattr(f).st_size, (off_t)size);
-    ck_assert_int_eq(getattr(f).st_blocks, (size + 511) / 512);
+    ck_assert_int_eq(tfs_getattr(f).st_size, (off_t)size);
+    ck_assert_int_eq(tfs_getattr(f).st_blocks, (size + 511) / 512);
     /* A whole-chunk write into a hole left by truncate-and-extend counts the hole as 0. */
     struct stat st, out;
     memset(&st, 0, sizeof st);
     st.st_size = (off_t)CS;
-    ck_assert_int_eq(fs_setattr(g_fs, &g_root, f, &st, FS_SET_SIZE, &out), 0);
+    ck_assert_int_eq(fs_setattr(tfs_fs, &tfs_root, f, &st, FS_SET_SIZE, &out), 0);
     memset(model + CS, 0, size - CS);
     st.st_size = (off_t)(7 * CS);
-    ck_assert_int_eq(fs_setattr(g_fs, &g_root, f, &st, FS_SET_SIZE, &out), 0);
+    ck_assert_int_eq(fs_setattr(tfs_fs, &tfs_root, f, &st, FS_SET_SIZE, &out), 0);
     size = 7 * CS;
     fill(buf, max, 29);
-    ck_assert_int_eq(fs_write(g_fs, f, 2 * CS, buf, 2 * CS), (ssize_t)(2 * CS));
+    ck_assert_int_eq(fs_write(tfs_fs, f, 2 * CS, buf, 2 * CS), (ssize_t)(2 * CS));
     memcpy(model + 2 * CS, buf, 2 * CS);
-    ck_assert_int_eq(getattr(f).st_blocks, (3 * CS) / 512);
+    ck_assert_int_eq(tfs_getattr(f).st_blocks, (3 * CS) / 512);
 
-    ck_assert_int_eq(fs_read(g_fs, f, 0, max, got), (ssize_t)size);
+    ck_assert_int_eq(fs_read(tfs_fs, f, 0, max, got), (ssize_t)size);
     ck_assert_int_eq(memcmp(got, model, size), 0);
-    ck_assert_uint_eq(fsck_problems(), 0); /* stored bytes = sum of the chunks' lengths */
-    ck_assert_int_eq(fs_read(g_fs, f, 0, max, got), (ssize_t)size);
+    ck_assert_uint_eq(tfs_fsck_reopen(0).problems,
+                      0); /* stored bytes = sum of the chunks' lengths */
+    ck_assert_int_eq(fs_read(tfs_fs, f, 0, max, got), (ssize_t)size);
     ck_assert_int_eq(memcmp(got, model, size), 0);
     free(model);
     free(buf);
@@ -444,7 +319,7 @@ static void *writer(void *p)
     for (int i = 0; i < 50; i++) {
         memset(blk, 'a' + a->id, sizeof blk);
         /* interleaved blocks of every writer share chunks: a lost update would show */
-        if (fs_write(g_fs, a->ino, ((uint64_t)i * 4 + (uint64_t)a->id) * sizeof blk, blk,
+        if (fs_write(tfs_fs, a->ino, ((uint64_t)i * 4 + (uint64_t)a->id) * sizeof blk, blk,
                      sizeof blk) != (ssize_t)sizeof blk)
             return (void *)1;
     }
@@ -455,7 +330,7 @@ START_TEST(test_fs_concurrent_writers_lose_no_update)
 {
     pthread_t th[4];
     struct writer_arg a[4];
-    uint64_t f = mkfile(1, "f");
+    uint64_t f = tfs_mkfile(1, "f");
     uint8_t *r = malloc(200 * 1000);
     for (int i = 0; i < 4; i++) {
         a[i].ino = f;
@@ -467,8 +342,8 @@ START_TEST(test_fs_concurrent_writers_lose_no_update)
         pthread_join(th[i], &ret);
         ck_assert_ptr_null(ret);
     }
-    ck_assert_int_eq(getattr(f).st_size, 200 * 1000);
-    ck_assert_int_eq(fs_read(g_fs, f, 0, 200 * 1000, r), 200 * 1000);
+    ck_assert_int_eq(tfs_getattr(f).st_size, 200 * 1000);
+    ck_assert_int_eq(fs_read(tfs_fs, f, 0, 200 * 1000, r), 200 * 1000);
     for (int blk = 0; blk < 200; blk++)
         for (int j = 0; j < 1000; j++)
             ck_assert_int_eq(r[blk * 1000 + j], 'a' + blk % 4);
@@ -480,7 +355,7 @@ static Suite *suite(void)
 {
     Suite *s = suite_create("fs_data");
     TCase *tc = tcase_create("core");
-    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_checked_fixture(tc, tfs_setup, tfs_teardown);
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_fs_write_read_roundtrip_across_chunks);
     tcase_add_test(tc, test_fs_sparse_file_reads_zeros_and_costs_no_blocks);
@@ -500,10 +375,5 @@ static Suite *suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(suite());
-    int failed;
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return tu_run_suite(suite());
 }

@@ -10,179 +10,75 @@
 #include <sys/stat.h>
 #include <sys/xattr.h>
 
+#include "checkutil.h"
 #include "fs.h"
+#include "fs_fixture.h"
 #include "kvcore/kv.h"
 #include "schema.h"
-#include "testutil.h"
-
-/* ---- Fixture: a fresh store in a temp dir, opened as a filesystem ---------------------------- */
-
-static char *g_dir;
-static kv_db *g_db;
-static struct fs *g_fs;
-static const struct fs_ctx g_root = {0, 0, NULL, 0};
-__attribute__((unused)) static const struct fs_ctx g_user = {1000, 1000, NULL, 0};
-
-static void open_fs(void)
-{
-    kv_options o;
-    struct fs_config cfg;
-
-    kv_options_init(&o);
-    o.log_level = KV_LOG_ERROR;
-    ck_assert_int_eq(kv_open(g_dir, &o, &g_db), 0);
-    memset(&cfg, 0, sizeof cfg);
-    cfg.store_path = g_dir;
-    ck_assert_int_eq(fs_open(g_db, &cfg, 0, 0, &g_fs), 0);
-}
-
-static void close_fs(void)
-{
-    fs_close(g_fs);
-    g_fs = NULL;
-    ck_assert_int_eq(kv_close(g_db), 0);
-    g_db = NULL;
-}
-
-__attribute__((unused)) static void reopen_fs(void)
-{
-    close_fs();
-    open_fs();
-}
-
-static void setup(void)
-{
-    g_dir = tu_tempdir("fs");
-    ck_assert_ptr_nonnull(g_dir);
-    open_fs();
-}
-
-static void teardown(void)
-{
-    if (g_fs || g_db)
-        close_fs();
-    tu_rmtree(g_dir);
-    free(g_dir);
-    g_dir = NULL;
-}
-
-/* Creates a regular file and drops the lookup reference the call took. */
-static uint64_t mkfile(uint64_t parent, const char *name)
-{
-    struct fs_entry e;
-    ck_assert_int_eq(fs_mknod(g_fs, &g_root, parent, name, S_IFREG | 0644, 0, &e), 0);
-    fs_forget(g_fs, e.ino, 1);
-    return e.ino;
-}
-
-static uint64_t mkdirent(uint64_t parent, const char *name)
-{
-    struct fs_entry e;
-    ck_assert_int_eq(fs_mkdir(g_fs, &g_root, parent, name, 0755, &e), 0);
-    fs_forget(g_fs, e.ino, 1);
-    return e.ino;
-}
-
-/* Looks name up; returns its inode number or 0, dropping the reference. */
-__attribute__((unused)) static uint64_t lookup(uint64_t parent, const char *name)
-{
-    struct fs_entry e;
-    int rc = fs_lookup(g_fs, parent, name, &e);
-    if (rc)
-        return 0;
-    fs_forget(g_fs, e.ino, 1);
-    return e.ino;
-}
-
-static struct stat getattr(uint64_t ino)
-{
-    struct stat st;
-    ck_assert_int_eq(fs_getattr(g_fs, ino, &st), 0);
-    return st;
-}
-
-/* Number of keys in the store starting with type and ino (9-byte prefix). */
-static size_t count_keys(char type, uint64_t ino)
-{
-    uint8_t p[9];
-    size_t n = 0, kl;
-    kv_iter *it = kv_iter_new(g_db, NULL);
-    p[0] = (uint8_t)type;
-    for (int i = 0; i < 8; i++)
-        p[1 + i] = (uint8_t)(ino >> (56 - 8 * i));
-    for (kv_iter_seek(it, p, 9); kv_iter_valid(it); kv_iter_next(it)) {
-        const void *k = kv_iter_key(it, &kl);
-        if (kl < 9 || memcmp(k, p, 9) != 0)
-            break;
-        n++;
-    }
-    kv_iter_free(it);
-    return n;
-}
 
 /* ---- Extended attributes ------------------------------------------------------------------- */
 
 START_TEST(test_fs_xattr_set_get_list_remove)
 {
-    uint64_t f = mkfile(1, "f");
+    uint64_t f = tfs_mkfile(1, "f");
     char buf[256];
-    ck_assert_int_eq(fs_setxattr(g_fs, f, "user.a", "one", 3, 0), 0);
-    ck_assert_int_eq(fs_setxattr(g_fs, f, "user.b", "", 0, 0), 0);
-    ck_assert_int_eq(fs_getxattr(g_fs, f, "user.a", NULL, 0), 3);
-    ck_assert_int_eq(fs_getxattr(g_fs, f, "user.a", buf, sizeof buf), 3);
+    ck_assert_int_eq(fs_setxattr(tfs_fs, f, "user.a", "one", 3, 0), 0);
+    ck_assert_int_eq(fs_setxattr(tfs_fs, f, "user.b", "", 0, 0), 0);
+    ck_assert_int_eq(fs_getxattr(tfs_fs, f, "user.a", NULL, 0), 3);
+    ck_assert_int_eq(fs_getxattr(tfs_fs, f, "user.a", buf, sizeof buf), 3);
     ck_assert_int_eq(memcmp(buf, "one", 3), 0);
-    ck_assert_int_eq(fs_getxattr(g_fs, f, "user.a", buf, 2), -ERANGE);
-    ck_assert_int_eq(fs_getxattr(g_fs, f, "user.b", buf, sizeof buf), 0);
-    ck_assert_int_eq(fs_getxattr(g_fs, f, "user.c", buf, sizeof buf), -ENODATA);
-    ck_assert_int_eq(fs_listxattr(g_fs, f, NULL, 0), 14);
-    ck_assert_int_eq(fs_listxattr(g_fs, f, buf, sizeof buf), 14);
+    ck_assert_int_eq(fs_getxattr(tfs_fs, f, "user.a", buf, 2), -ERANGE);
+    ck_assert_int_eq(fs_getxattr(tfs_fs, f, "user.b", buf, sizeof buf), 0);
+    ck_assert_int_eq(fs_getxattr(tfs_fs, f, "user.c", buf, sizeof buf), -ENODATA);
+    ck_assert_int_eq(fs_listxattr(tfs_fs, f, NULL, 0), 14);
+    ck_assert_int_eq(fs_listxattr(tfs_fs, f, buf, sizeof buf), 14);
     ck_assert_int_eq(memcmp(buf, "user.a\0user.b\0", 14), 0);
-    ck_assert_int_eq(fs_listxattr(g_fs, f, buf, 5), -ERANGE);
-    ck_assert_int_eq(fs_removexattr(g_fs, f, "user.a"), 0);
-    ck_assert_int_eq(fs_removexattr(g_fs, f, "user.a"), -ENODATA);
-    ck_assert_int_eq(fs_listxattr(g_fs, f, buf, sizeof buf), 7);
-    ck_assert_int_eq(fs_getxattr(g_fs, 999999, "user.a", buf, sizeof buf), -ENOENT);
+    ck_assert_int_eq(fs_listxattr(tfs_fs, f, buf, 5), -ERANGE);
+    ck_assert_int_eq(fs_removexattr(tfs_fs, f, "user.a"), 0);
+    ck_assert_int_eq(fs_removexattr(tfs_fs, f, "user.a"), -ENODATA);
+    ck_assert_int_eq(fs_listxattr(tfs_fs, f, buf, sizeof buf), 7);
+    ck_assert_int_eq(fs_getxattr(tfs_fs, 999999, "user.a", buf, sizeof buf), -ENOENT);
 }
 END_TEST
 
 START_TEST(test_fs_xattr_flags_and_limits)
 {
-    uint64_t f = mkfile(1, "f");
+    uint64_t f = tfs_mkfile(1, "f");
     char name[300], *big = calloc(1, FS_XATTR_SIZE_MAX + 1);
-    ck_assert_int_eq(fs_setxattr(g_fs, f, "user.a", "1", 1, XATTR_REPLACE), -ENODATA);
-    ck_assert_int_eq(fs_setxattr(g_fs, f, "user.a", "1", 1, XATTR_CREATE), 0);
-    ck_assert_int_eq(fs_setxattr(g_fs, f, "user.a", "2", 1, XATTR_CREATE), -EEXIST);
-    ck_assert_int_eq(fs_setxattr(g_fs, f, "user.a", "3", 1, XATTR_REPLACE), 0);
-    ck_assert_int_eq(fs_setxattr(g_fs, f, "user.big", big, FS_XATTR_SIZE_MAX, 0), 0);
-    ck_assert_int_eq(fs_setxattr(g_fs, f, "user.big", big, FS_XATTR_SIZE_MAX + 1, 0), -E2BIG);
+    ck_assert_int_eq(fs_setxattr(tfs_fs, f, "user.a", "1", 1, XATTR_REPLACE), -ENODATA);
+    ck_assert_int_eq(fs_setxattr(tfs_fs, f, "user.a", "1", 1, XATTR_CREATE), 0);
+    ck_assert_int_eq(fs_setxattr(tfs_fs, f, "user.a", "2", 1, XATTR_CREATE), -EEXIST);
+    ck_assert_int_eq(fs_setxattr(tfs_fs, f, "user.a", "3", 1, XATTR_REPLACE), 0);
+    ck_assert_int_eq(fs_setxattr(tfs_fs, f, "user.big", big, FS_XATTR_SIZE_MAX, 0), 0);
+    ck_assert_int_eq(fs_setxattr(tfs_fs, f, "user.big", big, FS_XATTR_SIZE_MAX + 1, 0), -E2BIG);
     memset(name, 'n', 256);
     name[256] = '\0';
-    ck_assert_int_eq(fs_setxattr(g_fs, f, name, "1", 1, 0), -ERANGE);
-    ck_assert_int_eq(fs_setxattr(g_fs, f, "", "1", 1, 0), -ERANGE);
+    ck_assert_int_eq(fs_setxattr(tfs_fs, f, name, "1", 1, 0), -ERANGE);
+    ck_assert_int_eq(fs_setxattr(tfs_fs, f, "", "1", 1, 0), -ERANGE);
     free(big);
 }
 END_TEST
 
 START_TEST(test_fs_xattrs_go_with_their_inode)
 {
-    uint64_t f = mkfile(1, "f");
-    ck_assert_int_eq(fs_setxattr(g_fs, f, "user.a", "1", 1, 0), 0);
-    ck_assert_uint_eq(count_keys('X', f), 1);
-    ck_assert_int_eq(fs_unlink(g_fs, 1, "f"), 0);
-    ck_assert_uint_eq(count_keys('X', f), 0);
+    uint64_t f = tfs_mkfile(1, "f");
+    ck_assert_int_eq(fs_setxattr(tfs_fs, f, "user.a", "1", 1, 0), 0);
+    ck_assert_uint_eq(tfs_count_keys('X', f), 1);
+    ck_assert_int_eq(fs_unlink(tfs_fs, 1, "f"), 0);
+    ck_assert_uint_eq(tfs_count_keys('X', f), 0);
 }
 END_TEST
 
 START_TEST(test_fs_stats_xattr_is_virtual_and_read_only)
 {
     char buf[8192];
-    ssize_t n = fs_getxattr(g_fs, 1, FS_STATS_XATTR, buf, sizeof buf - 1);
+    ssize_t n = fs_getxattr(tfs_fs, 1, FS_STATS_XATTR, buf, sizeof buf - 1);
     ck_assert_int_gt(n, 0);
     buf[n] = '\0';
     ck_assert_ptr_nonnull(strstr(buf, "L0"));
     ck_assert_ptr_nonnull(strstr(buf, "block cache hits"));
-    ck_assert_int_eq(fs_setxattr(g_fs, 1, FS_STATS_XATTR, "x", 1, 0), -EPERM);
-    ck_assert_int_eq(fs_listxattr(g_fs, 1, NULL, 0), 0);
+    ck_assert_int_eq(fs_setxattr(tfs_fs, 1, FS_STATS_XATTR, "x", 1, 0), -EPERM);
+    ck_assert_int_eq(fs_listxattr(tfs_fs, 1, NULL, 0), 0);
 }
 END_TEST
 
@@ -211,14 +107,14 @@ static int read_all(struct fs_dir *d, uint64_t from, char names[][16], int max)
 
 START_TEST(test_fs_readdir_lists_dot_dotdot_and_names_in_order)
 {
-    uint64_t d = mkdirent(1, "d");
+    uint64_t d = tfs_mkdir(1, "d");
     struct fs_dir *dir;
     struct fs_dirent de;
     char names[8][16];
-    mkfile(d, "b");
-    mkfile(d, "a");
-    mkdirent(d, "c");
-    ck_assert_int_eq(fs_opendir(g_fs, d, &dir), 0);
+    tfs_mkfile(d, "b");
+    tfs_mkfile(d, "a");
+    tfs_mkdir(d, "c");
+    ck_assert_int_eq(fs_opendir(tfs_fs, d, &dir), 0);
     ck_assert_int_eq(fs_readdir(dir, 0, &de), 1);
     ck_assert_str_eq(de.name, ".");
     ck_assert_uint_eq(de.ino, d);
@@ -236,8 +132,8 @@ START_TEST(test_fs_readdir_lists_dot_dotdot_and_names_in_order)
     ck_assert_str_eq(de.name, "b");
     ck_assert(S_ISREG(de.type));
     ck_assert_int_eq(fs_readdir(dir, 5, &de), 0);
-    fs_closedir(g_fs, dir);
-    ck_assert_int_eq(fs_opendir(g_fs, lookup(d, "b"), &dir), -ENOTDIR);
+    fs_closedir(tfs_fs, dir);
+    ck_assert_int_eq(fs_opendir(tfs_fs, tfs_lookup(d, "b"), &dir), -ENOTDIR);
 }
 END_TEST
 
@@ -248,41 +144,41 @@ START_TEST(test_fs_readdir_sees_the_directory_as_of_opendir)
     char names[300][16], name[16];
     for (int i = 0; i < 200; i++) {
         snprintf(name, sizeof name, "f%03d", i);
-        mkfile(1, name);
+        tfs_mkfile(1, name);
     }
-    ck_assert_int_eq(fs_opendir(g_fs, 1, &dir), 0);
+    ck_assert_int_eq(fs_opendir(tfs_fs, 1, &dir), 0);
     ck_assert_int_eq(fs_readdir(dir, 0, &de), 1);
     /* changes after opendir: not seen, and nothing seen twice or skipped */
-    ck_assert_int_eq(fs_unlink(g_fs, 1, "f100"), 0);
-    mkfile(1, "f100x");
+    ck_assert_int_eq(fs_unlink(tfs_fs, 1, "f100"), 0);
+    tfs_mkfile(1, "f100x");
     ck_assert_int_eq(read_all(dir, 2, names, 300), 200);
     ck_assert_str_eq(names[100], "f100");
-    fs_closedir(g_fs, dir);
-    ck_assert_int_eq(fs_opendir(g_fs, 1, &dir), 0);
+    fs_closedir(tfs_fs, dir);
+    ck_assert_int_eq(fs_opendir(tfs_fs, 1, &dir), 0);
     ck_assert_int_eq(read_all(dir, 2, names, 300), 200);
     ck_assert_str_eq(names[100], "f100x");
-    fs_closedir(g_fs, dir);
+    fs_closedir(tfs_fs, dir);
 }
 END_TEST
 
 START_TEST(test_fs_readdir_entry_takes_a_lookup_reference)
 {
     struct fs_entry e;
-    uint64_t f = mkfile(1, "f");
-    ck_assert_int_eq(fs_readdir_entry(g_fs, f, &e), 0);
+    uint64_t f = tfs_mkfile(1, "f");
+    ck_assert_int_eq(fs_readdir_entry(tfs_fs, f, &e), 0);
     ck_assert_uint_eq(e.ino, f);
-    ck_assert_int_eq(fs_unlink(g_fs, 1, "f"), 0);
-    ck_assert_uint_eq(count_keys('I', f), 1); /* the reference keeps it */
-    fs_forget(g_fs, f, 1);
-    ck_assert_uint_eq(count_keys('I', f), 0);
-    ck_assert_int_eq(fs_readdir_entry(g_fs, f, &e), -ENOENT);
+    ck_assert_int_eq(fs_unlink(tfs_fs, 1, "f"), 0);
+    ck_assert_uint_eq(tfs_count_keys('I', f), 1); /* the reference keeps it */
+    fs_forget(tfs_fs, f, 1);
+    ck_assert_uint_eq(tfs_count_keys('I', f), 0);
+    ck_assert_int_eq(fs_readdir_entry(tfs_fs, f, &e), -ENOENT);
 }
 END_TEST
 
 START_TEST(test_fs_statfs_reports_store_space_and_name_max)
 {
     struct statvfs st;
-    ck_assert_int_eq(fs_statfs(g_fs, &st), 0);
+    ck_assert_int_eq(fs_statfs(tfs_fs, &st), 0);
     ck_assert_int_eq(st.f_namemax, 255);
     ck_assert_int_gt(st.f_blocks, 0);
     ck_assert_int_gt(st.f_files, st.f_ffree);
@@ -354,10 +250,10 @@ START_TEST(test_fs_open_refuses_newer_format_and_foreign_store)
     sb.chunk_size = 65536;
     sb.ino_limit = 1024;
     fs_super_encode(&sb, v);
-    ck_assert_int_eq(kv_put(g_db, k, kl, v, sizeof v, 0), 0);
-    ck_assert_int_eq(fs_open(g_db, &cfg, 0, 0, &fs2), -EPROTO);
-    ck_assert_int_eq(kv_delete(g_db, k, kl, 0), 0);
-    ck_assert_int_eq(fs_open(g_db, &cfg, 0, 0, &fs2), -EINVAL); /* keys, but no superblock */
+    ck_assert_int_eq(kv_put(tfs_db, k, kl, v, sizeof v, 0), 0);
+    ck_assert_int_eq(fs_open(tfs_db, &cfg, 0, 0, &fs2), -EPROTO);
+    ck_assert_int_eq(kv_delete(tfs_db, k, kl, 0), 0);
+    ck_assert_int_eq(fs_open(tfs_db, &cfg, 0, 0, &fs2), -EINVAL); /* keys, but no superblock */
 }
 END_TEST
 
@@ -366,40 +262,25 @@ START_TEST(test_fs_corrupt_dirent_value_reads_as_eio)
     uint8_t k[FS_KEY_MAX];
     struct fs_entry e;
     size_t kl = fs_key_dirent(k, 1, "bad", 3);
-    ck_assert_int_eq(kv_put(g_db, k, kl, "xx", 2, 0), 0);
-    ck_assert_int_eq(fs_lookup(g_fs, 1, "bad", &e), -EIO);
+    ck_assert_int_eq(kv_put(tfs_db, k, kl, "xx", 2, 0), 0);
+    ck_assert_int_eq(fs_lookup(tfs_fs, 1, "bad", &e), -EIO);
 }
 END_TEST
 
 /* ---- fsck ----------------------------------------------------------------------------------- */
 
-static struct fsck_result run_fsck(int repair)
-{
-    struct fsck_result res;
-    close_fs();
-    kv_options o;
-    kv_options_init(&o);
-    o.log_level = KV_LOG_ERROR;
-    ck_assert_int_eq(kv_open(g_dir, &o, &g_db), 0);
-    ck_assert_int_eq(fs_fsck(g_db, repair, NULL, NULL, &res), 0);
-    ck_assert_int_eq(kv_close(g_db), 0);
-    g_db = NULL;
-    open_fs();
-    return res;
-}
-
 START_TEST(test_fs_fsck_finds_a_busy_filesystem_clean)
 {
     struct fs_entry e;
-    uint64_t d = mkdirent(1, "d"), f = mkfile(d, "f");
-    ck_assert_int_eq(fs_write(g_fs, f, 100000, "x", 1), 1);
-    ck_assert_int_eq(fs_link(g_fs, f, 1, "g", &e), 0);
-    fs_forget(g_fs, f, 1);
-    ck_assert_int_eq(fs_setxattr(g_fs, f, "user.k", "v", 1, 0), 0);
-    ck_assert_int_eq(fs_symlink(g_fs, &g_root, d, "l", "f", &e), 0);
-    fs_forget(g_fs, e.ino, 1);
-    ck_assert_int_eq(fs_rename(g_fs, 1, "d", 1, "d2", 0), 0);
-    struct fsck_result r = run_fsck(0);
+    uint64_t d = tfs_mkdir(1, "d"), f = tfs_mkfile(d, "f");
+    ck_assert_int_eq(fs_write(tfs_fs, f, 100000, "x", 1), 1);
+    ck_assert_int_eq(fs_link(tfs_fs, f, 1, "g", &e), 0);
+    fs_forget(tfs_fs, f, 1);
+    ck_assert_int_eq(fs_setxattr(tfs_fs, f, "user.k", "v", 1, 0), 0);
+    ck_assert_int_eq(fs_symlink(tfs_fs, &tfs_root, d, "l", "f", &e), 0);
+    fs_forget(tfs_fs, e.ino, 1);
+    ck_assert_int_eq(fs_rename(tfs_fs, 1, "d", 1, "d2", 0), 0);
+    struct fsck_result r = tfs_fsck_reopen(0);
     ck_assert_uint_eq(r.problems, 0);
     ck_assert_uint_eq(r.inodes, 4);
     ck_assert_uint_eq(r.dirents, 4);
@@ -412,30 +293,30 @@ START_TEST(test_fs_fsck_repairs_dangling_dirent_bad_nlink_and_stray_chunk)
 {
     uint8_t k[FS_KEY_MAX], v[FS_DIRENT_LEN];
     struct fsck_result r;
-    uint64_t f = mkfile(1, "f");
+    uint64_t f = tfs_mkfile(1, "f");
     size_t kl;
     /* a dirent to nowhere */
     fs_dirent_encode(777777, DT_REG, v);
     kl = fs_key_dirent(k, 1, "ghost", 5);
-    ck_assert_int_eq(kv_put(g_db, k, kl, v, sizeof v, 0), 0);
+    ck_assert_int_eq(kv_put(tfs_db, k, kl, v, sizeof v, 0), 0);
     /* a second, uncounted name for f */
     fs_dirent_encode(f, DT_REG, v);
     kl = fs_key_dirent(k, 1, "f2", 2);
-    ck_assert_int_eq(kv_put(g_db, k, kl, v, sizeof v, 0), 0);
+    ck_assert_int_eq(kv_put(tfs_db, k, kl, v, sizeof v, 0), 0);
     /* a chunk of f past its EOF (size 0) */
     kl = fs_key_chunk(k, f, 3);
-    ck_assert_int_eq(kv_put(g_db, k, kl, "data", 4, 0), 0);
-    r = run_fsck(0);
+    ck_assert_int_eq(kv_put(tfs_db, k, kl, "data", 4, 0), 0);
+    r = tfs_fsck_reopen(0);
     ck_assert_uint_eq(r.problems, 3);
     ck_assert_uint_eq(r.repaired, 0);
-    r = run_fsck(1);
+    r = tfs_fsck_reopen(1);
     ck_assert_uint_eq(r.problems, 3);
     ck_assert_uint_eq(r.repaired, 3);
-    r = run_fsck(0);
+    r = tfs_fsck_reopen(0);
     ck_assert_uint_eq(r.problems, 0);
-    ck_assert_uint_eq(lookup(1, "ghost"), 0);
-    ck_assert_int_eq(getattr(f).st_nlink, 2);
-    ck_assert_uint_eq(count_keys('C', f), 0);
+    ck_assert_uint_eq(tfs_lookup(1, "ghost"), 0);
+    ck_assert_int_eq(tfs_getattr(f).st_nlink, 2);
+    ck_assert_uint_eq(tfs_count_keys('C', f), 0);
 }
 END_TEST
 
@@ -443,17 +324,17 @@ START_TEST(test_fs_fsck_flags_xattrs_that_reclaim_would_miss)
 {
     uint8_t k[FS_KEY_MAX];
     struct fsck_result r;
-    uint64_t f = mkfile(1, "f");
+    uint64_t f = tfs_mkfile(1, "f");
     /* an xattr key written behind the inode's back: its inode lacks FS_INODE_F_XATTR, so a
      * reclaim would skip the X scan and leak it */
-    ck_assert_int_eq(kv_put(g_db, k, fs_key_xattr(k, f, "user.a", 6), "v", 1, 0), 0);
-    r = run_fsck(0);
+    ck_assert_int_eq(kv_put(tfs_db, k, fs_key_xattr(k, f, "user.a", 6), "v", 1, 0), 0);
+    r = tfs_fsck_reopen(0);
     ck_assert_uint_eq(r.problems, 1);
-    r = run_fsck(1);
+    r = tfs_fsck_reopen(1);
     ck_assert_uint_eq(r.repaired, 1);
-    ck_assert_int_eq(fs_unlink(g_fs, 1, "f"), 0);
-    ck_assert_uint_eq(count_keys('X', f), 0);
-    r = run_fsck(0);
+    ck_assert_int_eq(fs_unlink(tfs_fs, 1, "f"), 0);
+    ck_assert_uint_eq(tfs_count_keys('X', f), 0);
+    r = tfs_fsck_reopen(0);
     ck_assert_uint_eq(r.problems, 0);
 }
 END_TEST
@@ -462,22 +343,22 @@ START_TEST(test_fs_fsck_moves_unreferenced_inode_to_lost_found)
 {
     uint8_t k[FS_KEY_MAX];
     struct fsck_result r;
-    uint64_t d = mkdirent(1, "d"), f = mkfile(d, "f"), lf;
+    uint64_t d = tfs_mkdir(1, "d"), f = tfs_mkfile(d, "f"), lf;
     /* lose the name of d: d and everything below is unreachable */
-    ck_assert_int_eq(kv_delete(g_db, k, fs_key_dirent(k, 1, "d", 1), 0), 0);
-    r = run_fsck(1);
+    ck_assert_int_eq(kv_delete(tfs_db, k, fs_key_dirent(k, 1, "d", 1), 0), 0);
+    r = tfs_fsck_reopen(1);
     ck_assert_uint_ge(r.problems, 2); /* d unnamed; root's nlink */
     ck_assert_uint_eq(r.problems, r.repaired);
-    lf = lookup(1, "lost+found");
+    lf = tfs_lookup(1, "lost+found");
     ck_assert_uint_ne(lf, 0);
     {
         char name[32];
         snprintf(name, sizeof name, "#%llu", (unsigned long long)d);
-        ck_assert_uint_eq(lookup(lf, name), d);
+        ck_assert_uint_eq(tfs_lookup(lf, name), d);
     }
-    ck_assert_uint_eq(lookup(d, "f"), f);
-    ck_assert_uint_eq(lookup(d, ".."), lf);
-    r = run_fsck(0);
+    ck_assert_uint_eq(tfs_lookup(d, "f"), f);
+    ck_assert_uint_eq(tfs_lookup(d, ".."), lf);
+    r = tfs_fsck_reopen(0);
     ck_assert_uint_eq(r.problems, 0);
 }
 END_TEST
@@ -486,22 +367,18 @@ START_TEST(test_fs_fsck_counts_pending_orphans_as_clean)
 {
     struct fs_entry e;
     struct fsck_result r;
-    ck_assert_int_eq(fs_create(g_fs, &g_root, 1, "f", 0644, &e), 0);
-    ck_assert_int_eq(fs_unlink(g_fs, 1, "f"), 0);
+    ck_assert_int_eq(fs_create(tfs_fs, &tfs_root, 1, "f", 0644, &e), 0);
+    ck_assert_int_eq(fs_unlink(tfs_fs, 1, "f"), 0);
     /* crash with the file open: the orphan key is on disk */
-    ck_assert_int_eq(kv_close(g_db), 0);
-    fs_abandon(g_fs);
-    g_fs = NULL;
-    kv_options o;
-    kv_options_init(&o);
-    ck_assert_int_eq(kv_open(g_dir, &o, &g_db), 0);
-    ck_assert_int_eq(fs_fsck(g_db, 0, NULL, NULL, &r), 0);
+    ck_assert_int_eq(kv_close(tfs_db), 0);
+    tfs_db = NULL;
+    fs_abandon(tfs_fs);
+    tfs_fs = NULL;
+    r = tfs_fsck_closed(0);
     ck_assert_uint_eq(r.problems, 0);
     ck_assert_uint_eq(r.orphans, 1);
-    ck_assert_int_eq(kv_close(g_db), 0);
-    g_db = NULL;
-    open_fs();
-    ck_assert_uint_eq(count_keys('I', e.ino), 0);
+    tfs_open();
+    ck_assert_uint_eq(tfs_count_keys('I', e.ino), 0);
 }
 END_TEST
 
@@ -509,7 +386,7 @@ static Suite *suite(void)
 {
     Suite *s = suite_create("fs_meta");
     TCase *tc = tcase_create("core");
-    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_checked_fixture(tc, tfs_setup, tfs_teardown);
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_fs_xattr_set_get_list_remove);
     tcase_add_test(tc, test_fs_xattr_flags_and_limits);
@@ -534,10 +411,5 @@ static Suite *suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(suite());
-    int failed;
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? 1 : 0;
+    return tu_run_suite(suite());
 }

@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "checkutil.h"
 #include "fault_env.h"
 #include "kvcore/kv.h"
 #include "testutil.h"
@@ -544,9 +545,5 @@ static Suite *reserve_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(reserve_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return tu_run_suite(reserve_suite());
 }

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "checkutil.h"
 #include "kvcore/kv.h"
 #include "table/bloom.h"
 #include "table/sst.h"
@@ -869,9 +870,5 @@ static Suite *sst_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(sst_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return tu_run_suite(sst_suite());
 }

@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "checkutil.h"
 #include "db/filename.h"
 #include "db/memtable.h"
 #include "db/table_cache.h"
@@ -995,9 +996,5 @@ static Suite *version_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(version_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return tu_run_suite(version_suite());
 }
