@@ -1,4 +1,4 @@
-/* checkutil.c - running a Check suite and the temp-dir fixture of the unit suites. */
+/* checkutil.c - Check helpers shared by the unit suites (checkutil.h). */
 #include "checkutil.h"
 
 #include <stdlib.h>
@@ -28,4 +28,53 @@ void tu_ck_rmtempdir(char **dir)
     tu_rmtree(*dir);
     free(*dir);
     *dir = NULL;
+}
+
+kv_db *tu_ck_open(const char *dir, const kv_options *o)
+{
+    kv_db *db = NULL;
+    int rc = kv_open(dir, o, &db);
+    ck_assert_msg(rc == 0, "kv_open: %s", kv_strerror(rc));
+    ck_assert_ptr_nonnull(db);
+    return db;
+}
+
+/* Asserts that the iterator's entry is entry i of m; dir names the scan in the message. */
+static void expect_entry(kv_iter *it, const tu_model *m, size_t i, const char *dir)
+{
+    size_t kl, vl;
+    const void *k = kv_iter_key(it, &kl);
+    const void *v = kv_iter_value(it, &vl);
+    ck_assert_msg(tu_keycmp(k, kl, m->e[i].key, m->e[i].klen) == 0, "%s key %zu differs", dir, i);
+    ck_assert_uint_eq(vl, m->e[i].vlen);
+    ck_assert_mem_eq(v, m->e[i].val, vl);
+}
+
+void tu_ck_scan_forward(kv_db *db, const kv_snapshot *snap, const tu_model *m)
+{
+    kv_iter *it = kv_iter_new(db, snap);
+    ck_assert_ptr_nonnull(it);
+    size_t i = 0;
+    for (kv_iter_seek_first(it); kv_iter_valid(it); kv_iter_next(it), i++) {
+        ck_assert_uint_lt(i, m->n);
+        expect_entry(it, m, i, "forward");
+    }
+    ck_assert_int_eq(kv_iter_status(it), 0);
+    ck_assert_uint_eq(i, m->n);
+    kv_iter_free(it);
+}
+
+void tu_ck_scan_backward(kv_db *db, const kv_snapshot *snap, const tu_model *m)
+{
+    kv_iter *it = kv_iter_new(db, snap);
+    ck_assert_ptr_nonnull(it);
+    size_t i = m->n;
+    for (kv_iter_seek_last(it); kv_iter_valid(it); kv_iter_prev(it)) {
+        ck_assert_uint_gt(i, 0);
+        i--;
+        expect_entry(it, m, i, "backward");
+    }
+    ck_assert_int_eq(kv_iter_status(it), 0);
+    ck_assert_uint_eq(i, 0);
+    kv_iter_free(it);
 }

@@ -305,6 +305,71 @@ int tu_dir_find_suffix(const char *dir, const char *suffix, char *out, size_t n)
     return found;
 }
 
+int tu_dir_count_suffix(const char *dir, const char *suffix)
+{
+    char **names;
+    size_t cnt;
+    if (list_files(dir, &names, &cnt) != 0)
+        return -1;
+    size_t sl = strlen(suffix);
+    int n = 0;
+    for (size_t i = 0; i < cnt; i++) {
+        char path[4096];
+        struct stat st;
+        size_t nl = strlen(names[i]);
+        snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
+        if (nl >= sl && strcmp(names[i] + nl - sl, suffix) == 0 && lstat(path, &st) == 0 &&
+            S_ISREG(st.st_mode))
+            n++;
+        free(names[i]);
+    }
+    free(names);
+    return n;
+}
+
+/* ---- Captured log ------------------------------------------------------------------------ */
+
+void tu_logbuf_init(tu_logbuf *lb)
+{
+    pthread_mutex_init(&lb->mu, NULL);
+    lb->len = 0;
+    lb->text[0] = '\0';
+}
+
+void tu_logbuf_destroy(tu_logbuf *lb)
+{
+    pthread_mutex_destroy(&lb->mu);
+}
+
+void tu_logbuf_fn(void *ctx, int level, const char *msg)
+{
+    tu_logbuf *lb = ctx;
+    pthread_mutex_lock(&lb->mu);
+    size_t room = sizeof(lb->text) - lb->len;
+    int n = snprintf(lb->text + lb->len, room, "%d %s\n", level, msg);
+    if (n > 0 && (size_t)n < room)
+        lb->len += (size_t)n;
+    else
+        lb->text[lb->len] = '\0'; /* a line that does not fit is dropped whole */
+    pthread_mutex_unlock(&lb->mu);
+}
+
+void tu_logbuf_reset(tu_logbuf *lb)
+{
+    pthread_mutex_lock(&lb->mu);
+    lb->len = 0;
+    lb->text[0] = '\0';
+    pthread_mutex_unlock(&lb->mu);
+}
+
+int tu_logbuf_contains(tu_logbuf *lb, const char *needle)
+{
+    pthread_mutex_lock(&lb->mu);
+    int found = strstr(lb->text, needle) != NULL;
+    pthread_mutex_unlock(&lb->mu);
+    return found;
+}
+
 /* ---- Reference map ----------------------------------------------------------------------- */
 
 int tu_keycmp(const void *a, size_t al, const void *b, size_t bl)

@@ -8,6 +8,7 @@
 #ifndef KV_TESTUTIL_H
 #define KV_TESTUTIL_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -57,6 +58,32 @@ char *tu_dir_fingerprint(const char *dir);
 /* Returns 1 if dir contains a file whose name ends with suffix; the first such name goes to
  * out (size n) if out is not NULL. */
 int tu_dir_find_suffix(const char *dir, const char *suffix, char *out, size_t n);
+
+/* Number of regular files in dir (not recursive) whose name ends with suffix; -1 if dir cannot
+ * be read (errno set). */
+int tu_dir_count_suffix(const char *dir, const char *suffix);
+
+/* ---- Captured log ------------------------------------------------------------------------ */
+
+/* Collects kvcore's log lines ("<level> <message>\n") so a test can check what was reported.
+ * Holds the first TU_LOGBUF_BYTES - 1 bytes; later lines are dropped whole. Threads: the store's
+ * threads append while the test reads, all under mu. */
+#define TU_LOGBUF_BYTES 16384
+typedef struct tu_logbuf {
+    pthread_mutex_t mu;
+    char text[TU_LOGBUF_BYTES]; /* protected by mu; NUL-terminated */
+    size_t len;                 /* protected by mu */
+} tu_logbuf;
+
+/* Initialises lb empty (call once before use; tu_logbuf_destroy when done). */
+void tu_logbuf_init(tu_logbuf *lb);
+void tu_logbuf_destroy(tu_logbuf *lb);
+/* A kv_log_fn: set options.log_fn = tu_logbuf_fn and options.log_ctx = lb. */
+void tu_logbuf_fn(void *ctx, int level, const char *msg);
+/* Forgets everything captured so far. */
+void tu_logbuf_reset(tu_logbuf *lb);
+/* 1 if a captured line contains needle. */
+int tu_logbuf_contains(tu_logbuf *lb, const char *needle);
 
 /* ---- Reference map ----------------------------------------------------------------------- */
 

@@ -20,56 +20,21 @@
 
 /* ---- Fixtures and helpers ------------------------------------------------------------------ */
 
-/* Collects log lines so tests can check what was reported. */
-typedef struct logbuf {
-    pthread_mutex_t mu;
-    char text[16384];
-    size_t len;
-} logbuf;
-
-static logbuf g_log;
-
-static void capture_log(void *ctx, int level, const char *msg)
-{
-    logbuf *lb = ctx;
-    pthread_mutex_lock(&lb->mu);
-    int n = snprintf(lb->text + lb->len, sizeof(lb->text) - lb->len, "%d %s\n", level, msg);
-    if (n > 0 && lb->len + (size_t)n < sizeof(lb->text))
-        lb->len += (size_t)n;
-    pthread_mutex_unlock(&lb->mu);
-}
-
-static void log_reset(void)
-{
-    pthread_mutex_lock(&g_log.mu);
-    g_log.len = 0;
-    g_log.text[0] = '\0';
-    pthread_mutex_unlock(&g_log.mu);
-}
-
-static int log_contains(const char *needle)
-{
-    pthread_mutex_lock(&g_log.mu);
-    int found = strstr(g_log.text, needle) != NULL;
-    pthread_mutex_unlock(&g_log.mu);
-    return found;
-}
+/* What the store logged in this test. */
+static tu_logbuf g_log;
 
 static char *g_dir;
 
 static void setup(void)
 {
-    pthread_mutex_init(&g_log.mu, NULL);
-    log_reset();
-    g_dir = tu_tempdir("test_db");
-    ck_assert_ptr_nonnull(g_dir);
+    tu_logbuf_init(&g_log);
+    g_dir = tu_ck_tempdir("test_db");
 }
 
 static void teardown(void)
 {
-    tu_rmtree(g_dir);
-    free(g_dir);
-    g_dir = NULL;
+    /* g_log stays initialised: a store a failed test left open may still log into it. */
+    tu_ck_rmtempdir(&g_dir);
 }
 
 /* Options for tests: small memtable so flushes happen, log captured. */
@@ -81,7 +46,7 @@ static kv_options small_opts(void)
     o.target_file_size = 128 << 10;
     o.level1_bytes = 512 << 10;
     o.block_cache_bytes = 1 << 20;
-    o.log_fn = capture_log;
+    o.log_fn = tu_logbuf_fn;
     o.log_ctx = &g_log;
     o.log_level = KV_LOG_INFO;
     return o;
@@ -89,11 +54,7 @@ static kv_options small_opts(void)
 
 static kv_db *open_db(const kv_options *o)
 {
-    kv_db *db = NULL;
-    int rc = kv_open(g_dir, o, &db);
-    ck_assert_msg(rc == 0, "kv_open: %s", kv_strerror(rc));
-    ck_assert_ptr_nonnull(db);
-    return db;
+    return tu_ck_open(g_dir, o);
 }
 
 static void put_s(kv_db *db, const char *k, const char *v)
@@ -134,36 +95,8 @@ static void fmt_key(char *out, size_t n, uint64_t i)
 /* Compares a full forward and backward scan of db (as of snap) with model m. */
 static void expect_scan_equals(kv_db *db, const kv_snapshot *snap, const tu_model *m)
 {
-    kv_iter *it = kv_iter_new(db, snap);
-    ck_assert_ptr_nonnull(it);
-    size_t i = 0;
-    for (kv_iter_seek_first(it); kv_iter_valid(it); kv_iter_next(it), i++) {
-        ck_assert_uint_lt(i, m->n);
-        size_t kl, vl;
-        const void *k = kv_iter_key(it, &kl);
-        const void *v = kv_iter_value(it, &vl);
-        ck_assert_msg(tu_keycmp(k, kl, m->e[i].key, m->e[i].klen) == 0, "forward key %zu differs",
-                      i);
-        ck_assert_uint_eq(vl, m->e[i].vlen);
-        ck_assert_mem_eq(v, m->e[i].val, vl);
-    }
-    ck_assert_int_eq(kv_iter_status(it), 0);
-    ck_assert_uint_eq(i, m->n);
-    i = m->n;
-    for (kv_iter_seek_last(it); kv_iter_valid(it); kv_iter_prev(it)) {
-        ck_assert_uint_gt(i, 0);
-        i--;
-        size_t kl, vl;
-        const void *k = kv_iter_key(it, &kl);
-        const void *v = kv_iter_value(it, &vl);
-        ck_assert_msg(tu_keycmp(k, kl, m->e[i].key, m->e[i].klen) == 0, "backward key %zu differs",
-                      i);
-        ck_assert_uint_eq(vl, m->e[i].vlen);
-        ck_assert_mem_eq(v, m->e[i].val, vl);
-    }
-    ck_assert_int_eq(kv_iter_status(it), 0);
-    ck_assert_uint_eq(i, 0);
-    kv_iter_free(it);
+    tu_ck_scan_forward(db, snap, m);
+    tu_ck_scan_backward(db, snap, m);
 }
 
 static void expect_gets_equal(kv_db *db, const tu_model *m)
@@ -177,21 +110,6 @@ static void expect_gets_equal(kv_db *db, const tu_model *m)
         ck_assert_mem_eq(v, m->e[i].val, vl);
         kv_free(v);
     }
-}
-
-static int count_files_with_suffix(const char *dir, const char *suffix)
-{
-    char *fp = tu_dir_fingerprint(dir);
-    ck_assert_ptr_nonnull(fp);
-    int n = 0;
-    size_t sl = strlen(suffix);
-    for (char *line = strtok(fp, "\n"); line; line = strtok(NULL, "\n")) {
-        char *sp = strchr(line, ' ');
-        if (sp && (size_t)(sp - line) >= sl && memcmp(sp - sl, suffix, sl) == 0)
-            n++;
-    }
-    free(fp);
-    return n;
 }
 
 /* ---- Basic reads and writes ---------------------------------------------------------------- */
@@ -343,7 +261,7 @@ START_TEST(test_db_reopen_keeps_data_after_flush)
     expect_get(db, NULL, "unflushed", "2");
     kv_close(db);
     /* Obsolete WALs are gone: only the live one remains after a clean reopen. */
-    ck_assert_int_eq(count_files_with_suffix(g_dir, ".log"), 1);
+    ck_assert_int_eq(tu_dir_count_suffix(g_dir, ".log"), 1);
 }
 END_TEST
 
@@ -712,7 +630,7 @@ START_TEST(test_db_compaction_keeps_newest_values_and_drops_garbage)
     }
     kv_close(db);
     /* Compaction deleted the tables it replaced. */
-    ck_assert_int_eq((uint64_t)count_files_with_suffix(g_dir, ".sst"),
+    ck_assert_int_eq((uint64_t)tu_dir_count_suffix(g_dir, ".sst"),
                      after.level_files[0] + after.level_files[1] + after.level_files[2] +
                          after.level_files[3] + after.level_files[4] + after.level_files[5] +
                          after.level_files[6]);
@@ -825,7 +743,7 @@ START_TEST(test_db_non_store_directory_is_rejected_untouched)
     ck_assert_str_eq(before, after); /* no LOCK, no manifest: nothing written */
     free(before);
     free(after);
-    ck_assert(log_contains("not a kvcore store"));
+    ck_assert(tu_logbuf_contains(&g_log, "not a kvcore store"));
 }
 END_TEST
 
@@ -894,12 +812,12 @@ START_TEST(test_db_torn_wal_tail_is_dropped_and_logged)
     const char junk[9] = {1, 2, 3, 4, 5, 6, 7, 8, 100};
     fwrite(junk, 1, sizeof junk, f);
     fclose(f);
-    log_reset();
+    tu_logbuf_reset(&g_log);
     db = open_db(&o);
     expect_get(db, NULL, "a", "1");
     expect_get(db, NULL, "b", "2");
-    ck_assert_msg(log_contains("dropped 9 bytes"), "log: %s", g_log.text);
-    ck_assert(log_contains(name));
+    ck_assert_msg(tu_logbuf_contains(&g_log, "dropped 9 bytes"), "log: %s", g_log.text);
+    ck_assert(tu_logbuf_contains(&g_log, name));
     put_s(db, "c", "3");
     kv_close(db);
     db = open_db(&o);
@@ -953,9 +871,9 @@ START_TEST(test_db_wal_hole_left_by_power_cut_is_a_torn_tail)
     ck_assert_int_eq(pwrite(fd, zeros, sizeof zeros, hole), (ssize_t)sizeof zeros);
     close(fd);
 
-    log_reset();
+    tu_logbuf_reset(&g_log);
     ck_assert_int_eq(kv_open(g_dir, &o, &db), 0);
-    ck_assert_msg(log_contains("torn tail"), "log: %s", g_log.text);
+    ck_assert_msg(tu_logbuf_contains(&g_log, "torn tail"), "log: %s", g_log.text);
     /* Every record wholly before the hole survives; the first one is certainly among them. */
     fmt_key(k, sizeof k, 0);
     void *val;
@@ -1003,12 +921,12 @@ START_TEST(test_db_damaged_wal_record_is_corruption_not_a_torn_tail)
     fault_env_free(fe);
 
     char *before = tu_dir_fingerprint(g_dir);
-    log_reset();
+    tu_logbuf_reset(&g_log);
     uint64_t problems = 0;
     ck_assert_int_eq(kv_check(g_dir, &o, NULL, NULL, &problems), KV_ECORRUPT);
     ck_assert_uint_eq(problems, 1);
     ck_assert_int_eq(kv_open(g_dir, &o, &db), KV_ECORRUPT);
-    ck_assert(log_contains("damaged, not torn"));
+    ck_assert(tu_logbuf_contains(&g_log, "damaged, not torn"));
     char *after = tu_dir_fingerprint(g_dir);
     ck_assert_str_eq(before, after);
     free(before);
@@ -1048,10 +966,10 @@ START_TEST(test_db_corrupt_table_is_reported_never_wrong_data)
     ck_assert_int_eq(fault_env_flip_bit(fe, path, 100, 3), 0); /* inside the first data block */
     fault_env_free(fe);
 
-    log_reset();
+    tu_logbuf_reset(&g_log);
     ck_assert_int_eq(kv_check(g_dir, &o, NULL, NULL, &problems), KV_ECORRUPT);
     ck_assert_uint_ge(problems, 1);
-    ck_assert(log_contains(name));
+    ck_assert(tu_logbuf_contains(&g_log, name));
 
     db = open_db(&o);
     int bad = 0;
@@ -1166,7 +1084,7 @@ START_TEST(test_db_synced_write_in_a_new_wal_survives_power_loss)
     ck_assert_int_eq(kv_put(db, "lost", 4, "x", 1, KV_WRITE_SYNC), KV_ENOSPC);
     /* This write goes to a new WAL. */
     ck_assert_int_eq(kv_put(db, "k", 1, "new", 3, KV_WRITE_SYNC), 0);
-    ck_assert_int_ge(count_files_with_suffix(g_dir, ".log"), 2);
+    ck_assert_int_ge(tu_dir_count_suffix(g_dir, ".log"), 2);
     fault_env_halt(fe);
     kv_close(db);
     ck_assert_int_eq(fault_env_crash(fe, FAULT_CRASH_DROP_UNSYNCED), 0);

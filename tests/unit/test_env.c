@@ -19,14 +19,12 @@ static const kv_env *env;
 static void setup(void)
 {
     env = env_posix();
-    dir = tu_tempdir("env");
-    ck_assert_ptr_nonnull(dir);
+    dir = tu_ck_tempdir("env");
 }
 
 static void teardown(void)
 {
-    tu_rmtree(dir);
-    free(dir);
+    tu_ck_rmtempdir(&dir);
 }
 
 static char *path_in(const char *name)

@@ -21,14 +21,12 @@ static char *g_dir;
 
 static void setup(void)
 {
-    g_dir = tu_tempdir("test_reserve");
-    ck_assert_ptr_nonnull(g_dir);
+    g_dir = tu_ck_tempdir("test_reserve");
 }
 
 static void teardown(void)
 {
-    tu_rmtree(g_dir);
-    free(g_dir);
+    tu_ck_rmtempdir(&g_dir);
 }
 
 static void quiet_log(void *ctx, int level, const char *msg)
@@ -54,10 +52,7 @@ static kv_options small_opts(const kv_env *env)
 
 static kv_db *open_db(const kv_options *o)
 {
-    kv_db *db = NULL;
-    int rc = kv_open(g_dir, o, &db);
-    ck_assert_msg(rc == 0, "kv_open: %s", kv_strerror(rc));
-    return db;
+    return tu_ck_open(g_dir, o);
 }
 
 static void key_of(char *k, size_t n, int i)
@@ -77,24 +72,6 @@ static int64_t reserve_file_size(void)
     struct stat st;
     snprintf(p, sizeof p, "%s/RESERVE", g_dir);
     return stat(p, &st) == 0 ? (int64_t)st.st_size : -1;
-}
-
-static void expect_model(kv_db *db, const tu_model *m)
-{
-    size_t seen = 0;
-    kv_iter *it = kv_iter_new(db, NULL);
-    ck_assert_ptr_nonnull(it);
-    for (kv_iter_seek_first(it); kv_iter_valid(it); kv_iter_next(it), seen++) {
-        size_t kl, vl;
-        const void *k = kv_iter_key(it, &kl), *v = kv_iter_value(it, &vl);
-        ck_assert_uint_lt(seen, m->n);
-        ck_assert_int_eq(tu_keycmp(k, kl, m->e[seen].key, m->e[seen].klen), 0);
-        ck_assert_uint_eq(vl, m->e[seen].vlen);
-        ck_assert_int_eq(memcmp(v, m->e[seen].val, vl), 0);
-    }
-    ck_assert_int_eq(kv_iter_status(it), 0);
-    kv_iter_free(it);
-    ck_assert_uint_eq(seen, m->n);
 }
 
 static void get_stats(kv_db *db, kv_stats *st)
@@ -153,7 +130,7 @@ START_TEST(test_reserve_full_disk_refuses_writes_accepts_deletes_and_recovers)
     void *got;
     size_t gl;
     ck_assert_int_eq(kv_get(db, NULL, "new", 3, &got, &gl), KV_ENOTFOUND);
-    expect_model(db, &m);
+    tu_ck_scan_forward(db, NULL, &m);
 
     /* Writes that free space go through: delete 9 keys of 10, in batches as kvfs does. */
     kv_batch *b = kv_batch_new();
@@ -171,12 +148,12 @@ START_TEST(test_reserve_full_disk_refuses_writes_accepts_deletes_and_recovers)
     ck_assert_int_eq(kv_write(db, b, KV_WRITE_RESERVE | KV_WRITE_SYNC), 0);
     kv_batch_free(b);
     ck_assert_int_eq(kv_delete(db, "nothing", 7, KV_WRITE_RESERVE), 0);
-    expect_model(db, &m);
+    tu_ck_scan_forward(db, NULL, &m);
 
     /* The compaction that reclaims the deleted data runs in the released space. */
     int rc = kv_compact_range(db, NULL, 0, NULL, 0);
     ck_assert_msg(rc == 0, "compaction on a full disk: %s", kv_strerror(rc));
-    expect_model(db, &m);
+    tu_ck_scan_forward(db, NULL, &m);
     get_stats(db, &st);
     ck_assert_uint_eq(st.low_space, 1); /* free space has not come back */
     ck_assert_int_eq(kv_put(db, "new", 3, v, VAL_LEN, 0), KV_ENOSPC);
@@ -200,12 +177,12 @@ START_TEST(test_reserve_full_disk_refuses_writes_accepts_deletes_and_recovers)
         ck_assert_int_eq(kv_put(db, k, strlen(k), v, VAL_LEN, 0), 0);
         tu_model_put(&m, k, strlen(k), v, VAL_LEN);
     }
-    expect_model(db, &m);
+    tu_ck_scan_forward(db, NULL, &m);
 
     /* Nothing lost across a reopen. */
     ck_assert_int_eq(kv_close(db), 0);
     db = open_db(&o);
-    expect_model(db, &m);
+    tu_ck_scan_forward(db, NULL, &m);
     get_stats(db, &st);
     ck_assert_uint_eq(st.low_space, 0);
     kv_close(db);
@@ -262,10 +239,10 @@ START_TEST(test_reserve_deletions_in_low_space_mode_are_flushed_without_asking)
         ck_assert_int_lt(tries, 500);
         usleep(10000);
     }
-    expect_model(db, &m);
+    tu_ck_scan_forward(db, NULL, &m);
     kv_close(db);
     db = open_db(&o);
-    expect_model(db, &m);
+    tu_ck_scan_forward(db, NULL, &m);
     kv_close(db);
     tu_model_free(&m);
     fault_env_free(fe);
@@ -296,12 +273,12 @@ START_TEST(test_reserve_is_released_at_open_on_a_full_disk)
     get_stats(db, &st);
     ck_assert_uint_eq(st.low_space, 1);
     ck_assert_int_eq(reserve_file_size(), -1);
-    expect_model(db, &m);
+    tu_ck_scan_forward(db, NULL, &m);
     ck_assert_int_eq(kv_put(db, "x", 1, "y", 1, 0), KV_ENOSPC);
     key_of(k, sizeof k, 3);
     ck_assert_int_eq(kv_delete(db, k, strlen(k), KV_WRITE_RESERVE | KV_WRITE_SYNC), 0);
     tu_model_delete(&m, k, strlen(k));
-    expect_model(db, &m);
+    tu_ck_scan_forward(db, NULL, &m);
     kv_close(db);
 
     fault_env_set_space_limit(fe, UINT64_MAX);
@@ -309,27 +286,12 @@ START_TEST(test_reserve_is_released_at_open_on_a_full_disk)
     get_stats(db, &st);
     ck_assert_uint_eq(st.low_space, 0);
     ck_assert_int_eq(reserve_file_size(), 256 << 10);
-    expect_model(db, &m);
+    tu_ck_scan_forward(db, NULL, &m);
     kv_close(db);
     tu_model_free(&m);
     fault_env_free(fe);
 }
 END_TEST
-
-/* Counts files in g_dir ending with suffix. */
-static int count_suffix(const char *suffix)
-{
-    char cmd[4200];
-    snprintf(cmd, sizeof cmd, "ls '%s' | grep -c '%s$'", g_dir, suffix);
-    FILE *p = popen(cmd, "r");
-    int n = -1;
-    if (p) {
-        if (fscanf(p, "%d", &n) != 1)
-            n = -1;
-        pclose(p);
-    }
-    return n;
-}
 
 START_TEST(test_reserve_compaction_that_cannot_fit_fails_cleanly)
 {
@@ -362,17 +324,17 @@ START_TEST(test_reserve_compaction_that_cannot_fit_fails_cleanly)
     uint64_t tables = 0;
     for (int l = 0; l < KV_MAX_LEVELS; l++)
         tables += st.level_files[l];
-    ck_assert_int_eq(count_suffix(".tmp"), 0);
-    ck_assert_int_eq(count_suffix(".sst"), (int)tables);
-    expect_model(db, &m);
+    ck_assert_int_eq(tu_dir_count_suffix(g_dir, ".tmp"), 0);
+    ck_assert_int_eq(tu_dir_count_suffix(g_dir, ".sst"), (int)tables);
+    tu_ck_scan_forward(db, NULL, &m);
     /* Without a reserve there is no low-space mode: ordinary writes are still tried. */
     ck_assert_uint_eq(st.low_space, 0);
     fault_env_set_space_limit(fe, UINT64_MAX);
     ck_assert_int_eq(kv_compact_range(db, NULL, 0, NULL, 0), 0);
-    expect_model(db, &m);
+    tu_ck_scan_forward(db, NULL, &m);
     kv_close(db);
     db = open_db(&o);
-    expect_model(db, &m);
+    tu_ck_scan_forward(db, NULL, &m);
     kv_close(db);
     tu_model_free(&m);
     fault_env_free(fe);
@@ -465,11 +427,11 @@ START_TEST(test_reserve_full_compaction_needs_room_for_one_table_at_a_time)
     ck_assert_msg(rc == 0, "full compaction with 350 KiB free: %s", kv_strerror(rc));
     get_stats(db, &st);
     ck_assert_uint_eq(st.level_files[0] + st.level_files[1], 0);
-    expect_model(db, &m);
+    tu_ck_scan_forward(db, NULL, &m);
     fault_env_set_space_limit(fe, UINT64_MAX);
     kv_close(db);
     db = open_db(&o);
-    expect_model(db, &m);
+    tu_ck_scan_forward(db, NULL, &m);
     kv_close(db);
     tu_model_free(&m);
     fault_env_free(fe);
@@ -514,11 +476,11 @@ START_TEST(test_reserve_full_compaction_reclaims_deleted_l0_data_before_rewritin
     ck_assert_msg(rc == 0, "full compaction with 150 KiB free: %s", kv_strerror(rc));
     get_stats(db, &st);
     ck_assert_uint_eq(st.level_files[0], 0);
-    expect_model(db, &m);
+    tu_ck_scan_forward(db, NULL, &m);
     fault_env_set_space_limit(fe, UINT64_MAX);
     kv_close(db);
     db = open_db(&o);
-    expect_model(db, &m);
+    tu_ck_scan_forward(db, NULL, &m);
     kv_close(db);
     tu_model_free(&m);
     fault_env_free(fe);

@@ -27,18 +27,8 @@ typedef struct fixture {
     table_cache *tc;
     pthread_mutex_t mu;
     version_set *vs;
-    char logged[16384];
-    size_t logged_len;
+    tu_logbuf logged;
 } fixture;
-
-static void capture_log(void *ctx, int level, const char *msg)
-{
-    fixture *fx = ctx;
-    (void)level;
-    int n = snprintf(fx->logged + fx->logged_len, sizeof fx->logged - fx->logged_len, "%s\n", msg);
-    if (n > 0 && fx->logged_len + (size_t)n < sizeof fx->logged)
-        fx->logged_len += (size_t)n;
-}
 
 static void fx_open_vs(fixture *fx)
 {
@@ -59,11 +49,11 @@ static void fx_close_vs(fixture *fx)
 static void fx_init(fixture *fx, const char *tag)
 {
     memset(fx, 0, sizeof *fx);
-    fx->dir = tu_tempdir(tag);
-    ck_assert_ptr_nonnull(fx->dir);
+    fx->dir = tu_ck_tempdir(tag);
+    tu_logbuf_init(&fx->logged);
     kv_options_init(&fx->opts);
-    fx->opts.log_fn = capture_log;
-    fx->opts.log_ctx = fx;
+    fx->opts.log_fn = tu_logbuf_fn;
+    fx->opts.log_ctx = &fx->logged;
     fx->opts.log_level = KV_LOG_DEBUG;
     kv_logger_init(&fx->log, &fx->opts);
     pthread_mutex_init(&fx->mu, NULL);
@@ -75,8 +65,8 @@ static void fx_done(fixture *fx)
 {
     fx_close_vs(fx);
     pthread_mutex_destroy(&fx->mu);
-    tu_rmtree(fx->dir);
-    free(fx->dir);
+    tu_logbuf_destroy(&fx->logged);
+    tu_ck_rmtempdir(&fx->dir);
 }
 
 /* A stand-in table file of `size` bytes: recovery only checks that it exists with that size. */
@@ -422,12 +412,11 @@ START_TEST(test_version_set_missing_table_is_corrupt_and_named)
     ck_assert_int_eq(unlink(path), 0);
     char *fp_before = tu_dir_fingerprint(fx.dir);
     fx_open_vs(&fx);
-    fx.logged_len = 0;
-    fx.logged[0] = '\0';
+    tu_logbuf_reset(&fx.logged);
     ck_assert_int_eq(version_set_recover(fx.vs), KV_ECORRUPT);
     snprintf(expect, sizeof expect, "table %06" PRIu64 ".sst referenced by the manifest is missing",
              b);
-    ck_assert_msg(strstr(fx.logged, expect), "log was: %s", fx.logged);
+    ck_assert_msg(tu_logbuf_contains(&fx.logged, expect), "log was: %s", fx.logged.text);
     /* Recovery wrote nothing, even when it failed. */
     char *fp_after = tu_dir_fingerprint(fx.dir);
     ck_assert_str_eq(fp_before, fp_after);
@@ -437,7 +426,7 @@ START_TEST(test_version_set_missing_table_is_corrupt_and_named)
     /* A table whose size differs from the manifest's is corrupt too. */
     make_file(fx.dir, b, 99);
     ck_assert_int_eq(version_set_recover(fx.vs), KV_ECORRUPT);
-    ck_assert_ptr_nonnull(strstr(fx.logged, "file size check"));
+    ck_assert(tu_logbuf_contains(&fx.logged, "file size check"));
     fx_done(&fx);
 }
 END_TEST
@@ -496,7 +485,7 @@ START_TEST(test_version_set_manifest_of_a_newer_format_is_eversion)
     fx_close_vs(&fx);
     fx_open_vs(&fx);
     ck_assert_int_eq(version_set_recover(fx.vs), KV_EVERSION);
-    ck_assert_ptr_nonnull(strstr(fx.logged, "newer format"));
+    ck_assert(tu_logbuf_contains(&fx.logged, "newer format"));
     buf_free(&rec);
     version_edit_free(&e);
     fx_done(&fx);
@@ -533,12 +522,12 @@ START_TEST(test_version_set_torn_manifest_tail_is_dropped)
     for (off_t cut = st.st_size - 1; cut > good_size; cut -= 3) {
         ck_assert_int_eq(truncate(mpath, cut), 0);
         fx_open_vs(&fx);
-        fx.logged_len = 0;
+        tu_logbuf_reset(&fx.logged);
         ck_assert_int_eq(version_set_recover(fx.vs), 0);
         char now[256];
         describe(fx.vs, now, sizeof now);
         ck_assert_str_eq(now, good);
-        ck_assert_ptr_nonnull(strstr(fx.logged, "dropped a torn tail"));
+        ck_assert(tu_logbuf_contains(&fx.logged, "dropped a torn tail"));
         fx_close_vs(&fx);
     }
 
@@ -559,7 +548,7 @@ START_TEST(test_version_set_torn_manifest_tail_is_dropped)
     fclose(f);
     fx_open_vs(&fx);
     ck_assert_int_eq(version_set_recover(fx.vs), KV_ECORRUPT);
-    ck_assert_ptr_nonnull(strstr(fx.logged, "damaged, not a torn tail"));
+    ck_assert(tu_logbuf_contains(&fx.logged, "damaged, not a torn tail"));
     fx_done(&fx);
 }
 END_TEST
@@ -576,14 +565,14 @@ START_TEST(test_version_set_corrupt_current_or_manifest_is_ecorrupt)
     fclose(f);
     fx_open_vs(&fx);
     ck_assert_int_eq(version_set_recover(fx.vs), KV_ECORRUPT);
-    ck_assert_ptr_nonnull(strstr(fx.logged, "CURRENT"));
+    ck_assert(tu_logbuf_contains(&fx.logged, "CURRENT"));
 
     /* CURRENT naming a manifest that does not exist. */
     f = fopen(path, "w");
     fputs("MANIFEST-000042\n", f);
     fclose(f);
     ck_assert_int_eq(version_set_recover(fx.vs), KV_ECORRUPT);
-    ck_assert_ptr_nonnull(strstr(fx.logged, "MANIFEST-000042 named by CURRENT is missing"));
+    ck_assert(tu_logbuf_contains(&fx.logged, "MANIFEST-000042 named by CURRENT is missing"));
 
     /* A manifest whose record decodes but deletes a table that was never added. */
     version_edit e;
@@ -598,7 +587,7 @@ START_TEST(test_version_set_corrupt_current_or_manifest_is_ecorrupt)
     ck_assert_int_eq(version_edit_encode(&e, &rec), 0);
     write_manifest(&fx, 8, &rec, 1);
     ck_assert_int_eq(version_set_recover(fx.vs), KV_ECORRUPT);
-    ck_assert_ptr_nonnull(strstr(fx.logged, "deletes table 000005.sst not in level 2"));
+    ck_assert(tu_logbuf_contains(&fx.logged, "deletes table 000005.sst not in level 2"));
 
     /* A manifest whose tables overlap in level 1. */
     version_edit_free(&e);
@@ -613,7 +602,7 @@ START_TEST(test_version_set_corrupt_current_or_manifest_is_ecorrupt)
     ck_assert_int_eq(version_edit_encode(&e, &rec), 0);
     write_manifest(&fx, 9, &rec, 1);
     ck_assert_int_eq(version_set_recover(fx.vs), KV_ECORRUPT);
-    ck_assert_ptr_nonnull(strstr(fx.logged, "overlap in level 1"));
+    ck_assert(tu_logbuf_contains(&fx.logged, "overlap in level 1"));
     buf_free(&rec);
     version_edit_free(&e);
     fx_done(&fx);
@@ -895,8 +884,8 @@ START_TEST(test_table_cache_missing_table_is_corrupt_and_logged)
     ck_assert(!iter_valid(it));
     ck_assert_int_eq(iter_status(it), KV_ECORRUPT);
     iter_free(it);
-    ck_assert_ptr_nonnull(
-        strstr(fx.logged, "table 000123.sst referenced by the manifest is missing"));
+    ck_assert(
+        tu_logbuf_contains(&fx.logged, "table 000123.sst referenced by the manifest is missing"));
     buf k = ikey_of("a", 1, 1);
     ck_assert_int_eq(table_cache_get(fx.tc, 123, 0, buf_slice(&k), NULL, NULL), KV_ECORRUPT);
     buf_free(&k);
