@@ -7,6 +7,7 @@
 
 #include "checkutil.h"
 #include "kvcore/kv.h"
+#include "mem_file.h"
 #include "table/bloom.h"
 #include "table/sst.h"
 #include "table/sst_format.h"
@@ -15,59 +16,7 @@
 #include "util/checksum.h"
 #include "util/ikey.h"
 
-/* ---- An in-memory file: the table's bytes live in a buf the test can inspect and damage --- */
-
-typedef struct memfile {
-    env_file base;
-    buf *data; /* borrowed */
-    int fail_reads;
-    long fail_appends_after; /* appends past this many bytes fail with KV_ENOSPC; -1: never */
-} memfile;
-
-static int mem_pread(env_file *f, void *b, size_t n, uint64_t off, size_t *nread)
-{
-    memfile *m = (memfile *)f;
-    *nread = 0;
-    if (__atomic_load_n(&m->fail_reads, __ATOMIC_RELAXED))
-        return KV_EIO;
-    if (off >= m->data->len)
-        return 0;
-    size_t avail = m->data->len - (size_t)off;
-    *nread = n < avail ? n : avail;
-    memcpy(b, m->data->data + off, *nread);
-    return 0;
-}
-
-static int mem_append(env_file *f, const void *b, size_t n)
-{
-    memfile *m = (memfile *)f;
-    if (m->fail_appends_after >= 0 && m->data->len + n > (size_t)m->fail_appends_after)
-        return KV_ENOSPC;
-    return buf_append(m->data, b, n);
-}
-
-static int mem_sync(env_file *f)
-{
-    return 0;
-}
-
-static int mem_close(env_file *f)
-{
-    free(f);
-    return 0;
-}
-
-static const kv_env mem_env = {
-    .pread = mem_pread, .append = mem_append, .sync = mem_sync, .close = mem_close};
-
-static memfile *mem_open(buf *data)
-{
-    memfile *m = calloc(1, sizeof(*m));
-    m->base.env = &mem_env;
-    m->data = data;
-    m->fail_appends_after = -1;
-    return m;
-}
+/* The table's bytes live in a buf (tu_memfile) the test can inspect and damage. */
 
 /* ---- Test data ------------------------------------------------------------------------------ */
 
@@ -136,7 +85,7 @@ static sst_options default_opts(int compression)
 static void write_table(const table *t, const sst_options *o, buf *file)
 {
     buf_init(file);
-    memfile *m = mem_open(file);
+    tu_memfile *m = tu_memfile_open(file);
     sst_builder *b;
     ck_assert_int_eq(sst_builder_new(&m->base, o, &b), 0);
     for (size_t i = 0; i < t->n; i++)
@@ -146,7 +95,7 @@ static void write_table(const table *t, const sst_options *o, buf *file)
     ck_assert_uint_eq(sst_builder_num_entries(b), t->n);
     ck_assert_uint_eq(sst_builder_file_size(b), file->len);
     sst_builder_free(b);
-    mem_close(&m->base);
+    env_close(&m->base);
 }
 
 static int log_errors;
@@ -164,7 +113,7 @@ static int open_table(buf *file, size_t size, cache *c, int verify, sst_reader *
 {
     sst_read_options ro = {
         .block_cache = c, .log = &test_log, .verify_checksums = verify, .fill_cache = 1};
-    return sst_reader_open(&mem_open(file)->base, size, "000042.sst", &ro, r);
+    return sst_reader_open(&tu_memfile_open(file)->base, size, "000042.sst", &ro, r);
 }
 
 static void assert_entry(slice k, slice v, const table *t, size_t i)
@@ -477,7 +426,7 @@ START_TEST(test_sst_builder_rejects_keys_out_of_order_and_short_keys)
 {
     buf file;
     buf_init(&file);
-    memfile *m = mem_open(&file);
+    tu_memfile *m = tu_memfile_open(&file);
     sst_options o = default_opts(0);
     sst_builder *b;
     ck_assert_int_eq(sst_builder_new(&m->base, &o, &b), 0);
@@ -494,7 +443,7 @@ START_TEST(test_sst_builder_rejects_keys_out_of_order_and_short_keys)
     ck_assert_int_eq(sst_builder_finish(b), 0);
     ck_assert_int_eq(sst_builder_add(b, buf_slice(&k1), slice_from_str("v")), KV_EINVAL);
     sst_builder_free(b);
-    mem_close(&m->base);
+    env_close(&m->base);
     buf_free(&k1);
     buf_free(&k2);
     buf_free(&file);
@@ -730,7 +679,7 @@ START_TEST(test_sst_read_errors_are_returned_not_hidden)
     sst_options o = default_opts(0);
     buf file;
     write_table(&t, &o, &file);
-    memfile *m = mem_open(&file);
+    tu_memfile *m = tu_memfile_open(&file);
     sst_read_options ro = {.log = &test_log, .verify_checksums = 1, .fill_cache = 1};
     sst_reader *r;
     ck_assert_int_eq(sst_reader_open(&m->base, file.len, "x.sst", &ro, &r), 0);
@@ -759,7 +708,7 @@ START_TEST(test_sst_write_errors_are_returned_and_sticky)
     sst_options o = default_opts(0);
     buf file;
     buf_init(&file);
-    memfile *m = mem_open(&file);
+    tu_memfile *m = tu_memfile_open(&file);
     m->fail_appends_after = 100000;
     sst_builder *b;
     ck_assert_int_eq(sst_builder_new(&m->base, &o, &b), 0);
@@ -773,7 +722,7 @@ START_TEST(test_sst_write_errors_are_returned_and_sticky)
                      KV_ENOSPC); /* sticky: the first error, not KV_EINVAL for the order */
     ck_assert_int_eq(sst_builder_finish(b), KV_ENOSPC);
     sst_builder_free(b);
-    mem_close(&m->base);
+    env_close(&m->base);
     buf_free(&file);
     table_free(&t);
 }
