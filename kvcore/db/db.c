@@ -24,12 +24,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "db/batch.h"
 #include "db/filename.h"
 #include "db/reserve.h"
 #include "table/sst.h"
+#include "util/checksum.h"
 #include "util/ikey.h"
 
 #define DB_GROUP_MAX_BYTES (1u << 20)     /* a joined batch stops growing past this */
@@ -207,6 +210,18 @@ static void set_bg_error(kv_db *db, int rc, const char *what)
 
 /* ---- WAL files ------------------------------------------------------------------------------ */
 
+/* A nonce for the sync markers of WAL `number` (wal.h): random, so that no payload bytes (a
+ * user's copy of another store's WAL, say) can pass for one of this log's markers. */
+static uint64_t new_log_nonce(kv_db *db, uint64_t number)
+{
+    uint64_t n = 0;
+    if (getrandom(&n, sizeof(n), GRND_NONBLOCK) == (ssize_t)sizeof(n))
+        return n;
+    /* No entropy yet (early boot): mix what differs between logs and processes. */
+    uint64_t mix[4] = {now_us(db), number, (uint64_t)getpid(), (uint64_t)(uintptr_t)&n};
+    return checksum_value(mix, sizeof(mix));
+}
+
 /* Creates WAL `number` and a writer for it. */
 static int open_new_log(kv_db *db, uint64_t number, wal_writer **out)
 {
@@ -233,7 +248,10 @@ static int open_new_log(kv_db *db, uint64_t number, wal_writer **out)
         env_close(f);
         return rc;
     }
-    return wal_writer_new(f, 0, out);
+    rc = wal_writer_new(f, 0, out);
+    if (rc == 0)
+        rc = wal_writer_enable_sync_markers(*out, new_log_nonce(db, number));
+    return rc; /* cannot fail: the log is new */
 }
 
 /* Makes what was appended to the current WAL durable and closes it, so that a new WAL can take
@@ -246,6 +264,10 @@ static int retire_log(kv_db *db)
         rc = wal_writer_sync(db->wal);
     if (rc != 0)
         return rc;
+    /* Records that the whole log is durable (not synced itself: if it is lost, recovery just
+     * knows less). Its failure loses nothing. */
+    if (!db->log_failed && wal_add_sync_marker(db->wal) > 0)
+        db->wal_bytes_written += WAL_SYNC_RECORD_SIZE;
     wal_writer_close(db->wal); /* a close error after a good sync loses nothing */
     db->wal = NULL;
     if (db->log_dirty && db->log_failed) {
@@ -456,6 +478,7 @@ static int write_group(kv_db *db, int sync)
     struct insert_ctx ic = {0};
     int synced = 0;
     int stage = 0; /* 0: append, 1: sync, 2: memtable */
+    uint64_t wal_before = wal_writer_size(db->wal);
     int rc = wal_add_record(db->wal, rep);
     if (rc == 0) {
         stage = 1;
@@ -474,7 +497,7 @@ static int write_group(kv_db *db, int sync)
      * them, or a replay could meet two different entries with one (key, sequence). */
     version_set_set_last_sequence(db->vs, last_seq + count);
     if (stage >= 1) {
-        db->wal_bytes_written += WAL_HEADER_SIZE + rep.size;
+        db->wal_bytes_written += wal_writer_size(db->wal) - wal_before; /* with its marker */
         db->log_dirty = !synced;
         if (synced)
             db->wal_syncs++;
@@ -1130,13 +1153,15 @@ static int inspect_dir(kv_db *db, int *has_current, int *exists)
     return rc;
 }
 
-/* Tells a torn tail from damage. A crash cuts a log short (the reader says "truncated"), or
- * leaves holes: the kernel writes back unsynced pages in any order, so after a power cut the
- * unsynced end of a log may hold pages that read as zeros (never written) between pages that
- * were written. Damage to bytes that reached the disk leaves no such page. So the dropped
- * region [off, off + len) (from the first bad record to the end of the file) is a torn tail if
- * it is all zeros or if any whole page-aligned WAL_PAGE_SIZE run in it (the last one may end
- * at end of file) is all zeros; otherwise it is damage. Limit: a bad record followed by a page
+/* For a WAL without sync markers (written before they existed, or whose marker header never
+ * reached the disk), tells a torn tail from damage by a heuristic. A crash cuts a log short
+ * (the reader says "truncated"), or leaves holes: the kernel writes back unsynced pages in any
+ * order, so after a power cut the unsynced end of a log may hold pages that read as zeros
+ * (never written) between pages that were written. Damage to bytes that reached the disk
+ * leaves no such page. So the dropped region [off, off + len) (from the first bad record to
+ * the end of the file) is a torn tail if it is all zeros or if any whole page-aligned
+ * WAL_PAGE_SIZE run in it (the last one may end at end of file) is all zeros; otherwise it is
+ * damage. Limit: a bad record followed by a page
  * of zeros that a good record legitimately holds is also taken as torn (dropped, logged).
  * Returns 1 for damage, 0 for a torn tail, or an error. */
 #define WAL_PAGE_SIZE 4096
@@ -1179,6 +1204,24 @@ static int dropped_tail_is_damage(kv_db *db, const char *path, const char *reaso
     if (rc != 0)
         return rc;
     return nonzero_seen && !hole_seen;
+}
+
+/* Judges the tail r (at its end) dropped from the log at path: by the log's sync markers
+ * (wal.h: damage iff it starts before an offset a sync made durable), else by the heuristic
+ * above. Returns 1 for damage, 0 for a torn (unsynced) tail or nothing dropped, or an error. */
+static int log_tail_is_damage(kv_db *db, const char *path, const wal_reader *r)
+{
+    switch (wal_reader_tail(r)) {
+    case WAL_TAIL_CLEAN:
+    case WAL_TAIL_UNSYNCED:
+        return 0;
+    case WAL_TAIL_DAMAGED:
+        return 1;
+    case WAL_TAIL_UNKNOWN:
+        break;
+    }
+    return dropped_tail_is_damage(db, path, wal_reader_drop_reason(r), wal_reader_good_offset(r),
+                                  wal_reader_dropped_bytes(r));
 }
 
 /* Replays WAL `number` into mem. Returns 0 or an error (logged). */
@@ -1230,26 +1273,29 @@ static int replay_log(kv_db *db, uint64_t number, memtable *mem, uint64_t *max_s
     uint64_t good = wal_reader_good_offset(r);
     const char *reason = wal_reader_drop_reason(r) ? wal_reader_drop_reason(r) : "unknown";
     if (dropped > 0) {
-        int damage = dropped_tail_is_damage(db, p, reason, good, dropped);
+        int damage = log_tail_is_damage(db, p, r);
         if (damage < 0) {
             wal_reader_free(r);
             free(p);
             return damage;
         }
+        uint64_t durable = wal_reader_synced_offset(r);
         if (damage && db->opts.paranoid_checks) {
             kv_log(&db->log, KV_LOG_ERROR,
                    "wal %06" PRIu64 ".log: record at offset %" PRIu64 ": %s, with %" PRIu64
-                   " bytes after it: damaged, not torn (paranoid_checks: refusing to drop them)",
-                   number, good, reason, dropped);
+                   " bytes after it (synced up to offset %" PRIu64
+                   "): damaged, not torn (paranoid_checks: refusing to drop them)",
+                   number, good, reason, dropped, durable);
             wal_reader_free(r);
             free(p);
             return KV_ECORRUPT;
         }
         kv_log(&db->log, KV_LOG_WARN,
-               "wal %06" PRIu64 ".log: dropped %" PRIu64 " bytes at offset %" PRIu64 " (%s): %s",
-               number, dropped, good, reason,
+               "wal %06" PRIu64 ".log: dropped %" PRIu64 " bytes at offset %" PRIu64
+               " (%s; synced up to offset %" PRIu64 "): %s",
+               number, dropped, good, reason, durable,
                damage ? "damaged record; paranoid_checks is off"
-                      : "torn tail of an interrupted write");
+                      : "torn tail of an interrupted, unsynced write");
     }
     free(p);
     kv_log(&db->log, KV_LOG_INFO, "wal %06" PRIu64 ".log: replayed %" PRIu64 " records", number,
@@ -1576,10 +1622,23 @@ int kv_close(kv_db *db)
 {
     if (!db)
         return 0;
+    /* Sync (through the write queue, like kv_sync), then record with a marker (synced too)
+     * that the whole WAL is durable, so that recovery can tell damage anywhere in it from a
+     * torn tail (FORMAT.md "Recovery"). */
+    pthread_mutex_lock(&db->mu);
+    int dirty = db->wal && db->log_dirty && !db->log_failed && !db->bg_error;
+    pthread_mutex_unlock(&db->mu);
+    int rc = dirty ? db_write(db, NULL, 1, 0) : 0;
     db_stop_threads(db);
-    int rc = 0;
     if (db->wal) {
-        rc = wal_writer_close(db->wal);
+        if (rc == 0 && !db->log_failed && (rc = wal_add_sync_marker(db->wal)) == 1)
+            rc = wal_writer_sync(db->wal);
+        if (rc != 0)
+            kv_log(&db->log, KV_LOG_ERROR, "wal %06" PRIu64 ".log: sync at close failed: %s",
+                   db->logfile_number, kv_strerror(rc));
+        int crc = wal_writer_close(db->wal);
+        if (rc == 0)
+            rc = crc;
         db->wal = NULL;
     }
     db_free(db);
@@ -1868,6 +1927,8 @@ static int check_log_file(struct check_state *cs, const char *name, int is_manif
         check_advance(cs, end - prev_end);
         prev_end = end;
     }
+    if (rc == 0) /* sync markers after the last record */
+        check_advance(cs, wal_reader_good_offset(r) - prev_end);
     if (rc == 0 && wal_reader_dropped_bytes(r) > 0) {
         uint64_t dropped = wal_reader_dropped_bytes(r), good = wal_reader_good_offset(r);
         const char *reason = wal_reader_drop_reason(r) ? wal_reader_drop_reason(r) : "unknown";
@@ -1875,7 +1936,8 @@ static int check_log_file(struct check_state *cs, const char *name, int is_manif
         int damage = KV_ENOMEM;
         if (path) {
             snprintf(path, path_buf_size(db), "%s/%s", db->dbname, name);
-            damage = dropped_tail_is_damage(db, path, reason, good, dropped);
+            damage = is_manifest ? dropped_tail_is_damage(db, path, reason, good, dropped)
+                                 : log_tail_is_damage(db, path, r);
             free(path);
         }
         if (damage < 0) {

@@ -1,5 +1,12 @@
 /* wal.c - the record log (write-ahead log and manifest): writer, and readers over a file or
- * over memory that stop cleanly at a torn or corrupt tail.
+ * over memory that stop cleanly at a torn or corrupt tail and tell an unsynced tail from
+ * damage by the log's sync markers.
+ *
+ * Writer invariants:
+ *  W1. marked <= synced <= size: `synced` is the size at the last successful sync, `marked`
+ *      the value the newest marker in the file (or about to be) carries.
+ *  W2. With markers on, the record at offset 0 is a marker (synced 0) and every marker carries
+ *      a size some earlier sync made durable, never more.
  *
  * Reader invariants:
  *  1. Every byte before good_offset belongs to a record that was returned whole and passed
@@ -9,6 +16,9 @@
  *  3. Nothing is allocated for a record's payload until the file is known to contain its last
  *     byte, so a corrupt length can cost at most one 1-byte read, never a huge allocation.
  *  4. Once state is not WAL_READING the reader returns the same result forever.
+ *  5. synced is the largest `synced` of the intact markers of this log (nonce equal to the
+ *     one the marker at offset 0 set) read so far, and after the end also of those found
+ *     past the bad record; it never exceeds the offset of the marker that carries it.
  */
 #include "db/wal.h"
 
@@ -25,6 +35,9 @@
 /* File reads are made in chunks of this size. */
 #define WAL_READ_CHUNK ((size_t)256 * 1024)
 
+/* The 5 bytes (length, type) every sync marker's header holds at offset 8. */
+#define WAL_MARKER_SIGNATURE_SIZE 5
+
 /* A record's total size (13 + a 32-bit length) must fit in size_t. */
 _Static_assert(SIZE_MAX / 2 > (uint64_t)UINT32_MAX, "kvcore needs a 64-bit size_t");
 
@@ -36,16 +49,23 @@ _Static_assert(SIZE_MAX / 2 > (uint64_t)UINT32_MAX, "kvcore needs a 64-bit size_
 
 struct wal_writer {
     env_file *f;
-    uint64_t size; /* bytes in the file, including every record appended successfully */
-    int error;     /* sticky: the first append failure */
-    char *gather;  /* scratch buffer of WAL_HEADER_SIZE + WAL_GATHER_LIMIT bytes */
+    uint64_t size;   /* bytes in the file, including every record appended successfully */
+    int error;       /* sticky: the first append failure */
+    char *gather;    /* scratch: WAL_SYNC_RECORD_SIZE + WAL_HEADER_SIZE + WAL_GATHER_LIMIT */
+    int markers;     /* sync markers on (wal_writer_enable_sync_markers) */
+    uint64_t nonce;  /* the log's marker nonce */
+    uint64_t synced; /* invariant W1 */
+    uint64_t marked;
 };
+
+/* Room in front of a gathered record for the marker that may precede it. */
+#define WAL_GATHER_SIZE (WAL_SYNC_RECORD_SIZE + WAL_HEADER_SIZE + WAL_GATHER_LIMIT)
 
 int wal_writer_new(env_file *f, uint64_t offset, wal_writer **out)
 {
     *out = NULL;
     wal_writer *w = calloc(1, sizeof(*w));
-    char *gather = malloc(WAL_HEADER_SIZE + WAL_GATHER_LIMIT);
+    char *gather = malloc(WAL_GATHER_SIZE);
     if (!w || !gather) {
         free(w);
         free(gather);
@@ -59,13 +79,22 @@ int wal_writer_new(env_file *f, uint64_t offset, wal_writer **out)
     return 0;
 }
 
+int wal_writer_enable_sync_markers(wal_writer *w, uint64_t nonce)
+{
+    if (w->size != 0 || w->error)
+        return KV_EINVAL;
+    w->markers = 1;
+    w->nonce = nonce;
+    return 0;
+}
+
 /* Fills the 13-byte header for payload p; the checksum covers length, type and payload. When
  * the payload already follows the header in memory (the gather buffer), one one-shot hash
  * covers both: XXH3's streaming state costs more than hashing a small record itself. */
-static void wal_encode_header(char *h, slice p, int contiguous)
+static void wal_encode_header(char *h, slice p, int type, int contiguous)
 {
     coding_put_fixed32(h + WAL_LENGTH_OFFSET, (uint32_t)p.size);
-    h[WAL_TYPE_OFFSET] = WAL_TYPE_FULL;
+    h[WAL_TYPE_OFFSET] = (char)type;
     uint64_t sum;
     if (contiguous) {
         sum = checksum_value(h + WAL_LENGTH_OFFSET, WAL_HEADER_SIZE - WAL_LENGTH_OFFSET + p.size);
@@ -80,22 +109,42 @@ static void wal_encode_header(char *h, slice p, int contiguous)
     coding_put_fixed64(h + WAL_CHECKSUM_OFFSET, sum);
 }
 
+/* Encodes at m the marker recording w->synced (WAL_SYNC_RECORD_SIZE bytes). */
+static void wal_encode_marker(const wal_writer *w, char *m)
+{
+    char *p = m + WAL_HEADER_SIZE;
+    coding_put_fixed64(p, w->nonce);
+    coding_put_fixed64(p + 8, w->synced);
+    wal_encode_header(m, slice_make(p, WAL_SYNC_PAYLOAD_SIZE), WAL_TYPE_SYNC, 1);
+}
+
+/* 1 if the next append must start with a marker: the log's first record (the header that
+ * fixes the nonce), or a sync made more durable than the newest marker says. */
+static int wal_marker_due(const wal_writer *w)
+{
+    return w->markers && (w->size == 0 || w->synced > w->marked);
+}
+
 int wal_add_record(wal_writer *w, slice payload)
 {
     if (w->error)
         return w->error;
     if (payload.size > UINT32_MAX)
         return KV_EINVAL; /* nothing written: the log is still whole */
+    /* The marker rides in the record's own append: no extra write for it. */
+    size_t pre = wal_marker_due(w) ? WAL_SYNC_RECORD_SIZE : 0;
+    if (pre)
+        wal_encode_marker(w, w->gather);
+    char *h = w->gather + pre;
     int rc;
     if (payload.size <= WAL_GATHER_LIMIT) {
         if (payload.size)
-            memcpy(w->gather + WAL_HEADER_SIZE, payload.data, payload.size);
-        wal_encode_header(w->gather, payload, 1);
-        rc = env_append(w->f, w->gather, WAL_HEADER_SIZE + payload.size);
+            memcpy(h + WAL_HEADER_SIZE, payload.data, payload.size);
+        wal_encode_header(h, payload, WAL_TYPE_FULL, 1);
+        rc = env_append(w->f, w->gather, pre + WAL_HEADER_SIZE + payload.size);
     } else {
-        char header[WAL_HEADER_SIZE];
-        wal_encode_header(header, payload, 0);
-        rc = env_append(w->f, header, sizeof(header));
+        wal_encode_header(h, payload, WAL_TYPE_FULL, 0);
+        rc = env_append(w->f, w->gather, pre + WAL_HEADER_SIZE);
         if (rc == 0)
             rc = env_append(w->f, payload.data, payload.size);
     }
@@ -103,15 +152,38 @@ int wal_add_record(wal_writer *w, slice payload)
         w->error = rc;
         return rc;
     }
-    w->size += WAL_HEADER_SIZE + payload.size;
+    w->size += pre + WAL_HEADER_SIZE + payload.size;
+    if (pre)
+        w->marked = w->synced;
     return 0;
+}
+
+int wal_add_sync_marker(wal_writer *w)
+{
+    if (w->error)
+        return w->error;
+    if (!w->markers || w->synced <= w->marked)
+        return 0;
+    wal_encode_marker(w, w->gather);
+    int rc = env_append(w->f, w->gather, WAL_SYNC_RECORD_SIZE);
+    if (rc != 0) {
+        w->error = rc;
+        return rc;
+    }
+    w->size += WAL_SYNC_RECORD_SIZE;
+    w->marked = w->synced;
+    return 1;
 }
 
 int wal_writer_sync(wal_writer *w)
 {
     if (w->error)
         return w->error;
-    return env_sync(w->f);
+    int rc = env_sync(w->f);
+    if (rc == 0)
+        w->synced = w->size;
+    assert(w->marked <= w->synced && w->synced <= w->size);
+    return rc;
 }
 
 uint64_t wal_writer_size(const wal_writer *w)
@@ -149,6 +221,11 @@ struct wal_reader {
     const char *reason;
     enum wal_state state;
     int error; /* state == WAL_FAILED */
+
+    int have_nonce; /* the log began with a marker */
+    uint64_t nonce;
+    uint64_t synced; /* invariant 5 */
+    enum wal_tail tail;
 };
 
 static int wal_reader_alloc(env_file *f, slice mem, wal_reader **out)
@@ -198,6 +275,16 @@ uint64_t wal_reader_dropped_bytes(const wal_reader *r)
 const char *wal_reader_drop_reason(const wal_reader *r)
 {
     return r->state == WAL_END ? r->reason : NULL;
+}
+
+enum wal_tail wal_reader_tail(const wal_reader *r)
+{
+    return r->state == WAL_END ? r->tail : WAL_TAIL_CLEAN;
+}
+
+uint64_t wal_reader_synced_offset(const wal_reader *r)
+{
+    return r->synced;
 }
 
 /* Probes whether the file has a byte at offset off. 1: yes, 0: no, < 0: error. */
@@ -296,16 +383,6 @@ static int wal_fill(wal_reader *r, size_t want)
     return 0;
 }
 
-/* Ends the log at good_offset: dropped = file_size - good_offset; reason NULL if none. */
-static int wal_finish(wal_reader *r, uint64_t file_size, const char *reason)
-{
-    assert(file_size >= r->good_offset);
-    r->state = WAL_END;
-    r->dropped = file_size - r->good_offset;
-    r->reason = r->dropped ? reason : NULL;
-    return 0;
-}
-
 static int wal_fail(wal_reader *r, int err)
 {
     r->state = WAL_FAILED;
@@ -313,20 +390,124 @@ static int wal_fail(wal_reader *r, int err)
     return err;
 }
 
-/* Checks a record whose header and payload are in rec (header first). Returns the drop
- * reason, or NULL if the record is good. */
-static const char *wal_check_record(const char *rec, size_t payload_len)
+/* If the WAL_SYNC_RECORD_SIZE bytes at m (file offset at) are an intact marker of this log
+ * that speaks only of bytes before itself, returns 1 and its synced offset. */
+static int wal_marker_at(const wal_reader *r, const char *m, uint64_t at, uint64_t *synced)
+{
+    if (coding_get_fixed32(m + WAL_LENGTH_OFFSET) != WAL_SYNC_PAYLOAD_SIZE ||
+        (unsigned char)m[WAL_TYPE_OFFSET] != WAL_TYPE_SYNC)
+        return 0;
+    uint64_t sum = checksum_value(m + WAL_LENGTH_OFFSET,
+                                  WAL_HEADER_SIZE - WAL_LENGTH_OFFSET + WAL_SYNC_PAYLOAD_SIZE);
+    if (sum != coding_get_fixed64(m + WAL_CHECKSUM_OFFSET))
+        return 0;
+    uint64_t s = coding_get_fixed64(m + WAL_HEADER_SIZE + 8);
+    if (coding_get_fixed64(m + WAL_HEADER_SIZE) != r->nonce || s > at)
+        return 0;
+    *synced = s;
+    return 1;
+}
+
+/* Looks for this log's markers that start in [from, end) and end by `end`, raising synced to
+ * the largest offset they prove durable. Returns 0 or an I/O error. */
+static int wal_scan_markers(wal_reader *r, uint64_t from, uint64_t end)
+{
+    uint64_t s;
+    if (!r->f) {
+        for (uint64_t p = from; end >= WAL_SYNC_RECORD_SIZE && p <= end - WAL_SYNC_RECORD_SIZE; p++)
+            if (wal_marker_at(r, r->mem.data + p, p, &s) && s > r->synced)
+                r->synced = s;
+        return 0;
+    }
+    char *chunk = malloc(WAL_READ_CHUNK);
+    if (!chunk)
+        return KV_ENOMEM;
+    int rc = 0;
+    uint64_t pos = from;
+    while (pos < end && end - pos >= WAL_SYNC_RECORD_SIZE) {
+        size_t want = end - pos < WAL_READ_CHUNK ? (size_t)(end - pos) : WAL_READ_CHUNK, n = 0;
+        rc = env_pread(r->f, chunk, want, pos, &n);
+        if (rc != 0)
+            break;
+        if (n > want) { /* cannot happen: a broken env; refuse rather than trust it */
+            rc = KV_EIO;
+            break;
+        }
+        if (n < WAL_SYNC_RECORD_SIZE)
+            break; /* the file shrank under us: nothing more to find */
+        for (size_t i = 0; i + WAL_SYNC_RECORD_SIZE <= n; i++)
+            if (wal_marker_at(r, chunk + i, pos + i, &s) && s > r->synced)
+                r->synced = s;
+        /* The next chunk starts at the first position not yet checked. */
+        pos += n - (WAL_SYNC_RECORD_SIZE - 1);
+    }
+    free(chunk);
+    return rc;
+}
+
+/* Ends the log at good_offset: dropped = file_size - good_offset; reason NULL if none. Then
+ * judges the dropped bytes: with markers, damage iff a marker anywhere in the file proves a
+ * byte at or after the bad record durable. Returns 0, or an error (the reader failed). */
+static int wal_finish(wal_reader *r, uint64_t file_size, const char *reason)
+{
+    assert(file_size >= r->good_offset);
+    r->state = WAL_END;
+    r->dropped = file_size - r->good_offset;
+    r->reason = r->dropped ? reason : NULL;
+    r->tail = WAL_TAIL_CLEAN;
+    if (r->dropped == 0)
+        return 0;
+    if (!r->have_nonce) {
+        r->tail = WAL_TAIL_UNKNOWN;
+        return 0;
+    }
+    int rc = wal_scan_markers(r, r->good_offset + 1, file_size);
+    if (rc != 0)
+        return wal_fail(r, rc);
+    r->tail = r->good_offset < r->synced ? WAL_TAIL_DAMAGED : WAL_TAIL_UNSYNCED;
+    return 0;
+}
+
+/* Checks a record at file offset `at` whose header and payload are in rec (header first).
+ * Returns the drop reason, or NULL if the record is good. A marker must have the marker
+ * length; at offset 0 it sets the nonce (and must say 0); elsewhere it needs the log's nonce
+ * and may only speak of bytes before itself. */
+static const char *wal_check_record(const wal_reader *r, const char *rec, size_t payload_len,
+                                    uint64_t at)
 {
     uint64_t stored = coding_get_fixed64(rec + WAL_CHECKSUM_OFFSET);
     uint64_t actual =
         checksum_value(rec + WAL_LENGTH_OFFSET, WAL_HEADER_SIZE - WAL_LENGTH_OFFSET + payload_len);
     if (stored != actual)
         return "checksum mismatch";
-    if ((unsigned char)rec[WAL_TYPE_OFFSET] != WAL_TYPE_FULL)
+    unsigned char type = (unsigned char)rec[WAL_TYPE_OFFSET];
+    if (type == WAL_TYPE_FULL)
+        return NULL;
+    if (type != WAL_TYPE_SYNC)
         return "bad record type";
-    return NULL;
+    if (payload_len != WAL_SYNC_PAYLOAD_SIZE)
+        return "bad sync marker";
+    uint64_t synced = coding_get_fixed64(rec + WAL_HEADER_SIZE + 8);
+    if (at == 0)
+        return synced == 0 ? NULL : "bad sync marker";
+    uint64_t s;
+    return r->have_nonce && wal_marker_at(r, rec, at, &s) ? NULL : "bad sync marker";
 }
 
+/* Takes note of the good marker rec (at file offset at). */
+static void wal_note_marker(wal_reader *r, const char *rec, uint64_t at)
+{
+    if (at == 0) {
+        r->have_nonce = 1;
+        r->nonce = coding_get_fixed64(rec + WAL_HEADER_SIZE);
+    }
+    uint64_t s = coding_get_fixed64(rec + WAL_HEADER_SIZE + 8);
+    assert(s <= at);
+    if (s > r->synced)
+        r->synced = s;
+}
+
+/* The next record of a memory log: 1 (a full record), 2 (a marker), 0 (the end). */
 static int wal_read_mem(wal_reader *r, slice *record)
 {
     uint64_t off = r->good_offset;
@@ -339,12 +520,14 @@ static int wal_read_mem(wal_reader *r, slice *record)
     uint32_t len = coding_get_fixed32(rec + WAL_LENGTH_OFFSET);
     if (len > left - WAL_HEADER_SIZE)
         return wal_finish(r, r->mem.size, "truncated payload");
-    const char *why = wal_check_record(rec, len);
+    const char *why = wal_check_record(r, rec, len, off);
     if (why)
         return wal_finish(r, r->mem.size, why);
+    if ((unsigned char)rec[WAL_TYPE_OFFSET] == WAL_TYPE_SYNC)
+        wal_note_marker(r, rec, off);
     *record = slice_make(rec + WAL_HEADER_SIZE, len);
     r->good_offset += WAL_HEADER_SIZE + (uint64_t)len;
-    return 1;
+    return 1 + ((unsigned char)rec[WAL_TYPE_OFFSET] == WAL_TYPE_SYNC);
 }
 
 /* Ends the file-mode log at good_offset with the given reason, after finding the file size. */
@@ -359,6 +542,7 @@ static int wal_finish_file(wal_reader *r, const char *reason)
     return wal_finish(r, size, reason);
 }
 
+/* The next record of a file log: 1 (a full record), 2 (a marker), 0 (the end), < 0 (error). */
 static int wal_read_file(wal_reader *r, slice *record)
 {
     int rc = wal_fill(r, WAL_HEADER_SIZE);
@@ -386,13 +570,15 @@ static int wal_read_file(wal_reader *r, slice *record)
             return wal_finish(r, r->good_offset + avail, "truncated payload");
     }
     const char *rec = r->buf + r->pos;
-    const char *why = wal_check_record(rec, len);
+    const char *why = wal_check_record(r, rec, len, r->good_offset);
     if (why)
         return wal_finish_file(r, why);
+    if ((unsigned char)rec[WAL_TYPE_OFFSET] == WAL_TYPE_SYNC)
+        wal_note_marker(r, rec, r->good_offset);
     *record = slice_make(rec + WAL_HEADER_SIZE, len);
     r->pos += total;
     r->good_offset += total;
-    return 1;
+    return 1 + ((unsigned char)rec[WAL_TYPE_OFFSET] == WAL_TYPE_SYNC);
 }
 
 int wal_read_record(wal_reader *r, slice *record)
@@ -406,5 +592,12 @@ int wal_read_record(wal_reader *r, slice *record)
     case WAL_READING:
         break;
     }
-    return r->f ? wal_read_file(r, record) : wal_read_mem(r, record);
+    /* 1: a full record; 2: a marker, consumed here; else the end or an error. */
+    int rc;
+    do
+        rc = r->f ? wal_read_file(r, record) : wal_read_mem(r, record);
+    while (rc == 2);
+    if (rc != 1)
+        *record = slice_make(NULL, 0);
+    return rc;
 }

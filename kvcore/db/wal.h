@@ -3,13 +3,22 @@
  * Record grammar (kvcore/FORMAT.md; on-disk: never change):
  *   record   := checksum:fixed64  length:fixed32  type:u8  payload:length bytes
  *   checksum := XXH3-64 over (length, type, payload) as stored
- *   type     := 1 (full record); any other value is corruption
+ *   type     := 1 (full record) | 2 (sync marker); any other value is corruption
+ *   marker   := a type-2 record whose payload is nonce:fixed64 synced:fixed64
  * All fixed-width integers are little-endian. A log is a plain sequence of records; a record
  * may be of any length up to 2^32-1.
  *
- * Recovery: the reader returns records in order and stops at the first one that is truncated
- * (its header or payload runs past the end of the file) or fails its checksum/type check. What
- * follows is dropped; wal_reader_dropped_bytes() says how much, and the caller logs it.
+ * Sync markers (WAL only; the manifest writes none): a writer with markers enabled starts the
+ * log with a marker (synced 0) that fixes the log's random nonce, and puts a marker in front
+ * of the first record appended after each successful sync, in the same append, carrying the
+ * size the sync made durable. A marker found intact anywhere in the file (same nonce) thus
+ * proves that every byte before its `synced` offset was on stable storage.
+ *
+ * Recovery: the reader returns the full records in order (markers are consumed, never
+ * returned) and stops at the first one that is truncated (its header or payload runs past the
+ * end of the file) or fails its checksum/type/marker check. What follows is dropped;
+ * wal_reader_dropped_bytes() says how much, and wal_reader_tail() whether it is a torn
+ * unsynced tail (a power cut) or damage to bytes a sync had made durable.
  *
  * Threads: a writer or reader is used by one thread at a time.
  */
@@ -22,6 +31,9 @@
 
 #define WAL_HEADER_SIZE 13
 #define WAL_TYPE_FULL 1
+#define WAL_TYPE_SYNC 2
+#define WAL_SYNC_PAYLOAD_SIZE 16 /* nonce:fixed64 synced:fixed64 */
+#define WAL_SYNC_RECORD_SIZE (WAL_HEADER_SIZE + WAL_SYNC_PAYLOAD_SIZE)
 
 typedef struct wal_writer wal_writer;
 
@@ -31,7 +43,18 @@ int wal_writer_new(env_file *f, uint64_t offset, wal_writer **out);
 /* Appends one record (not synced). After a failed append the writer refuses further records
  * with the same error, since the log may end in a partial record. */
 int wal_add_record(wal_writer *w, slice payload);
+/* Makes the log write sync markers (see the top of this file) under the given nonce, which
+ * should be unpredictable to whoever supplies payload bytes. Only before the first record of
+ * an empty log (offset 0). Returns 0, or KV_EINVAL (nothing changes). */
+int wal_writer_enable_sync_markers(wal_writer *w, uint64_t nonce);
+/* Syncs the file. On success the log's current size counts as durable: the next record
+ * appended, or wal_add_sync_marker(), records it. After a failed append: that error. */
 int wal_writer_sync(wal_writer *w);
+/* Appends a lone marker recording the last synced size, if markers are on and no marker
+ * records it yet; else does nothing. Not synced. For a log about to be closed after its
+ * final sync, so that a later reader can prove all of it durable. Returns 1 if it appended
+ * a marker, 0 if none was due, or the append error (sticky, as for wal_add_record). */
+int wal_add_sync_marker(wal_writer *w);
 uint64_t wal_writer_size(const wal_writer *w); /* bytes in the file */
 /* Closes the file and frees w (NULL is a no-op). Returns the close error, if any. */
 int wal_writer_close(wal_writer *w);
@@ -50,8 +73,23 @@ uint64_t wal_reader_good_offset(const wal_reader *r);
 /* After the end: bytes of the file after the last good record (0 on a clean end). */
 uint64_t wal_reader_dropped_bytes(const wal_reader *r);
 /* After the end: a static description of why the tail was dropped ("truncated header",
- * "truncated payload", "checksum mismatch", "bad record type"), or NULL for a clean end. */
+ * "truncated payload", "checksum mismatch", "bad record type", "bad sync marker"), or NULL
+ * for a clean end. */
 const char *wal_reader_drop_reason(const wal_reader *r);
+
+enum wal_tail {
+    WAL_TAIL_CLEAN = 0,    /* nothing dropped */
+    WAL_TAIL_UNSYNCED = 1, /* dropped bytes start at or after every offset proven durable */
+    WAL_TAIL_DAMAGED = 2,  /* dropped bytes start before an offset a sync made durable */
+    WAL_TAIL_UNKNOWN = 3,  /* dropped, in a log without a sync-marker header (older format, or
+                            * the header itself was never written): the caller decides */
+};
+/* After the end: what the dropped bytes are. To decide, the reader looks for intact markers
+ * of this log after the bad record, up to the end of the file. */
+enum wal_tail wal_reader_tail(const wal_reader *r);
+/* The highest offset proven durable by a marker of this log (after the end: including the
+ * markers found past the bad record); 0 if none. */
+uint64_t wal_reader_synced_offset(const wal_reader *r);
 void wal_reader_free(wal_reader *r);
 
 #endif /* KV_WAL_H */

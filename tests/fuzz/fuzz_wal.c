@@ -1,9 +1,10 @@
 /* fuzz_wal.c - libFuzzer target: the WAL reader and the batch decoder over arbitrary bytes.
  *
  * Reads every record the memory reader accepts, decodes each as a write batch, and checks the
- * reader's accounting: good_offset + dropped bytes always equals the input size, and a drop
- * always has a reason. The whole input is also decoded as a batch and, if valid, inserted
- * into a memtable whose iteration must then be sorted and complete.
+ * reader's accounting: good_offset + dropped bytes always equals the input size, a drop
+ * always has a reason, and the verdict on a dropped tail (unsynced or damaged) agrees with
+ * the synced offset the sync markers prove. The whole input is also decoded as a batch and, if
+ * valid, inserted into a memtable whose iteration must then be sorted and complete.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -59,8 +60,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     while ((rc = wal_read_record(r, &rec)) == 1) {
         if (rec.size > size || rec.data < copy || rec.data + rec.size > copy + size)
             abort();
+        /* The record ends at good_offset; only whole sync markers lie between records. */
         uint64_t good = wal_reader_good_offset(r);
-        if (good != last_good + WAL_HEADER_SIZE + rec.size)
+        if (rec.data + rec.size != copy + good || good < last_good + WAL_HEADER_SIZE + rec.size ||
+            (good - last_good - WAL_HEADER_SIZE - rec.size) % WAL_SYNC_RECORD_SIZE != 0)
             abort();
         last_good = good;
         fuzz_sink sink = {0, 0};
@@ -104,6 +107,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     uint64_t dropped = wal_reader_dropped_bytes(r);
     const char *why = wal_reader_drop_reason(r);
     if (wal_reader_good_offset(r) + dropped != size || (dropped != 0) != (why != NULL))
+        abort();
+    /* The verdict on the tail agrees with what the markers prove. */
+    enum wal_tail tail = wal_reader_tail(r);
+    uint64_t synced = wal_reader_synced_offset(r);
+    if ((tail == WAL_TAIL_CLEAN) != (dropped == 0) || synced > size)
+        abort();
+    if (tail == WAL_TAIL_DAMAGED && synced <= wal_reader_good_offset(r))
+        abort();
+    if (tail == WAL_TAIL_UNSYNCED && synced > wal_reader_good_offset(r))
         abort();
     wal_reader_free(r);
     free(copy);

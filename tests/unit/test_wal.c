@@ -160,18 +160,25 @@ typedef struct read_result {
     size_t max_read_req; /* file mode: the largest pread request */
 } read_result;
 
+/* A reader over the first len bytes of data, from memory or through mf. */
+static wal_reader *reader_over(const char *data, size_t len, enum mode mode, memfile *mf)
+{
+    wal_reader *r;
+    if (mode == MODE_MEM) {
+        ck_assert_int_eq(wal_reader_new_mem(slice_make(data, len), &r), 0);
+    } else {
+        memfile_init(mf, (char *)data, len, len);
+        ck_assert_int_eq(wal_reader_new(&mf->base, &r), 0);
+    }
+    return r;
+}
+
 /* Reads the first len bytes of `data` as a log and compares each record with img's. */
 static read_result read_log(const char *data, size_t len, const log_image *img, enum mode mode)
 {
     read_result res = {0};
-    wal_reader *r;
     memfile mf;
-    if (mode == MODE_MEM) {
-        ck_assert_int_eq(wal_reader_new_mem(slice_make(data, len), &r), 0);
-    } else {
-        memfile_init(&mf, (char *)data, len, len);
-        ck_assert_int_eq(wal_reader_new(&mf.base, &r), 0);
-    }
+    wal_reader *r = reader_over(data, len, mode, &mf);
     slice rec;
     int rc;
     while ((rc = wal_read_record(r, &rec)) == 1) {
@@ -351,7 +358,7 @@ START_TEST(test_wal_unknown_record_type_is_dropped_as_bad_type)
     char data[3 * (WAL_HEADER_SIZE + 5)];
     size_t len = make_record(data, WAL_TYPE_FULL, "first", 5);
     size_t bad_at = len;
-    len += make_record(data + len, 2, "other", 5);
+    len += make_record(data + len, 3, "other", 5); /* 1 and 2 (sync marker) are taken */
     len += make_record(data + len, WAL_TYPE_FULL, "third", 5);
     for (enum mode m = MODE_MEM; m <= MODE_FILE; m++) {
         wal_reader *r;
@@ -727,6 +734,305 @@ START_TEST(test_wal_power_loss_keeps_every_synced_record_and_a_prefix_of_the_res
 }
 END_TEST
 
+/* ---- Sync markers ---------------------------------------------------------------------------- */
+
+/* A writer with markers over a memfile of `cap` bytes (lg). */
+static wal_writer *marker_writer(memfile *mf, char *lg, size_t cap, uint64_t nonce)
+{
+    memfile_init(mf, lg, 0, cap);
+    wal_writer *w;
+    ck_assert_int_eq(wal_writer_new(&mf->base, 0, &w), 0);
+    ck_assert_int_eq(wal_writer_enable_sync_markers(w, nonce), 0);
+    return w;
+}
+
+/* Reads a whole log; returns the number of full records and leaves the reader's verdict. */
+static size_t read_verdict(const char *data, size_t len, enum mode mode, enum wal_tail *tail,
+                           uint64_t *synced)
+{
+    memfile mf;
+    wal_reader *r = reader_over(data, len, mode, &mf);
+    slice rec;
+    size_t n = 0;
+    int rc;
+    while ((rc = wal_read_record(r, &rec)) == 1) {
+        ck_assert(rec.size != WAL_SYNC_PAYLOAD_SIZE); /* markers are never returned */
+        n++;
+    }
+    ck_assert_int_eq(rc, 0);
+    ck_assert_uint_eq(wal_reader_good_offset(r) + wal_reader_dropped_bytes(r), len);
+    *tail = wal_reader_tail(r);
+    *synced = wal_reader_synced_offset(r);
+    wal_reader_free(r);
+    return n;
+}
+
+START_TEST(test_wal_sync_marker_rides_in_the_append_after_a_sync)
+{
+    static char lg[4096];
+    memfile mf;
+    wal_writer *w = marker_writer(&mf, lg, sizeof lg, 0x1234);
+    ck_assert_int_eq(wal_add_record(w, slice_from_str("first")), 0);
+    ck_assert_int_eq(mf.appends, 1); /* the header marker came with the record */
+    ck_assert_uint_eq(mf.len, WAL_SYNC_RECORD_SIZE + WAL_HEADER_SIZE + 5);
+    ck_assert_int_eq((unsigned char)lg[12], WAL_TYPE_SYNC);
+    ck_assert_int_eq(wal_writer_sync(w), 0);
+    uint64_t durable = mf.len;
+    ck_assert_int_eq(wal_add_record(w, slice_from_str("second")), 0);
+    ck_assert_int_eq(mf.appends, 2); /* still one append per record */
+    ck_assert_uint_eq(mf.len, durable + WAL_SYNC_RECORD_SIZE + WAL_HEADER_SIZE + 6);
+    ck_assert_uint_eq(coding_get_fixed64(lg + durable + WAL_HEADER_SIZE + 8), durable);
+    ck_assert_int_eq(wal_add_record(w, slice_from_str("third")), 0);
+    ck_assert_uint_eq(mf.len, durable + WAL_SYNC_RECORD_SIZE + 2 * WAL_HEADER_SIZE + 11);
+    ck_assert_uint_eq(wal_writer_size(w), mf.len);
+    size_t len = mf.len;
+    ck_assert_int_eq(wal_writer_close(w), 0);
+    for (enum mode m = MODE_MEM; m <= MODE_FILE; m++) {
+        enum wal_tail tail;
+        uint64_t synced;
+        ck_assert_uint_eq(read_verdict(lg, len, m, &tail, &synced), 3);
+        ck_assert_int_eq(tail, WAL_TAIL_CLEAN);
+        ck_assert_uint_eq(synced, durable);
+    }
+}
+END_TEST
+
+START_TEST(test_wal_lone_sync_marker_is_written_only_when_a_sync_is_unrecorded)
+{
+    static char lg[4096];
+    memfile mf;
+    wal_writer *w = marker_writer(&mf, lg, sizeof lg, 7);
+    ck_assert_int_eq(wal_add_sync_marker(w), 0); /* nothing synced: nothing to record */
+    ck_assert_uint_eq(mf.len, 0);
+    ck_assert_int_eq(wal_add_record(w, slice_from_str("a")), 0);
+    ck_assert_int_eq(wal_add_sync_marker(w), 0);
+    ck_assert_int_eq(wal_writer_sync(w), 0);
+    uint64_t durable = mf.len;
+    ck_assert_int_eq(wal_add_sync_marker(w), 1);
+    ck_assert_uint_eq(mf.len, durable + WAL_SYNC_RECORD_SIZE);
+    ck_assert_int_eq(wal_add_sync_marker(w), 0); /* already recorded */
+    ck_assert_int_eq(wal_add_record(w, slice_from_str("b")), 0);
+    ck_assert_uint_eq(mf.len, durable + WAL_SYNC_RECORD_SIZE + WAL_HEADER_SIZE + 1);
+    ck_assert_int_eq(wal_writer_close(w), 0);
+    /* A writer without markers (the manifest) never writes one. */
+    memfile_init(&mf, lg, 0, sizeof lg);
+    ck_assert_int_eq(wal_writer_new(&mf.base, 0, &w), 0);
+    ck_assert_int_eq(wal_add_record(w, slice_from_str("m")), 0);
+    ck_assert_int_eq(wal_writer_sync(w), 0);
+    ck_assert_int_eq(wal_add_sync_marker(w), 0);
+    ck_assert_uint_eq(mf.len, WAL_HEADER_SIZE + 1);
+    /* Markers can only be turned on for an empty log. */
+    ck_assert_int_eq(wal_writer_enable_sync_markers(w, 1), KV_EINVAL);
+    ck_assert_int_eq(wal_writer_close(w), 0);
+}
+END_TEST
+
+/* Builds a marker log of 3 groups of 4 records, synced after the first two, then a lone
+ * marker if `final_marker`. Sets group_end[g] (the end of group g) and returns the size. */
+static size_t build_marker_log(char *lg, size_t cap, uint64_t nonce, int final_marker,
+                               size_t group_end[3])
+{
+    memfile mf;
+    wal_writer *w = marker_writer(&mf, lg, cap, nonce);
+    char payload[300];
+    for (int g = 0; g < 3; g++) {
+        for (int i = 0; i < 4; i++) {
+            fill_payload(payload, sizeof payload, (size_t)(g * 4 + i));
+            ck_assert_int_eq(wal_add_record(w, slice_make(payload, sizeof payload)), 0);
+        }
+        group_end[g] = mf.len;
+        if (g < 2 || final_marker)
+            ck_assert_int_eq(wal_writer_sync(w), 0);
+    }
+    if (final_marker)
+        ck_assert_int_eq(wal_add_sync_marker(w), 1);
+    size_t len = mf.len;
+    ck_assert_int_eq(wal_writer_close(w), 0);
+    return len;
+}
+
+START_TEST(test_wal_damage_before_a_synced_offset_is_damage_not_a_torn_tail)
+{
+    static char lg[8192], copy[8192];
+    size_t ends[3];
+    size_t len = build_marker_log(lg, sizeof lg, 0xabcdef, 0, ends);
+    /* Every byte of the first group after the log's header marker, flipped: a marker after
+     * it proves it was synced. */
+    for (size_t at = WAL_SYNC_RECORD_SIZE; at < ends[0]; at += 37) {
+        for (enum mode m = MODE_MEM; m <= MODE_FILE; m++) {
+            memcpy(copy, lg, len);
+            copy[at] ^= 0x10;
+            enum wal_tail tail;
+            uint64_t synced;
+            read_verdict(copy, len, m, &tail, &synced);
+            ck_assert_msg(tail == WAL_TAIL_DAMAGED, "flip at %zu (%s): tail %d", at, mode_name(m),
+                          tail);
+            ck_assert_uint_eq(synced, ends[1]);
+        }
+    }
+    /* A zeroed range in synced bytes (a lost page) is damage too. */
+    memcpy(copy, lg, len);
+    memset(copy + 100, 0, 600);
+    enum wal_tail tail;
+    uint64_t synced;
+    read_verdict(copy, len, MODE_FILE, &tail, &synced);
+    ck_assert_int_eq(tail, WAL_TAIL_DAMAGED);
+    /* Damage to the header marker itself leaves no nonce to trust markers by: the caller
+     * judges (db.c falls back to its heuristic). */
+    memcpy(copy, lg, len);
+    copy[20] ^= 1;
+    read_verdict(copy, len, MODE_MEM, &tail, &synced);
+    ck_assert_int_eq(tail, WAL_TAIL_UNKNOWN);
+}
+END_TEST
+
+START_TEST(test_wal_bad_bytes_after_the_last_sync_are_an_unsynced_tail)
+{
+    static char lg[8192], copy[8192];
+    size_t ends[3];
+    size_t len = build_marker_log(lg, sizeof lg, 99, 0, ends);
+    for (enum mode m = MODE_MEM; m <= MODE_FILE; m++) {
+        enum wal_tail tail;
+        uint64_t synced;
+        /* A flip in the last, unsynced group. */
+        for (size_t at = ends[1]; at < len; at += 41) {
+            memcpy(copy, lg, len);
+            copy[at] ^= 1;
+            read_verdict(copy, len, m, &tail, &synced);
+            ck_assert_msg(tail == WAL_TAIL_UNSYNCED, "flip at %zu: tail %d", at, tail);
+            /* The marker saying ends[1] leads the group; damaged, the one before counts. */
+            ck_assert_uint_eq(synced, at < ends[1] + WAL_SYNC_RECORD_SIZE ? ends[0] : ends[1]);
+        }
+        /* A hole (never written page) followed by written bytes, and a cut at every byte. */
+        memcpy(copy, lg, len);
+        memset(copy + ends[1] + 50, 0, 500);
+        read_verdict(copy, len, m, &tail, &synced);
+        ck_assert_int_eq(tail, WAL_TAIL_UNSYNCED);
+        for (size_t cut = ends[1] + 1; cut < len; cut += 7) {
+            read_verdict(lg, cut, m, &tail, &synced);
+            ck_assert(tail == WAL_TAIL_UNSYNCED || tail == WAL_TAIL_CLEAN); /* clean: a boundary */
+        }
+    }
+    /* Damage in the middle group is proven by the marker leading the last group. But if the
+     * log ended right after the second sync, no marker would record that sync: the last
+     * synced group of a log without a final marker cannot be told from a torn tail
+     * (FORMAT.md). */
+    memcpy(copy, lg, len);
+    copy[ends[0] + 200] ^= 4;
+    enum wal_tail tail;
+    uint64_t synced;
+    read_verdict(copy, len, MODE_MEM, &tail, &synced);
+    ck_assert_int_eq(tail, WAL_TAIL_DAMAGED);
+    read_verdict(copy, ends[1], MODE_MEM, &tail, &synced);
+    ck_assert_int_eq(tail, WAL_TAIL_UNSYNCED);
+    /* A final marker (as kv_close and a WAL switch write) closes that gap. */
+    len = build_marker_log(lg, sizeof lg, 99, 1, ends);
+    memcpy(copy, lg, len);
+    copy[ends[1] + 200] ^= 4;
+    read_verdict(copy, len, MODE_FILE, &tail, &synced);
+    ck_assert_int_eq(tail, WAL_TAIL_DAMAGED);
+    ck_assert_uint_eq(synced, ends[2]);
+}
+END_TEST
+
+START_TEST(test_wal_marker_of_another_log_proves_nothing)
+{
+    /* A payload that holds a perfect marker of a log with another nonce (a user's copy of
+     * another store's WAL, say) must not turn a torn tail into damage. */
+    static char foreign[512], lg[8192], copy[8192];
+    char big[200];
+    memset(big, 'f', sizeof big);
+    memfile mf;
+    wal_writer *fw = marker_writer(&mf, foreign, sizeof foreign, 1111);
+    ck_assert_int_eq(wal_add_record(fw, slice_make(big, sizeof big)), 0);
+    ck_assert_int_eq(wal_writer_sync(fw), 0);
+    ck_assert_int_eq(wal_add_sync_marker(fw), 1);
+    size_t flen = mf.len;
+    ck_assert_int_eq(wal_writer_close(fw), 0);
+    for (int same = 0; same <= 1; same++) {
+        wal_writer *w = marker_writer(&mf, lg, sizeof lg, same ? 1111 : 2222);
+        ck_assert_int_eq(wal_add_record(w, slice_from_str("synced")), 0);
+        ck_assert_int_eq(wal_writer_sync(w), 0);
+        size_t durable = mf.len;
+        ck_assert_int_eq(wal_add_record(w, slice_from_str("unsynced")), 0);
+        size_t torn_at = durable + WAL_SYNC_RECORD_SIZE; /* after the marker saying durable */
+        /* The copied log in a payload: its last marker claims a synced offset past torn_at. */
+        ck_assert_uint_gt(flen - WAL_SYNC_RECORD_SIZE, torn_at);
+        ck_assert_int_eq(wal_add_record(w, slice_make(foreign, flen)), 0);
+        size_t len = mf.len;
+        ck_assert_int_eq(wal_writer_close(w), 0);
+        memcpy(copy, lg, len);
+        copy[torn_at + 15] ^= 8; /* the unsynced record is torn */
+        enum wal_tail tail;
+        uint64_t synced;
+        read_verdict(copy, len, MODE_FILE, &tail, &synced);
+        /* With the same nonce the copy's marker would count (this is why nonces are
+         * random); with another it proves nothing. */
+        ck_assert_int_eq(tail, same ? WAL_TAIL_DAMAGED : WAL_TAIL_UNSYNCED);
+        if (!same)
+            ck_assert_uint_eq(synced, durable);
+    }
+}
+END_TEST
+
+START_TEST(test_wal_log_without_markers_leaves_the_verdict_to_the_caller)
+{
+    size_t sizes[6] = {10, 200, 30, 4000, 1, 50};
+    log_image img;
+    build_log(&img, sizes, 6);
+    char *copy = malloc(img.len);
+    memcpy(copy, img.data, img.len);
+    copy[img.off[2] + 15] ^= 2;
+    for (enum mode m = MODE_MEM; m <= MODE_FILE; m++) {
+        enum wal_tail tail;
+        uint64_t synced;
+        ck_assert_uint_eq(read_verdict(copy, img.len, m, &tail, &synced), 2);
+        ck_assert_int_eq(tail, WAL_TAIL_UNKNOWN);
+        ck_assert_uint_eq(synced, 0);
+        ck_assert_uint_eq(read_verdict(img.data, img.len, m, &tail, &synced), 6);
+        ck_assert_int_eq(tail, WAL_TAIL_CLEAN);
+    }
+    free(copy);
+    free_log(&img);
+}
+END_TEST
+
+START_TEST(test_wal_forged_or_misplaced_marker_ends_the_log)
+{
+    /* A marker at offset 0 must say 0; a later one must carry the log's nonce and speak only
+     * of bytes before itself. Each case ends the log there as "bad sync marker". */
+    static char lg[1024];
+    memfile mf;
+    for (int c = 0; c < 3; c++) {
+        wal_writer *w = marker_writer(&mf, lg, sizeof lg, 5);
+        ck_assert_int_eq(wal_add_record(w, slice_from_str("one")), 0);
+        ck_assert_int_eq(wal_writer_sync(w), 0);
+        ck_assert_int_eq(wal_add_sync_marker(w), 1);
+        size_t len = mf.len;
+        ck_assert_int_eq(wal_writer_close(w), 0);
+        size_t m = c == 0 ? 0 : len - WAL_SYNC_RECORD_SIZE; /* the marker to forge */
+        char *pl = lg + m + WAL_HEADER_SIZE;
+        if (c == 0)
+            coding_put_fixed64(pl + 8, 1); /* header claims a synced byte */
+        else if (c == 1)
+            coding_put_fixed64(pl, 6); /* another nonce */
+        else
+            coding_put_fixed64(pl + 8, m + 1); /* claims bytes after itself */
+        coding_put_fixed64(lg + m,
+                           checksum_value(lg + m + 8, 5 + WAL_SYNC_PAYLOAD_SIZE)); /* valid */
+        wal_reader *r;
+        ck_assert_int_eq(wal_reader_new_mem(slice_make(lg, len), &r), 0);
+        slice rec;
+        while (wal_read_record(r, &rec) == 1)
+            ;
+        ck_assert_uint_eq(wal_reader_good_offset(r), m);
+        ck_assert_str_eq(wal_reader_drop_reason(r), "bad sync marker");
+        ck_assert_int_ne(wal_reader_tail(r), WAL_TAIL_DAMAGED);
+        wal_reader_free(r);
+    }
+}
+END_TEST
+
 static Suite *wal_suite(void)
 {
     Suite *s = suite_create("wal");
@@ -749,6 +1055,13 @@ static Suite *wal_suite(void)
     tcase_add_test(tc, test_wal_posix_file_round_trip);
     tcase_add_test(tc, test_wal_record_over_4gib_is_refused_without_writing);
     tcase_add_test(tc, test_wal_power_loss_keeps_every_synced_record_and_a_prefix_of_the_rest);
+    tcase_add_test(tc, test_wal_sync_marker_rides_in_the_append_after_a_sync);
+    tcase_add_test(tc, test_wal_lone_sync_marker_is_written_only_when_a_sync_is_unrecorded);
+    tcase_add_test(tc, test_wal_damage_before_a_synced_offset_is_damage_not_a_torn_tail);
+    tcase_add_test(tc, test_wal_bad_bytes_after_the_last_sync_are_an_unsynced_tail);
+    tcase_add_test(tc, test_wal_marker_of_another_log_proves_nothing);
+    tcase_add_test(tc, test_wal_log_without_markers_leaves_the_verdict_to_the_caller);
+    tcase_add_test(tc, test_wal_forged_or_misplaced_marker_ends_the_log);
     suite_add_tcase(s, tc);
     return s;
 }
