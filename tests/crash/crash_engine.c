@@ -7,9 +7,15 @@
  *   - at a quiet point (halt, close, crash), or
  *   - after the Nth file operation of an explicit flush or compaction, or of the workload
  *     itself (so background flushes and compactions are cut too),
- * with the unsynced tail of every file either dropped or torn. After reopening, the store must
- * equal the reference as of the last completed sync or of any later acknowledged write (a
- * prefix of the writes since the sync; a write that failed at the crash counts as "maybe").
+ * with the unsynced tail of every file dropped, torn (a random prefix kept), or cut to a random
+ * subset of its 4 KiB pages (the rest reading as zeros) -- or, in "mixed" crashes, each file
+ * independently one of the three, so unsynced writes are reordered across files. In half of
+ * the seeds each create, rename and unlink that no directory sync made durable is kept or lost
+ * at random at the crash (in the others all are lost), so a missing directory fsync shows.
+ * After reopening (paranoid_checks on: a power cut taken for WAL damage fails the open), the
+ * store must equal the reference as of the last completed sync or of any later acknowledged
+ * write (a prefix of the writes since the sync; a write that failed at the crash counts as
+ * "maybe"): nothing synced is missing and every batch is all-or-nothing.
  * Several cycles run on the same store, so recovery of a recovered store is exercised too, and
  * a third of the recoveries are themselves cut by a second power failure after a few file
  * operations.
@@ -139,6 +145,8 @@ typedef struct store {
     wlog log;         /* acknowledged writes since base, in order */
     int sync_is_flag; /* KV_WRITE_SYNC makes a write durable in this sync mode */
     uint64_t writes, syncs, crashes, torn, mid_op_crashes, prefix_hits, recovery_crashes;
+    uint64_t paged, mixed, random_dir_seeds; /* crashes by mode; seeds with random dir ops */
+    uint64_t files_cut, pages_lost, dir_undone, dir_kept; /* what the crashes did (fault_env) */
 } store;
 
 static void store_open(store *s)
@@ -353,17 +361,24 @@ static int workload(store *s, int n, int tolerate_errors)
     return 0;
 }
 
+/* Cuts the power, losing unsynced data in one of the fault_env modes, chosen at random. */
+static void power_cut(store *s)
+{
+    enum fault_crash_mode mode = (enum fault_crash_mode)tu_rng_below(&s->rng, 4);
+    s->torn += mode == FAULT_CRASH_TEAR_UNSYNCED;
+    s->paged += mode == FAULT_CRASH_LOSE_PAGES;
+    s->mixed += mode == FAULT_CRASH_MIXED;
+    if (fault_env_crash(s->fe, mode) != 0)
+        fail("fault_env_crash could not rewrite the store directory");
+    s->crashes++;
+}
+
 static void crash_and_reopen(store *s)
 {
     fault_env_halt(s->fe);
     kv_close(s->db); /* may report the halt; must not hang or crash */
     s->db = NULL;
-    enum fault_crash_mode mode =
-        tu_rng_chance(&s->rng, 1, 2) ? FAULT_CRASH_TEAR_UNSYNCED : FAULT_CRASH_DROP_UNSYNCED;
-    s->torn += mode == FAULT_CRASH_TEAR_UNSYNCED;
-    if (fault_env_crash(s->fe, mode) != 0)
-        fail("fault_env_crash could not rewrite the store directory");
-    s->crashes++;
+    power_cut(s);
     if (tu_rng_chance(&s->rng, 1, 3)) {
         /* Power fails again while recovery itself writes (new WAL, manifest, flushed replay). */
         fault_env_halt_after(s->fe, tu_rng_below(&s->rng, 30));
@@ -372,10 +387,7 @@ static void crash_and_reopen(store *s)
             fault_env_halt(s->fe);
             kv_close(db);
         }
-        mode = tu_rng_chance(&s->rng, 1, 2) ? FAULT_CRASH_TEAR_UNSYNCED : FAULT_CRASH_DROP_UNSYNCED;
-        if (fault_env_crash(s->fe, mode) != 0)
-            fail("fault_env_crash could not rewrite the store directory");
-        s->crashes++;
+        power_cut(s);
         s->recovery_crashes++;
     }
     store_open(s);
@@ -396,6 +408,10 @@ static void store_init(store *s, uint64_t seed)
      * look past a missing directory sync. Strict POSIX by default. */
     if (tu_env_u64("KV_CRASH_LENIENT_CREATE", 0))
         fault_env_set_create_durable_on_sync(s->fe, 1);
+    if (tu_rng_chance(&s->rng, 1, 2)) {
+        fault_env_set_random_dir_ops(s->fe, 1);
+        s->random_dir_seeds = 1;
+    }
     kv_options_init(&s->opts);
     s->opts.env = fault_env_env(s->fe);
     s->opts.log_fn = quiet_log;
@@ -476,6 +492,15 @@ static void crash_iteration(uint64_t seed, store *totals)
     totals->mid_op_crashes += s.mid_op_crashes;
     totals->prefix_hits += s.prefix_hits;
     totals->recovery_crashes += s.recovery_crashes;
+    totals->paged += s.paged;
+    totals->mixed += s.mixed;
+    totals->random_dir_seeds += s.random_dir_seeds;
+    fault_env_counters c;
+    fault_env_get_counters(s.fe, &c);
+    totals->files_cut += c.files_cut;
+    totals->pages_lost += c.pages_lost;
+    totals->dir_undone += c.dir_ops_undone;
+    totals->dir_kept += c.dir_ops_kept;
     store_free(&s);
 }
 
@@ -684,5 +709,11 @@ int main(int argc, char **argv)
             " recoveries kept unsynced writes, %.1f s\n",
             it, base, totals.crashes, totals.torn, totals.mid_op_crashes, totals.recovery_crashes,
             totals.writes, totals.syncs, totals.prefix_hits, now_sec() - start);
+    fprintf(stderr,
+            "crash: %" PRIu64 " crashes lost pages, %" PRIu64 " mixed modes per file; %" PRIu64
+            " files cut, %" PRIu64 " pages lost; un-dir-synced ops: %" PRIu64 " undone, %" PRIu64
+            " kept (random in %" PRIu64 " of %ld seeds)\n",
+            totals.paged, totals.mixed, totals.files_cut, totals.pages_lost, totals.dir_undone,
+            totals.dir_kept, totals.random_dir_seeds, it);
     return 0;
 }

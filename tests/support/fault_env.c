@@ -25,6 +25,8 @@
 
 /* Largest file whose contents are saved so that an undone rename/unlink can restore it. */
 #define FAULT_SAVE_MAX (8u << 20)
+/* The unit in which a crash in PAGES mode keeps or loses unsynced bytes (a page-cache page). */
+#define FAULT_PAGE_SIZE 4096u
 
 typedef struct fstate {
     char *path;
@@ -74,6 +76,7 @@ struct fault_env {
     uint64_t halt_at;
     uint64_t mutations;
     int create_durable_on_sync;
+    int random_dir_ops;
     fault_env_counters c;
 };
 
@@ -834,6 +837,99 @@ const kv_env *fault_env_env(fault_env *fe)
     return &fe->env;
 }
 
+/* Names kept by a crash (a small set: the pending operations since the last sync_dir). */
+typedef struct pinned {
+    char **names;
+    size_t n, cap;
+} pinned;
+
+static int pinned_has(const pinned *p, const char *name)
+{
+    for (size_t i = 0; i < p->n; i++)
+        if (strcmp(p->names[i], name) == 0)
+            return 1;
+    return 0;
+}
+
+static void pinned_add(pinned *p, const char *name)
+{
+    if (pinned_has(p, name))
+        return;
+    if (p->n == p->cap) {
+        p->cap = p->cap ? p->cap * 2 : 16;
+        char **nn = realloc(p->names, p->cap * sizeof(*nn));
+        if (!nn)
+            abort();
+        p->names = nn;
+    }
+    p->names[p->n++] = xstrdup(name);
+}
+
+static void pinned_free(pinned *p)
+{
+    for (size_t i = 0; i < p->n; i++)
+        free(p->names[i]);
+    free(p->names);
+}
+
+/* Zeroes bytes [from, to) of the file at path. Returns 0 or -1. */
+static int zero_range(const char *path, uint64_t from, uint64_t to)
+{
+    static const char zeros[FAULT_PAGE_SIZE];
+    int fd = open(path, O_WRONLY);
+    if (fd < 0)
+        return -1;
+    int rc = 0;
+    while (from < to && rc == 0) {
+        size_t n = to - from < sizeof(zeros) ? (size_t)(to - from) : sizeof(zeros);
+        ssize_t w = pwrite(fd, zeros, n, (off_t)from);
+        if (w <= 0)
+            rc = -1;
+        else
+            from += (uint64_t)w;
+    }
+    if (close(fd) != 0)
+        rc = -1;
+    return rc;
+}
+
+/* Leaves of fs's unsynced tail what a crash in `mode` keeps (fs->len > fs->durable). mu held.
+ * Returns 0, or -1 if the file could not be rewritten. */
+static int crash_file(fault_env *fe, fstate *fs, enum fault_crash_mode mode)
+{
+    if (mode == FAULT_CRASH_MIXED)
+        mode = (enum fault_crash_mode)tu_rng_below(&fe->rng, 3);
+    uint64_t unsynced = fs->len - fs->durable;
+    uint64_t keep = fs->durable;
+    if (mode != FAULT_CRASH_DROP_UNSYNCED)
+        keep += tu_rng_below(&fe->rng, unsynced + 1);
+    struct stat st;
+    if (stat(fs->path, &st) != 0)
+        return 0; /* gone (renamed over by an untracked name): nothing to cut */
+    if ((uint64_t)st.st_size > keep && truncate(fs->path, (off_t)keep) != 0)
+        return -1;
+    int cut = keep < fs->len;
+    if (mode != FAULT_CRASH_LOSE_PAGES) {
+        fe->c.files_cut += cut;
+        return 0;
+    }
+    /* Each page holding unsynced bytes was written back, or not (then its unsynced bytes read
+     * as zeros: the page as the last sync left it). */
+    for (uint64_t page = fs->durable / FAULT_PAGE_SIZE * FAULT_PAGE_SIZE; page < keep;
+         page += FAULT_PAGE_SIZE) {
+        if (tu_rng_chance(&fe->rng, 1, 2))
+            continue;
+        uint64_t from = page > fs->durable ? page : fs->durable;
+        uint64_t to = page + FAULT_PAGE_SIZE < keep ? page + FAULT_PAGE_SIZE : keep;
+        if (zero_range(fs->path, from, to) != 0)
+            return -1;
+        fe->c.pages_lost++;
+        cut = 1;
+    }
+    fe->c.files_cut += cut;
+    return 0;
+}
+
 int fault_env_crash(fault_env *fe, enum fault_crash_mode mode)
 {
     int rc = 0;
@@ -845,19 +941,32 @@ int fault_env_crash(fault_env *fe, enum fault_crash_mode mode)
     /* 1. Cut every live file back to what reached the platter. */
     for (size_t i = 0; i < fe->nfiles; i++) {
         fstate *fs = fe->files[i];
-        if (!fs->live)
-            continue;
-        uint64_t keep = fs->durable;
-        if (mode == FAULT_CRASH_TEAR_UNSYNCED && fs->len > fs->durable)
-            keep += tu_rng_below(&fe->rng, fs->len - fs->durable + 1);
-        struct stat st;
-        if (stat(fs->path, &st) == 0 && (uint64_t)st.st_size > keep &&
-            truncate(fs->path, (off_t)keep) != 0)
+        if (fs->live && fs->len > fs->durable && crash_file(fe, fs, mode) != 0)
             rc = -1;
     }
-    /* 2. Undo directory operations that no sync_dir made durable, newest first. */
+    /* 2. Undo directory operations that no sync_dir made durable, newest first (or, with
+     * random dir ops, some of them, keeping each name's operations in order). */
+    pinned pins = {NULL, 0, 0};
     for (size_t i = fe->npend; i-- > 0;) {
         pending *p = &fe->pend[i];
+        int keep = pinned_has(&pins, p->path) || (p->to && pinned_has(&pins, p->to)) ||
+                   (p->kind == PEND_RENAME && p->had_old && !p->saved_ok) ||
+                   (fe->random_dir_ops && tu_rng_chance(&fe->rng, 1, 2));
+        if (keep) {
+            /* Kept: what came before it on its names must stay too. */
+            pinned_add(&pins, p->path);
+            if (p->to)
+                pinned_add(&pins, p->to);
+            fe->c.dir_ops_kept++;
+            if (verbose)
+                fprintf(stderr, "fault_env: crash keeps %s %s%s%s (never dir-synced)\n",
+                        p->kind == PEND_CREATE   ? "create"
+                        : p->kind == PEND_RENAME ? "rename"
+                                                 : "unlink",
+                        p->path, p->to ? " -> " : "", p->to ? p->to : "");
+            continue;
+        }
+        fe->c.dir_ops_undone++;
         switch (p->kind) {
         case PEND_CREATE: {
             struct stat st;
@@ -870,8 +979,6 @@ int fault_env_crash(fault_env *fe, enum fault_crash_mode mode)
             break;
         }
         case PEND_RENAME:
-            if (p->had_old && !p->saved_ok)
-                break; /* cannot restore the old target: keep the rename as if it were durable */
             if (verbose)
                 fprintf(stderr, "fault_env: crash undoes rename %s -> %s (never dir-synced)\n",
                         p->path, p->to);
@@ -889,6 +996,7 @@ int fault_env_crash(fault_env *fe, enum fault_crash_mode mode)
             break;
         }
     }
+    pinned_free(&pins);
     /* 3. What is on disk now is all durable; old handles are dead. */
     drop_tracking(fe);
     fe->gen++;
@@ -951,6 +1059,13 @@ int fault_env_halted(fault_env *fe)
     int h = fe->halted || (fe->halt_armed && fe->mutations >= fe->halt_at);
     pthread_mutex_unlock(&fe->mu);
     return h;
+}
+
+void fault_env_set_random_dir_ops(fault_env *fe, int on)
+{
+    pthread_mutex_lock(&fe->mu);
+    fe->random_dir_ops = on;
+    pthread_mutex_unlock(&fe->mu);
 }
 
 void fault_env_set_create_durable_on_sync(fault_env *fe, int on)

@@ -5,10 +5,16 @@
  * durable by a sync_dir of their directory. fault_env_crash() then rewrites the directory into
  * what a disk could hold after power loss at that instant:
  *   - every file tracked is cut back to its durable length (DROP), or to its durable length
- *     plus a random prefix of its unsynced tail (TEAR: the last write was torn);
+ *     plus a random prefix of its unsynced tail (TEAR: the last write was torn), or keeps a
+ *     random subset of the 4 KiB pages of its unsynced tail, lost pages reading as zeros,
+ *     with a size anywhere from the durable length to the full length (PAGES: the kernel wrote
+ *     back some dirty pages, in any order, and maybe the new size); MIXED picks one of the
+ *     three for each file independently, so unsynced writes are also reordered across files;
  *   - pending directory operations are undone, newest first: a file created but never
  *     dir-synced disappears; a rename is undone (the old target, if it was saved, comes back);
- *     an unlinked file comes back with its durable contents (saved when small enough).
+ *     an unlinked file comes back with its durable contents (saved when small enough). With
+ *     fault_env_set_random_dir_ops() each one is instead kept or undone at random (operations
+ *     on one name stay in order: an operation is kept if a later one on any of its names is).
  * Files the env never wrote (present before it was used) count as durable.
  *
  * Faults: fail the Nth operation of a kind with a chosen error (optionally for several ops),
@@ -16,8 +22,9 @@
  * all mutating I/O after N more mutating operations (the process died mid-flush or
  * mid-compaction: nothing more reaches the disk), and flip a bit in a file.
  *
- * Deterministic given the seed (only TEAR uses randomness). Threads: every function and the
- * env itself may be used from any thread; mutating I/O is serialised by one mutex.
+ * Deterministic given the seed (only TEAR, PAGES, MIXED and random dir ops use randomness).
+ * Threads: every function and the env itself may be used from any thread; mutating I/O is
+ * serialised by one mutex.
  *
  * A typical crash test: fault_env_halt(fe); kv_close(db) (it may report errors);
  * fault_env_crash(fe, FAULT_CRASH_DROP_UNSYNCED); kv_open(... same env ...).
@@ -34,6 +41,8 @@ typedef struct fault_env fault_env;
 enum fault_crash_mode {
     FAULT_CRASH_DROP_UNSYNCED = 0, /* lose every byte after the last sync */
     FAULT_CRASH_TEAR_UNSYNCED = 1, /* keep a random prefix of the unsynced tail */
+    FAULT_CRASH_LOSE_PAGES = 2,    /* added: keep a random subset of the unsynced pages */
+    FAULT_CRASH_MIXED = 3,         /* added: one of the three above, per file at random */
 };
 
 /* Kinds of operation, for counters and fault rules. */
@@ -61,6 +70,11 @@ typedef struct fault_env_counters {
     uint64_t bytes_synced;        /* bytes that became durable through sync */
     uint64_t faults_injected;     /* operations failed on purpose (rules, budget, halt) */
     uint64_t crashes;
+    /* Added: what crashes did. */
+    uint64_t files_cut;      /* files that lost unsynced bytes */
+    uint64_t pages_lost;     /* unsynced pages zeroed inside a file (PAGES) */
+    uint64_t dir_ops_undone; /* creates/renames/unlinks undone */
+    uint64_t dir_ops_kept;   /* ... kept although never dir-synced (random dir ops) */
 } fault_env_counters;
 
 /* Creates a fault env wrapping env_posix(). NULL if out of memory. Free with fault_env_free()
@@ -106,6 +120,11 @@ int fault_env_halted(fault_env *fe);
  * default (0) is the POSIX rule the engine must be written for: only sync_dir makes a create
  * durable. Meant for looking past a known bug of that kind; tests run strict. */
 void fault_env_set_create_durable_on_sync(fault_env *fe, int on);
+
+/* on = 1: at a crash, each create/rename/unlink not made durable by a sync_dir is kept or
+ * undone at random (see the top of this file), as a file system may commit some directory
+ * changes before the power fails and not others. The default (0) undoes them all. Added. */
+void fault_env_set_random_dir_ops(fault_env *fe, int on);
 
 /* Flips bit `bit` (0-7) of the byte at `offset` in path, directly on disk (not counted as an
  * operation and not tracked). Returns 0, or -1 if the file cannot be read or is too short. */

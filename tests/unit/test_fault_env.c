@@ -421,6 +421,149 @@ START_TEST(test_fault_env_path_spelling_does_not_hide_dir_sync)
 }
 END_TEST
 
+/* Appends n bytes of a pattern (never zero) to name, whose durable contents are `synced`
+ * bytes of the same pattern. */
+static void pattern(char *out, size_t off, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        out[i] = (char)(1 + (off + i) % 251);
+}
+
+START_TEST(test_fault_env_lose_pages_keeps_each_unsynced_page_whole_or_zero)
+{
+    enum { SYNCED = 5000, TAIL = 40000 };
+    static char want[SYNCED + TAIL], got[SYNCED + TAIL + 1];
+    pattern(want, 0, sizeof(want));
+    int saw_hole_before_data = 0, saw_short = 0;
+    fault_env_counters c;
+    for (uint64_t seed = 1; seed <= 30; seed++) {
+        fault_env *fe = fault_env_new(seed);
+        const kv_env *env = fault_env_env(fe);
+        env_file *f;
+        ck_assert_int_eq(env->open_writable(env, pathof("p"), &f), 0);
+        ck_assert_int_eq(env->sync_dir(env, tdir), 0);
+        ck_assert_int_eq(env_append(f, want, SYNCED), 0);
+        ck_assert_int_eq(env_sync(f), 0);
+        ck_assert_int_eq(env_append(f, want + SYNCED, TAIL), 0);
+        ck_assert_int_eq(fault_env_crash(fe, FAULT_CRASH_LOSE_PAGES), 0);
+        env_close(f);
+        long n = read_real("p", got, sizeof(got));
+        ck_assert_int_ge(n, SYNCED);
+        ck_assert_int_le(n, SYNCED + TAIL);
+        ck_assert(memcmp(got, want, SYNCED) == 0); /* synced bytes always survive */
+        saw_short |= n < SYNCED + TAIL;
+        int hole = 0;
+        for (long page = SYNCED / 4096 * 4096; page < n; page += 4096) {
+            long from = page > SYNCED ? page : SYNCED, to = page + 4096 < n ? page + 4096 : n;
+            int kept = memcmp(got + from, want + from, (size_t)(to - from)) == 0;
+            int zero = 1;
+            for (long i = from; i < to && zero; i++)
+                zero = got[i] == 0;
+            ck_assert_msg(kept || zero, "seed %d: page at %ld is neither written nor lost",
+                          (int)seed, page);
+            if (zero && !kept)
+                hole = 1;
+            else if (hole)
+                saw_hole_before_data = 1;
+        }
+        fault_env_get_counters(fe, &c);
+        ck_assert_uint_eq(c.files_cut, n < SYNCED + TAIL || hole);
+        ck_assert_uint_eq(fault_env_crash(fe, FAULT_CRASH_LOSE_PAGES), 0); /* nothing left */
+        ck_assert_int_eq(read_real("p", got, sizeof(got)), n);
+        unlink(pathof("p"));
+        fault_env_free(fe);
+    }
+    ck_assert(saw_hole_before_data); /* pages were written back out of order */
+    ck_assert(saw_short);
+}
+END_TEST
+
+START_TEST(test_fault_env_mixed_crash_treats_each_file_on_its_own)
+{
+    /* Two files with the same unsynced history: some crash keeps all of one's tail and none
+     * of the other's, i.e. unsynced writes are reordered across files. */
+    int saw_reorder = 0;
+    for (uint64_t seed = 1; seed <= 60 && !saw_reorder; seed++) {
+        fault_env *fe = fault_env_new(seed);
+        const kv_env *env = fault_env_env(fe);
+        make_file(env, "m1", "", 1, 1);
+        make_file(env, "m2", "", 1, 1);
+        for (int i = 1; i <= 2; i++) {
+            env_file *f;
+            ck_assert_int_eq(env->open_appendable(env, pathof(i == 1 ? "m1" : "m2"), &f), 0);
+            ck_assert_int_eq(env_append(f, "abcdefgh", 8), 0);
+            env_close(f);
+        }
+        ck_assert_int_eq(fault_env_crash(fe, FAULT_CRASH_MIXED), 0);
+        char buf[16];
+        long a = read_real("m1", buf, sizeof(buf)), b = read_real("m2", buf, sizeof(buf));
+        saw_reorder = (a == 0 && b == 8) || (a == 8 && b == 0);
+        unlink(pathof("m1"));
+        unlink(pathof("m2"));
+        fault_env_free(fe);
+    }
+    ck_assert(saw_reorder);
+}
+END_TEST
+
+START_TEST(test_fault_env_random_dir_ops_keep_or_lose_each_unsynced_create)
+{
+    int seen[4] = {0, 0, 0, 0}; /* by (a survives) + 2 * (b survives) */
+    for (uint64_t seed = 1; seed <= 40; seed++) {
+        fault_env *fe = fault_env_new(seed);
+        fault_env_set_random_dir_ops(fe, 1);
+        const kv_env *env = fault_env_env(fe);
+        make_file(env, "ca", "a", 1, 0);
+        make_file(env, "cb", "b", 1, 0);
+        ck_assert_int_eq(fault_env_crash(fe, FAULT_CRASH_DROP_UNSYNCED), 0);
+        fault_env_counters c;
+        fault_env_get_counters(fe, &c);
+        ck_assert_uint_eq(c.dir_ops_kept + c.dir_ops_undone, 2);
+        int a = real_exists("ca"), b = real_exists("cb");
+        ck_assert_uint_eq(c.dir_ops_kept, (uint64_t)(a + b));
+        seen[a + 2 * b] = 1;
+        unlink(pathof("ca"));
+        unlink(pathof("cb"));
+        fault_env_free(fe);
+    }
+    ck_assert(seen[0] && seen[1] && seen[2] && seen[3]);
+}
+END_TEST
+
+START_TEST(test_fault_env_random_dir_ops_keep_each_names_order)
+{
+    /* old -> b by rename, then a new a: if the new a survives, the rename before it on the
+     * same name must too (else undoing it would bring the old a back over the new one). */
+    int saw_new = 0, saw_old = 0;
+    for (uint64_t seed = 1; seed <= 40; seed++) {
+        fault_env *fe = fault_env_new(seed);
+        fault_env_set_random_dir_ops(fe, 1);
+        const kv_env *env = fault_env_env(fe);
+        make_file(env, "na", "old", 1, 1);
+        ck_assert_int_eq(env->rename(env, pathof("na"), pathof("nb")), 0);
+        make_file(env, "na", "new", 1, 0);
+        ck_assert_int_eq(fault_env_crash(fe, FAULT_CRASH_DROP_UNSYNCED), 0);
+        char a[8], b[8];
+        long la = read_real("na", a, sizeof(a)), lb = read_real("nb", b, sizeof(b));
+        /* Allowed: nothing kept (old a), the rename kept (b only), both kept (new a, b). */
+        if (la == -1 || memcmp(a, "new", 3) == 0) {
+            saw_new |= la == 3;
+            ck_assert_int_eq(lb, 3);
+            ck_assert(memcmp(b, "old", 3) == 0);
+        } else {
+            saw_old = 1;
+            ck_assert_int_eq(la, 3);
+            ck_assert(memcmp(a, "old", 3) == 0);
+            ck_assert_int_eq(lb, -1);
+        }
+        unlink(pathof("na"));
+        unlink(pathof("nb"));
+        fault_env_free(fe);
+    }
+    ck_assert(saw_new && saw_old);
+}
+END_TEST
+
 static Suite *fault_env_suite(void)
 {
     Suite *s = suite_create("fault_env");
@@ -443,6 +586,10 @@ static Suite *fault_env_suite(void)
     tcase_add_test(tc, test_fault_env_flip_bit_changes_exactly_one_bit);
     tcase_add_test(tc, test_fault_env_files_it_never_wrote_count_as_durable);
     tcase_add_test(tc, test_fault_env_path_spelling_does_not_hide_dir_sync);
+    tcase_add_test(tc, test_fault_env_lose_pages_keeps_each_unsynced_page_whole_or_zero);
+    tcase_add_test(tc, test_fault_env_mixed_crash_treats_each_file_on_its_own);
+    tcase_add_test(tc, test_fault_env_random_dir_ops_keep_or_lose_each_unsynced_create);
+    tcase_add_test(tc, test_fault_env_random_dir_ops_keep_each_names_order);
     suite_add_tcase(s, tc);
     return s;
 }

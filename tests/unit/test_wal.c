@@ -668,9 +668,11 @@ END_TEST
 
 START_TEST(test_wal_power_loss_keeps_every_synced_record_and_a_prefix_of_the_rest)
 {
-    /* Writes random records through the fault env, syncing now and then, cuts power with
-     * the unsynced tail torn at a random byte, and reads back: every synced record must come
-     * back, followed by a prefix of the unsynced ones, and nothing else. */
+    /* Writes random records with sync markers through the fault env, syncing now and then,
+     * cuts power (the unsynced tail dropped, torn at a random byte, or cut to a random subset
+     * of its pages), and reads back: every synced record must come back, followed by a prefix
+     * of the unsynced ones, and nothing else; the lost tail is never taken for damage. Then a
+     * flipped byte before the proven synced offset must be. */
     uint64_t seed =
         tu_seed("test_wal_power_loss_keeps_every_synced_record_and_a_prefix_of_the_rest");
     tu_rng rng;
@@ -691,6 +693,7 @@ START_TEST(test_wal_power_loss_keeps_every_synced_record_and_a_prefix_of_the_res
         ck_assert_int_eq(env->sync_dir(env, dir), 0);
         wal_writer *w;
         ck_assert_int_eq(wal_writer_new(f, 0, &w), 0);
+        ck_assert_int_eq(wal_writer_enable_sync_markers(w, seed * 31 + (uint64_t)round), 0);
         int synced = 0;
         for (int i = 0; i < NREC; i++) {
             plen[i] = tu_rng_chance(&rng, 1, 10) ? 40000 + tu_rng_below(&rng, 100000)
@@ -703,7 +706,7 @@ START_TEST(test_wal_power_loss_keeps_every_synced_record_and_a_prefix_of_the_res
                 synced = i + 1;
             }
         }
-        ck_assert_int_eq(fault_env_crash(fe, FAULT_CRASH_TEAR_UNSYNCED), 0);
+        ck_assert_int_eq(fault_env_crash(fe, (enum fault_crash_mode)(round % 4)), 0);
         wal_writer_close(w); /* the handle is dead after the crash; close only frees it */
 
         ck_assert_int_eq(env->open_readable(env, path, &f), 0);
@@ -723,7 +726,22 @@ START_TEST(test_wal_power_loss_keeps_every_synced_record_and_a_prefix_of_the_res
         uint64_t size;
         ck_assert_int_eq(env->file_size(env, path, &size), 0);
         ck_assert_uint_eq(wal_reader_good_offset(r) + wal_reader_dropped_bytes(r), size);
+        ck_assert_msg(wal_reader_tail(r) != WAL_TAIL_DAMAGED,
+                      "round %d: a power cut was taken "
+                      "for damage (seed %llu)",
+                      round, (unsigned long long)seed);
+        uint64_t proven = wal_reader_synced_offset(r);
         wal_reader_free(r);
+        if (proven > WAL_SYNC_RECORD_SIZE) {
+            ck_assert_int_eq(fault_env_flip_bit(fe, path, WAL_SYNC_RECORD_SIZE + 4, 3), 0);
+            ck_assert_int_eq(env->open_readable(env, path, &f), 0);
+            ck_assert_int_eq(wal_reader_new(f, &r), 0);
+            while ((rc = wal_read_record(r, &rec)) == 1)
+                ;
+            ck_assert_int_eq(rc, 0);
+            ck_assert_int_eq(wal_reader_tail(r), WAL_TAIL_DAMAGED);
+            wal_reader_free(r);
+        }
         for (int i = 0; i < NREC; i++)
             free(p[i]);
         ck_assert_int_eq(env->unlink(env, path), 0);
