@@ -62,6 +62,8 @@ struct compaction {
     file_list older_runs; /* tiered: L0 runs older than the window */
     uint64_t window_seq;  /* tiered: largest_seq of the window's newest run */
     uint64_t max_output_size;
+    void (*on_drop)(void *ctx, slice value); /* compaction_set_drop_hook */
+    void *on_drop_ctx;
     /* Filled by compaction_run. */
     int ran;
     file_meta **outputs; /* owned (refs 0) */
@@ -758,6 +760,12 @@ nomem:
     return NULL;
 }
 
+void compaction_set_drop_hook(compaction *c, void (*fn)(void *ctx, slice value), void *ctx)
+{
+    c->on_drop = fn;
+    c->on_drop_ctx = ctx;
+}
+
 int compaction_run(compaction *c, uint64_t smallest_snapshot, const volatile int *shutting_down,
                    compaction_stats *st)
 {
@@ -824,6 +832,8 @@ int compaction_run(compaction *c, uint64_t smallest_snapshot, const volatile int
         last_seq_for_key = p.sequence;
         if (drop) {
             st->entries_dropped++;
+            if (c->on_drop && p.type == IKEY_TYPE_VALUE)
+                c->on_drop(c->on_drop_ctx, iter_value(in));
             continue;
         }
 

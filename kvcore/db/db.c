@@ -31,6 +31,7 @@
 #include "db/batch.h"
 #include "db/filename.h"
 #include "db/reserve.h"
+#include "db/vlog.h"
 #include "table/sst.h"
 #include "util/checksum.h"
 #include "util/ikey.h"
@@ -44,6 +45,7 @@ struct db_writer {
     const kv_batch *batch; /* NULL: a sync or flush request without data */
     int sync;              /* the WAL must be synced before this writer completes */
     int force_flush;       /* kv_flush: freeze the memtable even if it is not full */
+    int exclusive;         /* a value-log GC move: never joined with other writers */
     int done;
     int status;
     pthread_cond_t cv;
@@ -260,7 +262,10 @@ static int open_new_log(kv_db *db, uint64_t number, wal_writer **out)
 static int retire_log(kv_db *db)
 {
     int rc = 0;
-    if (db->log_dirty && !db->log_failed)
+    /* Value log first: a durable WAL record must never point at a record that is not. */
+    if (db->log_dirty && db->vlog)
+        rc = vlog_sync(db->vlog);
+    if (rc == 0 && db->log_dirty && !db->log_failed)
         rc = wal_writer_sync(db->wal);
     if (rc != 0)
         return rc;
@@ -447,7 +452,7 @@ static struct db_writer *build_group(kv_db *db, struct db_writer *w, int *sync, 
     if (max < DB_GROUP_MAX_BYTES && size > DB_GROUP_MAX_BYTES)
         max = size;
     for (struct db_writer *x = w->next; x; x = x->next) {
-        if (x->batch == NULL || x->force_flush)
+        if (x->batch == NULL || x->force_flush || x->exclusive || w->exclusive)
             break;
         if (x->sync && !*sync)
             break; /* a sync write never rides behind a leader that will not sync */
@@ -466,12 +471,27 @@ static struct db_writer *build_group(kv_db *db, struct db_writer *w, int *sync, 
  * held on entry and exit, released during the I/O. */
 static int write_group(kv_db *db, int sync)
 {
+    kv_batch *group = db->group;
+    uint64_t vlog_user_bytes = 0;
+    if (db->vlog) {
+        /* Large values go to the value log, which is synced (if asked) before the WAL. */
+        const kv_batch *enc;
+        pthread_mutex_unlock(&db->mu);
+        int vrc = vlog_commit_batch(db->vlog, db->group, sync, &enc, &vlog_user_bytes);
+        pthread_mutex_lock(&db->mu);
+        if (vrc != 0) {
+            if (vrc == KV_EIO || vrc == KV_ECORRUPT)
+                set_bg_error(db, vrc, "value log write");
+            return vrc;
+        }
+        group = (kv_batch *)enc; /* the group itself or the value log's rewrite of it */
+    }
     uint64_t last_seq = version_set_last_sequence(db->vs);
-    uint32_t count = batch_count(db->group);
+    uint32_t count = batch_count(group);
     if (last_seq + count > IKEY_MAX_SEQUENCE)
         return KV_EINVAL; /* cannot happen in practice: 2^56 writes */
-    batch_set_sequence(db->group, last_seq + 1);
-    slice rep = buf_slice(&db->group->rep);
+    batch_set_sequence(group, last_seq + 1);
+    slice rep = buf_slice(&group->rep);
     memtable *mem = db->mem;
 
     pthread_mutex_unlock(&db->mu);
@@ -503,7 +523,7 @@ static int write_group(kv_db *db, int sync)
             db->wal_syncs++;
     }
     if (rc == 0) {
-        db->user_bytes_written += ic.user_bytes;
+        db->user_bytes_written += db->vlog ? vlog_user_bytes : ic.user_bytes;
         return 0;
     }
     if (stage == 0) {
@@ -529,14 +549,16 @@ static int write_group(kv_db *db, int sync)
     return rc;
 }
 
-/* The single entry point of every write, sync and flush request. */
-static int db_write(kv_db *db, const kv_batch *b, int sync, int force_flush)
+/* The single entry point of every write, sync and flush request (exclusive: a value-log GC
+ * move, which must be checked against the state no other write of its group changes). */
+static int db_write_ex(kv_db *db, const kv_batch *b, int sync, int force_flush, int exclusive)
 {
     struct db_writer w;
     memset(&w, 0, sizeof(w));
     w.batch = b;
     w.sync = sync;
     w.force_flush = force_flush;
+    w.exclusive = exclusive;
     if (pthread_cond_init(&w.cv, NULL) != 0)
         return KV_ENOMEM;
 
@@ -571,7 +593,9 @@ static int db_write(kv_db *db, const kv_batch *b, int sync, int force_flush)
             rc = rotate_failed_log(db); /* syncs what the failed WAL holds */
         } else {
             pthread_mutex_unlock(&db->mu);
-            rc = wal_writer_sync(db->wal);
+            rc = db->vlog ? vlog_sync(db->vlog) : 0; /* before the WAL that points into it */
+            if (rc == 0)
+                rc = wal_writer_sync(db->wal);
             pthread_mutex_lock(&db->mu);
             if (rc == 0) {
                 db->log_dirty = 0;
@@ -605,6 +629,11 @@ static int db_write(kv_db *db, const kv_batch *b, int sync, int force_flush)
     return rc;
 }
 
+static int db_write(kv_db *db, const kv_batch *b, int sync, int force_flush)
+{
+    return db_write_ex(db, b, sync, force_flush, 0);
+}
+
 static int effective_sync(const kv_db *db, int flags)
 {
     if (db->opts.sync_mode == KV_SYNC_ALWAYS)
@@ -620,12 +649,22 @@ int kv_write(kv_db *db, const kv_batch *b, int flags)
         return KV_EINVAL;
     if (db->opts.read_only)
         return KV_EINVAL;
+    kv_batch *staged = NULL;
+    if (db->vlog) {
+        /* Compress and checksum large values on the caller's thread, not the leader's. */
+        int src = vlog_stage_batch(db->vlog, b, &staged);
+        if (src != 0)
+            return src;
+        b = staged;
+    }
     int rc = reserve_admit(db->reserve, flags); /* low-space mode: KV_ENOSPC */
     if (rc == 0)
         rc = db_write(db, b, effective_sync(db, flags), 0);
     /* A full disk: release the reserve; a write that frees space gets one more try in it. */
     if (rc == KV_ENOSPC && reserve_on_enospc(db->reserve, 0) && (flags & KV_WRITE_RESERVE))
         rc = db_write(db, b, effective_sync(db, flags), 0);
+    if (staged)
+        kv_batch_free(staged);
     return rc;
 }
 
@@ -704,6 +743,50 @@ void db_release_read_view(kv_db *db, memtable *mem, memtable *imm, version *v)
     }
 }
 
+/* Looks k up as of snap (NULL: latest) and appends the stored value (for a store with a value
+ * log: tagged, vlog.h) to *value. Returns MEMTABLE_* or an error. */
+static int db_get_stored(kv_db *db, const kv_snapshot *snap, slice k, buf *value)
+{
+    memtable *mem, *imm;
+    version *v;
+    uint64_t seq = db_acquire_read_view(db, snap, &mem, &imm, &v);
+    int seek_due = 0;
+    int rc = memtable_get(mem, k, seq, value);
+    if (rc == MEMTABLE_ABSENT && imm)
+        rc = memtable_get(imm, k, seq, value);
+    if (rc == MEMTABLE_ABSENT)
+        rc = version_get_counted(v, k, seq, value, &seek_due);
+    if (seek_due) {
+        /* This lookup marked a table for a seek compaction (version.h): start it. */
+        pthread_mutex_lock(&db->mu);
+        pthread_cond_signal(&db->work_cv);
+        pthread_mutex_unlock(&db->mu);
+    }
+    db_release_read_view(db, mem, imm, v);
+    return rc;
+}
+
+/* Replaces the stored value in *value by the user's value (vlog_resolve). */
+static int db_vlog_decode(kv_db *db, slice key, buf *value)
+{
+    buf out;
+    buf_init(&out);
+    slice s;
+    if (!key.data)
+        key = slice_make("", 0); /* an empty key is checked like any other (vlog_resolve) */
+    int rc = vlog_resolve(db->vlog, key, buf_slice(value), &out, &s);
+    if (rc == 0 && s.size > 0 && s.data != out.data) {
+        memmove(value->data, s.data, s.size); /* inline: the bytes after the tag */
+        value->len = s.size;
+    } else if (rc == 0) {
+        buf_free(value);
+        *value = out;
+        return MEMTABLE_FOUND;
+    }
+    buf_free(&out);
+    return rc == 0 ? MEMTABLE_FOUND : rc;
+}
+
 int kv_get(kv_db *db, const kv_snapshot *snap, const void *key, size_t klen, void **val,
            size_t *vlen)
 {
@@ -713,25 +796,15 @@ int kv_get(kv_db *db, const kv_snapshot *snap, const void *key, size_t klen, voi
         *vlen = 0;
     if (!db || (!key && klen) || !val || !vlen)
         return KV_EINVAL;
-    memtable *mem, *imm;
-    version *v;
-    uint64_t seq = db_acquire_read_view(db, snap, &mem, &imm, &v);
     slice k = slice_make(key, klen);
     buf value;
     buf_init(&value);
-    int seek_due = 0;
-    int rc = memtable_get(mem, k, seq, &value);
-    if (rc == MEMTABLE_ABSENT && imm)
-        rc = memtable_get(imm, k, seq, &value);
-    if (rc == MEMTABLE_ABSENT)
-        rc = version_get_counted(v, k, seq, &value, &seek_due);
-    if (seek_due) {
-        /* This lookup marked a table for a seek compaction (version.h): start it. */
-        pthread_mutex_lock(&db->mu);
-        pthread_cond_signal(&db->work_cv);
-        pthread_mutex_unlock(&db->mu);
-    }
-    db_release_read_view(db, mem, imm, v);
+    uint64_t epoch = db->vlog ? vlog_pin(db->vlog) : 0;
+    int rc = db_get_stored(db, snap, k, &value);
+    if (rc == MEMTABLE_FOUND && db->vlog)
+        rc = db_vlog_decode(db, k, &value);
+    if (db->vlog)
+        vlog_unpin(db->vlog, epoch);
 
     if (rc == MEMTABLE_FOUND) {
         /* Hand the buffer over with the promised NUL after the value. */
@@ -848,6 +921,8 @@ static void delete_obsolete_files(kv_db *db)
             break;
         case FILE_TYPE_CURRENT:
         case FILE_TYPE_LOCK:
+        case FILE_TYPE_VLOG:        /* deleted by the value log's GC only */
+        case FILE_TYPE_VLOG_MARKER: /* lives as long as the store */
             keep = 1;
             break;
         }
@@ -912,6 +987,8 @@ static int bg_flush(kv_db *db)
     uint64_t bytes = 0;
     pthread_mutex_unlock(&db->mu);
     rc = write_level0_table(db, imm, number, &e, &bytes);
+    if (rc == 0 && db->vlog)
+        rc = vlog_sync(db->vlog); /* the table's pointers must lead to durable records */
     pthread_mutex_lock(&db->mu);
     if (rc == 0) {
         e.has_log_number = 1;
@@ -931,6 +1008,11 @@ static int bg_flush(kv_db *db)
     return 0;
 }
 
+static void db_vlog_dropped(void *ctx, slice value)
+{
+    vlog_note_dropped(ctx, value);
+}
+
 /* Runs one compaction: the manual one if m is set, else the most needed. Returns 0, 1 if
  * there was nothing to compact, or an error. Compaction thread, mu held (released while
  * merging). */
@@ -946,6 +1028,8 @@ static int bg_compact(kv_db *db, struct db_manual *m)
     if (!c)
         return 1;
     uint64_t smallest_snapshot = oldest_snapshot_seq(db);
+    if (db->vlog)
+        compaction_set_drop_hook(c, db_vlog_dropped, db->vlog);
     compaction_stats st;
     memset(&st, 0, sizeof(st));
     pthread_mutex_unlock(&db->mu);
@@ -1250,6 +1334,16 @@ static int replay_log(kv_db *db, uint64_t number, memtable *mem, uint64_t *max_s
     struct insert_ctx ic = {0};
     while ((rc = wal_read_record(r, &rec)) == 1) {
         uint64_t end = wal_reader_good_offset(r);
+        if (db->vlog && vlog_verify_batch(db->vlog, rec) == KV_ECORRUPT) {
+            /* Its value-log record did not reach the disk (logged): an unsynced write, like
+             * a torn tail; nothing after it in this WAL is replayed. */
+            kv_log(&db->log, KV_LOG_WARN,
+                   "wal %06" PRIu64 ".log: record ending at offset %" PRIu64
+                   " points at a missing value-log record: dropped with the rest of the log",
+                   number, end);
+            rc = 0;
+            break;
+        }
         rc = insert_batch(mem, rec, &ic);
         if (rc != 0) {
             if (rc == KV_ECORRUPT)
@@ -1355,6 +1449,10 @@ static int finish_recovery(kv_db *db, uint64_t max_seq)
     }
     db->wal = w;
     db->logfile_number = log_number;
+    if (db->vlog && (rc = vlog_sync_recovered(db->vlog)) != 0) {
+        version_edit_free(&e);
+        return rc;
+    }
     if (memtable_num_entries(db->mem) > 0) {
         uint64_t number = version_set_new_file_number(db->vs);
         uint64_t bytes = 0;
@@ -1389,6 +1487,7 @@ static void db_free(kv_db *db)
     if (!db)
         return;
     reserve_free(db->reserve);
+    vlog_close(db->vlog);
     if (db->wal)
         wal_writer_close(db->wal);
     if (db->mem)
@@ -1475,6 +1574,60 @@ static int db_open_components(kv_db *db)
     return version_set_new(db->dbname, &db->opts, db->env, db->tc, &db->log, &db->mu, &db->vs);
 }
 
+/* ---- Value log callbacks (vlog_db_ops) ------------------------------------------------------ */
+
+static uint64_t db_vlog_new_number(void *ctx)
+{
+    kv_db *db = ctx;
+    pthread_mutex_lock(&db->mu);
+    uint64_t n = version_set_new_file_number(db->vs);
+    pthread_mutex_unlock(&db->mu);
+    return n;
+}
+
+static int db_vlog_points_at(void *ctx, slice key, uint64_t seg, uint64_t off)
+{
+    kv_db *db = ctx;
+    buf value;
+    buf_init(&value);
+    int rc = db_get_stored(db, NULL, key, &value);
+    uint64_t s, o;
+    uint32_t size, vlen;
+    if (rc == MEMTABLE_FOUND)
+        rc = vlog_parse_pointer(buf_slice(&value), &s, &o, &size, &vlen) && s == seg && o == off;
+    else if (rc >= 0)
+        rc = 0;
+    buf_free(&value);
+    return rc;
+}
+
+static int db_vlog_gc_write(void *ctx, const kv_batch *b, uint64_t *last_seq, uint64_t *log_number)
+{
+    kv_db *db = ctx;
+    int rc = kv_batch_count(b) > 0 ? db_write_ex(db, b, 1, 0, 1) : 0;
+    pthread_mutex_lock(&db->mu);
+    *last_seq = version_set_last_sequence(db->vs);
+    *log_number = db->logfile_number;
+    pthread_mutex_unlock(&db->mu);
+    return rc;
+}
+
+static int db_vlog_gc_safe(void *ctx, uint64_t seq, uint64_t log_number)
+{
+    kv_db *db = ctx;
+    pthread_mutex_lock(&db->mu);
+    int snapshots_ok = db->snapshots.next == &db->snapshots || db->snapshots.next->sequence >= seq;
+    /* Only WALs >= log_number hold unflushed writes; with nothing unflushed, none does. */
+    int wal_ok = version_set_log_number(db->vs) > log_number ||
+                 (db->imm == NULL && memtable_num_entries(db->mem) == 0);
+    /* The WAL of the move is still the current one: freeze it so that it becomes obsolete. */
+    int flush = !wal_ok && db->logfile_number <= log_number && db->imm == NULL && !db->bg_error;
+    pthread_mutex_unlock(&db->mu);
+    if (flush)
+        db_write(db, NULL, 0, 1);
+    return snapshots_ok && wal_ok;
+}
+
 static int db_open_locked(kv_db *db)
 {
     int has_current, exists;
@@ -1518,6 +1671,12 @@ static int db_open_locked(kv_db *db)
     if ((rc = db_open_components(db)) != 0)
         return rc;
 
+    /* The VLOG marker of a new store is written before CURRENT (vlog_open). */
+    vlog_db_ops vops = {db_vlog_new_number, db_vlog_points_at, db_vlog_gc_write, db_vlog_gc_safe,
+                        db};
+    if ((rc = vlog_open(db->dbname, db->env, &db->log, &db->opts, !has_current, &vops,
+                        &db->vlog)) != 0)
+        return rc;
     pthread_mutex_lock(&db->mu);
     if (!has_current) {
         rc = version_set_create_new(db->vs);
@@ -1557,6 +1716,9 @@ static void flush_for_reserve(void *arg)
  * compaction at its next check. */
 static void db_stop_threads(kv_db *db)
 {
+    /* The value log's GC moves are writes: stop it before the threads they may wait for. */
+    if (db->vlog)
+        vlog_gc_stop(db->vlog);
     reserve_stop(db->reserve); /* first: its monitor may still ask for a flush */
     pthread_mutex_lock(&db->mu);
     /* Atomic: compaction_run polls the flag without mu. */
@@ -1605,6 +1767,8 @@ int kv_open(const char *path, const kv_options *opts, kv_db **out)
             }
         }
     }
+    if (rc == 0 && db->vlog && !db->opts.read_only)
+        rc = vlog_gc_start(db->vlog);
     if (rc != 0) {
         db_stop_threads(db);
         db_free(db);
@@ -1815,6 +1979,8 @@ int kv_get_stats(kv_db *db, kv_stats *st)
     if (!db || !st)
         return KV_EINVAL;
     memset(st, 0, sizeof(*st));
+    if (db->vlog)
+        vlog_get_stats(db->vlog, st);
     pthread_mutex_lock(&db->mu);
     for (int level = 0; level < KV_MAX_LEVELS; level++) {
         st->level_files[level] = (uint64_t)version_set_num_level_files(db->vs, level);
@@ -2105,6 +2271,10 @@ static int check_store(struct check_state *cs)
     for (int level = 0; level < KV_MAX_LEVELS && rc == 0; level++)
         for (int i = 0; i < v->nfiles[level] && rc == 0; i++)
             rc = check_table(cs, v->files[level][i]);
+    uint64_t vlog_bytes = 0;
+    if (rc == 0)
+        rc = vlog_check_dir(db->dbname, db->env, &db->log, &cs->problems, &vlog_bytes);
+    cs->done += vlog_bytes;
     return rc;
 }
 

@@ -77,6 +77,7 @@ struct kv_db {
     int last_bg_failure;
     struct db_manual *manual;
     struct db_reserve *reserve; /* space reserve (reserve.h; own lock); NULL when read-only */
+    struct vlog *vlog;          /* value log (vlog.h; own locks); NULL: the store has none */
 
     /* Counters for kv_get_stats, protected by mu. */
     uint64_t user_bytes_written, wal_bytes_written, wal_syncs;

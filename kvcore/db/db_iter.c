@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "db/vlog.h"
 #include "table/sst.h"
 #include "util/ikey.h"
 
@@ -41,6 +42,11 @@ struct kv_iter {
     buf saved_key;
     buf saved_value;
     buf scratch; /* internal keys built for seeks */
+    /* Value log (db->vlog set): the current value decoded, and the pin that keeps the
+     * segments this view can reach. */
+    uint64_t vlog_epoch;
+    slice value;
+    buf value_buf;
 };
 
 /* Runs from iter_free of the merged iterator; kv_iter_free holds mu around it. */
@@ -60,6 +66,9 @@ kv_iter *kv_iter_new(kv_db *db, const kv_snapshot *snap)
     buf_init(&it->saved_key);
     buf_init(&it->saved_value);
     buf_init(&it->scratch);
+    buf_init(&it->value_buf);
+    if (db->vlog)
+        it->vlog_epoch = vlog_pin(db->vlog);
 
     memtable *mem, *imm;
     version *v;
@@ -94,6 +103,8 @@ kv_iter *kv_iter_new(kv_db *db, const kv_snapshot *snap)
             it->internal = NULL;
             pthread_mutex_unlock(&db->mu);
             free(children);
+            if (db->vlog)
+                vlog_unpin(db->vlog, it->vlog_epoch);
             free(it);
             return NULL;
         }
@@ -106,6 +117,8 @@ kv_iter *kv_iter_new(kv_db *db, const kv_snapshot *snap)
     pthread_mutex_unlock(&db->mu);
     free(children);
     if (rc != 0) {
+        if (db->vlog)
+            vlog_unpin(db->vlog, it->vlog_epoch);
         free(it);
         return NULL;
     }
@@ -123,6 +136,9 @@ void kv_iter_free(kv_iter *it)
     buf_free(&it->saved_key);
     buf_free(&it->saved_value);
     buf_free(&it->scratch);
+    buf_free(&it->value_buf);
+    if (db->vlog)
+        vlog_unpin(db->vlog, it->vlog_epoch);
     free(it);
 }
 
@@ -162,6 +178,20 @@ static void clear_saved(kv_iter *it)
     buf_clear(&it->saved_value);
 }
 
+/* Value log: decodes the current entry's stored value into it->value (a pointer is read and
+ * verified now, so that a damaged record ends the scan with its error). */
+static void resolve_value(kv_iter *it)
+{
+    if (!it->valid || !it->db->vlog)
+        return;
+    int fwd = it->dir == DIR_FORWARD;
+    slice stored = fwd ? iter_value(it->internal) : buf_slice(&it->saved_value);
+    slice key = fwd ? ikey_user_key(iter_key(it->internal)) : buf_slice(&it->saved_key);
+    int rc = vlog_resolve(it->db->vlog, key, stored, &it->value_buf, &it->value);
+    if (rc != 0)
+        fail(it, rc);
+}
+
 /* Invariant 2: an internal error ends the scan. */
 static void check_internal_status(kv_iter *it)
 {
@@ -189,6 +219,7 @@ static void find_next_user_entry(kv_iter *it, int skipping)
                 it->valid = 1;
                 buf_clear(&it->saved_key);
                 check_internal_status(it);
+                resolve_value(it);
                 return;
             }
         }
@@ -234,6 +265,7 @@ static void find_prev_user_entry(kv_iter *it)
         it->dir = DIR_FORWARD;
     } else {
         it->valid = 1;
+        resolve_value(it);
     }
 }
 
@@ -383,6 +415,8 @@ const void *kv_iter_value(const kv_iter *it, size_t *vlen)
 {
     assert(it->valid);
     slice v = it->dir == DIR_FORWARD ? iter_value(it->internal) : buf_slice(&it->saved_value);
+    if (it->db->vlog)
+        v = it->value;
     if (vlen)
         *vlen = v.size;
     return v.data ? v.data : "";

@@ -48,6 +48,17 @@ char *filename_lock(char *out, size_t n, const char *dir)
     return out;
 }
 
+char *filename_vlog(char *out, size_t n, const char *dir, uint64_t number)
+{
+    return numbered_name(out, n, dir, number, "vlog");
+}
+
+char *filename_vlog_marker(char *out, size_t n, const char *dir)
+{
+    snprintf(out, n, "%s/VLOG", dir);
+    return out;
+}
+
 /* Parses a run of decimal digits filling the whole of [p, p+len); 0 if empty, not all digits,
  * or above UINT64_MAX. */
 static int parse_number(const char *p, size_t len, uint64_t *out)
@@ -82,6 +93,11 @@ int filename_parse(const char *name, enum filename_type *type, uint64_t *number)
         *number = 0;
         return 1;
     }
+    if (strcmp(name, "VLOG") == 0) {
+        *type = FILE_TYPE_VLOG_MARKER;
+        *number = 0;
+        return 1;
+    }
     if (strncmp(name, manifest_prefix, sizeof manifest_prefix - 1) == 0) {
         size_t plen = sizeof manifest_prefix - 1;
         if (!parse_number(name + plen, len - plen, number))
@@ -102,6 +118,8 @@ int filename_parse(const char *name, enum filename_type *type, uint64_t *number)
         *type = FILE_TYPE_TABLE;
     else if (strcmp(suffix, "tmp") == 0)
         *type = FILE_TYPE_TEMP;
+    else if (strcmp(suffix, "vlog") == 0)
+        *type = FILE_TYPE_VLOG;
     else
         return 0;
     *number = num;

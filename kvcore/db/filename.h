@@ -3,6 +3,7 @@
  *   NNNNNN.log         write-ahead log          NNNNNN.sst   sorted string table
  *   MANIFEST-NNNNNN    version edits            CURRENT      names the live manifest
  *   LOCK               flock'd while open       NNNNNN.tmp   a file being written
+ *   NNNNNN.vlog        value-log segment        VLOG         marks a store with a value log
  * NNNNNN is a decimal file number, zero-padded to at least 6 digits.
  */
 #ifndef KV_FILENAME_H
@@ -20,6 +21,8 @@ enum filename_type {
     FILE_TYPE_CURRENT,
     FILE_TYPE_LOCK,
     FILE_TYPE_TEMP,
+    FILE_TYPE_VLOG,        /* added: a value-log segment (db/vlog.h) */
+    FILE_TYPE_VLOG_MARKER, /* added: the VLOG file */
 };
 
 /* Each writes "dir/name" into out (size n) and returns out; names are short, so
@@ -31,6 +34,8 @@ char *filename_manifest(char *out, size_t n, const char *dir, uint64_t number);
 char *filename_temp(char *out, size_t n, const char *dir, uint64_t number);
 char *filename_current(char *out, size_t n, const char *dir);
 char *filename_lock(char *out, size_t n, const char *dir);
+char *filename_vlog(char *out, size_t n, const char *dir, uint64_t number);
+char *filename_vlog_marker(char *out, size_t n, const char *dir);
 
 /* Parses a bare file name (no directory). Returns 1 and fills type/number if it is one of
  * ours, else 0. */

@@ -196,6 +196,10 @@ int compaction_run(compaction *c, uint64_t smallest_snapshot, const volatile int
                    compaction_stats *st);
 /* Installs the compaction's result (mu held): log_and_apply of its edit. */
 int compaction_install(compaction *c);
+/* Added (value log): fn(ctx, stored_value) is called by compaction_run for every value entry it
+ * drops, so that the value log can count the records that became garbage. Call before
+ * compaction_run; fn runs on the compaction's thread without mu. */
+void compaction_set_drop_hook(compaction *c, void (*fn)(void *ctx, slice value), void *ctx);
 void compaction_free(compaction *c); /* mu held (unrefs the input version) */
 
 /* Writes the entries of it (a memtable iterator) as table file `number` (temp name, sync,

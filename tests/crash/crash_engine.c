@@ -427,6 +427,15 @@ static void store_init(store *s, uint64_t seed)
     uint64_t sm = tu_rng_below(&s->rng, 10);
     s->opts.sync_mode = sm < 7 ? KV_SYNC_ON_REQUEST : sm < 9 ? KV_SYNC_ALWAYS : KV_SYNC_NEVER;
     s->sync_is_flag = s->opts.sync_mode != KV_SYNC_NEVER;
+    /* Half of the seeds keep values of 256 bytes and more in the value log (drawn from their
+     * own generator, so the workload of a seed is the same either way). */
+    tu_rng vr;
+    tu_rng_init(&vr, seed ^ UINT64_C(0x766c6f67));
+    if (tu_rng_chance(&vr, 1, 2)) {
+        s->opts.value_log_threshold = 256;
+        s->opts.value_log_segment_bytes = 64 * 1024 + tu_rng_below(&vr, 192 * 1024);
+        s->opts.value_log_gc_percent = 20;
+    }
     tu_model_init(&s->base);
     tu_model_init(&s->cur);
 }

@@ -24,7 +24,8 @@
 #include "kvcore/kv.h"
 #include "testutil.h"
 
-#define NCONFIGS 4
+#define NCONFIGS 6
+#define NBASE_CONFIGS 4 /* the budget is split as for these; the value-log configs come on top */
 #define KEYSPACE 400
 #define MAX_SNAPS 4
 #define TRACE_LEN 32
@@ -89,13 +90,17 @@ typedef struct run_config {
     const char *name;
     int compaction_style;
     int compression;
+    size_t value_log_threshold; /* 0: no value log */
 } run_config;
 
 static const run_config configs[NCONFIGS] = {
-    {"leveled", KV_COMPACTION_LEVELED, 0},
-    {"leveled+zstd", KV_COMPACTION_LEVELED, 1},
-    {"tiered", KV_COMPACTION_TIERED, 0},
-    {"tiered+zstd", KV_COMPACTION_TIERED, 1},
+    {"leveled", KV_COMPACTION_LEVELED, 0, 0},
+    {"leveled+zstd", KV_COMPACTION_LEVELED, 1, 0},
+    {"tiered", KV_COMPACTION_TIERED, 0, 0},
+    {"tiered+zstd", KV_COMPACTION_TIERED, 1, 0},
+    /* Values of 512 bytes and more in the value log (small segments, so that GC runs). */
+    {"leveled+zstd+vlog", KV_COMPACTION_LEVELED, 1, 512},
+    {"tiered+vlog", KV_COMPACTION_TIERED, 0, 512},
 };
 
 typedef struct snap_slot {
@@ -573,6 +578,9 @@ static long run_one(const run_config *cfg, uint64_t seed, long max_steps, double
     r->opts.l0_compaction_trigger = 3;
     r->opts.max_open_files = 16;
     r->opts.sync_mode = KV_SYNC_NEVER;
+    r->opts.value_log_threshold = cfg->value_log_threshold;
+    r->opts.value_log_segment_bytes = 256 * 1024;
+    r->opts.value_log_gc_percent = 25;
     open_db(r);
 
     for (r->step = 0; r->step < max_steps; r->step++) {
@@ -636,7 +644,7 @@ START_TEST(test_random_operations_match_the_reference_model)
 {
     const run_config *cfg = &configs[_i];
     uint64_t base = tu_seed(cfg->name);
-    double budget = suite_seconds() / NCONFIGS;
+    double budget = suite_seconds() / NBASE_CONFIGS;
     double start = now_sec(), deadline = start + budget;
     long total = 0;
     uint64_t flushes = 0, compactions = 0;
@@ -699,7 +707,7 @@ static Suite *model_suite(void)
     tcase_add_test(tc, test_small_memtable_is_not_flushed_before_it_is_full);
     suite_add_tcase(s, tc);
     TCase *tr = tcase_create("random");
-    tcase_set_timeout(tr, (int)(suite_seconds() / NCONFIGS) + 240);
+    tcase_set_timeout(tr, (int)(suite_seconds() / NBASE_CONFIGS) + 240);
     tcase_add_loop_test(tr, test_random_operations_match_the_reference_model, 0, NCONFIGS);
     suite_add_tcase(s, tr);
     return s;

@@ -89,6 +89,18 @@ typedef struct kv_options {
      * 0: no reserve and no low-space mode (a full disk then fails every write until space
      * comes back from outside). */
     uint64_t reserve_bytes;
+    /* Added: the value log (kvcore/FORMAT.md "Value log"). A store created with
+     * value_log_threshold > 0 keeps every value of at least that many bytes in append-only
+     * segment files (zstd-compressed when compression is on and it saves >= 1/8) and only a
+     * pointer in the LSM tree, so that flush and compaction do not copy it again. The choice is
+     * made when the store is created and recorded in its VLOG file: for a store created without
+     * it the threshold is ignored; in a store created with it, 0 keeps new values inline.
+     * Default 0 (off). */
+    size_t value_log_threshold;
+    uint64_t value_log_segment_bytes; /* a segment is closed at this size (default 64 MiB) */
+    /* A closed segment whose estimated dead share reaches this percentage is collected in the
+     * background: its live values are appended anew and the file deleted (default 50). */
+    int value_log_gc_percent;
 } kv_options;
 
 #define KV_RESERVE_AUTO UINT64_MAX
@@ -240,6 +252,14 @@ typedef struct kv_stats {
     uint64_t low_space;        /* 1 while in low-space mode: only KV_WRITE_RESERVE writes */
     uint64_t reserve_bytes;    /* bytes held in the RESERVE file now (0 when released) */
     uint64_t reserve_releases; /* times the reserve was released for lack of space */
+    /* Added: the value log (all 0 for a store without one). */
+    uint64_t vlog_segments;            /* segment files */
+    uint64_t vlog_bytes;               /* their total size */
+    uint64_t vlog_garbage_bytes;       /* estimated dead bytes in them (the rest is live) */
+    uint64_t vlog_bytes_written;       /* appended since open */
+    uint64_t vlog_gc_runs;             /* segments whose live values GC moved */
+    uint64_t vlog_gc_bytes_moved;      /* bytes GC re-appended */
+    uint64_t vlog_gc_segments_deleted; /* segments GC deleted */
 } kv_stats;
 
 /* Fills *st with a consistent-enough view of the engine's counters. Thread-safe. */

@@ -1,0 +1,1398 @@
+/* vlog.c - the value log: segment files of checksummed (optionally zstd) value records, the
+ * pointer encoding the LSM stores instead of large values, reads through pointers, recovery
+ * checks and the background GC that moves live records out of mostly-dead segments.
+ *
+ * See vlog.h for the tags, the invariants and the lock order, and kvcore/FORMAT.md "Value log"
+ * for the byte grammar.
+ */
+#include "db/vlog.h"
+
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <zstd.h>
+
+#include "db/filename.h"
+#include "util/checksum.h"
+
+#define VLOG_MIN_COMPRESS 128          /* values shorter than this are never compressed */
+#define VLOG_COMPRESS_BACKOFF 8        /* after this many failures in a row ... */
+#define VLOG_COMPRESS_PROBE_EVERY 32   /* ... only every 32nd value is tried */
+#define VLOG_GC_BATCH_BYTES (1u << 20) /* a GC write carries at most about this much */
+#define VLOG_MAX_POINTER 32            /* tag + 2 varint64 + 2 varint32 */
+
+struct vlog_seg {
+    uint64_t number;
+    uint64_t size;    /* bytes in the file, header included */
+    uint64_t garbage; /* estimated bytes of dead records */
+    env_file *rf;     /* readable handle, opened on first read */
+    int damaged;      /* GC met a record it could not read: never deleted */
+    int moved;        /* GC moved its live records; deleted once gc_* say it is safe */
+    uint64_t gc_epoch, gc_seq, gc_log;
+};
+
+struct vlog_pin {
+    uint64_t epoch;
+    uint64_t readers;
+};
+
+struct vlog {
+    char *dir;
+    const kv_env *env;
+    kv_logger log;
+    vlog_db_ops ops;
+    size_t threshold;
+    uint64_t segment_bytes;
+    int gc_percent;
+    int compression, level;
+    int read_only;
+
+    /* Writer state (invariant 1): leader only, under wmu. */
+    pthread_mutex_t wmu;
+    env_file *wf;
+    uint64_t active; /* number of the segment wf appends to; 0: none yet */
+    uint64_t wsize;  /* its size */
+    int dirty;       /* appended since the last sync */
+    int wfailed;     /* an append or sync failed: continue in a new segment */
+    buf wbuf;        /* records of the group being committed */
+    kv_batch *out;   /* the committed group (pointers) */
+
+    pthread_mutex_t mu; /* protects everything below */
+    struct vlog_seg *segs;
+    size_t nsegs, capsegs;
+    uint64_t epoch;
+    struct vlog_pin *pins;
+    size_t npins, cappins;
+    uint64_t *recovered;
+    size_t nrecovered, caprecovered;
+    uint64_t bytes_written, gc_runs, gc_bytes, gc_deleted;
+
+    /* Adaptive compression (any thread; a race only shifts when the next probe happens). */
+    unsigned compress_failures, compress_skipped;
+
+    /* GC thread. gc_mu protects the flags; gc_run_mu makes passes exclusive. */
+    pthread_mutex_t gc_mu, gc_run_mu;
+    pthread_cond_t gc_cv;
+    pthread_t gc_thread;
+    int gc_started, gc_stop, gc_kicked;
+};
+
+/* ---- Small helpers ----------------------------------------------------------------------- */
+
+static char *seg_path(const vlog *v, uint64_t number, char *out, size_t n)
+{
+    return filename_vlog(out, n, v->dir, number);
+}
+
+#define SEG_PATH_SIZE(v) (strlen((v)->dir) + FILENAME_MAX_LEN)
+
+static int corrupt(const vlog *v, uint64_t seg, uint64_t off, const char *check)
+{
+    kv_log(&v->log, KV_LOG_ERROR, "vlog %06" PRIu64 ".vlog: record at offset %" PRIu64 ": %s", seg,
+           off, check);
+    return KV_ECORRUPT;
+}
+
+/* Index of segment `number` in segs, or -1. mu held. */
+static long find_seg(const vlog *v, uint64_t number)
+{
+    size_t lo = 0, hi = v->nsegs;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (v->segs[mid].number < number)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < v->nsegs && v->segs[lo].number == number ? (long)lo : -1;
+}
+
+/* Adds segment `number` (larger than every known one, invariant 4). mu held. */
+static int push_seg(vlog *v, uint64_t number, uint64_t size)
+{
+    if (v->nsegs == v->capsegs) {
+        size_t cap = v->capsegs ? v->capsegs * 2 : 16;
+        struct vlog_seg *s = realloc(v->segs, cap * sizeof(*s));
+        if (!s)
+            return KV_ENOMEM;
+        v->segs = s;
+        v->capsegs = cap;
+    }
+    struct vlog_seg *s = &v->segs[v->nsegs++];
+    memset(s, 0, sizeof(*s));
+    s->number = number;
+    s->size = size;
+    return 0;
+}
+
+static int cmp_seg(const void *a, const void *b)
+{
+    uint64_t x = ((const struct vlog_seg *)a)->number, y = ((const struct vlog_seg *)b)->number;
+    return x < y ? -1 : x > y;
+}
+
+static pthread_key_t cctx_key, dctx_key;
+static pthread_once_t zstd_once = PTHREAD_ONCE_INIT;
+static int zstd_keys_ok;
+
+static void cctx_free(void *p)
+{
+    ZSTD_freeCCtx(p);
+}
+
+static void dctx_free(void *p)
+{
+    ZSTD_freeDCtx(p);
+}
+
+static void zstd_keys_init(void)
+{
+    zstd_keys_ok = pthread_key_create(&cctx_key, cctx_free) == 0 &&
+                   pthread_key_create(&dctx_key, dctx_free) == 0;
+}
+
+/* This thread's zstd contexts (created on first use, freed at thread exit); NULL if none. */
+static ZSTD_CCtx *thread_cctx(void)
+{
+    pthread_once(&zstd_once, zstd_keys_init);
+    if (!zstd_keys_ok)
+        return NULL;
+    ZSTD_CCtx *c = pthread_getspecific(cctx_key);
+    if (c == NULL && (c = ZSTD_createCCtx()) != NULL && pthread_setspecific(cctx_key, c) != 0) {
+        ZSTD_freeCCtx(c);
+        c = NULL;
+    }
+    return c;
+}
+
+static ZSTD_DCtx *thread_dctx(void)
+{
+    pthread_once(&zstd_once, zstd_keys_init);
+    if (!zstd_keys_ok)
+        return NULL;
+    ZSTD_DCtx *d = pthread_getspecific(dctx_key);
+    if (d == NULL && (d = ZSTD_createDCtx()) != NULL && pthread_setspecific(dctx_key, d) != 0) {
+        ZSTD_freeDCtx(d);
+        d = NULL;
+    }
+    return d;
+}
+
+/* ---- Marker and open --------------------------------------------------------------------- */
+
+int vlog_marker_exists(const kv_env *env, const char *dir)
+{
+    char path[strlen(dir) + FILENAME_MAX_LEN];
+    uint64_t size;
+    int rc = env->file_size(env, filename_vlog_marker(path, sizeof(path), dir), &size);
+    if (rc == KV_ENOTFOUND)
+        return 0;
+    return rc == 0 ? 1 : rc;
+}
+
+/* Marker contents: magic:8 version:4 reserved:4 - the same bytes as a segment header. */
+static void put_header(char *h)
+{
+    coding_put_fixed64(h, VLOG_MAGIC);
+    coding_put_fixed32(h + 8, VLOG_FORMAT_VERSION);
+    coding_put_fixed32(h + 12, 0);
+}
+
+/* Checks a 16-byte header (marker or segment); `what` names the file in messages. */
+static int check_header(const vlog *v, const char *what, const char *h, size_t n)
+{
+    if (n < VLOG_SEGMENT_HEADER_SIZE || coding_get_fixed64(h) != VLOG_MAGIC) {
+        kv_log(&v->log, KV_LOG_ERROR, "%s: bad magic number", what);
+        return KV_ECORRUPT;
+    }
+    if (coding_get_fixed32(h + 8) != VLOG_FORMAT_VERSION) {
+        kv_log(&v->log, KV_LOG_ERROR, "%s: format version %" PRIu32 " is not supported", what,
+               coding_get_fixed32(h + 8));
+        return KV_EVERSION;
+    }
+    return 0;
+}
+
+static int read_marker(vlog *v)
+{
+    char path[SEG_PATH_SIZE(v)];
+    char *data;
+    size_t len;
+    int rc = env_read_file(v->env, filename_vlog_marker(path, sizeof(path), v->dir), &data, &len);
+    if (rc != 0)
+        return rc;
+    rc = check_header(v, VLOG_MARKER_NAME, data, len);
+    free(data);
+    return rc;
+}
+
+/* Lists the segments in the directory (sizes from the file system). */
+static int scan_segments(vlog *v)
+{
+    char **names;
+    size_t n;
+    int rc = v->env->list_dir(v->env, v->dir, &names, &n);
+    if (rc != 0)
+        return rc;
+    char path[SEG_PATH_SIZE(v)];
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        enum filename_type type;
+        uint64_t number, size = 0;
+        if (!filename_parse(names[i], &type, &number) || type != FILE_TYPE_VLOG)
+            continue;
+        rc = v->env->file_size(v->env, seg_path(v, number, path, sizeof(path)), &size);
+        if (rc == 0) {
+            rc = push_seg(v, 0, size);
+            if (rc == 0)
+                v->segs[v->nsegs - 1].number = number;
+        }
+    }
+    env_free_names(names, n);
+    if (v->nsegs > 1)
+        qsort(v->segs, v->nsegs, sizeof(*v->segs), cmp_seg);
+    return rc;
+}
+
+static void vlog_free(vlog *v)
+{
+    for (size_t i = 0; i < v->nsegs; i++)
+        env_close(v->segs[i].rf);
+    free(v->segs);
+    free(v->pins);
+    free(v->recovered);
+    buf_free(&v->wbuf);
+    if (v->out)
+        kv_batch_free(v->out);
+    pthread_mutex_destroy(&v->wmu);
+    pthread_mutex_destroy(&v->mu);
+    pthread_mutex_destroy(&v->gc_mu);
+    pthread_mutex_destroy(&v->gc_run_mu);
+    pthread_cond_destroy(&v->gc_cv);
+    free(v->dir);
+    free(v);
+}
+
+int vlog_open(const char *dir, const kv_env *env, const kv_logger *log, const kv_options *opts,
+              int creating, const vlog_db_ops *ops, vlog **out)
+{
+    *out = NULL;
+    int exists = vlog_marker_exists(env, dir);
+    if (exists < 0)
+        return exists;
+    if (!exists && (!creating || opts->read_only || opts->value_log_threshold == 0)) {
+        if (opts->value_log_threshold > 0 && !creating)
+            kv_log(log, KV_LOG_INFO,
+                   "%s: the store was created without a value log; value_log_threshold ignored",
+                   dir);
+        return 0;
+    }
+    vlog *v = calloc(1, sizeof(*v));
+    if (!v)
+        return KV_ENOMEM;
+    v->dir = strdup(dir);
+    v->env = env;
+    v->log = *log;
+    v->ops = *ops;
+    v->threshold = opts->value_log_threshold;
+    v->segment_bytes = opts->value_log_segment_bytes ? opts->value_log_segment_bytes : 64u << 20;
+    v->gc_percent = opts->value_log_gc_percent > 0 ? opts->value_log_gc_percent : 50;
+    v->compression = opts->compression;
+    v->level = opts->compression_level;
+    v->read_only = opts->read_only;
+    v->epoch = 1;
+    buf_init(&v->wbuf);
+    pthread_mutex_init(&v->wmu, NULL);
+    pthread_mutex_init(&v->mu, NULL);
+    pthread_mutex_init(&v->gc_mu, NULL);
+    pthread_mutex_init(&v->gc_run_mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&v->gc_cv, &ca);
+    pthread_condattr_destroy(&ca);
+    v->out = kv_batch_new();
+    int rc = v->dir && v->out ? 0 : KV_ENOMEM;
+    if (rc == 0 && !exists) {
+        char h[VLOG_SEGMENT_HEADER_SIZE];
+        put_header(h);
+        rc = env_write_file_atomic(env, dir, VLOG_MARKER_NAME, h, sizeof(h));
+        if (rc != 0)
+            kv_log(log, KV_LOG_ERROR, "%s: cannot write the %s marker: %s", dir, VLOG_MARKER_NAME,
+                   kv_strerror(rc));
+    } else if (rc == 0) {
+        rc = read_marker(v);
+    }
+    if (rc == 0)
+        rc = scan_segments(v);
+    if (rc != 0) {
+        vlog_free(v);
+        return rc;
+    }
+    *out = v;
+    return 0;
+}
+
+/* Syncs and closes the active segment. wmu held. */
+static int close_active(vlog *v)
+{
+    int rc = 0;
+    if (v->wf && v->dirty && !v->wfailed)
+        rc = env_sync(v->wf);
+    if (v->wf && v->wfailed && v->dirty && rc == 0) {
+        /* A writer whose append failed may hold a partial record at its end; what came
+         * before it is still needed and is synced through a fresh handle. */
+        char path[SEG_PATH_SIZE(v)];
+        env_file *f;
+        rc = v->env->open_appendable(v->env, seg_path(v, v->active, path, sizeof(path)), &f);
+        if (rc == 0) {
+            rc = env_sync(f);
+            env_close(f);
+        }
+    }
+    if (rc != 0)
+        return rc;
+    env_close(v->wf);
+    v->wf = NULL;
+    v->dirty = 0;
+    v->wfailed = 0;
+    return 0;
+}
+
+void vlog_close(vlog *v)
+{
+    if (!v)
+        return;
+    vlog_gc_stop(v);
+    pthread_mutex_lock(&v->wmu);
+    int rc = close_active(v);
+    if (rc != 0) {
+        kv_log(&v->log, KV_LOG_ERROR, "vlog %06" PRIu64 ".vlog: sync at close failed: %s",
+               v->active, kv_strerror(rc));
+        env_close(v->wf);
+    }
+    pthread_mutex_unlock(&v->wmu);
+    vlog_free(v);
+}
+
+/* ---- Encoding ---------------------------------------------------------------------------- */
+
+int vlog_parse_pointer(slice enc, uint64_t *seg, uint64_t *off, uint32_t *size, uint32_t *vlen)
+{
+    if (enc.size < 1 || (unsigned char)enc.data[0] != VLOG_TAG_POINTER)
+        return 0;
+    slice in = slice_make(enc.data + 1, enc.size - 1);
+    return coding_slice_get_varint64(&in, seg) && coding_slice_get_varint64(&in, off) &&
+           coding_slice_get_varint32(&in, size) && coding_slice_get_varint32(&in, vlen) &&
+           in.size == 0 && *size >= VLOG_RECORD_HEADER_SIZE;
+}
+
+static size_t encode_pointer(char *p, uint64_t seg, uint64_t off, uint32_t size, uint32_t vlen)
+{
+    char *q = p;
+    *q++ = (char)VLOG_TAG_POINTER;
+    q = coding_put_varint64(q, seg);
+    q = coding_put_varint64(q, off);
+    q = coding_put_varint32(q, size);
+    q = coding_put_varint32(q, vlen);
+    return (size_t)(q - p);
+}
+
+/* Whether to hand this value to zstd: after a run of failures only every Nth is tried. */
+static int should_compress(vlog *v, size_t n)
+{
+    if (!v->compression || n < VLOG_MIN_COMPRESS)
+        return 0;
+    unsigned f = __atomic_load_n(&v->compress_failures, __ATOMIC_RELAXED);
+    if (f < VLOG_COMPRESS_BACKOFF)
+        return 1;
+    unsigned s = __atomic_add_fetch(&v->compress_skipped, 1, __ATOMIC_RELAXED);
+    return s % VLOG_COMPRESS_PROBE_EVERY == 0;
+}
+
+/* Appends tag + record(key, value) to b. */
+static int build_record(vlog *v, buf *b, slice key, slice value)
+{
+    if (key.size > UINT32_MAX || value.size > UINT32_MAX - VLOG_RECORD_HEADER_SIZE - key.size)
+        return KV_EINVAL;
+    size_t start = b->len;
+    int type = VLOG_RECORD_RAW;
+    size_t bound = should_compress(v, value.size) ? ZSTD_compressBound(value.size) : 0;
+    int rc = buf_reserve(b, 1 + VLOG_RECORD_HEADER_SIZE + key.size +
+                                (bound > value.size ? bound : value.size));
+    if (rc != 0)
+        return rc;
+    char *h = b->data + start + 1;
+    char *body = h + VLOG_RECORD_HEADER_SIZE;
+    memcpy(body, key.data, key.size);
+    size_t stored = value.size;
+    if (bound > 0) {
+        ZSTD_CCtx *c = thread_cctx();
+        size_t z =
+            c ? ZSTD_compressCCtx(c, body + key.size, bound, value.data, value.size, v->level) : 0;
+        if (c && !ZSTD_isError(z) && z <= value.size - value.size / 8) {
+            type = VLOG_RECORD_ZSTD;
+            stored = z;
+            __atomic_store_n(&v->compress_failures, 0, __ATOMIC_RELAXED);
+        } else {
+            __atomic_add_fetch(&v->compress_failures, 1, __ATOMIC_RELAXED);
+        }
+    }
+    if (type == VLOG_RECORD_RAW)
+        memcpy(body + key.size, value.data, value.size);
+    b->data[start] = (char)VLOG_TAG_STAGED;
+    h[8] = (char)type;
+    coding_put_fixed32(h + 9, (uint32_t)key.size);
+    coding_put_fixed32(h + 13, (uint32_t)stored);
+    coding_put_fixed32(h + 17, (uint32_t)value.size);
+    size_t rec = VLOG_RECORD_HEADER_SIZE + key.size + stored;
+    coding_put_fixed64(h, checksum_value(h + 8, rec - 8));
+    b->len = start + 1 + rec;
+    return 0;
+}
+
+struct stage_ctx {
+    vlog *v;
+    kv_batch *out;
+    buf scratch;
+};
+
+static int stage_put(void *ctx, uint64_t seq, slice key, slice value)
+{
+    (void)seq;
+    struct stage_ctx *sc = ctx;
+    buf_clear(&sc->scratch);
+    int rc;
+    if (value.size >= sc->v->threshold && sc->v->threshold > 0) {
+        rc = build_record(sc->v, &sc->scratch, key, value);
+    } else {
+        char tag = (char)VLOG_TAG_INLINE;
+        rc = buf_append(&sc->scratch, &tag, 1);
+        if (rc == 0)
+            rc = buf_append(&sc->scratch, value.data, value.size);
+    }
+    if (rc == 0)
+        rc = kv_batch_put(sc->out, key.data, key.size, sc->scratch.data, sc->scratch.len);
+    return rc;
+}
+
+static int stage_del(void *ctx, uint64_t seq, slice key)
+{
+    (void)seq;
+    struct stage_ctx *sc = ctx;
+    return kv_batch_delete(sc->out, key.data, key.size);
+}
+
+int vlog_stage_batch(vlog *v, const kv_batch *in, kv_batch **out)
+{
+    *out = NULL;
+    struct stage_ctx sc = {v, kv_batch_new(), {0}};
+    if (!sc.out)
+        return KV_ENOMEM;
+    batch_handler h = {stage_put, stage_del, &sc};
+    int rc = batch_iterate(buf_slice(&in->rep), &h);
+    buf_free(&sc.scratch);
+    if (rc != 0) {
+        kv_batch_free(sc.out);
+        return rc;
+    }
+    *out = sc.out;
+    return 0;
+}
+
+/* ---- Commit (leader) --------------------------------------------------------------------- */
+
+/* Writes out wbuf. wmu held. */
+static int flush_wbuf(vlog *v)
+{
+    if (v->wbuf.len == 0)
+        return 0;
+    int rc = env_append(v->wf, v->wbuf.data, v->wbuf.len);
+    if (rc != 0) {
+        v->wfailed = 1;
+        v->dirty = 1;
+        kv_log(&v->log, KV_LOG_ERROR, "vlog %06" PRIu64 ".vlog: append failed: %s", v->active,
+               kv_strerror(rc));
+        return rc;
+    }
+    v->dirty = 1;
+    v->wsize += v->wbuf.len;
+    pthread_mutex_lock(&v->mu);
+    v->bytes_written += v->wbuf.len;
+    long i = find_seg(v, v->active);
+    if (i >= 0)
+        v->segs[i].size = v->wsize;
+    pthread_mutex_unlock(&v->mu);
+    buf_clear(&v->wbuf);
+    return 0;
+}
+
+/* Closes the active segment (synced) and starts a new one. wmu held. */
+static int rotate(vlog *v)
+{
+    int rc = close_active(v);
+    if (rc != 0)
+        return rc;
+    uint64_t number = v->ops.new_file_number(v->ops.ctx);
+    char path[SEG_PATH_SIZE(v)];
+    env_file *f;
+    rc = v->env->open_writable(v->env, seg_path(v, number, path, sizeof(path)), &f);
+    if (rc != 0) {
+        kv_log(&v->log, KV_LOG_ERROR, "vlog %06" PRIu64 ".vlog: cannot create: %s", number,
+               kv_strerror(rc));
+        return rc;
+    }
+    char h[VLOG_SEGMENT_HEADER_SIZE];
+    put_header(h);
+    rc = env_append(f, h, sizeof(h));
+    /* The name must be durable before a synced WAL record points into the file. */
+    if (rc == 0)
+        rc = v->env->sync_dir(v->env, v->dir);
+    if (rc == 0) {
+        pthread_mutex_lock(&v->mu);
+        rc = push_seg(v, number, sizeof(h));
+        v->bytes_written += sizeof(h);
+        pthread_mutex_unlock(&v->mu);
+    }
+    if (rc != 0) {
+        kv_log(&v->log, KV_LOG_ERROR, "vlog %06" PRIu64 ".vlog: cannot start: %s", number,
+               kv_strerror(rc));
+        env_close(f);
+        v->env->unlink(v->env, path);
+        return rc;
+    }
+    v->wf = f;
+    v->active = number;
+    v->wsize = sizeof(h);
+    v->dirty = 1;
+    return 0;
+}
+
+/* Makes room for a record of n bytes in the active segment. wmu held. */
+static int make_room(vlog *v, size_t n)
+{
+    if (v->wf && !v->wfailed &&
+        (v->wsize + v->wbuf.len + n <= v->segment_bytes ||
+         v->wsize + v->wbuf.len == VLOG_SEGMENT_HEADER_SIZE))
+        return 0;
+    int rc = v->wf && !v->wfailed ? flush_wbuf(v) : 0;
+    return rc ? rc : rotate(v);
+}
+
+/* Queues record `rec` for the active segment and puts key -> pointer into out. wmu held. */
+static int commit_record(vlog *v, slice key, slice rec)
+{
+    if (rec.size < VLOG_RECORD_HEADER_SIZE || rec.size > UINT32_MAX)
+        return KV_EINVAL; /* cannot happen: staged by vlog_stage_batch */
+    int rc = make_room(v, rec.size);
+    if (rc != 0)
+        return rc;
+    uint64_t off = v->wsize + v->wbuf.len;
+    if ((rc = buf_append(&v->wbuf, rec.data, rec.size)) != 0)
+        return rc;
+    char p[VLOG_MAX_POINTER];
+    size_t plen =
+        encode_pointer(p, v->active, off, (uint32_t)rec.size, coding_get_fixed32(rec.data + 17));
+    return kv_batch_put(v->out, key.data, key.size, p, plen);
+}
+
+struct commit_ctx {
+    vlog *v;
+    uint64_t user_bytes;
+    int has_records;
+};
+
+static int scan_put(void *ctx, uint64_t seq, slice key, slice value)
+{
+    (void)seq;
+    struct commit_ctx *cc = ctx;
+    if (value.size == 0)
+        return KV_EINVAL; /* cannot happen: staged values carry a tag */
+    unsigned tag = (unsigned char)value.data[0];
+    if (tag == VLOG_TAG_STAGED || tag == VLOG_TAG_GC) {
+        cc->has_records = 1;
+    } else if (tag != VLOG_TAG_INLINE) {
+        return KV_EINVAL;
+    }
+    cc->user_bytes += key.size + value.size - 1;
+    return 0;
+}
+
+static int scan_del(void *ctx, uint64_t seq, slice key)
+{
+    (void)seq;
+    struct commit_ctx *cc = ctx;
+    cc->user_bytes += key.size;
+    return 0;
+}
+
+static int commit_put(void *ctx, uint64_t seq, slice key, slice value)
+{
+    (void)seq;
+    struct commit_ctx *cc = ctx;
+    vlog *v = cc->v;
+    unsigned tag = (unsigned char)value.data[0];
+    if (tag == VLOG_TAG_INLINE)
+        return kv_batch_put(v->out, key.data, key.size, value.data, value.size);
+    slice rec = slice_make(value.data + 1, value.size - 1);
+    if (tag == VLOG_TAG_GC) {
+        uint64_t seg, off;
+        if (!coding_slice_get_varint64(&rec, &seg) || !coding_slice_get_varint64(&rec, &off))
+            return KV_EINVAL;
+        int live = v->ops.points_at(v->ops.ctx, key, seg, off);
+        if (live <= 0)
+            return live; /* moved on since the GC looked: the newer write stays */
+    }
+    return commit_record(v, key, rec);
+}
+
+static int commit_del(void *ctx, uint64_t seq, slice key)
+{
+    (void)seq;
+    struct commit_ctx *cc = ctx;
+    return kv_batch_delete(cc->v->out, key.data, key.size);
+}
+
+/* Syncs the active segment if it holds unsynced records. wmu held. */
+static int sync_active(vlog *v)
+{
+    if (!v->wf || !v->dirty)
+        return 0;
+    if (v->wfailed)
+        return close_active(v); /* syncs what the failed writer holds; the next commit rotates */
+    int rc = env_sync(v->wf);
+    if (rc != 0) {
+        v->wfailed = 1; /* the kernel may have dropped the pages: never trust this file again */
+        kv_log(&v->log, KV_LOG_ERROR, "vlog %06" PRIu64 ".vlog: sync failed: %s", v->active,
+               kv_strerror(rc));
+        return rc;
+    }
+    v->dirty = 0;
+    return 0;
+}
+
+int vlog_commit_batch(vlog *v, const kv_batch *staged, int sync, const kv_batch **out,
+                      uint64_t *user_bytes)
+{
+    *out = NULL;
+    struct commit_ctx cc = {v, 0, 0};
+    batch_handler scan = {scan_put, scan_del, &cc};
+    int rc = batch_iterate(buf_slice(&staged->rep), &scan);
+    *user_bytes = cc.user_bytes;
+    if (rc != 0)
+        return rc;
+    pthread_mutex_lock(&v->wmu);
+    if (!cc.has_records) {
+        rc = sync ? sync_active(v) : 0;
+        pthread_mutex_unlock(&v->wmu);
+        if (rc == 0)
+            *out = staged;
+        return rc;
+    }
+    kv_batch_clear(v->out);
+    buf_clear(&v->wbuf);
+    batch_handler h = {commit_put, commit_del, &cc};
+    rc = batch_iterate(buf_slice(&staged->rep), &h);
+    if (rc == 0)
+        rc = flush_wbuf(v);
+    if (rc == 0 && sync)
+        rc = sync_active(v);
+    buf_clear(&v->wbuf);
+    pthread_mutex_unlock(&v->wmu);
+    if (rc == 0)
+        *out = v->out;
+    return rc;
+}
+
+int vlog_sync(vlog *v)
+{
+    pthread_mutex_lock(&v->wmu);
+    int rc = sync_active(v);
+    pthread_mutex_unlock(&v->wmu);
+    return rc;
+}
+
+/* ---- Reads ------------------------------------------------------------------------------- */
+
+/* The readable handle of segment `number` (opened on first use), or NULL with *rc set. The
+ * handle stays valid while the caller holds a pin (invariant 3). */
+static env_file *seg_reader(vlog *v, uint64_t number, int *rc)
+{
+    *rc = 0;
+    pthread_mutex_lock(&v->mu);
+    long i = find_seg(v, number);
+    env_file *f = NULL;
+    if (i < 0) {
+        *rc = KV_ECORRUPT;
+    } else if ((f = v->segs[i].rf) == NULL) {
+        char path[SEG_PATH_SIZE(v)];
+        *rc = v->env->open_readable(v->env, seg_path(v, number, path, sizeof(path)), &f);
+        if (*rc == 0)
+            v->segs[i].rf = f;
+        else
+            f = NULL;
+    }
+    pthread_mutex_unlock(&v->mu);
+    return f;
+}
+
+/* Checks record `rec` (size bytes, read from seg at off): checksum, sizes, key (if key.data),
+ * and puts the value into *scratch (decompressing) with *out pointing at it. */
+static int decode_record(vlog *v, uint64_t seg, uint64_t off, slice rec, slice key,
+                         uint32_t want_vlen, buf *scratch, slice *out)
+{
+    const char *h = rec.data;
+    if (rec.size < VLOG_RECORD_HEADER_SIZE)
+        return corrupt(v, seg, off, "shorter than a record header");
+    if (checksum_value(h + 8, rec.size - 8) != coding_get_fixed64(h))
+        return corrupt(v, seg, off, "checksum mismatch");
+    unsigned type = (unsigned char)h[8];
+    uint64_t klen = coding_get_fixed32(h + 9), slen = coding_get_fixed32(h + 13);
+    uint32_t vlen = coding_get_fixed32(h + 17);
+    if (VLOG_RECORD_HEADER_SIZE + klen + slen != rec.size)
+        return corrupt(v, seg, off, "record sizes disagree with the pointer");
+    if (type > VLOG_RECORD_ZSTD)
+        return corrupt(v, seg, off, "unknown record type");
+    if (vlen != want_vlen)
+        return corrupt(v, seg, off, "value length disagrees with the pointer");
+    slice rkey = slice_make(h + VLOG_RECORD_HEADER_SIZE, klen);
+    if (key.data && !slice_equal(rkey, key))
+        return corrupt(v, seg, off, "record belongs to another key");
+    const char *stored = rkey.data + klen;
+    buf_clear(scratch);
+    if (type == VLOG_RECORD_RAW) {
+        if (slen != vlen)
+            return corrupt(v, seg, off, "raw record length mismatch");
+        if (buf_append(scratch, stored, slen) != 0)
+            return KV_ENOMEM;
+    } else {
+        ZSTD_DCtx *d = thread_dctx();
+        if (!d || buf_reserve(scratch, (size_t)vlen + 1) != 0)
+            return KV_ENOMEM;
+        size_t z = ZSTD_decompressDCtx(d, scratch->data, vlen, stored, slen);
+        if (ZSTD_isError(z) || z != vlen)
+            return corrupt(v, seg, off, "zstd decompression failed or wrong size");
+        scratch->len = vlen;
+    }
+    *out = buf_slice(scratch);
+    return 0;
+}
+
+/* Reads the record a pointer names into *raw (the record bytes). */
+static int read_record(vlog *v, uint64_t seg, uint64_t off, uint32_t size, buf *raw)
+{
+    int rc;
+    env_file *f = seg_reader(v, seg, &rc);
+    if (!f) {
+        if (rc == KV_ECORRUPT || rc == KV_ENOTFOUND)
+            return corrupt(v, seg, off, "pointer to a segment that does not exist");
+        kv_log(&v->log, KV_LOG_ERROR, "vlog %06" PRIu64 ".vlog: cannot open: %s", seg,
+               kv_strerror(rc));
+        return rc;
+    }
+    buf_clear(raw);
+    if (buf_reserve(raw, size) != 0)
+        return KV_ENOMEM;
+    size_t got = 0;
+    rc = env_pread(f, raw->data, size, off, &got);
+    if (rc != 0) {
+        kv_log(&v->log, KV_LOG_ERROR,
+               "vlog %06" PRIu64 ".vlog: read of %" PRIu32 " bytes at offset %" PRIu64 ": %s", seg,
+               size, off, kv_strerror(rc));
+        return rc;
+    }
+    if (got != size)
+        return corrupt(v, seg, off, "record runs past the end of the segment");
+    raw->len = size;
+    return 0;
+}
+
+int vlog_resolve(vlog *v, slice key, slice enc, buf *scratch, slice *out)
+{
+    *out = slice_make("", 0);
+    if (enc.size >= 1 && (unsigned char)enc.data[0] == VLOG_TAG_INLINE) {
+        *out = slice_make(enc.data + 1, enc.size - 1);
+        return 0;
+    }
+    uint64_t seg, off;
+    uint32_t size, vlen;
+    if (!vlog_parse_pointer(enc, &seg, &off, &size, &vlen)) {
+        kv_log(&v->log, KV_LOG_ERROR, "vlog: malformed stored value (%zu bytes, tag %d)", enc.size,
+               enc.size ? (unsigned char)enc.data[0] : -1);
+        return KV_ECORRUPT;
+    }
+    buf raw;
+    buf_init(&raw);
+    int rc = read_record(v, seg, off, size, &raw);
+    if (rc == 0)
+        rc = decode_record(v, seg, off, buf_slice(&raw), key, vlen, scratch, out);
+    buf_free(&raw);
+    if (rc != 0)
+        *out = slice_make("", 0);
+    return rc;
+}
+
+uint64_t vlog_pin(vlog *v)
+{
+    pthread_mutex_lock(&v->mu);
+    uint64_t e = v->epoch;
+    if (v->npins == 0 || v->pins[v->npins - 1].epoch != e) {
+        if (v->npins == v->cappins) {
+            size_t cap = v->cappins ? v->cappins * 2 : 8;
+            struct vlog_pin *p = realloc(v->pins, cap * sizeof(*p));
+            if (!p) {
+                /* Out of memory: pin the oldest epoch instead, which is always safe. */
+                if (v->npins > 0) {
+                    v->pins[0].readers++;
+                    e = v->pins[0].epoch;
+                    pthread_mutex_unlock(&v->mu);
+                    return e;
+                }
+                pthread_mutex_unlock(&v->mu);
+                return 0; /* epoch 0 is never pinned: the reader is unprotected */
+            }
+            v->pins = p;
+            v->cappins = cap;
+        }
+        v->pins[v->npins].epoch = e;
+        v->pins[v->npins].readers = 0;
+        v->npins++;
+    }
+    v->pins[v->npins - 1].readers++;
+    pthread_mutex_unlock(&v->mu);
+    return e;
+}
+
+void vlog_unpin(vlog *v, uint64_t epoch)
+{
+    pthread_mutex_lock(&v->mu);
+    for (size_t i = 0; i < v->npins; i++) {
+        if (v->pins[i].epoch != epoch)
+            continue;
+        if (--v->pins[i].readers == 0) {
+            memmove(&v->pins[i], &v->pins[i + 1], (v->npins - i - 1) * sizeof(*v->pins));
+            v->npins--;
+        }
+        break;
+    }
+    pthread_mutex_unlock(&v->mu);
+}
+
+/* ---- Recovery ---------------------------------------------------------------------------- */
+
+struct verify_ctx {
+    vlog *v;
+    buf scratch;
+};
+
+static int note_recovered(vlog *v, uint64_t seg)
+{
+    pthread_mutex_lock(&v->mu);
+    int rc = 0;
+    if (v->nrecovered == 0 || v->recovered[v->nrecovered - 1] != seg) {
+        if (v->nrecovered == v->caprecovered) {
+            size_t cap = v->caprecovered ? v->caprecovered * 2 : 8;
+            uint64_t *p = realloc(v->recovered, cap * sizeof(*p));
+            if (p) {
+                v->recovered = p;
+                v->caprecovered = cap;
+            } else {
+                rc = KV_ENOMEM;
+            }
+        }
+        if (rc == 0)
+            v->recovered[v->nrecovered++] = seg;
+    }
+    pthread_mutex_unlock(&v->mu);
+    return rc;
+}
+
+static int verify_put(void *ctx, uint64_t seq, slice key, slice value)
+{
+    (void)seq;
+    struct verify_ctx *vc = ctx;
+    if (value.size >= 1 && (unsigned char)value.data[0] == VLOG_TAG_INLINE)
+        return 0;
+    slice out;
+    int rc = vlog_resolve(vc->v, key, value, &vc->scratch, &out);
+    uint64_t seg, off;
+    uint32_t size, vlen;
+    if (rc == 0 && vlog_parse_pointer(value, &seg, &off, &size, &vlen))
+        rc = note_recovered(vc->v, seg);
+    return rc;
+}
+
+static int verify_del(void *ctx, uint64_t seq, slice key)
+{
+    (void)ctx;
+    (void)seq;
+    (void)key;
+    return 0;
+}
+
+int vlog_verify_batch(vlog *v, slice rep)
+{
+    struct verify_ctx vc = {v, {0}};
+    batch_handler h = {verify_put, verify_del, &vc};
+    int rc = batch_iterate(rep, &h);
+    buf_free(&vc.scratch);
+    return rc;
+}
+
+int vlog_sync_recovered(vlog *v)
+{
+    int rc = 0;
+    char path[SEG_PATH_SIZE(v)];
+    for (size_t i = 0; i < v->nrecovered && rc == 0; i++) {
+        env_file *f;
+        /* open_appendable writes nothing; fsync covers the inode whatever handle asks. */
+        rc = v->env->open_appendable(v->env, seg_path(v, v->recovered[i], path, sizeof(path)), &f);
+        if (rc == 0) {
+            rc = env_sync(f);
+            env_close(f);
+        }
+        if (rc != 0)
+            kv_log(&v->log, KV_LOG_ERROR, "vlog %06" PRIu64 ".vlog: sync at recovery failed: %s",
+                   v->recovered[i], kv_strerror(rc));
+    }
+    if (rc == 0)
+        v->nrecovered = 0;
+    return rc;
+}
+
+/* ---- Accounting -------------------------------------------------------------------------- */
+
+void vlog_note_dropped(vlog *v, slice enc)
+{
+    uint64_t seg, off;
+    uint32_t size, vlen;
+    if (!vlog_parse_pointer(enc, &seg, &off, &size, &vlen))
+        return;
+    pthread_mutex_lock(&v->mu);
+    long i = find_seg(v, seg);
+    if (i >= 0) {
+        struct vlog_seg *s = &v->segs[i];
+        s->garbage += size;
+        if (s->garbage > s->size)
+            s->garbage = s->size;
+    }
+    pthread_mutex_unlock(&v->mu);
+    if (i >= 0)
+        vlog_gc_kick(v);
+}
+
+void vlog_get_stats(vlog *v, kv_stats *st)
+{
+    pthread_mutex_lock(&v->mu);
+    uint64_t total = 0, garbage = 0;
+    for (size_t i = 0; i < v->nsegs; i++) {
+        total += v->segs[i].size;
+        garbage += v->segs[i].moved ? v->segs[i].size : v->segs[i].garbage;
+    }
+    st->vlog_segments = v->nsegs;
+    st->vlog_bytes = total;
+    st->vlog_garbage_bytes = garbage;
+    st->vlog_bytes_written = v->bytes_written;
+    st->vlog_gc_runs = v->gc_runs;
+    st->vlog_gc_bytes_moved = v->gc_bytes;
+    st->vlog_gc_segments_deleted = v->gc_deleted;
+    pthread_mutex_unlock(&v->mu);
+}
+
+/* ---- Garbage collection ------------------------------------------------------------------ */
+
+/* Picks the segment to collect: closed, not damaged or moved, the largest garbage share of at
+ * least gc_percent (force: any). Returns its number, or 0. */
+static uint64_t pick_segment(vlog *v, int force)
+{
+    pthread_mutex_lock(&v->mu);
+    uint64_t best = 0;
+    double best_share = -1;
+    for (size_t i = 0; i < v->nsegs; i++) {
+        struct vlog_seg *s = &v->segs[i];
+        if (s->number == v->active || s->damaged || s->moved)
+            continue;
+        uint64_t body = s->size > VLOG_SEGMENT_HEADER_SIZE ? s->size - VLOG_SEGMENT_HEADER_SIZE : 0;
+        double share = body ? (double)s->garbage * 100.0 / (double)body : 100.0;
+        if ((force || share >= v->gc_percent) && share > best_share) {
+            best = s->number;
+            best_share = share;
+        }
+    }
+    pthread_mutex_unlock(&v->mu);
+    return best;
+}
+
+/* Appends a GC op for the record `rec` of (seg, off) to b. */
+static int add_gc_op(kv_batch *b, buf *scratch, slice key, uint64_t seg, uint64_t off, slice rec)
+{
+    buf_clear(scratch);
+    char tag = (char)VLOG_TAG_GC;
+    int rc = buf_append(scratch, &tag, 1);
+    if (rc == 0)
+        rc = buf_append_varint64(scratch, seg);
+    if (rc == 0)
+        rc = buf_append_varint64(scratch, off);
+    if (rc == 0)
+        rc = buf_append(scratch, rec.data, rec.size);
+    if (rc == 0)
+        rc = kv_batch_put(b, key.data, key.size, scratch->data, scratch->len);
+    return rc;
+}
+
+/* Reads the record at off of the open segment f (file size fsize) into *rec. Returns 1 with
+ * *next set, 0 at the end of the file, or KV_ECORRUPT for a record that cannot be read (logged,
+ * unless it is cut off by the end of the file: then *cut is set and the caller decides). */
+static int next_record(vlog *v, env_file *f, uint64_t seg, uint64_t off, uint64_t fsize, buf *rec,
+                       uint64_t *next, int *cut)
+{
+    *cut = 0;
+    if (off >= fsize)
+        return 0;
+    char h[VLOG_RECORD_HEADER_SIZE];
+    size_t got;
+    int rc = env_pread(f, h, sizeof(h), off, &got);
+    if (rc != 0)
+        return rc;
+    uint64_t size =
+        VLOG_RECORD_HEADER_SIZE + (uint64_t)coding_get_fixed32(h + 9) + coding_get_fixed32(h + 13);
+    if (got < sizeof(h) || off + size > fsize) {
+        *cut = 1;
+        return KV_ECORRUPT;
+    }
+    buf_clear(rec);
+    if (buf_reserve(rec, size) != 0)
+        return KV_ENOMEM;
+    rc = env_pread(f, rec->data, size, off, &got);
+    if (rc != 0)
+        return rc;
+    if (got != size)
+        return corrupt(v, seg, off, "record runs past the end of the segment");
+    rec->len = size;
+    if (checksum_value(rec->data + 8, size - 8) != coding_get_fixed64(rec->data))
+        return corrupt(v, seg, off, "checksum mismatch");
+    if ((unsigned char)rec->data[8] > VLOG_RECORD_ZSTD)
+        return corrupt(v, seg, off, "unknown record type");
+    *next = off + size;
+    return 1;
+}
+
+/* Opens segment `seg` for a sequential pass and checks its header. */
+static int open_for_scan(vlog *v, uint64_t seg, env_file **f, uint64_t *fsize)
+{
+    char path[SEG_PATH_SIZE(v)];
+    seg_path(v, seg, path, sizeof(path));
+    int rc = v->env->file_size(v->env, path, fsize);
+    if (rc == 0)
+        rc = v->env->open_readable(v->env, path, f);
+    if (rc != 0)
+        return rc;
+    if (*fsize < VLOG_SEGMENT_HEADER_SIZE) {
+        /* Created, but its header never reached the disk (a crash before the first sync):
+         * nothing durable can point into it. */
+        kv_log(&v->log, KV_LOG_INFO,
+               "vlog %06" PRIu64 ".vlog: shorter than its header: an interrupted creation", seg);
+        *fsize = VLOG_SEGMENT_HEADER_SIZE;
+        return 0;
+    }
+    char h[VLOG_SEGMENT_HEADER_SIZE];
+    size_t got;
+    rc = env_pread(*f, h, sizeof(h), 0, &got);
+    if (rc == 0) {
+        char what[FILENAME_MAX_LEN];
+        snprintf(what, sizeof(what), "vlog %06" PRIu64 ".vlog", seg);
+        rc = check_header(v, what, h, got);
+    }
+    if (rc != 0) {
+        env_close(*f);
+        *f = NULL;
+    }
+    return rc;
+}
+
+/* Moves the live records of segment seg. Sets *moved; marks it moved (or damaged). */
+static int gc_segment(vlog *v, uint64_t seg, uint64_t *moved)
+{
+    env_file *f;
+    uint64_t fsize;
+    int rc = open_for_scan(v, seg, &f, &fsize);
+    if (rc != 0)
+        return rc;
+    kv_batch *b = kv_batch_new();
+    buf rec, scratch;
+    buf_init(&rec);
+    buf_init(&scratch);
+    if (!b)
+        rc = KV_ENOMEM;
+    uint64_t off = VLOG_SEGMENT_HEADER_SIZE, next = 0, last_seq = 0, log_number = 0;
+    int r = 1, cut;
+    while (rc == 0 && (r = next_record(v, f, seg, off, fsize, &rec, &next, &cut)) == 1) {
+        slice key =
+            slice_make(rec.data + VLOG_RECORD_HEADER_SIZE, coding_get_fixed32(rec.data + 9));
+        int live = v->ops.points_at(v->ops.ctx, key, seg, off);
+        if (live < 0)
+            rc = live;
+        else if (live)
+            rc = add_gc_op(b, &scratch, key, seg, off, buf_slice(&rec));
+        if (rc == 0 && live)
+            *moved += rec.len;
+        if (rc == 0 && kv_batch_byte_size(b) >= VLOG_GC_BATCH_BYTES) {
+            rc = v->ops.gc_write(v->ops.ctx, b, &last_seq, &log_number);
+            kv_batch_clear(b);
+        }
+        off = next;
+    }
+    if (rc == 0 && r < 0) {
+        /* Records after a bad one cannot be found: the segment must stay. */
+        pthread_mutex_lock(&v->mu);
+        long i = find_seg(v, seg);
+        if (i >= 0)
+            v->segs[i].damaged = 1;
+        pthread_mutex_unlock(&v->mu);
+        kv_log(&v->log, KV_LOG_WARN,
+               "vlog %06" PRIu64 ".vlog: unreadable record at offset %" PRIu64
+               "; the segment is kept (kv_check reports whether it is damage or a torn tail)",
+               seg, off);
+        rc = r == KV_ECORRUPT ? 0 : r;
+        r = -1;
+    }
+    /* The final write (possibly empty) also yields the sequence and WAL that make the move
+     * safe: every older read view and WAL may still reach the segment. */
+    if (rc == 0 && r == 0)
+        rc = v->ops.gc_write(v->ops.ctx, b, &last_seq, &log_number);
+    if (rc == 0 && r == 0) {
+        pthread_mutex_lock(&v->mu);
+        long i = find_seg(v, seg);
+        if (i >= 0) {
+            struct vlog_seg *s = &v->segs[i];
+            s->moved = 1;
+            s->gc_epoch = v->epoch++; /* readers pinned from now on see the moved records */
+            s->gc_seq = last_seq;
+            s->gc_log = log_number;
+        }
+        v->gc_runs++;
+        v->gc_bytes += *moved;
+        pthread_mutex_unlock(&v->mu);
+    }
+    env_close(f);
+    if (b)
+        kv_batch_free(b);
+    buf_free(&rec);
+    buf_free(&scratch);
+    return rc;
+}
+
+int vlog_gc_collect(vlog *v)
+{
+    int deleted = 0;
+    for (;;) {
+        pthread_mutex_lock(&v->mu);
+        uint64_t min_pinned = UINT64_MAX;
+        for (size_t i = 0; i < v->npins; i++)
+            if (v->pins[i].readers > 0 && v->pins[i].epoch < min_pinned)
+                min_pinned = v->pins[i].epoch;
+        struct vlog_seg cand;
+        int found = 0;
+        for (size_t i = 0; i < v->nsegs && !found; i++) {
+            if (v->segs[i].moved && v->segs[i].gc_epoch < min_pinned) {
+                cand = v->segs[i];
+                found = 1;
+            }
+        }
+        pthread_mutex_unlock(&v->mu);
+        if (!found || v->ops.gc_safe(v->ops.ctx, cand.gc_seq, cand.gc_log) != 1)
+            return deleted;
+        pthread_mutex_lock(&v->mu);
+        long i = find_seg(v, cand.number);
+        env_file *rf = NULL;
+        if (i >= 0) {
+            rf = v->segs[i].rf;
+            memmove(&v->segs[i], &v->segs[i + 1], (v->nsegs - (size_t)i - 1) * sizeof(*v->segs));
+            v->nsegs--;
+            v->gc_deleted++;
+        }
+        pthread_mutex_unlock(&v->mu);
+        env_close(rf);
+        char path[SEG_PATH_SIZE(v)];
+        int rc = v->env->unlink(v->env, seg_path(v, cand.number, path, sizeof(path)));
+        if (rc != 0 && rc != KV_ENOTFOUND)
+            kv_log(&v->log, KV_LOG_WARN, "vlog %06" PRIu64 ".vlog: cannot delete: %s", cand.number,
+                   kv_strerror(rc));
+        else
+            kv_log(&v->log, KV_LOG_DEBUG, "vlog %06" PRIu64 ".vlog: deleted after GC", cand.number);
+        deleted++;
+    }
+}
+
+int vlog_gc_run(vlog *v, int force, uint64_t *moved)
+{
+    uint64_t m = 0;
+    if (moved)
+        *moved = 0;
+    if (v->read_only)
+        return 0;
+    pthread_mutex_lock(&v->gc_run_mu);
+    vlog_gc_collect(v);
+    int rc = 0;
+    uint64_t seg = pick_segment(v, force);
+    if (seg != 0) {
+        rc = gc_segment(v, seg, &m);
+        if (rc == 0)
+            kv_log(&v->log, KV_LOG_INFO, "vlog %06" PRIu64 ".vlog: GC moved %" PRIu64 " live bytes",
+                   seg, m);
+        else
+            kv_log(&v->log, KV_LOG_WARN, "vlog %06" PRIu64 ".vlog: GC failed: %s", seg,
+                   kv_strerror(rc));
+        vlog_gc_collect(v);
+    }
+    pthread_mutex_unlock(&v->gc_run_mu);
+    if (moved)
+        *moved = m;
+    return rc;
+}
+
+static void *gc_main(void *arg)
+{
+    vlog *v = arg;
+    pthread_mutex_lock(&v->gc_mu);
+    while (!v->gc_stop) {
+        if (!v->gc_kicked) {
+            struct timespec ts;
+            clock_gettime(CLOCK_MONOTONIC, &ts);
+            ts.tv_sec += 1;
+            pthread_cond_timedwait(&v->gc_cv, &v->gc_mu, &ts);
+        }
+        v->gc_kicked = 0;
+        if (v->gc_stop)
+            break;
+        pthread_mutex_unlock(&v->gc_mu);
+        vlog_gc_run(v, 0, NULL);
+        pthread_mutex_lock(&v->gc_mu);
+    }
+    pthread_mutex_unlock(&v->gc_mu);
+    return NULL;
+}
+
+int vlog_gc_start(vlog *v)
+{
+    if (v->read_only || v->gc_started)
+        return 0;
+    if (pthread_create(&v->gc_thread, NULL, gc_main, v) != 0)
+        return KV_ENOMEM;
+    v->gc_started = 1;
+    return 0;
+}
+
+void vlog_gc_stop(vlog *v)
+{
+    if (!v->gc_started)
+        return;
+    pthread_mutex_lock(&v->gc_mu);
+    v->gc_stop = 1;
+    pthread_cond_signal(&v->gc_cv);
+    pthread_mutex_unlock(&v->gc_mu);
+    pthread_join(v->gc_thread, NULL);
+    v->gc_started = 0;
+}
+
+void vlog_gc_kick(vlog *v)
+{
+    pthread_mutex_lock(&v->gc_mu);
+    v->gc_kicked = 1;
+    pthread_cond_signal(&v->gc_cv);
+    pthread_mutex_unlock(&v->gc_mu);
+}
+
+/* ---- Offline check ----------------------------------------------------------------------- */
+
+/* Whether [off, fsize) of f looks like the torn tail of an interrupted append: all zeros, or
+ * holding a whole page of zeros (unsynced pages come back in any order). 1, 0 or an error. */
+static int looks_torn(env_file *f, uint64_t off, uint64_t fsize)
+{
+    char page[4096];
+    int all_zero = 1;
+    uint64_t pos = off;
+    while (pos < fsize) {
+        size_t want = (size_t)(fsize - pos < sizeof(page) ? fsize - pos : sizeof(page));
+        if (pos % sizeof(page) != 0 && want > sizeof(page) - pos % sizeof(page))
+            want = sizeof(page) - pos % sizeof(page);
+        size_t got;
+        int rc = env_pread(f, page, want, pos, &got);
+        if (rc != 0)
+            return rc;
+        if (got == 0)
+            break;
+        int zero = 1;
+        for (size_t i = 0; i < got && zero; i++)
+            zero = page[i] == 0;
+        if (zero && pos % sizeof(page) == 0 && (got == sizeof(page) || pos + got == fsize))
+            return 1;
+        all_zero &= zero;
+        pos += got;
+    }
+    return all_zero;
+}
+
+int vlog_check_dir(const char *dir, const kv_env *env, const kv_logger *log, uint64_t *problems,
+                   uint64_t *bytes)
+{
+    vlog tmp;
+    memset(&tmp, 0, sizeof(tmp));
+    tmp.dir = (char *)dir;
+    tmp.env = env;
+    tmp.log = *log;
+    pthread_mutex_init(&tmp.mu, NULL);
+    if (bytes)
+        *bytes = 0;
+    int rc = vlog_marker_exists(env, dir);
+    if (rc == 1) {
+        rc = read_marker(&tmp);
+        if (rc == KV_ECORRUPT || rc == KV_EVERSION) {
+            (*problems)++;
+            rc = 0;
+        }
+    }
+    if (rc >= 0)
+        rc = scan_segments(&tmp);
+    buf rec;
+    buf_init(&rec);
+    for (size_t i = 0; i < tmp.nsegs && rc == 0; i++) {
+        uint64_t seg = tmp.segs[i].number, fsize, off = VLOG_SEGMENT_HEADER_SIZE, next = 0;
+        env_file *f;
+        rc = open_for_scan(&tmp, seg, &f, &fsize);
+        if (rc == KV_ECORRUPT || rc == KV_EVERSION) {
+            (*problems)++;
+            rc = 0;
+            continue;
+        }
+        int r, cut;
+        while ((r = next_record(&tmp, f, seg, off, fsize, &rec, &next, &cut)) == 1)
+            off = next;
+        if (r == KV_ECORRUPT) {
+            int torn = cut ? 1 : looks_torn(f, off, fsize);
+            if (torn == 1) {
+                kv_log(log, KV_LOG_INFO,
+                       "vlog %06" PRIu64 ".vlog: %" PRIu64 " bytes at offset %" PRIu64
+                       " are the torn tail of an interrupted write",
+                       seg, fsize - off, off);
+            } else if (torn == 0) {
+                kv_log(log, KV_LOG_ERROR,
+                       "vlog %06" PRIu64 ".vlog: damaged record at offset %" PRIu64, seg, off);
+                (*problems)++;
+            } else {
+                rc = torn;
+            }
+        } else if (r < 0) {
+            rc = r;
+        }
+        if (bytes)
+            *bytes += fsize;
+        env_close(f);
+    }
+    buf_free(&rec);
+    free(tmp.segs);
+    pthread_mutex_destroy(&tmp.mu);
+    return rc;
+}

@@ -1,0 +1,171 @@
+/* vlog.h - the value log: large values live in append-only segment files and the LSM stores a
+ * small pointer to them, so that flush and compaction copy pointers, not file contents.
+ *
+ * A store is in value-log mode when its directory holds the VLOG marker (written once, when a
+ * store is created with kv_options.value_log_threshold > 0; see kvcore/FORMAT.md "Value log").
+ * In that mode EVERY value in the WAL, memtables and tables carries a one-byte tag, and this
+ * module is the one place that decides and decodes it:
+ *   value := 0x00 user_bytes                       (inline)
+ *          | 0x01 pointer                          (the bytes live in a segment record)
+ * Two more tags exist only in memory, between a writer's thread and the write leader:
+ *          | 0x02 record                           (staged: appended by the leader)
+ *          | 0x03 seg:varint64 off:varint64 record (a GC move, applied only if the key still
+ *                                                   points at (seg, off))
+ *
+ * Write path: the caller's thread stages a batch (vlog_stage_batch: compresses and checksums
+ * large values), the leader appends the staged records of the joined group to the active
+ * segment in one write and rewrites them into pointers (vlog_commit_batch) before the WAL
+ * append. A segment is synced before any WAL record that points into it is synced (the leader
+ * syncs both for a sync write), before a flush records a table that points into it, and when it
+ * is closed; WAL replay checks that every pointer it meets leads to a sound record.
+ *
+ * Invariants:
+ *  1. Only the write leader appends (vlog_commit_batch); appends and syncs hold wmu.
+ *  2. Every segment except the active one is durable (synced when it was closed).
+ *  3. A segment is unlinked only when (a) its live records were moved by a synced write whose
+ *     WAL is obsolete (no replay can meet an old pointer), (b) no snapshot older than that
+ *     write exists, and (c) no reader that pinned an epoch at or before the move is still
+ *     running (vlog_pin).
+ *  4. The segment table (segs) only grows at the end (numbers increase) and loses entries only
+ *     by GC deletion.
+ *
+ * Locks: wmu (the writer's state) before mu (segment table, pins, counters). The db's mu may be
+ * held when calling any vlog function. The only callbacks made with a vlog lock held are the
+ * leader's, inside vlog_commit_batch with wmu held (new_file_number, points_at take the db's
+ * mu): no other thread ever waits for the db's mu while holding wmu (vlog_sync never rotates),
+ * and the leader itself takes wmu under the db's mu only outside vlog_commit_batch.
+ */
+#ifndef KV_VLOG_H
+#define KV_VLOG_H
+
+#include <stdint.h>
+#include "db/batch.h"
+#include "kvcore/kv.h"
+#include "util/coding.h"
+#include "util/env.h"
+#include "util/log.h"
+#include "util/slice.h"
+
+/* on-disk: never change. See kvcore/FORMAT.md "Value log". */
+#define VLOG_TAG_INLINE 0
+#define VLOG_TAG_POINTER 1
+#define VLOG_TAG_STAGED 2 /* memory only */
+#define VLOG_TAG_GC 3     /* memory only */
+#define VLOG_MARKER_NAME "VLOG"
+/* "kvVLog\0\x01" read as a little-endian fixed64 */
+#define VLOG_MAGIC UINT64_C(0x0100676f4c56766b)
+#define VLOG_FORMAT_VERSION 1
+#define VLOG_SEGMENT_HEADER_SIZE 16 /* magic:8 version:4 reserved:4 */
+/* record := checksum:8 type:1 klen:4 slen:4 vlen:4 key[klen] stored[slen]; checksum = XXH3-64
+ * over bytes [8, end). type 0: stored is the value; 1: stored is zstd of it (vlen bytes). */
+#define VLOG_RECORD_HEADER_SIZE 21
+#define VLOG_RECORD_RAW 0
+#define VLOG_RECORD_ZSTD 1
+
+typedef struct vlog vlog;
+
+/* What the value log needs from the database; every callback is called without vlog's locks. */
+typedef struct vlog_db_ops {
+    /* A fresh file number for a new segment (takes the db's mu). */
+    uint64_t (*new_file_number)(void *ctx);
+    /* Leader only, during vlog_commit_batch: 1 if key's newest value is the pointer to
+     * (seg, off), 0 if not, or an error. */
+    int (*points_at)(void *ctx, slice key, uint64_t seg, uint64_t off);
+    /* GC: applies a batch of VLOG_TAG_GC ops as a synced write on its own (never joined with
+     * other writers); *last_seq and *log_number receive values at least as large as the
+     * write's last sequence and WAL number. */
+    int (*gc_write)(void *ctx, const kv_batch *b, uint64_t *last_seq, uint64_t *log_number);
+    /* GC: 1 if no snapshot older than seq exists and every WAL <= log_number is obsolete. May
+     * ask for a memtable flush so that the WAL becomes obsolete. */
+    int (*gc_safe)(void *ctx, uint64_t seq, uint64_t log_number);
+    void *ctx;
+} vlog_db_ops;
+
+/* Opens the value log of store `dir`. If the VLOG marker is absent and `creating` (a new store)
+ * with opts->value_log_threshold > 0, writes it (durably) first. If the store is not in
+ * value-log mode, *out is NULL and 0 is returned. In read-only mode nothing is written. Returns
+ * 0, KV_ECORRUPT (a malformed marker, logged), or an I/O error. Caller owns *out; close with
+ * vlog_close() after every other use has ended. Single-threaded (kv_open). */
+int vlog_open(const char *dir, const kv_env *env, const kv_logger *log, const kv_options *opts,
+              int creating, const vlog_db_ops *ops, vlog **out);
+/* Stops the GC thread if started, closes every segment (the active one synced first: a close
+ * error is logged) and frees v. NULL is a no-op. */
+void vlog_close(vlog *v);
+
+/* Whether `dir` holds the VLOG marker (1), not (0), or an error. */
+int vlog_marker_exists(const kv_env *env, const char *dir);
+
+/* ---- Write path ---- */
+
+/* Encodes the user batch `in` into a new staged batch *out (caller owns; kv_batch_free):
+ * values >= threshold become staged records (compressed when that saves >= 1/8), others are
+ * tagged inline. Any thread. Returns 0 or KV_ENOMEM. */
+int vlog_stage_batch(vlog *v, const kv_batch *in, kv_batch **out);
+/* Leader only: appends the staged records of `staged` to the active segment (rotating it when
+ * full), syncs the segment if `sync`, and sets *out to a batch whose values are all inline or
+ * pointers (either `staged` itself or a batch owned by v, valid until the next call). GC ops
+ * whose key moved on are dropped. *user_bytes receives the keys + user values of the group.
+ * Returns 0, or an error (nothing that *out would point at is then referenced; an error of the
+ * segment's sync is returned as is and the caller must treat it like a failed WAL sync). */
+int vlog_commit_batch(vlog *v, const kv_batch *staged, int sync, const kv_batch **out,
+                      uint64_t *user_bytes);
+/* Makes every record appended so far durable (flush calls it before recording a table).
+ * Thread-safe. 0 or an I/O error. */
+int vlog_sync(vlog *v);
+
+/* ---- Reads ---- */
+
+/* Decodes the stored value `enc` of `key`: an inline value is returned as a slice into enc; a
+ * pointer is read, verified (checksum, sizes, key - unless key.data is NULL, for tools that do
+ * not know it) and decompressed into *scratch, and *out
+ * points into scratch. Returns 0, or KV_ECORRUPT (logged with segment file and offset and the
+ * check that failed) / KV_EIO / KV_ENOMEM; *out is empty then. Thread-safe; the caller must
+ * hold a pin (vlog_pin) from before it took its read view until it is done with the value. */
+int vlog_resolve(vlog *v, slice key, slice enc, buf *scratch, slice *out);
+/* Pins the current GC epoch: no segment that a read view taken after this call can reach is
+ * deleted until vlog_unpin(). Returns the epoch to pass to vlog_unpin. Thread-safe. */
+uint64_t vlog_pin(vlog *v);
+void vlog_unpin(vlog *v, uint64_t epoch);
+
+/* ---- Recovery ---- */
+
+/* WAL replay: checks that every pointer in the batch `rep` leads to a sound record and notes
+ * its segment for vlog_sync_recovered. Returns 0, KV_ECORRUPT (logged; the caller drops the
+ * record and the rest of that WAL as a torn tail), or another error. */
+int vlog_verify_batch(vlog *v, slice rep);
+/* Makes durable the segments that replayed records point into (they may hold unsynced writes
+ * of the crashed process) before recovery records the replayed memtable in a table. */
+int vlog_sync_recovered(vlog *v);
+
+/* ---- Space accounting and garbage collection ---- */
+
+/* Compaction dropped an entry whose stored value is `enc`: counts its record as garbage of its
+ * segment. Thread-safe; cheap; ignores inline values. */
+void vlog_note_dropped(vlog *v, slice enc);
+/* Adds the value-log counters to *st. Thread-safe. */
+void vlog_get_stats(vlog *v, kv_stats *st);
+/* Runs one GC pass: picks the closed segment with the largest garbage share (at least
+ * opts.value_log_gc_percent, or any garbage with `force`), moves its live records, and deletes
+ * segments whose move is safe (invariant 3). *moved (may be NULL) receives the bytes re-appended.
+ * Returns 0 (also when there was nothing to do) or an error. Not concurrent with itself. */
+int vlog_gc_run(vlog *v, int force, uint64_t *moved);
+/* Deletes segments whose earlier GC moves have become safe. Returns how many were deleted. */
+int vlog_gc_collect(vlog *v);
+/* Starts/stops the background GC thread (wakes every second and after vlog_gc_kick). */
+int vlog_gc_start(vlog *v);
+void vlog_gc_stop(vlog *v);
+void vlog_gc_kick(vlog *v);
+
+/* ---- Offline check ---- */
+
+/* Verifies every record of every segment in dir (kv_check). A record cut off by the end of the
+ * file, or followed by a page of zeros, is a torn tail (logged, not counted). *problems is
+ * incremented per damaged segment; *bytes (may be NULL) receives the bytes verified. Returns 0
+ * or an I/O error. */
+int vlog_check_dir(const char *dir, const kv_env *env, const kv_logger *log, uint64_t *problems,
+                   uint64_t *bytes);
+
+/* Parses a pointer value (with its tag). 1 and fills the fields if well formed, else 0. */
+int vlog_parse_pointer(slice enc, uint64_t *seg, uint64_t *off, uint32_t *size, uint32_t *vlen);
+
+#endif /* KV_VLOG_H */

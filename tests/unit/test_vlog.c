@@ -1,0 +1,561 @@
+/* test_vlog.c - the value log: round trips through flush, compaction and reopen, the threshold
+ * that decides inline or pointer, corruption reported (never wrong bytes), GC that keeps every
+ * live value, respects snapshots and iterators and never overwrites a newer write, recovery. */
+#include <check.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "checkutil.h"
+#include "db/db_impl.h"
+#include "db/filename.h"
+#include "db/vlog.h"
+#include "fault_env.h"
+#include "kvcore/kv.h"
+#include "testutil.h"
+
+static void quiet_log(void *ctx, int level, const char *msg)
+{
+    (void)ctx;
+    if (level <= KV_LOG_WARN && getenv("KV_TEST_VERBOSE"))
+        fprintf(stderr, "kvcore: %s\n", msg);
+}
+
+static void vlog_opts(kv_options *o, size_t threshold, uint64_t segment_bytes)
+{
+    kv_options_init(o);
+    o->value_log_threshold = threshold;
+    o->value_log_segment_bytes = segment_bytes;
+    o->memtable_bytes = 64 * 1024;
+    o->target_file_size = 64 * 1024;
+    o->log_fn = quiet_log;
+}
+
+/* Deterministic value of key i at version ver, n bytes; half compressible, half random. */
+static void make_value(char *v, size_t n, int i, int ver)
+{
+    tu_rng r;
+    tu_rng_init(&r, (uint64_t)i * 1000003u + (uint64_t)ver);
+    if (i % 2 == 0) {
+        for (size_t j = 0; j < n; j++)
+            v[j] = (char)('a' + (j / 64 + (size_t)ver) % 26);
+        if (n >= 8)
+            memcpy(v, &r.s[0], 8);
+    } else {
+        tu_rng_fill(&r, v, n);
+    }
+}
+
+static size_t value_size(int i)
+{
+    static const size_t sizes[] = {0, 10, 99, 100, 101, 4096, 65536, 300};
+    return sizes[i % 8];
+}
+
+static void key_of(char *k, int i)
+{
+    snprintf(k, 16, "key%06d", i);
+}
+
+static void put_version(kv_db *db, int i, int ver, tu_model *m)
+{
+    char k[16], v[65536];
+    key_of(k, i);
+    size_t n = value_size(i);
+    make_value(v, n, i, ver);
+    ck_assert_int_eq(kv_put(db, k, strlen(k), v, n, 0), 0);
+    if (m)
+        tu_model_put(m, k, strlen(k), v, n);
+}
+
+static void check_all(kv_db *db, const kv_snapshot *snap, const tu_model *m)
+{
+    for (size_t i = 0; i < m->n; i++) {
+        void *v;
+        size_t vl;
+        int rc = kv_get(db, snap, m->e[i].key, m->e[i].klen, &v, &vl);
+        ck_assert_msg(rc == 0, "get %s: %s", m->e[i].key, kv_strerror(rc));
+        ck_assert_msg(vl == m->e[i].vlen && memcmp(v, m->e[i].val, vl) == 0,
+                      "get %s: wrong value (%zu bytes, want %zu)", m->e[i].key, vl, m->e[i].vlen);
+        kv_free(v);
+    }
+    tu_ck_scan_forward(db, snap, m);
+    tu_ck_scan_backward(db, snap, m);
+}
+
+START_TEST(test_vlog_values_round_trip_through_flush_compaction_and_reopen)
+{
+    char *dir = tu_ck_tempdir("vlog_rt");
+    kv_options o;
+    vlog_opts(&o, 100, 128 * 1024);
+    kv_db *db = tu_ck_open(dir, &o);
+    ck_assert_ptr_nonnull(db->vlog);
+    tu_model m;
+    tu_model_init(&m);
+    for (int i = 0; i < 64; i++)
+        put_version(db, i, 0, &m);
+    check_all(db, NULL, &m); /* from the memtable */
+    ck_assert_int_eq(kv_flush(db), 0);
+    check_all(db, NULL, &m); /* from a table */
+    ck_assert_int_eq(kv_compact_range(db, NULL, 0, NULL, 0), 0);
+    check_all(db, NULL, &m);
+    for (int i = 0; i < 64; i += 3)
+        put_version(db, i, 1, &m); /* unflushed: replayed from the WAL */
+    ck_assert_int_eq(kv_close(db), 0);
+    db = tu_ck_open(dir, &o);
+    check_all(db, NULL, &m);
+    uint64_t problems = 99;
+    ck_assert_int_eq(kv_close(db), 0);
+    ck_assert_int_eq(kv_check(dir, &o, NULL, NULL, &problems), 0);
+    ck_assert_uint_eq(problems, 0);
+    tu_model_free(&m);
+    tu_ck_rmtempdir(&dir);
+}
+END_TEST
+
+START_TEST(test_vlog_threshold_decides_inline_or_pointer)
+{
+    char *dir = tu_ck_tempdir("vlog_threshold");
+    kv_options o;
+    vlog_opts(&o, 1000, 0);
+    o.compression = 0;
+    kv_db *db = tu_ck_open(dir, &o);
+    kv_stats st;
+    char v[2000];
+    memset(v, 'x', sizeof(v));
+    ck_assert_int_eq(kv_put(db, "small", 5, v, 999, 0), 0);
+    ck_assert_int_eq(kv_get_stats(db, &st), 0);
+    ck_assert_uint_eq(st.vlog_bytes_written, 0); /* below the threshold: inline */
+    ck_assert_int_eq(kv_put(db, "large", 5, v, 1000, 0), 0);
+    ck_assert_int_eq(kv_get_stats(db, &st), 0);
+    /* header + one record of key and value, uncompressed */
+    ck_assert_uint_eq(st.vlog_bytes_written,
+                      VLOG_SEGMENT_HEADER_SIZE + VLOG_RECORD_HEADER_SIZE + 5 + 1000);
+    ck_assert_uint_eq(st.vlog_segments, 1);
+    /* The LSM holds a short pointer for the large value. */
+    buf stored;
+    buf_init(&stored);
+    memtable *mem, *imm;
+    version *ver;
+    uint64_t seq = db_acquire_read_view(db, NULL, &mem, &imm, &ver);
+    ck_assert_int_eq(memtable_get(mem, slice_make("large", 5), seq, &stored), MEMTABLE_FOUND);
+    uint64_t seg, off;
+    uint32_t size, vlen;
+    ck_assert(vlog_parse_pointer(buf_slice(&stored), &seg, &off, &size, &vlen));
+    ck_assert_uint_eq(vlen, 1000);
+    ck_assert_uint_eq(off, VLOG_SEGMENT_HEADER_SIZE);
+    buf_clear(&stored);
+    ck_assert_int_eq(memtable_get(mem, slice_make("small", 5), seq, &stored), MEMTABLE_FOUND);
+    ck_assert_uint_eq(stored.len, 1000);
+    ck_assert_int_eq(stored.data[0], VLOG_TAG_INLINE);
+    db_release_read_view(db, mem, imm, ver);
+    buf_free(&stored);
+    ck_assert_int_eq(kv_close(db), 0);
+    tu_ck_rmtempdir(&dir);
+}
+END_TEST
+
+START_TEST(test_vlog_compresses_when_it_pays)
+{
+    char *dir = tu_ck_tempdir("vlog_zstd");
+    kv_options o;
+    vlog_opts(&o, 100, 0);
+    kv_db *db = tu_ck_open(dir, &o);
+    char v[65536];
+    memset(v, 'z', sizeof(v));
+    ck_assert_int_eq(kv_put(db, "k", 1, v, sizeof(v), 0), 0);
+    kv_stats st;
+    ck_assert_int_eq(kv_get_stats(db, &st), 0);
+    ck_assert_uint_lt(st.vlog_bytes_written, 4096);
+    void *got;
+    size_t gl;
+    ck_assert_int_eq(kv_get(db, NULL, "k", 1, &got, &gl), 0);
+    ck_assert_uint_eq(gl, sizeof(v));
+    ck_assert(memcmp(got, v, gl) == 0);
+    kv_free(got);
+    ck_assert_int_eq(kv_close(db), 0);
+    tu_ck_rmtempdir(&dir);
+}
+END_TEST
+
+/* The first segment file in dir (name into out). */
+static void first_segment(const char *dir, char *out, size_t n)
+{
+    char name[64];
+    ck_assert(tu_dir_find_suffix(dir, ".vlog", name, sizeof(name)));
+    snprintf(out, n, "%s/%s", dir, name);
+}
+
+static void flip_byte(const char *path, long off)
+{
+    FILE *f = fopen(path, "r+b");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_int_eq(fseek(f, off, SEEK_SET), 0);
+    int c = fgetc(f);
+    ck_assert_int_ne(c, EOF);
+    ck_assert_int_eq(fseek(f, off, SEEK_SET), 0);
+    fputc(c ^ 0x40, f);
+    fclose(f);
+}
+
+START_TEST(test_vlog_corrupt_record_is_ecorrupt_not_wrong_bytes)
+{
+    char *dir = tu_ck_tempdir("vlog_corrupt");
+    kv_options o;
+    vlog_opts(&o, 100, 0);
+    o.compression = 0;
+    kv_db *db = tu_ck_open(dir, &o);
+    char v[5000];
+    memset(v, 'q', sizeof(v));
+    ck_assert_int_eq(kv_put(db, "a", 1, "small", 5, 0), 0);
+    ck_assert_int_eq(kv_put(db, "b", 1, v, sizeof(v), 0), 0);
+    ck_assert_int_eq(kv_flush(db), 0);
+    ck_assert_int_eq(kv_close(db), 0);
+
+    char seg[4096];
+    first_segment(dir, seg, sizeof(seg));
+    flip_byte(seg, VLOG_SEGMENT_HEADER_SIZE + VLOG_RECORD_HEADER_SIZE + 1 + 2000);
+
+    db = tu_ck_open(dir, &o);
+    void *got = (void *)1;
+    size_t gl = 7;
+    ck_assert_int_eq(kv_get(db, NULL, "b", 1, &got, &gl), KV_ECORRUPT);
+    ck_assert_ptr_null(got);
+    ck_assert_uint_eq(gl, 0);
+    ck_assert_int_eq(kv_get(db, NULL, "a", 1, &got, &gl), 0); /* inline values unaffected */
+    kv_free(got);
+    kv_iter *it = kv_iter_new(db, NULL);
+    kv_iter_seek_first(it);
+    ck_assert(kv_iter_valid(it)); /* "a" */
+    kv_iter_next(it);
+    ck_assert(!kv_iter_valid(it)); /* "b": the scan stops with the error */
+    ck_assert_int_eq(kv_iter_status(it), KV_ECORRUPT);
+    kv_iter_free(it);
+    ck_assert_int_eq(kv_close(db), 0);
+    uint64_t problems = 0;
+    ck_assert_int_eq(kv_check(dir, &o, NULL, NULL, &problems), KV_ECORRUPT);
+    ck_assert_uint_ge(problems, 1);
+    tu_ck_rmtempdir(&dir);
+}
+END_TEST
+
+/* Writes n keys twice over (the second round leaves the first as garbage), with the second
+ * round's values in m. */
+static void write_two_rounds(kv_db *db, int n, tu_model *m)
+{
+    for (int i = 0; i < n; i++)
+        put_version(db, i, 0, NULL);
+    for (int i = 0; i < n; i++)
+        if (i % 4 != 0) /* a quarter of the first round stays live */
+            put_version(db, i, 1, m);
+        else
+            put_version(db, i, 0, m); /* same bytes, written again */
+    ck_assert_int_eq(kv_flush(db), 0);
+    ck_assert_int_eq(kv_compact_range(db, NULL, 0, NULL, 0), 0);
+}
+
+/* Runs GC passes (forced) until no segment is left to move; the deletions may need a flush. */
+static void gc_until_quiet(kv_db *db)
+{
+    for (int pass = 0; pass < 200; pass++) {
+        uint64_t moved = 0;
+        ck_assert_int_eq(vlog_gc_run(db->vlog, 1, &moved), 0);
+        ck_assert_int_eq(kv_flush(db), 0);
+        vlog_gc_collect(db->vlog);
+        kv_stats st;
+        ck_assert_int_eq(kv_get_stats(db, &st), 0);
+        if (st.vlog_segments <= 1)
+            return;
+    }
+}
+
+START_TEST(test_vlog_gc_keeps_every_live_value_and_reclaims_space)
+{
+    char *dir = tu_ck_tempdir("vlog_gc");
+    kv_options o;
+    vlog_opts(&o, 100, 64 * 1024);
+    o.compression = 0;
+    o.value_log_gc_percent = 101; /* the background thread never picks: the test drives GC */
+    kv_db *db = tu_ck_open(dir, &o);
+    tu_model m;
+    tu_model_init(&m);
+    write_two_rounds(db, 200, &m);
+    kv_stats before, after;
+    ck_assert_int_eq(kv_get_stats(db, &before), 0);
+    ck_assert_uint_gt(before.vlog_garbage_bytes, 0); /* compaction counted the dropped ones */
+    gc_until_quiet(db);
+    ck_assert_int_eq(kv_get_stats(db, &after), 0);
+    ck_assert_uint_gt(after.vlog_gc_runs, 0);
+    ck_assert_uint_gt(after.vlog_gc_segments_deleted, 0);
+    ck_assert_uint_lt(after.vlog_bytes, before.vlog_bytes);
+    check_all(db, NULL, &m);
+    ck_assert_int_eq(kv_close(db), 0);
+    db = tu_ck_open(dir, &o);
+    check_all(db, NULL, &m);
+    ck_assert_int_eq(kv_close(db), 0);
+    uint64_t problems = 1;
+    ck_assert_int_eq(kv_check(dir, &o, NULL, NULL, &problems), 0);
+    ck_assert_uint_eq(problems, 0);
+    tu_model_free(&m);
+    tu_ck_rmtempdir(&dir);
+}
+END_TEST
+
+START_TEST(test_vlog_gc_respects_snapshots_and_iterators)
+{
+    char *dir = tu_ck_tempdir("vlog_gc_snap");
+    kv_options o;
+    vlog_opts(&o, 100, 32 * 1024);
+    o.compression = 0;
+    o.value_log_gc_percent = 101;
+    kv_db *db = tu_ck_open(dir, &o);
+    tu_model old, cur;
+    tu_model_init(&old);
+    tu_model_init(&cur);
+    for (int i = 0; i < 100; i++)
+        put_version(db, i, 0, &old);
+    const kv_snapshot *snap = kv_snapshot_new(db);
+    kv_iter *it = kv_iter_new(db, NULL); /* as of the first round, too */
+    for (int i = 0; i < 100; i++)
+        put_version(db, i, 1, &cur);
+    ck_assert_int_eq(kv_flush(db), 0);
+    ck_assert_int_eq(kv_compact_range(db, NULL, 0, NULL, 0), 0);
+    for (int pass = 0; pass < 20; pass++) {
+        ck_assert_int_eq(vlog_gc_run(db->vlog, 1, NULL), 0);
+        ck_assert_int_eq(kv_flush(db), 0);
+    }
+    check_all(db, snap, &old); /* nothing the snapshot reads was deleted */
+    kv_stats st;
+    ck_assert_int_eq(kv_get_stats(db, &st), 0);
+    ck_assert_uint_eq(st.vlog_gc_segments_deleted, 0);
+    kv_snapshot_free(db, snap);
+    ck_assert_int_eq(vlog_gc_collect(db->vlog), 0); /* the iterator still pins them */
+    size_t n = 0;
+    for (kv_iter_seek_first(it); kv_iter_valid(it); kv_iter_next(it), n++) {
+        size_t kl, vl;
+        const void *k = kv_iter_key(it, &kl);
+        const void *v = kv_iter_value(it, &vl);
+        ck_assert_uint_lt(n, old.n);
+        ck_assert(kl == old.e[n].klen && memcmp(k, old.e[n].key, kl) == 0);
+        ck_assert(vl == old.e[n].vlen && memcmp(v, old.e[n].val, vl) == 0);
+    }
+    ck_assert_int_eq(kv_iter_status(it), 0);
+    ck_assert_uint_eq(n, old.n);
+    kv_iter_free(it);
+    ck_assert_int_gt(vlog_gc_collect(db->vlog), 0); /* now they go */
+    check_all(db, NULL, &cur);
+    ck_assert_int_eq(kv_close(db), 0);
+    tu_model_free(&old);
+    tu_model_free(&cur);
+    tu_ck_rmtempdir(&dir);
+}
+END_TEST
+
+struct overwriter {
+    kv_db *db;
+    int n, rounds;
+    int *last; /* last version written per key */
+};
+
+static void *overwrite_main(void *arg)
+{
+    struct overwriter *w = arg;
+    for (int r = 2; r < 2 + w->rounds; r++)
+        for (int i = 0; i < w->n; i += 3) {
+            put_version(w->db, i, r, NULL);
+            w->last[i] = r;
+        }
+    return NULL;
+}
+
+START_TEST(test_vlog_gc_never_overwrites_a_newer_write)
+{
+    char *dir = tu_ck_tempdir("vlog_gc_race");
+    kv_options o;
+    vlog_opts(&o, 100, 32 * 1024);
+    o.value_log_gc_percent = 101;
+    kv_db *db = tu_ck_open(dir, &o);
+    tu_model m;
+    tu_model_init(&m);
+    int n = 150;
+    write_two_rounds(db, n, &m);
+    int *last = calloc((size_t)n, sizeof(*last));
+    ck_assert_ptr_nonnull(last);
+    struct overwriter w = {db, n, 6, last};
+    pthread_t t;
+    ck_assert_int_eq(pthread_create(&t, NULL, overwrite_main, &w), 0);
+    for (int pass = 0; pass < 30; pass++)
+        ck_assert_int_eq(vlog_gc_run(db->vlog, 1, NULL), 0);
+    pthread_join(t, NULL);
+    for (int i = 0; i < n; i += 3) {
+        char k[16], v[65536];
+        key_of(k, i);
+        make_value(v, value_size(i), i, last[i]);
+        tu_model_put(&m, k, strlen(k), v, value_size(i));
+    }
+    check_all(db, NULL, &m);
+    gc_until_quiet(db);
+    check_all(db, NULL, &m);
+    ck_assert_int_eq(kv_close(db), 0);
+    free(last);
+    tu_model_free(&m);
+    tu_ck_rmtempdir(&dir);
+}
+END_TEST
+
+START_TEST(test_vlog_mode_is_fixed_when_the_store_is_created)
+{
+    char *dir = tu_ck_tempdir("vlog_mode");
+    kv_options o;
+    vlog_opts(&o, 0, 0);
+    kv_db *db = tu_ck_open(dir, &o); /* created without a value log */
+    tu_model m;
+    tu_model_init(&m);
+    for (int i = 0; i < 16; i++)
+        put_version(db, i, 0, &m);
+    ck_assert_int_eq(kv_close(db), 0);
+    vlog_opts(&o, 100, 0);
+    db = tu_ck_open(dir, &o); /* the threshold is ignored */
+    ck_assert_ptr_null(db->vlog);
+    check_all(db, NULL, &m);
+    ck_assert_int_eq(kv_close(db), 0);
+    ck_assert(!tu_dir_find_suffix(dir, ".vlog", NULL, 0));
+    tu_ck_rmtempdir(&dir);
+
+    dir = tu_ck_tempdir("vlog_mode2");
+    db = tu_ck_open(dir, &o); /* created with one */
+    for (int i = 0; i < 16; i++)
+        put_version(db, i, 1, &m);
+    ck_assert_int_eq(kv_close(db), 0);
+    vlog_opts(&o, 0, 0);
+    db = tu_ck_open(dir, &o); /* threshold 0: old pointers still read, new values inline */
+    ck_assert_ptr_nonnull(db->vlog);
+    check_all(db, NULL, &m);
+    for (int i = 0; i < 16; i++)
+        put_version(db, i, 2, &m);
+    kv_stats st;
+    ck_assert_int_eq(kv_get_stats(db, &st), 0);
+    ck_assert_uint_eq(st.vlog_bytes_written, 0);
+    check_all(db, NULL, &m);
+    ck_assert_int_eq(kv_close(db), 0);
+    tu_model_free(&m);
+    tu_ck_rmtempdir(&dir);
+}
+END_TEST
+
+/* Power loss with nothing synced: the reopened store holds a prefix of the writes, each value
+ * whole; with a synced write, every write up to it survives. */
+START_TEST(test_vlog_crash_keeps_synced_writes_and_never_returns_torn_values)
+{
+    for (int mode = 0; mode < 2; mode++) {
+        char *dir = tu_ck_tempdir("vlog_crash");
+        fault_env *fe = fault_env_new(42 + (uint64_t)mode);
+        ck_assert_ptr_nonnull(fe);
+        kv_options o;
+        vlog_opts(&o, 100, 16 * 1024);
+        o.env = fault_env_env(fe);
+        kv_db *db = tu_ck_open(dir, &o);
+        tu_model synced;
+        tu_model_init(&synced);
+        for (int i = 0; i < 40; i++)
+            put_version(db, i, 0, &synced);
+        ck_assert_int_eq(kv_sync(db), 0);
+        for (int i = 0; i < 40; i++)
+            put_version(db, i + 100, 0, NULL); /* unsynced */
+        ck_assert_int_eq(
+            fault_env_crash(fe, mode ? FAULT_CRASH_TEAR_UNSYNCED : FAULT_CRASH_DROP_UNSYNCED), 0);
+        kv_close(db);
+        db = tu_ck_open(dir, &o);
+        for (size_t i = 0; i < synced.n; i++) {
+            void *v;
+            size_t vl;
+            ck_assert_int_eq(kv_get(db, NULL, synced.e[i].key, synced.e[i].klen, &v, &vl), 0);
+            ck_assert(vl == synced.e[i].vlen && memcmp(v, synced.e[i].val, vl) == 0);
+            kv_free(v);
+        }
+        int missing = 0;
+        for (int i = 100; i < 140; i++) {
+            char k[16], want[65536];
+            void *v;
+            size_t vl;
+            key_of(k, i);
+            make_value(want, value_size(i), i, 0);
+            int rc = kv_get(db, NULL, k, strlen(k), &v, &vl);
+            ck_assert(rc == 0 || rc == KV_ENOTFOUND);
+            if (rc == 0) {
+                ck_assert_msg(!missing, "key %d survived after a lost one: not a prefix", i);
+                ck_assert(vl == value_size(i) && memcmp(v, want, vl) == 0);
+                kv_free(v);
+            } else {
+                missing = 1;
+            }
+        }
+        ck_assert_int_eq(kv_close(db), 0);
+        uint64_t problems = 9;
+        o.env = NULL;
+        ck_assert_int_eq(kv_check(dir, &o, NULL, NULL, &problems), 0);
+        ck_assert_uint_eq(problems, 0);
+        fault_env_free(fe);
+        tu_model_free(&synced);
+        tu_ck_rmtempdir(&dir);
+    }
+}
+END_TEST
+
+START_TEST(test_vlog_segments_rotate_and_are_named_as_files_of_the_store)
+{
+    enum filename_type t;
+    uint64_t n;
+    ck_assert(filename_parse("000012.vlog", &t, &n) && t == FILE_TYPE_VLOG && n == 12);
+    ck_assert(filename_parse("VLOG", &t, &n) && t == FILE_TYPE_VLOG_MARKER);
+    char *dir = tu_ck_tempdir("vlog_rotate");
+    kv_options o;
+    vlog_opts(&o, 100, 8 * 1024);
+    o.compression = 0;
+    kv_db *db = tu_ck_open(dir, &o);
+    tu_model m;
+    tu_model_init(&m);
+    for (int i = 0; i < 64; i++)
+        put_version(db, i, 0, &m);
+    kv_stats st;
+    ck_assert_int_eq(kv_get_stats(db, &st), 0);
+    ck_assert_uint_gt(st.vlog_segments, 4);
+    ck_assert_int_eq(kv_close(db), 0);
+    db = tu_ck_open(dir, &o);
+    check_all(db, NULL, &m);
+    ck_assert_int_eq(kv_close(db), 0);
+    ck_assert_int_eq(kv_destroy(dir, &o), 0);
+    struct stat sb;
+    ck_assert_int_ne(stat(dir, &sb), 0); /* every file was ours, so the directory went too */
+    tu_model_free(&m);
+    tu_ck_rmtempdir(&dir);
+}
+END_TEST
+
+static Suite *vlog_suite(void)
+{
+    Suite *s = suite_create("vlog");
+    TCase *tc = tcase_create("vlog");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_vlog_values_round_trip_through_flush_compaction_and_reopen);
+    tcase_add_test(tc, test_vlog_threshold_decides_inline_or_pointer);
+    tcase_add_test(tc, test_vlog_compresses_when_it_pays);
+    tcase_add_test(tc, test_vlog_corrupt_record_is_ecorrupt_not_wrong_bytes);
+    tcase_add_test(tc, test_vlog_gc_keeps_every_live_value_and_reclaims_space);
+    tcase_add_test(tc, test_vlog_gc_respects_snapshots_and_iterators);
+    tcase_add_test(tc, test_vlog_gc_never_overwrites_a_newer_write);
+    tcase_add_test(tc, test_vlog_mode_is_fixed_when_the_store_is_created);
+    tcase_add_test(tc, test_vlog_crash_keeps_synced_writes_and_never_returns_torn_values);
+    tcase_add_test(tc, test_vlog_segments_rotate_and_are_named_as_files_of_the_store);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    return tu_run_suite(vlog_suite());
+}
