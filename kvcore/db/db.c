@@ -40,6 +40,11 @@
 #define DB_GROUP_SMALL_BYTES (128u << 10) /* a small leader joins at most this much more */
 #define DB_BACKOFF_MIN_US 10000           /* first retry of background work after ENOSPC */
 #define DB_BACKOFF_MAX_US 1000000
+/* The active memtable is frozen at this share of memtable_bytes, which budgets it and the
+ * frozen one together (see make_room_for_write). Measured with kvbench (1M keys, 32 MiB):
+ * at 50% the smaller L0 tables raised write amp from 3.06 to 3.74; at 75% it stays at 3.07
+ * and writers waited 0.5 s in 2M writes for flushes to free the budget. */
+#define DB_FREEZE_PERCENT 75
 
 struct db_writer {
     const kv_batch *batch; /* NULL: a sync or flush request without data */
@@ -409,11 +414,22 @@ static int make_room_for_write(kv_db *db, int force)
         }
         /* An empty memtable always has room, and fullness is measured from the memory an
          * empty one already holds (its arena's first block, which may alone exceed a small
-         * memtable_bytes): otherwise every write would freeze a near-empty memtable. */
+         * memtable_bytes): otherwise every write would freeze a near-empty memtable.
+         * memtable_bytes budgets the active and the frozen memtable together: the active one
+         * is frozen at DB_FREEZE_PERCENT of it, and while a frozen one is being flushed its
+         * successor gets only what the frozen one leaves of the budget (a writer that fills
+         * it waits below for the flush). */
         if (memtable_num_entries(db->mem) == 0)
             return 0;
-        if (!force &&
-            memtable_memory_usage(db->mem) - db->mem_base_usage <= db->opts.memtable_bytes)
+        size_t room = db->opts.memtable_bytes / 100 * DB_FREEZE_PERCENT;
+        if (db->imm != NULL) {
+            size_t imm_used = memtable_memory_usage(db->imm) - db->mem_base_usage;
+            size_t left =
+                imm_used < db->opts.memtable_bytes ? db->opts.memtable_bytes - imm_used : 0;
+            if (left < room)
+                room = left;
+        }
+        if (!force && memtable_memory_usage(db->mem) - db->mem_base_usage <= room)
             return 0;
         if (db->imm != NULL || l0 >= db->opts.l0_stop_trigger) {
             if (db->bg_nospace) {

@@ -385,12 +385,37 @@ int sst_builder_finish(sst_builder *b)
 /* ---- Reading ----------------------------------------------------------------------------- */
 
 /* A block's uncompressed contents and, for key/value blocks, its parsed view, in one
- * allocation. The block cache owns these (charge = contents size). */
+ * allocation: from malloc (pool == NULL; free() releases it) or, for a block headed for the
+ * block cache, from the cache's shared slabs (charge = alloc_size; see cache_mem_alloc). */
 struct cached_block {
     block b;
     slice contents;
+    cache *pool;
+    size_t alloc_n;    /* bytes asked of the pool */
+    size_t alloc_size; /* bytes the pool set aside */
     char data[];
 };
+
+/* A cached_block with room for n bytes of data, from pool (NULL: malloc). NULL if no memory. */
+static struct cached_block *cached_block_alloc(cache *pool, size_t n)
+{
+    size_t total = sizeof(struct cached_block) + n, got = total;
+    struct cached_block *cb = pool ? cache_mem_alloc(pool, total, &got) : malloc(total);
+    if (cb) {
+        cb->pool = pool;
+        cb->alloc_n = total;
+        cb->alloc_size = got;
+    }
+    return cb;
+}
+
+static void cached_block_free(struct cached_block *cb)
+{
+    if (cb && cb->pool)
+        cache_mem_free(cb->pool, cb, cb->alloc_n);
+    else
+        free(cb);
+}
 
 struct index_entry {
     slice key; /* points into index_blk */
@@ -453,34 +478,35 @@ static ZSTD_DCtx *thread_dctx(void)
 }
 
 /* Reads the block at (off, size) + trailer, checks it and returns its uncompressed contents in
- * a new cached_block (caller owns; b is not initialised). `what` names it in messages. */
-static int read_block(sst_reader *r, const char *what, uint64_t off, uint64_t size, int verify,
-                      struct cached_block **out)
+ * a new cached_block allocated from pool (NULL: malloc), which the caller owns (b is not
+ * initialised). `what` names it in messages. */
+static int read_block_from(sst_reader *r, const char *what, uint64_t off, uint64_t size, int verify,
+                           cache *pool, struct cached_block **out)
 {
     *out = NULL;
     uint64_t limit = r->file_size - SST_FOOTER_SIZE;
     if (off > limit || size > limit - off || SST_TRAILER_SIZE > limit - off - size)
         return corrupt(r, what, off, "block handle beyond the end of the file");
     size_t n = (size_t)size + SST_TRAILER_SIZE;
-    struct cached_block *cb = malloc(sizeof(*cb) + n);
+    struct cached_block *cb = cached_block_alloc(pool, n);
     if (cb == NULL)
         return KV_ENOMEM;
     size_t got = 0;
     int rc = env_pread(r->f, cb->data, n, off, &got);
     if (rc != 0) {
-        free(cb);
+        cached_block_free(cb);
         kv_log(&r->log, KV_LOG_ERROR, "sst %s: %s at offset %llu: read failed: %s", r->name, what,
                (unsigned long long)off, kv_strerror(rc));
         return rc;
     }
     if (got != n) {
-        free(cb);
+        cached_block_free(cb);
         return corrupt(r, what, off, "file shorter than the block (short read)");
     }
     unsigned char type = (unsigned char)cb->data[size];
     if (verify &&
         checksum_value(cb->data, (size_t)size + 1) != coding_get_fixed64(cb->data + size + 1)) {
-        free(cb);
+        cached_block_free(cb);
         return corrupt(r, what, off, "checksum mismatch");
     }
     if (type == SST_BLOCK_RAW) {
@@ -489,26 +515,26 @@ static int read_block(sst_reader *r, const char *what, uint64_t off, uint64_t si
         return 0;
     }
     if (type != SST_BLOCK_ZSTD) {
-        free(cb);
+        cached_block_free(cb);
         return corrupt(r, what, off, "unknown compression type");
     }
     uint32_t raw_size;
     const char *p = coding_get_varint32(cb->data, cb->data + size, &raw_size);
     if (p == NULL || raw_size > SST_MAX_COMPRESSED_RAW_SIZE) {
-        free(cb);
+        cached_block_free(cb);
         return corrupt(r, what, off, "bad uncompressed size");
     }
-    struct cached_block *raw = malloc(sizeof(*raw) + raw_size);
+    struct cached_block *raw = cached_block_alloc(pool, raw_size);
     ZSTD_DCtx *d = thread_dctx();
     if (raw == NULL || d == NULL) {
-        free(raw);
-        free(cb);
+        cached_block_free(raw);
+        cached_block_free(cb);
         return KV_ENOMEM;
     }
     size_t z = ZSTD_decompressDCtx(d, raw->data, raw_size, p, (size_t)(cb->data + size - p));
-    free(cb);
+    cached_block_free(cb);
     if (ZSTD_isError(z) || z != raw_size) {
-        free(raw);
+        cached_block_free(raw);
         return corrupt(r, what, off, "zstd decompression failed or wrong size");
     }
     raw->contents = slice_make(raw->data, raw_size);
@@ -516,20 +542,34 @@ static int read_block(sst_reader *r, const char *what, uint64_t off, uint64_t si
     return 0;
 }
 
-/* Reads a key/value block and checks its restart array. */
-static int read_kv_block(sst_reader *r, const char *what, uint64_t off, uint64_t size, int verify,
-                         struct cached_block **out)
+/* read_block_from with malloc'd memory: the caller frees the block with free(). */
+static int read_block(sst_reader *r, const char *what, uint64_t off, uint64_t size, int verify,
+                      struct cached_block **out)
 {
-    int rc = read_block(r, what, off, size, verify, out);
+    return read_block_from(r, what, off, size, verify, NULL, out);
+}
+
+/* Reads a key/value block (memory from pool, NULL: malloc) and checks its restart array. */
+static int read_kv_block_from(sst_reader *r, const char *what, uint64_t off, uint64_t size,
+                              int verify, cache *pool, struct cached_block **out)
+{
+    int rc = read_block_from(r, what, off, size, verify, pool, out);
     if (rc != 0)
         return rc;
     const char *why;
     if (block_init(&(*out)->b, (*out)->contents.data, (*out)->contents.size, &why) != 0) {
-        free(*out);
+        cached_block_free(*out);
         *out = NULL;
         return corrupt(r, what, off, why);
     }
     return 0;
+}
+
+/* read_kv_block_from with malloc'd memory: the caller frees the block with free(). */
+static int read_kv_block(sst_reader *r, const char *what, uint64_t off, uint64_t size, int verify,
+                         struct cached_block **out)
+{
+    return read_kv_block_from(r, what, off, size, verify, NULL, out);
 }
 
 static int parse_index(sst_reader *r, uint64_t index_off)
@@ -704,7 +744,7 @@ static uint32_t index_lower_bound(const sst_reader *r, slice target)
 
 static void cached_block_deleter(slice key, void *value)
 {
-    free(value);
+    cached_block_free(value);
 }
 
 /* A data block pinned for reading: in the cache (h != NULL) or owned by the holder. */
@@ -718,7 +758,7 @@ static void block_ref_release(const sst_reader *r, struct block_ref *ref)
     if (ref->h)
         cache_release(r->o.block_cache, ref->h);
     else
-        free(ref->cb);
+        cached_block_free(ref->cb);
     ref->cb = NULL;
     ref->h = NULL;
 }
@@ -740,12 +780,13 @@ static int fetch_block(sst_reader *r, uint32_t i, int fill_cache, struct block_r
         }
     }
     struct cached_block *cb;
-    int rc = read_kv_block(r, "data block", e->off, e->size, r->o.verify_checksums, &cb);
+    int rc = read_kv_block_from(r, "data block", e->off, e->size, r->o.verify_checksums,
+                                c && fill_cache ? c : NULL, &cb);
     if (rc != 0)
         return rc;
     __atomic_fetch_add(&r->blocks_read, 1, __ATOMIC_RELAXED);
     if (c && fill_cache) {
-        ref->h = cache_insert(c, slice_make(kbuf, sizeof(kbuf)), cb, cb->contents.size,
+        ref->h = cache_insert(c, slice_make(kbuf, sizeof(kbuf)), cb, cb->alloc_size,
                               cached_block_deleter);
         if (ref->h == NULL)
             return KV_ENOMEM; /* the deleter freed cb */

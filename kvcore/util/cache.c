@@ -14,6 +14,19 @@
  *     capacity unless every in_cache entry is in use (nothing evictable).
  *  4. count == number of in_cache entries <= nbuckets (the table grows before exceeding it).
  * An entry not in_cache lives exactly as long as handles to it; the last release deletes it.
+ *
+ * Value memory (cache_mem_alloc). A block is allocated by whichever thread missed and freed by
+ * whichever thread evicts it. With glibc's per-thread malloc arenas that strands memory: after
+ * one thread filled a 32 MiB cache and four others took over, 36 MiB sat free but resident in
+ * the first thread's arena, scattered in block-sized holes that malloc_trim cannot return
+ * (measured with malloc_info in kvbench's mixed phase). So values up to CACHE_MEM_MAX_BYTES
+ * come from the cache's own slabs, in size classes of CACHE_MEM_CLASS_BYTES: a freed slot goes
+ * back on its class's free list and is reused by the next allocation of that class from any
+ * thread. Slabs are mapped from the OS and returned only by cache_free; what they hold is
+ * bounded by the peak of live values, which the capacity bounds (charges are slot sizes).
+ * Pool invariants (under mem_mu):
+ *  5. Every slot of every slab is either on its class's free list or owned by one caller.
+ *  6. A class's slabs hold slots of that class's size only.
  */
 #include "util/cache.h"
 
@@ -21,6 +34,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "util/checksum.h"
 
@@ -61,10 +75,27 @@ typedef struct shard {
     uint64_t hits, misses; /* atomics (relaxed): read without mu by cache_counters */
 } __attribute__((aligned(64))) shard;
 
+#define CACHE_MEM_CLASS_BYTES 256
+#define CACHE_MEM_CLASSES (CACHE_MEM_MAX_BYTES / CACHE_MEM_CLASS_BYTES)
+#define CACHE_SLAB_BYTES ((size_t)256 << 10)
+
+/* A mapped run of slots of one class; slabs are listed only to be unmapped by cache_free. */
+typedef struct mem_slab {
+    struct mem_slab *next;
+} mem_slab;
+
+/* A free slot: its first bytes link it to the next free slot of its class. */
+typedef struct mem_slot {
+    struct mem_slot *next;
+} mem_slot;
+
 struct cache {
     uint64_t next_id; /* atomic */
     unsigned shard_bits;
     shard *shards;
+    pthread_mutex_t mem_mu;
+    mem_slot *free_slots[CACHE_MEM_CLASSES]; /* protected by mem_mu */
+    mem_slab *slabs;                         /* protected by mem_mu */
 };
 
 static uint64_t hash_key(slice key)
@@ -226,7 +257,12 @@ cache *cache_new(size_t capacity)
         bits--;
     size_t n = (size_t)1 << bits;
     c->shard_bits = bits;
+    if (pthread_mutex_init(&c->mem_mu, NULL) != 0) {
+        free(c);
+        return NULL;
+    }
     if (posix_memalign((void **)&c->shards, 64, n * sizeof(shard)) != 0) {
+        pthread_mutex_destroy(&c->mem_mu);
         free(c);
         return NULL;
     }
@@ -246,6 +282,7 @@ cache *cache_new(size_t capacity)
                 free(c->shards[j].buckets);
             }
             free(c->shards);
+            pthread_mutex_destroy(&c->mem_mu);
             free(c);
             return NULL;
         }
@@ -272,6 +309,13 @@ void cache_free(cache *c)
         pthread_mutex_destroy(&s->mu);
         free(s->buckets);
     }
+    /* The deleters above returned their values' slots; nothing else may hold one now. */
+    while (c->slabs) {
+        mem_slab *next = c->slabs->next;
+        munmap(c->slabs, CACHE_SLAB_BYTES);
+        c->slabs = next;
+    }
+    pthread_mutex_destroy(&c->mem_mu);
     free(c->shards);
     free(c);
 }
@@ -365,6 +409,70 @@ void cache_erase(cache *c, slice key)
     assert(s->count > CACHE_CHECK_MAX || shard_check_invariants(s));
     pthread_mutex_unlock(&s->mu);
     run_deleters(dead);
+}
+
+/* Slot size of class k (0-based): (k + 1) * CACHE_MEM_CLASS_BYTES. */
+static size_t mem_class_of(size_t n)
+{
+    return (n + CACHE_MEM_CLASS_BYTES - 1) / CACHE_MEM_CLASS_BYTES - 1;
+}
+
+/* Maps a slab for class k and puts all its slots on the free list. mem_mu held. Returns 0 or
+ * -1 if the OS has no memory. The slab header takes the first slot. */
+static int mem_grow_locked(cache *c, size_t k)
+{
+    size_t slot = (k + 1) * CACHE_MEM_CLASS_BYTES;
+    void *p =
+        mmap(NULL, CACHE_SLAB_BYTES, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        return -1;
+    mem_slab *slab = p;
+    slab->next = c->slabs;
+    c->slabs = slab;
+    /* Slots after the header, pushed in reverse so the lowest address is handed out first
+     * (pages are touched in order as the slab fills). */
+    size_t first = slot, nslots = (CACHE_SLAB_BYTES - first) / slot;
+    for (size_t i = nslots; i-- > 0;) {
+        mem_slot *m = (mem_slot *)(void *)((char *)p + first + i * slot);
+        m->next = c->free_slots[k];
+        c->free_slots[k] = m;
+    }
+    return 0;
+}
+
+void *cache_mem_alloc(cache *c, size_t n, size_t *alloc_size)
+{
+    if (n == 0 || n > CACHE_MEM_MAX_BYTES) {
+        *alloc_size = n;
+        return malloc(n ? n : 1);
+    }
+    size_t k = mem_class_of(n);
+    void *p = NULL;
+    pthread_mutex_lock(&c->mem_mu);
+    if (c->free_slots[k] || mem_grow_locked(c, k) == 0) {
+        mem_slot *m = c->free_slots[k];
+        c->free_slots[k] = m->next;
+        p = m;
+    }
+    pthread_mutex_unlock(&c->mem_mu);
+    *alloc_size = (k + 1) * CACHE_MEM_CLASS_BYTES;
+    return p;
+}
+
+void cache_mem_free(cache *c, void *p, size_t n)
+{
+    if (p == NULL)
+        return;
+    if (n == 0 || n > CACHE_MEM_MAX_BYTES) {
+        free(p);
+        return;
+    }
+    size_t k = mem_class_of(n);
+    mem_slot *m = p;
+    pthread_mutex_lock(&c->mem_mu);
+    m->next = c->free_slots[k];
+    c->free_slots[k] = m;
+    pthread_mutex_unlock(&c->mem_mu);
 }
 
 uint64_t cache_new_id(cache *c)

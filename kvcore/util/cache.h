@@ -35,6 +35,19 @@ void cache_erase(cache *c, slice key);
 /* A new id, unique for this cache, for callers that share one cache to prefix their keys. */
 uint64_t cache_new_id(cache *c);
 size_t cache_total_charge(cache *c);
+
+/* Values of at most this many bytes come from the cache's shared slabs (see cache.c). */
+#define CACHE_MEM_MAX_BYTES ((size_t)16 << 10)
+
+/* Memory for a value that will be inserted into c: n bytes, from slabs shared by every thread
+ * when n <= CACHE_MEM_MAX_BYTES (so memory freed by one thread is reused by the next thread
+ * that allocates, whichever it is), else from malloc. *alloc_size receives the bytes actually
+ * set aside, which is what the entry should be charged. Returns NULL if out of memory.
+ * Thread-safe. Free with cache_mem_free(c, p, n) with the same n, from any thread, before
+ * cache_free(c) (which unmaps the slabs). */
+void *cache_mem_alloc(cache *c, size_t n, size_t *alloc_size);
+/* Returns p (from cache_mem_alloc(c, n, ...)) to c. NULL is a no-op. Thread-safe. */
+void cache_mem_free(cache *c, void *p, size_t n);
 void cache_counters(cache *c, uint64_t *hits, uint64_t *misses);
 
 #endif /* KV_CACHE_H */

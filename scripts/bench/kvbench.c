@@ -10,6 +10,7 @@
  * Keys are 16 bytes, values 100 bytes that compress to about half.
  */
 #include <errno.h>
+#include <malloc.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -129,8 +130,18 @@ static long kvc_scan(engine *e, const char *k, size_t kl, int n)
     kv_iter_free(it);
     return got;
 }
+static int verbose; /* --verbose: each phase's rate and memory, and kvcore's stalls, to stderr */
+
 static void kvc_close(engine *e)
 {
+    kv_stats st;
+    if (verbose && kv_get_stats(e->db, &st) == 0)
+        fprintf(stderr,
+                "kvbench:   kvcore at close: stalled %.2f s (%" PRIu64 " stops, %" PRIu64
+                " slowdowns), %" PRIu64 " flushes, %" PRIu64 " compactions, L0 %" PRIu64
+                " tables\n",
+                st.stall_micros / 1e6, st.stops, st.slowdowns, st.flushes, st.compactions,
+                st.level_files[0]);
     kv_close(e->db);
 }
 static void kvc_open(engine *e, const char *path, const bench_config *cfg, const run_spec *rs)
@@ -508,6 +519,17 @@ static void phase_end(run_result *r, const char *name, phase p, uint64_t ops, ui
                       uint64_t found, int is_write)
 {
     double secs = now_sec() - p.start;
+    if (verbose) {
+        struct mallinfo2 mi = mallinfo2();
+        fprintf(stderr,
+                "kvbench:   %-20s %10.0f ops/s  VmRSS %6.1f MiB  VmHWM %6.1f MiB  malloc: "
+                "in use %.1f MiB, free %.1f MiB, mmapped %.1f MiB\n",
+                name, secs > 0 ? ops / secs : 0, proc_rss_kib() / 1024.0,
+                proc_peak_rss_kib() / 1024.0, mi.uordblks / 1048576.0, mi.fordblks / 1048576.0,
+                mi.hblkhd / 1048576.0);
+        if (getenv("KVBENCH_MALLOC_INFO"))
+            malloc_info(0, stderr);
+    }
     row_result *row = &r->rows[r->nrows++];
     snprintf(row->name, sizeof(row->name), "%s", name);
     row->ops = ops;
@@ -769,7 +791,15 @@ static void print_table(const bench_config *cfg, int compression, int matched, r
                 if (i == 0)
                     mb = res[i].rows[row].mb_per_sec;
             }
-        printf("| %s | %.0f | %.1f | %.0f | %.0f |", name, ops[0], mb, ops[1], ops[2]);
+        printf("| %s |", name);
+        for (int i = 0; i < 3; i++) {
+            if (i == 1)
+                printf(" %.1f |", mb);
+            if (res[i].ok)
+                printf(" %.0f |", ops[i]);
+            else
+                printf(" - |");
+        }
         print_ratio(ops[0], ops[1]);
         print_ratio(ops[0], ops[2]);
         printf("\n");
@@ -805,10 +835,11 @@ static void print_table(const bench_config *cfg, int compression, int matched, r
 
 static void usage(void)
 {
-    fprintf(stderr,
-            "usage: kvbench [--num N] [--value-size B] [--mixed-seconds S] [--dir DIR]\n"
-            "               [--compression on|off|both] [--settings default|matched|both]\n"
-            "               [--memtable-mib M] [--cache-mib C] [--bloom-bits B] [--quick]\n");
+    fprintf(stderr, "usage: kvbench [--num N] [--value-size B] [--mixed-seconds S] [--dir DIR]\n"
+                    "               [--compression on|off|both] [--settings default|matched|both]\n"
+                    "               [--memtable-mib M] [--cache-mib C] [--bloom-bits B] [--quick]\n"
+                    "               [--verbose]\n"
+                    "               [--engines kvcore,leveldb,rocksdb]\n");
     exit(2);
 }
 
@@ -816,8 +847,13 @@ int main(int argc, char **argv)
 {
     bench_config cfg = {1000000, 100, 10.0, "/tmp/kvbench", 32u << 20, 32u << 20, 10, 1};
     int comp_from = 0, comp_to = 1, set_from = 0, set_to = 1;
+    const char *engines = "kvcore,leveldb,rocksdb"; /* which engines run; the others show as - */
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (strcmp(a, "--verbose") == 0) {
+            verbose = 1;
+            continue;
+        }
         if (strcmp(a, "--quick") == 0) {
             cfg.num = 100000;
             cfg.mixed_seconds = 3;
@@ -838,6 +874,8 @@ int main(int argc, char **argv)
             cfg.memtable_bytes = strtoull(v, NULL, 10) << 20;
         else if (strcmp(a, "--cache-mib") == 0)
             cfg.cache_bytes = strtoull(v, NULL, 10) << 20;
+        else if (strcmp(a, "--engines") == 0)
+            engines = v;
         else if (strcmp(a, "--bloom-bits") == 0)
             cfg.bloom_bits = atoi(v);
         else if (strcmp(a, "--compression") == 0) {
@@ -875,6 +913,11 @@ int main(int argc, char **argv)
             run_result res[3];
             for (int i = 0; i < 3; i++) {
                 run_spec rs = {ENGINES[i], comp, matched};
+                if (!strstr(engines, ENGINES[i])) {
+                    memset(&res[i], 0, sizeof(res[i]));
+                    snprintf(res[i].error, sizeof(res[i].error), "not run (--engines)");
+                    continue;
+                }
                 fprintf(stderr, "kvbench: %s compression=%d matched=%d ...\n", ENGINES[i], comp,
                         matched);
                 run_in_child(&cfg, &rs, &res[i]);

@@ -63,7 +63,7 @@ typedef struct kv_options {
     int create_if_missing;     /* create an empty store if the directory holds none (default 1) */
     int error_if_exists;       /* fail with KV_EEXIST if a store exists (default 0) */
     int read_only;             /* open without writing anything, not even the LOCK (default 0) */
-    size_t memtable_bytes;     /* size at which the memtable is frozen and flushed */
+    size_t memtable_bytes;     /* memory of the active and the frozen memtable together */
     size_t block_size;         /* target uncompressed SSTable data block size */
     size_t block_cache_bytes;  /* LRU block cache capacity, 0 disables it */
     int compression;           /* 0: none, 1: zstd per block when it saves >= 12.5% */
