@@ -1091,3 +1091,521 @@ iter *sst_reader_iter_new(sst_reader *r, int fill_cache)
     it->fill_cache = fill_cache;
     return &it->base;
 }
+
+/* ---- Salvage scan ------------------------------------------------------------------------- */
+
+/* Bytes of the file the trailer search reads at a time (plus a trailer of look-ahead). */
+#define SCAN_WINDOW (1u << 20)
+
+struct scan_hint {
+    uint64_t off, size;
+    slice sep; /* the block's separator; size 0 unless the index verified */
+};
+
+struct sst_scan {
+    sst_reader r; /* f, file_size, name, log: what read_block needs */
+    uint64_t data_end;
+    int data_end_known; /* from a verified footer or index; else blocks are found by search */
+    struct scan_hint *hints;
+    size_t nhints, next_hint;
+    int strict; /* hints tile the data region and come from a verified index */
+    struct cached_block *cur;
+    uint64_t pos;
+    buf last;  /* last key of the previous good block */
+    buf first; /* first key of the current block */
+    int have_last;
+    int in_gap;
+    uint64_t gap_start;
+    const char *gap_why;
+    buf gap_lower;
+    int gap_has_lower;
+    size_t gap_first_hint; /* strict: hint index where the gap starts */
+    int index_found;       /* search: the index block was met where the footer says */
+    int ended;
+    sst_scan_stats st;
+};
+
+/* Orders hints by offset (qsort). */
+static int hint_cmp(const void *a, const void *b)
+{
+    const struct scan_hint *x = a, *y = b;
+    return (x->off > y->off) - (x->off < y->off);
+}
+
+/* Hints from an index block that failed its checks: every entry that still decodes, in
+ * whatever order; each block they point at proves itself by its own checksum. */
+static int scan_lenient_hints(sst_scan *s, slice contents)
+{
+    const char *p = contents.data;
+    const char *limit = contents.data + (contents.size >= 4 ? contents.size - 4 : 0);
+    size_t cap = 0;
+    while (p < limit) {
+        uint32_t shared, nonshared, vlen;
+        uint64_t off, size;
+        p = coding_get_varint32(p, limit, &shared);
+        if (p)
+            p = coding_get_varint32(p, limit, &nonshared);
+        if (p)
+            p = coding_get_varint32(p, limit, &vlen);
+        if (!p || shared != 0 || nonshared > (size_t)(limit - p) ||
+            vlen > (size_t)(limit - p) - nonshared)
+            break;
+        slice v = slice_make(p + nonshared, vlen);
+        p += (size_t)nonshared + vlen;
+        if (!coding_slice_get_varint64(&v, &off) || !coding_slice_get_varint64(&v, &size) ||
+            v.size != 0 || off > s->data_end || size > s->data_end - off ||
+            SST_TRAILER_SIZE > s->data_end - off - size)
+            continue;
+        if (s->nhints == cap) {
+            size_t ncap = cap ? cap * 2 : 64;
+            struct scan_hint *nh = realloc(s->hints, ncap * sizeof(*nh));
+            if (!nh)
+                return KV_ENOMEM;
+            s->hints = nh;
+            cap = ncap;
+        }
+        s->hints[s->nhints].off = off;
+        s->hints[s->nhints].size = size;
+        s->hints[s->nhints].sep = slice_make(NULL, 0);
+        s->nhints++;
+    }
+    if (s->nhints)
+        qsort(s->hints, s->nhints, sizeof(*s->hints), hint_cmp);
+    return 0;
+}
+
+/* A file without a footer (a truncated table): the data may run to its end. read_block's limit
+ * is the file size minus a footer, so pretend one follows. */
+static int scan_no_footer(sst_scan *s, uint64_t file_size)
+{
+    corrupt(&s->r, "footer", file_size >= SST_FOOTER_SIZE ? file_size - SST_FOOTER_SIZE : 0,
+            "no footer (truncated?): searching the whole file for blocks");
+    s->st.footer_ok = s->st.index_ok = s->st.filter_ok = 0;
+    s->data_end = file_size;
+    s->data_end_known = 0;
+    free(s->r.filter_blk);
+    s->r.filter_blk = NULL;
+    s->r.filter = slice_make(NULL, 0);
+    s->r.file_size = file_size + SST_FOOTER_SIZE;
+    return 0;
+}
+
+/* Reads the footer and, if they verify, the index and filter; sets the data region and the
+ * block hints. Damage is logged and noted in the stats; only I/O errors and ENOMEM fail. */
+static int scan_open_meta(sst_scan *s, uint64_t file_size)
+{
+    sst_reader *r = &s->r;
+    char footer[SST_FOOTER_SIZE];
+    size_t got = 0;
+    int rc, magic = 0;
+
+    s->data_end = file_size;
+    if (file_size >= SST_FOOTER_SIZE) {
+        rc = env_pread(r->f, footer, sizeof footer, file_size - SST_FOOTER_SIZE, &got);
+        if (rc != 0)
+            return rc;
+    }
+    if (got != sizeof footer)
+        return scan_no_footer(s, file_size);
+    magic = coding_get_fixed64(footer + SST_FOOTER_MAGIC) == SST_MAGIC;
+    uint64_t foff = file_size - SST_FOOTER_SIZE;
+    s->st.footer_ok = magic &&
+                      checksum_value(footer, SST_FOOTER_CHECKSUM) ==
+                          coding_get_fixed64(footer + SST_FOOTER_CHECKSUM) &&
+                      coding_get_fixed32(footer + SST_FOOTER_VERSION) == SST_FORMAT_VERSION &&
+                      coding_get_fixed32(footer + SST_FOOTER_RESERVED) == 0;
+    if (!s->st.footer_ok)
+        corrupt(r, "footer", foff,
+                magic ? "checksum, version or reserved field wrong: its handles are only hints"
+                      : "bad magic number: its handles are only hints (truncated?)");
+    s->st.footer_entries = coding_get_fixed64(footer + SST_FOOTER_NUM_ENTRIES);
+    uint64_t fo = coding_get_fixed64(footer + SST_FOOTER_FILTER_OFF);
+    uint64_t fs = coding_get_fixed64(footer + SST_FOOTER_FILTER_SIZE);
+    uint64_t io = coding_get_fixed64(footer + SST_FOOTER_INDEX_OFF);
+    uint64_t is = coding_get_fixed64(footer + SST_FOOTER_INDEX_SIZE);
+    if (io > foff || is > foff - io || foff - io - is != SST_TRAILER_SIZE) {
+        if (!magic)
+            return scan_no_footer(s, file_size);
+        s->data_end = foff;
+        return 0; /* no usable index handle: search up to the footer */
+    }
+    uint64_t data_end = io;
+    int filter_fits =
+        fs == 0 ? fo == 0 : fo <= io && fs <= io - fo && io - fo - fs == SST_TRAILER_SIZE;
+    if (filter_fits && fs) {
+        struct cached_block *fb;
+        rc = read_block(r, "filter block", fo, fs, 1, &fb);
+        if (rc != 0 && rc != KV_ECORRUPT)
+            return rc;
+        if (rc == 0 && bloom_filter_valid(fb->contents)) {
+            s->st.filter_ok = 1;
+            r->filter_blk = fb;
+            r->filter = fb->contents;
+        } else if (rc == 0) {
+            corrupt(r, "filter block", fo, "malformed Bloom filter");
+            free(fb);
+        }
+        data_end = fo;
+    } else {
+        s->st.filter_ok = filter_fits;
+    }
+    struct cached_block *ib = NULL;
+    rc = read_kv_block(r, "index block", io, is, 1, &ib);
+    if (rc != 0 && rc != KV_ECORRUPT)
+        return rc;
+    if (rc == 0 && filter_fits) {
+        r->index_blk = ib;
+        r->data_end = data_end;
+        rc = parse_index(r, io);
+        if (rc != 0 && rc != KV_ECORRUPT)
+            return rc;
+        if (rc == 0) {
+            s->st.index_ok = 1;
+            s->strict = 1;
+            s->data_end_known = 1;
+            s->data_end = data_end;
+            s->hints = calloc(r->nidx ? r->nidx : 1, sizeof(*s->hints));
+            if (!s->hints)
+                return KV_ENOMEM;
+            for (uint32_t i = 0; i < r->nidx; i++) {
+                s->hints[i].off = r->idx[i].off;
+                s->hints[i].size = r->idx[i].size;
+                s->hints[i].sep = r->idx[i].key;
+            }
+            s->nhints = r->nidx;
+            return 0;
+        }
+    } else {
+        free(ib);
+    }
+    if (!magic)
+        return scan_no_footer(s, file_size); /* the index did not prove the footer real */
+    /* Without the index pinning the layout, a block with a good checksum where the footer
+     * says the filter is might be some other block: rule nothing out with it. */
+    free(r->filter_blk);
+    r->filter_blk = NULL;
+    r->filter = slice_make(NULL, 0);
+    s->data_end = foff;
+    if (s->st.footer_ok && filter_fits) {
+        s->data_end = data_end;
+        s->data_end_known = 1;
+    }
+    /* The index is damaged: what its entries still say is a hint. */
+    struct cached_block *raw = NULL;
+    rc = read_block(r, "index block (unverified)", io, is, 0, &raw);
+    if (rc == 0)
+        rc = scan_lenient_hints(s, raw->contents);
+    free(raw);
+    return rc == KV_ECORRUPT ? 0 : rc;
+}
+
+int sst_scan_open(env_file *f, uint64_t file_size, const char *name, const kv_logger *log,
+                  sst_scan **out)
+{
+    *out = NULL;
+    sst_scan *s = calloc(1, sizeof(*s));
+    if (s == NULL || (s->r.name = strdup(name ? name : "?")) == NULL) {
+        free(s);
+        env_close(f);
+        return KV_ENOMEM;
+    }
+    s->r.f = f;
+    s->r.file_size = file_size;
+    if (log) {
+        s->r.log = *log;
+    } else {
+        s->r.log.fn = NULL;
+        s->r.log.ctx = NULL;
+        s->r.log.level = KV_LOG_WARN;
+    }
+    buf_init(&s->last);
+    buf_init(&s->first);
+    buf_init(&s->gap_lower);
+    int rc = scan_open_meta(s, file_size);
+    if (rc != 0) {
+        sst_scan_close(s);
+        return rc;
+    }
+    *out = s;
+    return 0;
+}
+
+void sst_scan_close(sst_scan *s)
+{
+    if (s == NULL)
+        return;
+    free(s->cur);
+    free(s->hints);
+    buf_free(&s->last);
+    buf_free(&s->first);
+    buf_free(&s->gap_lower);
+    env_close(s->r.f);
+    free(s->r.idx);
+    free(s->r.index_blk);
+    free(s->r.filter_blk);
+    free(s->r.name);
+    free(s);
+}
+
+int sst_scan_filter(const sst_scan *s, slice *filter)
+{
+    *filter = s->r.filter;
+    return s->r.filter_blk != NULL;
+}
+
+void sst_scan_get_stats(const sst_scan *s, sst_scan_stats *st)
+{
+    *st = s->st;
+}
+
+/* Searches [pos, data_end) for the first offset e where a trailer (type 0 or 1, then the
+ * checksum of bytes [pos, e] ) matches: the block at pos is then e - pos bytes. Returns 1 and
+ * *size, 0 if there is none, or an I/O error. Cost: O(bytes searched). */
+static int scan_find_block_end(sst_scan *s, uint64_t pos, uint64_t *size)
+{
+    checksum_state st, tmp;
+    char *w = malloc(SCAN_WINDOW + SST_TRAILER_SIZE);
+    uint64_t wstart = pos, wend = pos;
+    int rc = 0;
+    if (!w)
+        return KV_ENOMEM;
+    checksum_begin(&st);
+    for (uint64_t e = pos; e + SST_TRAILER_SIZE <= s->data_end; e++) {
+        if (e + SST_TRAILER_SIZE > wend) {
+            uint64_t want = s->data_end - e < SCAN_WINDOW + SST_TRAILER_SIZE
+                                ? s->data_end - e
+                                : SCAN_WINDOW + SST_TRAILER_SIZE;
+            size_t got = 0;
+            rc = env_pread(s->r.f, w, (size_t)want, e, &got);
+            if (rc != 0)
+                break;
+            wstart = e;
+            wend = e + got;
+            if (e + SST_TRAILER_SIZE > wend)
+                break; /* the file is shorter than it was */
+        }
+        const char *b = w + (e - wstart);
+        if (e > pos && (unsigned char)b[0] <= SST_BLOCK_ZSTD) {
+            memcpy(&tmp, &st, sizeof tmp);
+            checksum_update(&tmp, b, 1);
+            if (checksum_end(&tmp) == coding_get_fixed64(b + 1)) {
+                *size = e - pos;
+                rc = 1;
+                break;
+            }
+        }
+        checksum_update(&st, b, 1);
+    }
+    free(w);
+    return rc;
+}
+
+/* Checks every entry of a block: well-formed internal keys in strictly increasing order, all
+ * after the previous good block's last key. Returns NULL or the failed check. */
+static const char *scan_check_block(sst_scan *s, struct cached_block *cb, uint64_t *entries)
+{
+    struct block_iter bi;
+    const char *why = NULL;
+    slice prev = s->have_last ? buf_slice(&s->last) : slice_make(NULL, 0);
+    int have_prev = s->have_last;
+    buf cur;
+    buf_init(&cur);
+    block_iter_init(&bi, &cb->b, ikey_compare, NULL);
+    *entries = 0;
+    for (block_iter_seek_first(&bi); block_iter_valid(&bi); block_iter_next(&bi)) {
+        slice k = block_iter_key(&bi);
+        ikey_parsed pk;
+        if (!ikey_parse(k, &pk)) {
+            why = "malformed internal key";
+            break;
+        }
+        if (have_prev && ikey_compare(prev, k) >= 0) {
+            why = "keys out of order";
+            break;
+        }
+        buf_clear(&cur);
+        if (buf_append(&cur, k.data, k.size) != 0) {
+            why = "out of memory";
+            break;
+        }
+        prev = buf_slice(&cur);
+        have_prev = 1;
+        (*entries)++;
+    }
+    if (!why && block_iter_status(&bi) != 0)
+        why = "malformed entry";
+    if (!why && *entries == 0)
+        why = "empty data block";
+    if (!why) {
+        block_iter_seek_first(&bi);
+        buf_clear(&s->first);
+        if (!block_iter_valid(&bi) ||
+            buf_append(&s->first, block_iter_key(&bi).data, block_iter_key(&bi).size) != 0)
+            why = "out of memory"; /* valid: checked above */
+    }
+    block_iter_release(&bi);
+    buf_free(&cur);
+    return why;
+}
+
+static void scan_gap_start(sst_scan *s, uint64_t pos, const char *why)
+{
+    if (s->in_gap)
+        return;
+    s->in_gap = 1;
+    s->gap_start = pos;
+    s->gap_why = why;
+    s->gap_first_hint = s->next_hint;
+    buf_clear(&s->gap_lower);
+    s->gap_has_lower = 0;
+    if (s->strict && s->next_hint > 0) {
+        slice sep = s->hints[s->next_hint - 1].sep;
+        s->gap_has_lower = buf_append(&s->gap_lower, sep.data, sep.size) == 0;
+    } else if (s->have_last) {
+        s->gap_has_lower = buf_append(&s->gap_lower, s->last.data, s->last.len) == 0;
+    }
+}
+
+/* Reports the gap that ends at `end`; upper (if non-NULL) bounds the keys it held. */
+static void scan_gap_end(sst_scan *s, uint64_t end, const slice *upper, sst_scan_loss_fn fn,
+                         void *ctx)
+{
+    if (!s->in_gap)
+        return;
+    sst_scan_loss l;
+    memset(&l, 0, sizeof l);
+    l.offset = s->gap_start;
+    l.bytes = end - s->gap_start;
+    l.why = s->gap_why;
+    l.has_lower = s->gap_has_lower;
+    l.lower = buf_slice(&s->gap_lower);
+    if (upper) {
+        l.has_upper = 1;
+        l.upper = *upper;
+    }
+    s->st.bytes_lost += l.bytes;
+    kv_log(&s->r.log, KV_LOG_ERROR,
+           "sst %s: data blocks at offset %llu: %llu bytes lost (%s); the rest is salvaged",
+           s->r.name, (unsigned long long)l.offset, (unsigned long long)l.bytes, l.why);
+    if (fn)
+        fn(ctx, &l);
+    s->in_gap = 0;
+}
+
+int sst_scan_next(sst_scan *s, sst_scan_loss_fn loss, void *ctx, const block **blk)
+{
+    *blk = NULL;
+    for (;;) {
+        free(s->cur);
+        s->cur = NULL;
+        if (s->pos >= s->data_end) {
+            if (s->ended)
+                return 0;
+            s->ended = 1;
+            /* Without a verified footer or index, or the index found in place, nothing proves
+             * that the data ended here (a table cut short at a block boundary looks the same):
+             * whatever would have followed the last good block is lost. */
+            if (!s->data_end_known && !s->index_found)
+                scan_gap_start(s, s->data_end, "end of the data not proven (no footer)");
+            const slice *upper = s->strict && s->nhints ? &s->hints[s->nhints - 1].sep : NULL;
+            scan_gap_end(s, s->data_end, upper, loss, ctx);
+            return 0;
+        }
+        while (s->next_hint < s->nhints && s->hints[s->next_hint].off < s->pos)
+            s->next_hint++;
+        struct cached_block *cb = NULL;
+        uint64_t size = 0;
+        int rc;
+        if (s->next_hint < s->nhints && s->hints[s->next_hint].off == s->pos) {
+            size = s->hints[s->next_hint].size;
+            rc = read_kv_block(&s->r, "data block", s->pos, size, 1, &cb);
+            if (rc != 0 && rc != KV_ECORRUPT)
+                return rc;
+            if (rc != 0 && s->strict) {
+                scan_gap_start(s, s->pos, "block failed its checks");
+                s->st.blocks_lost++;
+                s->pos += size + SST_TRAILER_SIZE;
+                s->next_hint++;
+                continue;
+            }
+        }
+        if (cb == NULL) {
+            rc = scan_find_block_end(s, s->pos, &size);
+            if (rc < 0)
+                return rc;
+            if (rc == 0) {
+                /* No block starts here that can be proven: skip to the next hint, if any. */
+                scan_gap_start(s, s->pos, "no block boundary found");
+                s->st.blocks_lost++;
+                size_t h = s->next_hint;
+                while (h < s->nhints && s->hints[h].off <= s->pos)
+                    h++;
+                s->pos = h < s->nhints ? s->hints[h].off : s->data_end;
+                continue;
+            }
+            if (!s->data_end_known && s->pos + size + SST_TRAILER_SIZE == s->data_end) {
+                s->pos = s->data_end; /* the last block before the footer is the index */
+                s->index_found = 1;
+                continue;
+            }
+            rc = read_block(&s->r, "data block", s->pos, size, 1, &cb);
+            if (rc != 0 && rc != KV_ECORRUPT)
+                return rc;
+            const char *why = NULL;
+            if (rc == 0 && block_init(&cb->b, cb->contents.data, cb->contents.size, &why) != 0) {
+                if (!s->data_end_known && bloom_filter_valid(cb->contents)) {
+                    free(cb); /* the filter block: not data */
+                    s->pos += size + SST_TRAILER_SIZE;
+                    continue;
+                }
+                corrupt(&s->r, "data block", s->pos, why);
+                free(cb);
+                cb = NULL;
+            }
+            if (cb == NULL) {
+                scan_gap_start(s, s->pos, "block failed its checks");
+                s->st.blocks_lost++;
+                s->pos += size + SST_TRAILER_SIZE;
+                continue;
+            }
+        }
+        uint64_t entries = 0;
+        const char *why = scan_check_block(s, cb, &entries);
+        if (why) {
+            corrupt(&s->r, "data block", s->pos, why);
+            free(cb);
+            scan_gap_start(s, s->pos, why);
+            s->st.blocks_lost++;
+            s->pos += size + SST_TRAILER_SIZE;
+            continue;
+        }
+        if (s->in_gap) {
+            slice first = buf_slice(&s->first);
+            const slice *upper = &first;
+            if (s->strict && s->next_hint > 0)
+                upper = &s->hints[s->next_hint - 1].sep;
+            scan_gap_end(s, s->pos, upper, loss, ctx);
+        }
+        struct block_iter bi;
+        block_iter_init(&bi, &cb->b, ikey_compare, NULL);
+        block_iter_seek_last(&bi);
+        buf_clear(&s->last);
+        rc = block_iter_valid(&bi)
+                 ? buf_append(&s->last, block_iter_key(&bi).data, block_iter_key(&bi).size)
+                 : KV_ECORRUPT; /* cannot happen: checked above */
+        block_iter_release(&bi);
+        if (rc != 0) {
+            free(cb);
+            return rc;
+        }
+        s->have_last = 1;
+        s->st.blocks_read++;
+        s->st.entries += entries;
+        s->pos += size + SST_TRAILER_SIZE;
+        if (s->next_hint < s->nhints && s->hints[s->next_hint].off < s->pos)
+            s->next_hint++;
+        s->cur = cb;
+        *blk = &cb->b;
+        return 1;
+    }
+}

@@ -21,6 +21,8 @@
 #include "util/log.h"
 #include "util/slice.h"
 
+struct block;
+
 typedef struct sst_options {
     size_t block_size;    /* target uncompressed data block size (e.g. 4096) */
     int restart_interval; /* keys between restart points (e.g. 16) */
@@ -82,6 +84,53 @@ int sst_reader_verify(sst_reader *r, void (*progress)(void *ctx, uint64_t bytes)
                       uint64_t *problems);
 /* Blocks read from disk (cache misses) and filter negatives, for statistics. */
 void sst_reader_counters(const sst_reader *r, uint64_t *blocks_read, uint64_t *bloom_useful);
+
+/* ---- Salvage: reading a damaged table block by block ------------------------------------- */
+
+/* A scan of a possibly damaged table for kv_salvage: it returns every data block whose
+ * checksum verifies and whose entries are well formed and in order, and reports each stretch
+ * of the data region it could not read. Block boundaries come from the index when the footer
+ * and index verify; else from the handles of a damaged index (each block still proves itself
+ * by its own checksum); else, from the first byte without a known boundary, by searching for
+ * the next offset where a trailer's checksum matches the bytes before it (FORMAT.md, "Salvage").
+ * Damage to the footer, filter or index alone loses no entry. Nothing returned was not
+ * verified. Used by one thread. */
+typedef struct sst_scan sst_scan;
+
+/* A stretch of the data region that was lost: file bytes [offset, offset + bytes), and the
+ * internal keys it may have held: every one is > lower (if has_lower) and <= upper (if
+ * has_upper). Borrowed for the duration of the callback. */
+typedef struct sst_scan_loss {
+    uint64_t offset, bytes;
+    int has_lower, has_upper;
+    slice lower, upper;
+    const char *why; /* static: the first failed check */
+} sst_scan_loss;
+
+typedef void (*sst_scan_loss_fn)(void *ctx, const sst_scan_loss *loss);
+
+typedef struct sst_scan_stats {
+    uint64_t blocks_read, blocks_lost, bytes_lost;
+    uint64_t entries;                   /* entries in the blocks returned */
+    uint64_t footer_entries;            /* entries the footer counts (valid if footer_ok) */
+    int footer_ok, index_ok, filter_ok; /* each 1 if it verified (filter: or there is none) */
+} sst_scan_stats;
+
+/* Starts a scan of table f (taken over; closed by sst_scan_close, or on failure). Reads the
+ * footer, index and filter if they verify (damage there is logged, not fatal). Returns 0, or
+ * KV_ENOMEM / KV_EIO. name is copied; log (may be NULL) must outlive the scan. */
+int sst_scan_open(env_file *f, uint64_t file_size, const char *name, const kv_logger *log,
+                  sst_scan **out);
+/* Moves to the next good data block. Returns 1 with *blk set (borrowed until the next call or
+ * close; its entries were all checked, keys strictly increasing across the whole scan), 0 at the
+ * end, or KV_EIO/KV_ENOMEM. Each lost stretch is passed to loss(ctx, ...) (may be NULL) before
+ * the block that follows it, or before 0 is returned, and logged with file and offset. */
+int sst_scan_next(sst_scan *s, sst_scan_loss_fn loss, void *ctx, const struct block **blk);
+void sst_scan_get_stats(const sst_scan *s, sst_scan_stats *st);
+/* 1 and *filter (borrowed until close) if the table's Bloom filter verified, else 0. Since the
+ * filter holds every user key of the table, a key it rules out was in no lost block. */
+int sst_scan_filter(const sst_scan *s, slice *filter);
+void sst_scan_close(sst_scan *s); /* NULL is a no-op */
 
 /* ---- Generic iterators built in table/ ----------------------------------------------------- */
 
