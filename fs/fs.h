@@ -200,6 +200,8 @@ struct fsck_result {
     uint64_t inodes, dirents, chunks, xattrs, orphans;
     uint64_t problems; /* found */
     uint64_t repaired; /* of those, fixed */
+    /* Added (salvage): chunks marked lost (they read as EIO) and the files holding them. */
+    uint64_t lost_chunks, damaged_files;
 };
 
 /* Checks the filesystem in db (opened exclusively, nothing mounted): every dirent names a live
@@ -209,5 +211,12 @@ struct fsck_result {
  * (may be NULL) is called with keys scanned. Returns 0 or a negative errno (I/O). */
 int fs_fsck(kv_db *db, int repair, void (*progress)(void *ctx, uint64_t keys), void *pctx,
             struct fsck_result *res);
+/* Added (salvage): fs_fsck that first, with repair, marks what a kvcore salvage lost (lost from
+ * kv_salvage_ex; NULL: nothing): each chunk of a regular file whose key may have lost its
+ * newest entry, and every chunk of a file whose inode record may have, becomes a lost-chunk
+ * marker (fs/SCHEMA.md) that reads, and is overwritten, as EIO, so that no stale or zeroed
+ * bytes are served for it. Counted as problems repaired. Same returns as fs_fsck. */
+int fs_fsck_ex(kv_db *db, int repair, const kv_lost *lost,
+               void (*progress)(void *ctx, uint64_t keys), void *pctx, struct fsck_result *res);
 
 #endif /* KVFS_FS_H */

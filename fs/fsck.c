@@ -4,6 +4,13 @@
  * per inode) with one in-memory record per inode. Every problem is logged with the key it
  * concerns; with repair, each fix is its own small batch, so an interrupted repair leaves a
  * store that a second run finishes.
+ *
+ * After a kvcore salvage (fs_fsck_ex), between the inode scan and the others, every chunk
+ * whose newest version may have been lost is replaced by a lost-chunk marker (SCHEMA.md): a
+ * value one byte longer than a chunk, which the read and write paths already refuse with EIO.
+ * A lost chunk is thus never served as zeros (a hole) or as an older version; the rest of the
+ * file reads normally, and removing or truncating the file clears the damage. Lost directory
+ * entries are handled as e2fsck does: the inodes they named are linked into /lost+found.
  */
 #include "fs_int.h"
 
@@ -23,7 +30,8 @@ struct ck_inode {
     uint64_t seen_stored;
     uint64_t dirent_parent; /* a directory's (first) containing directory */
     int orphan_key;
-    int bad; /* record failed validation: reported, left alone */
+    int bad;       /* record failed validation: reported, left alone */
+    uint64_t lost; /* lost-chunk markers seen */
     uint32_t flags;
 };
 
@@ -116,6 +124,22 @@ static void fixed(struct ck *c, int rc)
 static void fix_delete(struct ck *c, const void *key, size_t klen)
 {
     fixed(c, kv_delete(c->db, key, klen, 0));
+}
+
+/* A lost-chunk marker: chunk_size + 1 bytes (one more than any chunk may hold, so every path
+ * that reads the chunk fails with EIO), starting with this text, the rest zero. */
+static const char lost_magic[] = "kvfs: chunk lost in a kvcore salvage (kvfs fsck)\n";
+
+static int is_lost_marker(const struct ck *c, const uint8_t *v, size_t vl)
+{
+    return vl == (size_t)c->sb.chunk_size + 1 && memcmp(v, lost_magic, sizeof lost_magic - 1) == 0;
+}
+
+/* Byte order of two keys, as the store sorts them. */
+static int keycmp(const void *a, size_t al, const void *b, size_t bl)
+{
+    int r = memcmp(a, b, al < bl ? al : bl);
+    return r ? r : (al > bl) - (al < bl);
 }
 
 /* Rewrites inode ino through fn, keeping its tail. */
@@ -313,6 +337,12 @@ static int scan_chunk(struct ck *c, const uint8_t *k, size_t kl, const uint8_t *
             fix_delete(c, k, kl);
         return 0;
     }
+    if (is_lost_marker(c, v, vl) && idx < (r->size + cs - 1) / cs) {
+        c->res->lost_chunks++;
+        r->lost++;
+        r->seen_stored += vl;
+        return 0;
+    }
     if (vl == 0 || vl > cs || idx >= (r->size + cs - 1) / cs) {
         if (problem(c, "chunk %llu of inode %llu: length %zu, or past EOF %llu",
                     (unsigned long long)idx, (unsigned long long)ino, vl,
@@ -497,6 +527,13 @@ static void verdict(struct ck *c)
             problem(c, "directory %llu: parent %llu but named in %llu", (unsigned long long)r->ino,
                     (unsigned long long)r->parent, (unsigned long long)r->dirent_parent))
             fix_inode(c, r->ino, set_parent, &r->dirent_parent);
+        if (r->lost) {
+            c->res->damaged_files++;
+            fprintf(stderr,
+                    "kvfs fsck: inode %llu: %llu chunks lost in a kvcore salvage read as EIO "
+                    "(remove or truncate the file to clear them)\n",
+                    (unsigned long long)r->ino, (unsigned long long)r->lost);
+        }
         if (S_ISREG(r->mode) && r->stored != r->seen_stored &&
             problem(c, "inode %llu: stored bytes %llu, chunks hold %llu",
                     (unsigned long long)r->ino, (unsigned long long)r->stored,
@@ -505,8 +542,133 @@ static void verdict(struct ck *c)
     }
 }
 
+/* The first chunk index in [0, n) whose key is above range i's lower bound (hi == 0) or
+ * above its upper bound (hi == 1); n if none. Chunk keys of one inode grow with the index. */
+static uint64_t lost_bound(const kv_lost *lost, size_t i, uint64_t ino, uint64_t n, int hi)
+{
+    const void *lo, *up;
+    size_t lolen, uplen;
+    int lo_inc;
+    uint64_t a = 0, b = n;
+    kv_lost_range(lost, i, &lo, &lolen, &lo_inc, &up, &uplen);
+    if (hi ? !up : !lo)
+        return hi ? n : 0;
+    while (a < b) {
+        uint64_t mid = a + (b - a) / 2;
+        uint8_t key[FS_KEY_MAX];
+        size_t kl = fs_key_chunk(key, ino, mid);
+        int above =
+            hi ? keycmp(key, kl, up, uplen) > 0
+               : (lo_inc ? keycmp(key, kl, lo, lolen) >= 0 : keycmp(key, kl, lo, lolen) > 0);
+        if (above)
+            b = mid;
+        else
+            a = mid + 1;
+    }
+    return a;
+}
+
+/* 1 if some lost range holds keys that start with prefix. */
+static int lost_touches_prefix(const kv_lost *lost, const uint8_t *prefix, size_t plen)
+{
+    for (size_t i = 0; i < kv_lost_count(lost); i++) {
+        const void *lo, *up;
+        size_t lolen, uplen;
+        int lo_inc;
+        kv_lost_range(lost, i, &lo, &lolen, &lo_inc, &up, &uplen);
+        /* Some key >= prefix is <= up; some key with the prefix is above lo. */
+        if (up && keycmp(up, uplen, prefix, plen) < 0)
+            continue;
+        if (lo && memcmp(lo, prefix, lolen < plen ? lolen : plen) > 0)
+            continue;
+        return 1;
+    }
+    return 0;
+}
+
+/* Replaces chunk idx of r by a lost-chunk marker. */
+static void mark_lost(struct ck *c, struct ck_inode *r, uint64_t idx, const uint8_t *marker)
+{
+    uint8_t key[FS_KEY_MAX];
+    size_t kl = fs_key_chunk(key, r->ino, idx);
+    int rc = kv_put(c->db, key, kl, marker, (size_t)c->sb.chunk_size + 1, 0);
+    if (rc != 0)
+        fprintf(stderr, "kvfs fsck: repair failed: %s\n", kv_strerror(rc));
+}
+
+/* Marks, in every regular file, the chunks a salvage may have lost (all of them if its inode
+ * record may be older than the one lost). Directories, symlinks and xattrs whose keys may have
+ * lost entries are reported. */
+static int mark_salvage_losses(struct ck *c, const kv_lost *lost)
+{
+    uint64_t cs = c->sb.chunk_size;
+    uint8_t *marker = calloc(cs + 1, 1);
+    if (!marker)
+        return -ENOMEM;
+    memcpy(marker, lost_magic, sizeof lost_magic - 1);
+    for (size_t t = 0; t < c->cap; t++) {
+        struct ck_inode *r = &c->tab[t];
+        uint8_t key[FS_KEY_MAX];
+        size_t kl;
+        uint64_t n, marked = 0;
+        if (!r->ino || r->bad)
+            continue;
+        kl = fs_key_inode(key, r->ino);
+        int whole = kv_lost_may_contain(lost, key, kl);
+        kl = fs_key_prefix(key, FS_KEY_XATTR, r->ino);
+        if (lost_touches_prefix(lost, key, kl))
+            fprintf(stderr,
+                    "kvfs fsck: inode %llu: extended attributes may have lost entries in the "
+                    "kvcore salvage (names unknown; not marked)\n",
+                    (unsigned long long)r->ino);
+        if (!S_ISREG(r->mode)) {
+            /* No bytes to mark: link counts and parents are recomputed below; the rest of
+             * the record (owner, mode, times, a symlink's target) is reported. */
+            if (whole)
+                fprintf(stderr,
+                        "kvfs fsck: inode %llu (mode 0%o): its record may be older than one lost "
+                        "in the kvcore salvage (kept)\n",
+                        (unsigned long long)r->ino, r->mode);
+            continue;
+        }
+        n = (r->size + cs - 1) / cs;
+        for (size_t i = 0; i < kv_lost_count(lost) && !whole; i++) {
+            uint64_t a = lost_bound(lost, i, r->ino, n, 0), b = lost_bound(lost, i, r->ino, n, 1);
+            for (uint64_t idx = a; idx < b; idx++) {
+                kl = fs_key_chunk(key, r->ino, idx);
+                if (kv_lost_may_contain(lost, key, kl)) {
+                    mark_lost(c, r, idx, marker);
+                    marked++;
+                }
+            }
+        }
+        if (whole) {
+            for (uint64_t idx = 0; idx < n; idx++)
+                mark_lost(c, r, idx, marker);
+            marked = n;
+        }
+        if (marked) {
+            c->res->problems++;
+            c->res->repaired++;
+            fprintf(stderr,
+                    "kvfs fsck: inode %llu: %llu chunks may have been lost in the kvcore salvage "
+                    "(%s): marked, reads of them fail with EIO\n",
+                    (unsigned long long)r->ino, (unsigned long long)marked,
+                    whole ? "its inode record may be stale" : "their keys lie in a lost range");
+        }
+    }
+    free(marker);
+    return 0;
+}
+
 int fs_fsck(kv_db *db, int repair, void (*progress)(void *ctx, uint64_t keys), void *pctx,
             struct fsck_result *res)
+{
+    return fs_fsck_ex(db, repair, NULL, progress, pctx, res);
+}
+
+int fs_fsck_ex(kv_db *db, int repair, const kv_lost *lost,
+               void (*progress)(void *ctx, uint64_t keys), void *pctx, struct fsck_result *res)
 {
     struct ck c;
     uint8_t key[4];
@@ -540,6 +702,8 @@ int fs_fsck(kv_db *db, int repair, void (*progress)(void *ctx, uint64_t keys), v
         problem(&c, "the root directory (inode 1) is missing (not repairable)");
         goto out;
     }
+    if (rc == 0 && repair && kv_lost_count(lost))
+        rc = mark_salvage_losses(&c, lost);
     if (rc == 0)
         rc = scan(&c, FS_KEY_DIRENT, scan_dirent);
     if (rc == 0)

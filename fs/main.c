@@ -152,7 +152,13 @@ static void usage(FILE *f)
             "  fstab options (rw, suid, dev, exec, noatime, nofail, _netdev, ...) are accepted.\n"
             "\n"
             "fsck exits 0 when clean, 1 when everything found was repaired, 4 when errors "
-            "remain.\n");
+            "remain.\n"
+            "fsck --repair salvages damaged store files: it keeps every block and record whose\n"
+            "checksum holds and rebuilds the tables and manifest around what failed (originals\n"
+            "kept as <name>.damaged). File data that may have been lost is marked, never served\n"
+            "as zeros or older bytes: reading (or overwriting) those parts of the file fails\n"
+            "with EIO, the rest reads normally; remove or truncate the file to clear it. Files\n"
+            "whose directory entry was lost are linked into /lost+found as #INODE.\n");
 }
 
 static int mount_opt_proc(void *data, const char *arg, int key, struct fuse_args *outargs)
@@ -291,6 +297,9 @@ static int open_store(const char *path, const kv_options *ko, kv_db **db)
 static void init_kv_options(kv_options *ko)
 {
     kv_options_init(ko);
+    /* File chunks (and other values of 4 KiB or more) go to the value log of a new store, so
+     * that compaction does not rewrite file data (kvcore/FORMAT.md "Value log"). */
+    ko->value_log_threshold = 4096;
     ko->log_fn = kv_log_to_fs;
     ko->log_ctx = NULL;
     ko->log_level = fs_log_get_level();
@@ -720,6 +729,8 @@ static int cmd_fsck(int argc, char **argv)
     struct fsck_result res;
     kv_options ko;
     kv_db *db = NULL;
+    kv_lost *lost = NULL; /* what kv_salvage_ex lost, for the filesystem-level repair */
+    kv_salvage_stats sst;
 
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--repair") == 0 || strcmp(argv[i], "-y") == 0)
@@ -757,10 +768,17 @@ static int cmd_fsck(int argc, char **argv)
         if (lock_fd >= 0)
             close(lock_fd); /* kv_salvage takes it for itself */
         lock_fd = -1;
-        rc = kv_salvage(store, &ko, &salvaged);
+        rc = kv_salvage_ex(store, &ko, &lost, &sst);
+        salvaged = sst.files_fixed;
         printf("kvfs fsck: kvcore salvage %s: %" PRIu64 " files repaired%s\n",
                rc ? "incomplete" : "done", salvaged,
                salvaged ? " (originals kept as <name>.damaged)" : "");
+        if (sst.rebuilt)
+            printf("kvfs fsck: store rebuilt: %" PRIu64 " keys kept; lost %" PRIu64
+                   " blocks, %" PRIu64 " bytes, at least %" PRIu64 " entries, in %" PRIu64
+                   " key ranges\n",
+                   sst.keys_written, sst.blocks_lost, sst.bytes_lost, sst.entries_lost,
+                   sst.lost_ranges);
         lock_fd = lock_store(store);
         problems = 0;
         rc = kv_check(store, &ko, tty ? check_progress : NULL, NULL, &problems);
@@ -770,6 +788,7 @@ static int cmd_fsck(int argc, char **argv)
             report_open_error(store, rc);
             if (lock_fd >= 0)
                 close(lock_fd);
+            kv_lost_free(lost);
             return EXIT_FSCK_ERRORS;
         }
     }
@@ -788,12 +807,15 @@ static int cmd_fsck(int argc, char **argv)
         report_open_error(store, rc);
         if (lock_fd >= 0)
             close(lock_fd);
+        kv_lost_free(lost);
         return EXIT_FSCK_ERRORS;
     }
-    rc = fs_fsck(db, repair, tty ? key_progress : NULL, NULL, &res);
+    rc = fs_fsck_ex(db, repair, lost, tty ? key_progress : NULL, NULL, &res);
     if (tty)
         fprintf(stderr, "\n");
     kv_close(db);
+    kv_lost_free(lost);
+    lost = NULL;
     if (lock_fd >= 0)
         close(lock_fd);
     if (rc) {
@@ -805,6 +827,10 @@ static int cmd_fsck(int argc, char **argv)
            res.inodes, res.dirents, res.chunks, res.xattrs, res.orphans);
     printf("kvfs fsck: %" PRIu64 " problems found, %" PRIu64 " repaired\n", res.problems,
            res.repaired);
+    if (res.lost_chunks)
+        printf("kvfs fsck: %" PRIu64 " files hold %" PRIu64
+               " chunks lost in a salvage; reading them fails with EIO (see above)\n",
+               res.damaged_files, res.lost_chunks);
     if (problems || res.problems > res.repaired)
         return EXIT_FSCK_ERRORS;
     return res.problems || salvaged ? EXIT_FSCK_REPAIRED : 0;

@@ -3,25 +3,31 @@
 # (several tables, a WAL holding the last session, a manifest), then copied; for each case the
 # copy is restored and one file is damaged: a bit flipped in the newest and the oldest live
 # table's data, filter, index and footer regions, tables truncated or missing, the WAL's first
-# and last records flipped or cut, the manifest flipped or cut, CURRENT flipped, cut, removed.
-# For each case:
-#   - `kvfs fsck STORE` must report it (non-zero), except for a WAL tail, which recovery drops
-#     by design (a torn write looks the same);
+# and last records flipped or cut, the manifest flipped, cut or missing, CURRENT flipped, cut,
+# removed. For each case:
+#   - `kvfs fsck STORE` must report it (non-zero), except for a WAL or manifest tail, which
+#     recovery drops by design (a torn write looks the same);
 #   - the mount either fails with an error naming the damage, or serves every file byte for
 #     byte or fails the read with EIO (never other bytes, never another errno), and then every
 #     EIO has a daemon log line naming the file and offset; files written in the WAL's session
 #     may instead be absent (an older state) when the WAL is damaged; the daemon never dies;
-#   - `kvfs fsck --repair STORE`: if it claims success (exit 0/1), the store must mount and
-#     serve every file that was readable before, and fsck must then be clean. If it gives up
-#     (exit 4) the case counts as "not repairable"; with CORRUPT_STRICT_REPAIR=1 that fails.
-#     CURRENT and WAL damage must always be repaired (kv_salvage).
+#   - `kvfs fsck --repair STORE` must succeed (exit 0 or 1: kv_salvage keeps every block and
+#     record whose checksum holds and rebuilds around the rest; fsck marks the file data that
+#     may have been lost). Then the store must mount; every file readable before the repair
+#     must read back byte for byte, every other file must read byte for byte or fail with EIO
+#     (a lost-chunk marker, with fsck naming its inode), or - if its name was lost - be found
+#     byte for byte in /lost+found, or - if its inode was lost - have had its dirent removed by
+#     fsck; nothing anywhere (lost+found included) reads bytes a file never held; and fsck must
+#     then be clean (exit 0).
+# At the end: per kind of damage, the cases, and from fsck --repair the keys kept, blocks,
+# bytes and entries lost, files marked damaged and files found in lost+found.
 # Store files are damaged with tests/store_corrupt (which also finds the live tables and record
 # boundaries).
 . "$(dirname "$0")/lib.sh"
+export LC_ALL=C # key comparisons below are bytewise
 
 mt_init
 SC=$(mt_tool store_corrupt) || exit 1
-STRICT_REPAIR=${CORRUPT_STRICT_REPAIR:-0}
 REF=$MT_DIR/ref
 mkdir -p "$REF"
 
@@ -33,7 +39,9 @@ mkfile() { # mkfile NAME SIZE
     flat=$(echo "$name" | tr / _)
     head -c "$2" /dev/urandom >"$REF/$flat" || mt_fail "random data"
     cp "$REF/$flat" "$MNT/$name" || mt_fail "write $name"
+    INO[$name]=$(stat -c %i "$MNT/$name")
 }
+declare -A INO # inode number of each file (fsck names inodes, lost+found holds #INO)
 mt_mount "memtable_size=1M"
 mkdir -p "$MNT/a/b" || mt_fail mkdir
 for i in $(seq 1 18); do
@@ -138,11 +146,40 @@ stop_mount() {
     [ "$MT_DAEMON_RC" -lt 128 ] || mt_fail "$CASE: the daemon died of signal $((MT_DAEMON_RC - 128))"
 }
 
+# in_lost_range HEXKEY: 0 if kv_salvage logged a lost key range (in repair.out) holding it.
+in_lost_range() {
+    local key=$1 open lo hi
+    while read -r open lo hi; do
+        if [ "$lo" != - ]; then
+            [[ $open == "[" && ! $key < $lo ]] || [[ $key > $lo ]] || continue
+        fi
+        [ "$hi" = - ] || [[ ! $key > $hi ]] || continue
+        return 0
+    done < <(sed -nE 's/.*salvage: lost key range [0-9]+: ([[(])([-0-9a-f]+), ([-0-9a-f]+)\].*/\1 \2 \3/p' \
+        "$MT_DIR/repair.out")
+    return 1
+}
+
 # check_files PHASE DAEMONLOG: reads every file; sets READABLE (names read correctly) and EIOS.
 check_files() {
-    local phase=$1 dlog=$2 name flat err
+    local phase=$1 dlog=$2 name flat err f
     READABLE=()
-    EIOS=0
+    EIOS=0 LOSTFOUND=0 GONE=0
+    if [ "$phase" = repaired ] && [ -d "$MNT/lost+found" ]; then
+        # Whatever fsck linked there must be its file's exact bytes, or fail with EIO.
+        for name in "${FILES[@]}" "${TAILS[@]}"; do
+            f=$(find "$MNT/lost+found" -inum "${INO[$name]}" -print -quit 2>/dev/null)
+            [ -n "$f" ] && [ -f "$f" ] || continue
+            flat=$(echo "$name" | tr / _)
+            if cat "$f" >"$MT_DIR/read" 2>"$MT_DIR/read.err"; then
+                cmp -s "$MT_DIR/read" "$REF/$flat" ||
+                    mt_fail "$CASE ($phase): $f (was $name) reads back different bytes"
+            else
+                grep -q "Input/output error" "$MT_DIR/read.err" ||
+                    mt_fail "$CASE ($phase): reading $f: $(cat "$MT_DIR/read.err") (want EIO)"
+            fi
+        done
+    fi
     for name in "${FILES[@]}" "${TAILS[@]}"; do
         flat=$(echo "$name" | tr / _)
         if cat "$MNT/$name" >"$MT_DIR/read" 2>"$MT_DIR/read.err"; then
@@ -156,6 +193,22 @@ check_files() {
             # Only a damaged WAL may take the last session's files back to "never written".
             if [ "$KIND" = log ] && [[ " ${TAILS[*]} " == *" $name "* ]]; then
                 continue
+            fi
+            if [ "$phase" = repaired ]; then
+                # Its name was lost: fsck linked the inode into lost+found (checked above: its
+                # bytes, or EIO).
+                if [ -d "$MNT/lost+found" ] &&
+                    [ -n "$(find "$MNT/lost+found" -inum "${INO[$name]}" -print -quit 2>/dev/null)" ]; then
+                    LOSTFOUND=$((LOSTFOUND + 1))
+                    continue
+                fi
+                # Its inode record was lost: fsck removed what was left of it and said so (as
+                # e2fsck clears an inode it cannot trust), or nothing of it was left.
+                if grep -Eq "(names missing inode|of inode) ${INO[$name]}\b" "$MT_DIR/repair.out" ||
+                    in_lost_range "$(printf '49%016x' "${INO[$name]}")"; then
+                    GONE=$((GONE + 1))
+                    continue
+                fi
             fi
             # A damaged directory block loses the name: lookup must then fail with EIO, never
             # pretend the file does not exist.
@@ -174,20 +227,29 @@ check_files() {
     local v
     if v=$(getfattr --only-values -n user.small "$MNT/a/f1" 2>"$MT_DIR/x.err"); then
         [ "$v" = hello ] || mt_fail "$CASE ($phase): xattr user.small reads '$v'"
+    elif [ "$phase" = repaired ] && grep -q "extended attributes may have lost entries" "$MT_DIR/repair.out"; then
+        : # fsck said that attributes of some inode may be gone
+    elif [ "$phase" = repaired ] && grep -q "No such file" "$MT_DIR/x.err" && [ $LOSTFOUND -gt 0 ]; then
+        : # a/f1 itself was moved to lost+found
     elif ! grep -q "Input/output error" "$MT_DIR/x.err"; then
         mt_fail "$CASE ($phase): getfattr: $(cat "$MT_DIR/x.err") (want EIO)"
     else
         EIOS=$((EIOS + 1))
     fi
     kill -0 "$DAEMON_PID" 2>/dev/null || mt_fail "$CASE ($phase): the daemon died while reading"
-    if [ $EIOS -gt 0 ]; then
+    if [ $EIOS -gt 0 ] && [ "$phase" = repaired ]; then
+        # After a repair, EIO comes from the lost-chunk markers fsck wrote and named.
+        grep -Eq 'chunk [0-9]+ of inode [0-9]+: length' "$dlog" &&
+            grep -q "may have been lost in the kvcore salvage" "$MT_DIR/repair.out" ||
+            mt_fail "$CASE ($phase): EIO without a lost-chunk marker named by fsck: $(head -n 5 "$dlog")"
+    elif [ $EIOS -gt 0 ]; then
         grep -Eq '[0-9]+\.(sst|log)|MANIFEST|CURRENT' "$dlog" && grep -q 'offset' "$dlog" ||
             mt_fail "$CASE ($phase): EIO without a log line naming file and offset: $(head -n 5 "$dlog")"
     fi
 }
 
-NCASES=0 MOUNT_FAILED=0 SERVED=0 EIO_CASES=0 REPAIRED=0 UNREPAIRABLE=0 SILENT=0
-UNREPAIRABLE_LIST=() SILENT_LIST=()
+NCASES=0 MOUNT_FAILED=0 SERVED=0 EIO_CASES=0 REPAIRED=0 SILENT=0 EIO_BEFORE=0
+SILENT_LIST=()
 run_case() {
     # KIND FILE REGION ACTION ARG [BIT]
     KIND=$1
@@ -215,6 +277,7 @@ run_case() {
     if try_mount "$clog"; then
         check_files "mounted" "$clog"
         readable_before=("${READABLE[@]}")
+        EIO_BEFORE=$EIOS
         stop_mount
         SERVED=$((SERVED + 1))
         [ $EIOS -gt 0 ] && EIO_CASES=$((EIO_CASES + 1))
@@ -233,42 +296,59 @@ run_case() {
     timeout -k 5 120 "$KVFS_BIN" fsck --repair "$STORE" >"$MT_DIR/repair.out" 2>&1
     rrc=$?
     [ $rrc -ne 124 ] && [ $rrc -lt 128 ] || mt_fail "$CASE: fsck --repair crashed or hung ($rrc)"
-    if [ $rrc -le 1 ]; then
-        try_mount "$clog.repaired" ||
-            mt_fail "$CASE: fsck --repair exited $rrc but the store does not mount: $(head -n 5 "$clog.repaired")"
-        check_files "repaired" "$clog.repaired"
-        for name in "${readable_before[@]}"; do
-            [[ " ${READABLE[*]} " == *" $name "* ]] ||
-                mt_fail "$CASE: $name was readable before fsck --repair, not after"
-        done
-        stop_mount
-        timeout -k 5 60 "$KVFS_BIN" fsck "$STORE" >"$MT_DIR/fsck2.out" 2>&1 ||
-            mt_fail "$CASE: fsck not clean after a successful repair: $(tail -n 5 "$MT_DIR/fsck2.out")"
-        REPAIRED=$((REPAIRED + 1))
-    else
-        [ "$KIND" = current ] || [ "$KIND" = log ] &&
-            mt_fail "$CASE: fsck --repair gave up (exit $rrc) on damage kv_salvage repairs: $(tail -n 5 "$MT_DIR/repair.out")"
-        UNREPAIRABLE=$((UNREPAIRABLE + 1))
-        UNREPAIRABLE_LIST+=("$CASE")
-        [ "$STRICT_REPAIR" = 1 ] &&
-            mt_fail "$CASE: fsck --repair gave up (exit $rrc): $(tail -n 3 "$MT_DIR/repair.out")"
+    [ $rrc -le 1 ] ||
+        mt_fail "$CASE: fsck --repair gave up (exit $rrc): $(tail -n 5 "$MT_DIR/repair.out")"
+    try_mount "$clog.repaired" ||
+        mt_fail "$CASE: fsck --repair exited $rrc but the store does not mount: $(head -n 5 "$clog.repaired")"
+    check_files "repaired" "$clog.repaired"
+    for name in "${readable_before[@]}"; do
+        [[ " ${READABLE[*]} " == *" $name "* ]] ||
+            mt_fail "$CASE: $name was readable before fsck --repair, not after"
+    done
+    stop_mount
+    timeout -k 5 60 "$KVFS_BIN" fsck "$STORE" >"$MT_DIR/fsck2.out" 2>&1 ||
+        mt_fail "$CASE: fsck not clean after a successful repair: $(tail -n 5 "$MT_DIR/fsck2.out")"
+    REPAIRED=$((REPAIRED + 1))
+
+    # Numbers: what the salvage kept and lost, what the filesystem lost.
+    local kept=- blocks=0 bytes=0 entries=0 ranges=0 line
+    line=$(grep "store rebuilt:" "$MT_DIR/repair.out" || true)
+    if [ -n "$line" ]; then
+        read -r kept blocks bytes entries ranges < <(echo "$line" |
+            sed -E 's/.*: ([0-9]+) keys kept; lost ([0-9]+) blocks, ([0-9]+) bytes, at least ([0-9]+) entries, in ([0-9]+) key ranges.*/\1 \2 \3 \4 \5/')
+        REBUILT=$((REBUILT + 1))
     fi
-    printf '%-52s fsck %d, %s, repair %d\n' "$CASE" $frc \
-        "$([ -n "${readable_before[*]}" ] && echo "served ${#readable_before[@]} files, $EIOS EIO" ||
-            echo "mount refused")" $rrc
+    local kind="$KIND $region"
+    K_CASES[$kind]=$((${K_CASES[$kind]:-0} + 1))
+    K_BLOCKS[$kind]=$((${K_BLOCKS[$kind]:-0} + blocks))
+    K_ENTRIES[$kind]=$((${K_ENTRIES[$kind]:-0} + entries))
+    K_EIO[$kind]=$((${K_EIO[$kind]:-0} + EIOS))
+    K_LF[$kind]=$((${K_LF[$kind]:-0} + LOSTFOUND + GONE))
+    K_READ[$kind]=$((${K_READ[$kind]:-0} + ${#READABLE[@]}))
+    [ "$kept" != - ] && K_KEPT[$kind]=$((${K_KEPT[$kind]:-0} + kept))
+    printf '%-52s fsck %d, %s, repair %d: keys kept %s, lost %s blocks/%s entries/%s ranges; then %d read, %d EIO, %d lost+found, %d gone\n' \
+        "$CASE" $frc \
+        "$([ -n "${readable_before[*]}" ] && echo "served ${#readable_before[@]} files, $EIO_BEFORE EIO" ||
+            echo "mount refused")" $rrc "$kept" "$blocks" "$entries" "$ranges" \
+        ${#READABLE[@]} $EIOS $LOSTFOUND $GONE
 }
 
+declare -A K_CASES K_BLOCKS K_ENTRIES K_EIO K_LF K_READ K_KEPT
+REBUILT=0
 mt_log "${#CASES[@]} corruption cases"
 for c in "${CASES[@]}"; do
     run_case $c
 done
 mt_log "$NCASES cases: mount refused $MOUNT_FAILED, served $SERVED ($EIO_CASES with EIO)," \
-    "repaired $REPAIRED, not repairable $UNREPAIRABLE, WAL damage dropped data silently $SILENT"
-if [ $UNREPAIRABLE -gt 0 ]; then
-    echo "NOTE: kvfs fsck --repair gave up on $UNREPAIRABLE cases (kv_salvage repairs CURRENT and"
-    echo "the WAL, not damage inside a table or the manifest):"
-    printf '  %s\n' "${UNREPAIRABLE_LIST[@]}"
-fi
+    "repaired $REPAIRED ($REBUILT rebuilt by kv_salvage), WAL damage dropped data silently $SILENT"
+echo "per kind (sums over its cases; $((${#FILES[@]} + ${#TAILS[@]})) files per case):"
+printf '  %-18s %5s %10s %11s %12s %10s %9s %14s\n' kind cases "keys kept" "blocks lost" \
+    "entries lost" "files read" "files EIO" "lost+found/gone"
+for k in $(printf '%s\n' "${!K_CASES[@]}" | sort | tr ' ' '_'); do
+    kk=${k//_/ }
+    printf '  %-18s %5d %10s %11d %12d %10d %9d %14d\n' "$kk" "${K_CASES[$kk]}" "${K_KEPT[$kk]:--}" \
+        "${K_BLOCKS[$kk]}" "${K_ENTRIES[$kk]}" "${K_READ[$kk]}" "${K_EIO[$kk]}" "${K_LF[$kk]}"
+done
 if [ $SILENT -gt 0 ]; then
     echo "NOTE: damage inside the WAL dropped acknowledged records with no error (FORMAT.md treats"
     echo "every bad record as a torn tail, even when intact records follow it):"

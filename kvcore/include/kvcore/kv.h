@@ -275,18 +275,59 @@ typedef void (*kv_progress_fn)(void *ctx, uint64_t done, uint64_t total);
 int kv_check(const char *path, const kv_options *opts, kv_progress_fn progress, void *pctx,
              uint64_t *problems);
 
-/* Repairs, offline, the damage that can be undone without guessing: a missing or malformed
- * CURRENT (or one naming a manifest that does not exist) is pointed at the newest manifest, and
- * every write-ahead log whose records stop before its end (a torn tail, or a damaged record
- * that kv_open refuses) is cut back to its last good record; the records after the cut are lost
- * and the bytes dropped are logged. The original of every changed file is kept beside it as
- * "<name>.damaged". Damage inside a table or inside the manifest's records is not salvaged.
+/* Repairs a damaged store, offline, keeping every entry that can be proven intact (the full
+ * rules: kvcore/FORMAT.md, "Salvage"). A missing or malformed CURRENT is pointed at the newest
+ * manifest; a write-ahead log whose records stop before its end is cut back to its last good
+ * record (the records after the damage are dropped, not resynchronised: a later batch applied
+ * without the lost one could mix old and new bytes). If a live table has any damage (a data
+ * block, the index, the filter, the footer, a wrong size, or missing), or the manifest's records
+ * are damaged, the store is rebuilt: every data block that verifies, of every table (the
+ * manifest's live set, or every table in the directory if the manifest is unreadable), and
+ * every good WAL record are merged by sequence number into new tables (newest version of each
+ * key; deletions applied), recorded in a fresh manifest that CURRENT then names atomically.
+ * Only what failed a check is lost; each loss is logged with file, offset and bytes. The
+ * original of every changed or replaced damaged file is kept beside it as "<name>.damaged".
  * Takes the store's lock (KV_EBUSY if the store is open). Returns 0 if the store opens
- * afterwards (tables are read lazily: run kv_check to find damage inside them); *fixed (may be
- * NULL) receives the number of files changed (0: nothing needed fixing). Returns KV_ECORRUPT
- * (logged) if the store still does not open, KV_EINVAL if path holds no store, or an I/O
- * error; files already fixed stay fixed. Call with no kv_db open on path. */
+ * afterwards; *fixed (may be NULL) receives the number of files repaired (0: nothing needed
+ * fixing). Returns KV_ECORRUPT (logged) if the store still does not open, KV_EINVAL if path
+ * holds no store, or an I/O error (KV_EIO, KV_ENOSPC, KV_ENOMEM); files already fixed stay
+ * fixed and an interrupted rebuild changes nothing CURRENT names. Call with no kv_db open on
+ * path. */
 int kv_salvage(const char *path, const kv_options *opts, uint64_t *fixed);
+
+/* Added (salvage): what a salvage lost, for callers that give meaning to keys (kvfs fsck
+ * marks the files that depended on lost entries). Opaque; free with kv_lost_free(). */
+typedef struct kv_lost kv_lost;
+
+/* Added (salvage): what kv_salvage_ex did. */
+typedef struct kv_salvage_stats {
+    uint64_t files_fixed;    /* files repaired (kv_salvage's *fixed) */
+    uint64_t tables_damaged; /* live tables with a failed check, or missing */
+    uint64_t blocks_lost;    /* data blocks (or unresolved stretches) that failed */
+    uint64_t bytes_lost;     /* table bytes lost, plus WAL bytes cut */
+    uint64_t entries_read;   /* entries recovered from tables and logs (all versions) */
+    uint64_t entries_lost;   /* table entries lost, where footers count them (a lower bound) */
+    uint64_t keys_written;   /* live keys in the rebuilt tables */
+    uint64_t lost_ranges;    /* key ranges in *lost */
+    int rebuilt;             /* 1 if tables and manifest were rebuilt */
+} kv_salvage_stats;
+
+/* kv_salvage, also describing what was lost: *lost (lost may be NULL) receives, when it
+ * returns 0, the key ranges whose newest entries may be gone (caller owns it: kv_lost_free;
+ * NULL on failure), and *st (may be NULL) the counts. Same errors as kv_salvage. */
+int kv_salvage_ex(const char *path, const kv_options *opts, kv_lost **lost, kv_salvage_stats *st);
+/* The number of lost ranges (0 for NULL). */
+size_t kv_lost_count(const kv_lost *l);
+/* Range i (< kv_lost_count): user keys k with lo < k <= hi, or lo <= k if *lo_inclusive; *lo
+ * NULL: no lower bound; *hi NULL: no upper bound (bytewise order). Pointers are borrowed
+ * until kv_lost_free. */
+void kv_lost_range(const kv_lost *l, size_t i, const void **lo, size_t *lolen, int *lo_inclusive,
+                   const void **hi, size_t *hilen);
+/* 1 if key may have lost its newest entry: it lies in a lost range and the damaged table's
+ * Bloom filter (when it survived) does not rule it out. Such a key may now be absent although
+ * it existed, or show an older value than the one lost. 0: the key is as it was. */
+int kv_lost_may_contain(const kv_lost *l, const void *key, size_t klen);
+void kv_lost_free(kv_lost *l); /* NULL is a no-op */
 
 #ifdef __cplusplus
 }
