@@ -1183,7 +1183,7 @@ static int scan_no_footer(sst_scan *s, uint64_t file_size)
     s->st.footer_ok = s->st.index_ok = s->st.filter_ok = 0;
     s->data_end = file_size;
     s->data_end_known = 0;
-    free(s->r.filter_blk);
+    cached_block_free(s->r.filter_blk);
     s->r.filter_blk = NULL;
     s->r.filter = slice_make(NULL, 0);
     s->r.file_size = file_size + SST_FOOTER_SIZE;
@@ -1243,7 +1243,7 @@ static int scan_open_meta(sst_scan *s, uint64_t file_size)
             r->filter = fb->contents;
         } else if (rc == 0) {
             corrupt(r, "filter block", fo, "malformed Bloom filter");
-            free(fb);
+            cached_block_free(fb);
         }
         data_end = fo;
     } else {
@@ -1276,13 +1276,13 @@ static int scan_open_meta(sst_scan *s, uint64_t file_size)
             return 0;
         }
     } else {
-        free(ib);
+        cached_block_free(ib);
     }
     if (!magic)
         return scan_no_footer(s, file_size); /* the index did not prove the footer real */
     /* Without the index pinning the layout, a block with a good checksum where the footer
      * says the filter is might be some other block: rule nothing out with it. */
-    free(r->filter_blk);
+    cached_block_free(r->filter_blk);
     r->filter_blk = NULL;
     r->filter = slice_make(NULL, 0);
     s->data_end = foff;
@@ -1295,7 +1295,7 @@ static int scan_open_meta(sst_scan *s, uint64_t file_size)
     rc = read_block(r, "index block (unverified)", io, is, 0, &raw);
     if (rc == 0)
         rc = scan_lenient_hints(s, raw->contents);
-    free(raw);
+    cached_block_free(raw);
     return rc == KV_ECORRUPT ? 0 : rc;
 }
 
@@ -1334,15 +1334,15 @@ void sst_scan_close(sst_scan *s)
 {
     if (s == NULL)
         return;
-    free(s->cur);
+    cached_block_free(s->cur);
     free(s->hints);
     buf_free(&s->last);
     buf_free(&s->first);
     buf_free(&s->gap_lower);
     env_close(s->r.f);
     free(s->r.idx);
-    free(s->r.index_blk);
-    free(s->r.filter_blk);
+    cached_block_free(s->r.index_blk);
+    cached_block_free(s->r.filter_blk);
     free(s->r.name);
     free(s);
 }
@@ -1496,7 +1496,7 @@ int sst_scan_next(sst_scan *s, sst_scan_loss_fn loss, void *ctx, const block **b
 {
     *blk = NULL;
     for (;;) {
-        free(s->cur);
+        cached_block_free(s->cur);
         s->cur = NULL;
         if (s->pos >= s->data_end) {
             if (s->ended)
@@ -1554,12 +1554,12 @@ int sst_scan_next(sst_scan *s, sst_scan_loss_fn loss, void *ctx, const block **b
             const char *why = NULL;
             if (rc == 0 && block_init(&cb->b, cb->contents.data, cb->contents.size, &why) != 0) {
                 if (!s->data_end_known && bloom_filter_valid(cb->contents)) {
-                    free(cb); /* the filter block: not data */
+                    cached_block_free(cb); /* the filter block: not data */
                     s->pos += size + SST_TRAILER_SIZE;
                     continue;
                 }
                 corrupt(&s->r, "data block", s->pos, why);
-                free(cb);
+                cached_block_free(cb);
                 cb = NULL;
             }
             if (cb == NULL) {
@@ -1573,7 +1573,7 @@ int sst_scan_next(sst_scan *s, sst_scan_loss_fn loss, void *ctx, const block **b
         const char *why = scan_check_block(s, cb, &entries);
         if (why) {
             corrupt(&s->r, "data block", s->pos, why);
-            free(cb);
+            cached_block_free(cb);
             scan_gap_start(s, s->pos, why);
             s->st.blocks_lost++;
             s->pos += size + SST_TRAILER_SIZE;
@@ -1595,7 +1595,7 @@ int sst_scan_next(sst_scan *s, sst_scan_loss_fn loss, void *ctx, const block **b
                  : KV_ECORRUPT; /* cannot happen: checked above */
         block_iter_release(&bi);
         if (rc != 0) {
-            free(cb);
+            cached_block_free(cb);
             return rc;
         }
         s->have_last = 1;
