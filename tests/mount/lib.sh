@@ -2,9 +2,22 @@
 #
 # A test sources this file, calls mt_init, then mt_mount, and uses the helpers below. Everything
 # lives in a private directory under $KV_TEST_TMP (store, mount point, daemon log). The EXIT/INT/
-# TERM trap unmounts and stops only the daemon this test started (by pid: kvfs runs with -f in
-# the background, so $! is its pid). A watchdog bounds the whole test: on timeout it kills our
+# TERM/HUP trap unmounts and stops only the daemon this test started (by pid: kvfs runs with -f
+# in the background, so $! is its pid). A watchdog bounds the whole test: on timeout it kills our
 # daemon (which unblocks anything stuck on the mount) and then this shell.
+#
+# Leftovers. A test killed hard (SIGKILL, a ctest timeout) runs no trap, and could leave its
+# daemon, its FUSE mount, file systems it mounted and loop devices it attached. What a test
+# creates is recognised by where it lives: every mount point and every loop image of a test is
+# inside its private directory (keep them there; name images *.img), whose name is unique. mt_release_dir DIR
+# releases exactly that: kvfs daemons serving a mount point in DIR, every mount whose mount point
+# is in DIR (deepest first), every loop device whose backing file is in DIR. Nothing outside the
+# directory is ever touched. It runs (1) in the EXIT trap, after the test's own mt_cleanup_hook,
+# for whatever the hook missed; (2) from the watchdog, as soon as it sees this shell gone
+# without its trap having run; (3) in mt_init, for every earlier run of the same test (same
+# name, same $KV_TEST_TMP) whose shell is dead: each run writes DIR/owner ("pid starttime", so a
+# reused pid does not pass for the run) and removes it once cleaned up. A killed run's loop
+# images, DIR/*.img, are deleted then; its other files are kept for inspection.
 #
 # Environment: KVFS_BIN (kvfs binary), KV_BUILD_DIR (build tree holding tests/posix_driver and
 # tests/fsx), KV_TEST_TMP (scratch root), MT_TIMEOUT (seconds, default 280), MT_KEEP=1 keeps
@@ -88,7 +101,8 @@ mt_tool() {
 
 mt_cleanup() {
     local rc=$?
-    trap - EXIT INT TERM
+    trap - EXIT
+    trap '' INT TERM HUP # a second signal must not cut the cleanup short
     if [ -n "$MT_WATCHDOG_PID" ]; then
         kill "$MT_WATCHDOG_PID" 2>/dev/null
         wait "$MT_WATCHDOG_PID" 2>/dev/null
@@ -99,6 +113,13 @@ mt_cleanup() {
     mt_stop_daemon 10
     # A test may define mt_cleanup_hook (e.g. to unmount a scratch tmpfs it mounted).
     if declare -F mt_cleanup_hook >/dev/null; then mt_cleanup_hook; fi
+    # Whatever is still mounted or attached in our directory (the hook's or a helper's leftovers).
+    if [ -n "$MT_DIR" ]; then
+        local left
+        left=$(mt_release_dir "$MT_DIR")
+        [ -z "$left" ] || echo "$MT_NAME: cleanup also $(tr '\n' ';' <<<"$left")" >&2
+    fi
+    [ -n "$MT_DIR" ] && rm -f "$MT_DIR/owner"
     if [ $rc -ne 0 ] || [ "$MT_FAILED" = 1 ] || [ "${MT_KEEP:-0}" = 1 ]; then
         [ -n "$MT_DIR" ] && echo "$MT_NAME: kept $MT_DIR for inspection" >&2
     elif [ -n "$MT_DIR" ] && ! mountpoint -q "$MNT" 2>/dev/null; then
@@ -126,6 +147,100 @@ mt_stop_daemon() {
     : >"$MT_DIR/daemon.pid"
 }
 
+# ---- Leftovers of runs killed hard (see the top of this file) ----------------------------------
+
+# Prints the start time of process $1 (field 22 of /proc/PID/stat, clock ticks since boot), which
+# with the pid names one process for good; fails if there is no such process.
+mt_proc_start() {
+    local stat fields
+    stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+    # After the command name (which may hold spaces and parentheses) come fields 3, 4, ...
+    read -r -a fields <<<"${stat##*) }"
+    echo "${fields[19]}"
+}
+
+# Succeeds if the process recorded in owner file $1 ("pid starttime") is still running.
+mt_owner_alive() {
+    local pid start
+    read -r pid start <"$1" 2>/dev/null || return 1
+    [ -n "$pid" ] && [ "$(mt_proc_start "$pid")" = "$start" ]
+}
+
+# /proc/self/mounts spells a space, tab, newline and backslash in a path as octal escapes.
+mt_mounts_escape() {
+    local p=${1//\\/\\134}
+    p=${p// /\\040}
+    p=${p//$'\t'/\\011}
+    echo "${p//$'\n'/\\012}"
+}
+
+# Releases what a test left in its private directory $1 (absolute): kills kvfs daemons serving a
+# mount point inside it, unmounts every mount point inside it (deepest first; FUSE ones with
+# fusermount3, lazily if busy), detaches every loop device whose backing file is inside it.
+# Touches nothing else. Prints one line per thing released.
+mt_release_dir() {
+    local dir=$1 pid arg a m esc dev back recorded=""
+    case $dir in /*/*) ;; *) return 0 ;; esac # never /, never a relative path
+    # 1. Daemons (the pid our scripts recorded, or any kvfs whose arguments name a path in dir):
+    #    a dead daemon lets its mount and the file system under its store go.
+    read -r recorded <"$dir/daemon.pid" 2>/dev/null
+    for pid in $({ echo "$recorded"; pgrep -x kvfs; } 2>/dev/null | sort -un); do
+        if [ "$pid" = "$$" ] || [ ! -r "/proc/$pid/cmdline" ]; then continue; fi
+        while IFS= read -r -d '' arg; do
+            case $arg in
+            "$dir"/*)
+                kill -9 "$pid" 2>/dev/null && echo "killed kvfs daemon $pid ($arg)"
+                break
+                ;;
+            esac
+        done <"/proc/$pid/cmdline"
+    done
+    for a in $(seq 50); do
+        if [ -z "$recorded" ] || ! kill -0 "$recorded" 2>/dev/null; then break; fi
+        sleep 0.1
+    done
+    # 2. Mounts inside dir: FUSE ones first (a store may live on another of them), then the
+    #    others deepest first. (awk -v would undo the escapes in the prefix; ENVIRON does not.)
+    esc=$(mt_mounts_escape "$dir")
+    MT_D="$esc/" awk 'index($2, ENVIRON["MT_D"]) == 1 {
+        print ($3 ~ /^fuse/ ? 1 : 0), length($2), $3, $2 }' /proc/self/mounts |
+        sort -k1,1nr -k2,2nr | while read -r _ _ a m; do
+        m=$(printf '%b' "${m//\\/\\0}") # undo the octal escapes
+        if [ "${a#fuse}" != "$a" ]; then
+            fusermount3 -u "$m" 2>/dev/null || fusermount3 -uz "$m" 2>/dev/null || umount -l "$m"
+        else
+            umount "$m" 2>/dev/null || umount -l "$m"
+        fi && echo "unmounted $m ($a)"
+    done
+    # 3. Loop devices backed by a file inside dir.
+    command -v losetup >/dev/null || return 0
+    losetup -l -n -O NAME,BACK-FILE 2>/dev/null | while read -r dev back; do
+        case $back in
+        "$dir"/*) losetup -d "$dev" && echo "detached $dev ($back)" ;;
+        esac
+    done
+}
+
+# Releases the leftovers of run directory $1 if its shell is dead and it did not clean up
+# (DIR/owner still there); serialised by a lock on DIR. Prints what it did.
+# shellcheck disable=SC2094 # DIR is only locked through fd 9, never read or written through it
+mt_reap_dir() {
+    local dir=$1 out
+    [ -f "$dir/owner" ] || return 0
+    (
+        flock -n 9 || exit 0 # another run or a watchdog is at it
+        if [ ! -f "$dir/owner" ] || mt_owner_alive "$dir/owner"; then exit 0; fi
+        out=$(mt_release_dir "$dir")
+        # Its loop images (*.img, possibly GiBs) go; the rest stays for inspection.
+        out+=$(find "$dir" -maxdepth 1 -type f -name '*.img' -printf '\nremoved %p' -delete)
+        rm -f "$dir/owner"
+        if [ -n "$out" ]; then
+            echo "$MT_NAME: released what a killed run left in $dir (kept for inspection):"
+            sed '/^$/d; s/^/  /' <<<"$out"
+        fi
+    ) 9<"$dir" >&2
+}
+
 # Creates the private directory and installs the trap and the watchdog.
 mt_init() {
     mt_skip_unless_fuse
@@ -137,9 +252,13 @@ mt_init() {
         echo "FAIL: $MT_NAME: fusermount3 not installed" >&2
         exit 1
     }
-    local root=${KV_TEST_TMP:-/tmp}
-    mkdir -p "$root" || exit 1
+    local root=${KV_TEST_TMP:-/tmp} old
+    mkdir -p "$root" && root=$(cd "$root" && pwd -P) || exit 1
+    for old in "$root/mount-$MT_NAME".*; do
+        [ -d "$old" ] && mt_reap_dir "$old"
+    done
     MT_DIR=$(mktemp -d "$root/mount-$MT_NAME.XXXXXX") || exit 1
+    echo "$$ $(mt_proc_start $$)" >"$MT_DIR/owner"
     chmod 755 "$MT_DIR"
     STORE=$MT_DIR/store
     MNT=$MT_DIR/mnt
@@ -148,18 +267,32 @@ mt_init() {
     trap mt_cleanup EXIT
     trap 'echo "$MT_NAME: interrupted" >&2; exit 130' INT
     trap 'echo "$MT_NAME: terminated (timeout ${MT_TIMEOUT}s?)" >&2; MT_FAILED=1; exit 124' TERM
-    local me=$$
+    trap 'echo "$MT_NAME: hangup" >&2; MT_FAILED=1; exit 129' HUP
+    # The watchdog wakes every second: if this shell is gone without its EXIT trap (SIGKILL), it
+    # releases our leftovers at once; at the deadline it kills our daemon and this shell.
     (
-        trap - EXIT INT
-        sleep "$MT_TIMEOUT" &
-        sleeper=$!
-        trap 'kill $sleeper 2>/dev/null; exit 0' TERM
-        wait $sleeper
+        trap - EXIT INT HUP
+        sleeper=""
+        trap '[ -n "$sleeper" ] && kill $sleeper 2>/dev/null; exit 0' TERM
+        deadline=$((SECONDS + MT_TIMEOUT))
+        while [ $SECONDS -lt $deadline ]; do
+            sleep 1 &
+            sleeper=$!
+            wait $sleeper
+            mt_owner_alive "$MT_DIR/owner" || { mt_reap_dir "$MT_DIR"; exit 0; }
+        done
         echo "TIMEOUT: $MT_NAME exceeded ${MT_TIMEOUT}s; killing our daemon and the test" >&2
         pid=$(cat "$MT_DIR/daemon.pid" 2>/dev/null)
         [ -n "$pid" ] && kill -9 "$pid" 2>/dev/null
         fusermount3 -uz "$MNT" 2>/dev/null
-        kill -TERM "$me" 2>/dev/null
+        read -r me _ <"$MT_DIR/owner" && mt_owner_alive "$MT_DIR/owner" && kill -TERM "$me"
+        # The EXIT trap stops this watchdog; if the shell dies without it, clean up for it.
+        while mt_owner_alive "$MT_DIR/owner"; do
+            sleep 1 &
+            sleeper=$!
+            wait $sleeper
+        done
+        mt_reap_dir "$MT_DIR"
     ) &
     MT_WATCHDOG_PID=$!
     mt_log "dir $MT_DIR, kvfs $KVFS_BIN, timeout ${MT_TIMEOUT}s"
