@@ -30,6 +30,16 @@ void tu_ck_rmtempdir(char **dir)
     *dir = NULL;
 }
 
+void tu_ck_dir_unchanged(const char *dir, char *before)
+{
+    ck_assert_ptr_nonnull(before);
+    char *after = tu_dir_fingerprint(dir);
+    ck_assert_ptr_nonnull(after);
+    ck_assert_str_eq(before, after);
+    free(before);
+    free(after);
+}
+
 kv_db *tu_ck_open(const char *dir, const kv_options *o)
 {
     kv_db *db = NULL;

@@ -24,6 +24,10 @@ char *tu_ck_tempdir(const char *tag);
  * cannot be removed stays behind under $KV_TEST_TMP (the test's result does not depend on it). */
 void tu_ck_rmtempdir(char **dir);
 
+/* Asserts that dir is as tu_dir_fingerprint(dir) described it in before (taken earlier: same
+ * files, sizes and contents), then frees before. before must not be NULL. */
+void tu_ck_dir_unchanged(const char *dir, char *before);
+
 /* kv_open(dir, o), asserting it returned 0 (the message names the error). Caller closes. */
 kv_db *tu_ck_open(const char *dir, const kv_options *o);
 

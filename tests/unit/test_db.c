@@ -739,10 +739,7 @@ START_TEST(test_db_non_store_directory_is_rejected_untouched)
     ck_assert_int_eq(kv_open(g_dir, &o, &db), KV_EINVAL);
     ck_assert_ptr_null(db);
     ck_assert_int_eq(kv_check(g_dir, &o, NULL, NULL, NULL), KV_EINVAL);
-    char *after = tu_dir_fingerprint(g_dir);
-    ck_assert_str_eq(before, after); /* no LOCK, no manifest: nothing written */
-    free(before);
-    free(after);
+    tu_ck_dir_unchanged(g_dir, before); /* no LOCK, no manifest: nothing written */
     ck_assert(tu_logbuf_contains(&g_log, "not a kvcore store"));
 }
 END_TEST
@@ -788,10 +785,7 @@ START_TEST(test_db_read_only_open_writes_nothing)
     kv_db *db2 = open_db(&o);
     kv_close(db2);
     kv_close(db);
-    char *after = tu_dir_fingerprint(g_dir);
-    ck_assert_str_eq(before, after);
-    free(before);
-    free(after);
+    tu_ck_dir_unchanged(g_dir, before);
 }
 END_TEST
 
@@ -927,10 +921,7 @@ START_TEST(test_db_damaged_wal_record_is_corruption_not_a_torn_tail)
     ck_assert_uint_eq(problems, 1);
     ck_assert_int_eq(kv_open(g_dir, &o, &db), KV_ECORRUPT);
     ck_assert(tu_logbuf_contains(&g_log, "damaged, not torn"));
-    char *after = tu_dir_fingerprint(g_dir);
-    ck_assert_str_eq(before, after);
-    free(before);
-    free(after);
+    tu_ck_dir_unchanged(g_dir, before);
 
     o.paranoid_checks = 0;
     db = open_db(&o);
