@@ -1,6 +1,6 @@
 /* fsck.c - offline consistency check and repair of a kvfs store (the invariants of fs_int.h).
  *
- * Four scans of the key space (inodes, dirents, chunks + xattrs + orphans, then the verdict
+ * Four scans of the key space (inodes, chunks, dirents + xattrs + orphans, then the verdict
  * per inode) with one in-memory record per inode. Every problem is logged with the key it
  * concerns; with repair, each fix is its own small batch, so an interrupted repair leaves a
  * store that a second run finishes.
@@ -32,6 +32,7 @@ struct ck_inode {
     int orphan_key;
     int bad;       /* record failed validation: reported, left alone */
     uint64_t lost; /* lost-chunk markers seen */
+    int adopted;   /* its record was lost: rebuilt from its chunks (see adopt_chunk) */
     uint32_t flags;
 };
 
@@ -45,6 +46,7 @@ struct ck {
     uint64_t keys;
     void (*progress)(void *, uint64_t);
     void *pctx;
+    const kv_lost *lost; /* what a kvcore salvage lost (NULL: nothing) */
 };
 
 static void tick(struct ck *c)
@@ -317,6 +319,33 @@ static int scan_dirent(struct ck *c, const uint8_t *k, size_t kl, const uint8_t 
     return 0;
 }
 
+/* A chunk of an inode that has no record: if a salvage may have lost that record, the file
+ * is rebuilt from its chunks (a regular file of mode 0600 ending with its last chunk, linked
+ * into /lost+found by the verdict) rather than its data thrown away. Returns 1 if the chunk
+ * was taken (r allocated or grown), 0 to treat it as a stray chunk. */
+static int adopt_chunk(struct ck *c, uint64_t ino, uint64_t idx, size_t vl)
+{
+    uint8_t key[FS_KEY_MAX];
+    struct ck_inode *r = ck_find(c, ino);
+    uint64_t cs = c->sb.chunk_size;
+    if (!r) {
+        if (!c->repair || !c->lost || ino == 0 || ino >= c->sb.ino_limit || vl == 0 || vl > cs ||
+            !kv_lost_may_contain(c->lost, key, fs_key_inode(key, ino)))
+            return 0;
+        r = ck_add(c, ino);
+        if (!r)
+            return 1; /* the caller reports ENOMEM */
+        r->mode = S_IFREG | 0600;
+        r->adopted = 1;
+    }
+    if (vl == 0 || vl > cs)
+        return 0; /* malformed: deleted as a stray chunk below (the record does not exist) */
+    if (idx * cs + vl > r->size)
+        r->size = idx * cs + vl;
+    r->seen_stored += vl;
+    return 1;
+}
+
 static int scan_chunk(struct ck *c, const uint8_t *k, size_t kl, const uint8_t *v, size_t vl)
 {
     struct ck_inode *r;
@@ -331,6 +360,8 @@ static int scan_chunk(struct ck *c, const uint8_t *k, size_t kl, const uint8_t *
     r = ck_find(c, ino);
     if (r && r->bad)
         return 0;
+    if ((!r || r->adopted) && adopt_chunk(c, ino, idx, vl))
+        return r || ck_find(c, ino) ? 0 : -ENOMEM;
     if (!r || !S_ISREG(r->mode)) {
         if (problem(c, "chunk %llu of inode %llu: no such regular file", (unsigned long long)idx,
                     (unsigned long long)ino))
@@ -661,6 +692,74 @@ static int mark_salvage_losses(struct ck *c, const kv_lost *lost)
     return 0;
 }
 
+/* Writes a record for every inode rebuilt from its chunks, marking first the chunks it may
+ * have lost, and one more past its last chunk if the file may have gone on (its size is then
+ * that chunk's end: reading there fails with EIO rather than the file looking shorter). */
+static int write_adopted(struct ck *c)
+{
+    uint64_t cs = c->sb.chunk_size;
+    uint8_t *marker = NULL;
+    int rc = 0;
+    for (size_t t = 0; t < c->cap && rc == 0; t++) {
+        struct ck_inode *r = &c->tab[t];
+        uint8_t key[FS_KEY_MAX], *val;
+        uint64_t n, marked = 0;
+        size_t vl;
+        struct fs_inode in;
+        if (!r->ino || !r->adopted)
+            continue;
+        if (!marker && !(marker = calloc(cs + 1, 1)))
+            return -ENOMEM;
+        memcpy(marker, lost_magic, sizeof lost_magic - 1);
+        n = (r->size + cs - 1) / cs;
+        if (kv_lost_may_contain(c->lost, key, fs_key_chunk(key, r->ino, n))) {
+            r->size = (n + 1) * cs;
+            n++;
+        }
+        for (uint64_t idx = 0; idx < n; idx++) {
+            if (kv_lost_may_contain(c->lost, key, fs_key_chunk(key, r->ino, idx))) {
+                void *old;
+                size_t ol;
+                if (kv_get(c->db, NULL, key, fs_key_chunk(key, r->ino, idx), &old, &ol) == 0) {
+                    r->seen_stored -= ol <= r->seen_stored ? ol : r->seen_stored;
+                    kv_free(old);
+                }
+                mark_lost(c, r, idx, marker);
+                r->seen_stored += cs + 1;
+                marked++;
+            }
+        }
+        memset(&in, 0, sizeof in);
+        in.ino = r->ino;
+        in.mode = r->mode;
+        in.nlink = 1;
+        in.size = r->size;
+        in.generation = 1;
+        in.stored = r->seen_stored;
+        fs_now(&in.mtime);
+        in.atime = in.ctime = in.mtime;
+        val = fs_inode_encode(&in, NULL, 0, &vl);
+        rc = val ? kv_put(c->db, key, fs_key_inode(key, r->ino), val, vl, 0) : KV_ENOMEM;
+        free(val);
+        if (rc != 0) {
+            fprintf(stderr, "kvfs fsck: repair failed: %s\n", kv_strerror(rc));
+            rc = fs_kv_errno(rc);
+            break;
+        }
+        r->nlink = 1;
+        r->stored = r->seen_stored;
+        c->res->problems++;
+        c->res->repaired++;
+        fprintf(
+            stderr,
+            "kvfs fsck: inode %llu: its record was lost in the kvcore salvage; rebuilt from its "
+            "chunks as a regular file of %llu bytes, mode 0600 (%llu chunks marked lost)\n",
+            (unsigned long long)r->ino, (unsigned long long)r->size, (unsigned long long)marked);
+    }
+    free(marker);
+    return rc;
+}
+
 int fs_fsck(kv_db *db, int repair, void (*progress)(void *ctx, uint64_t keys), void *pctx,
             struct fsck_result *res)
 {
@@ -684,6 +783,7 @@ int fs_fsck_ex(kv_db *db, int repair, const kv_lost *lost,
     c.res = res;
     c.progress = progress;
     c.pctx = pctx;
+    c.lost = kv_lost_count(lost) ? lost : NULL;
     rc = kv_get(db, NULL, key, fs_key_super(key), &val, &vl);
     if (rc) {
         if (rc == KV_ENOTFOUND)
@@ -704,10 +804,14 @@ int fs_fsck_ex(kv_db *db, int repair, const kv_lost *lost,
     }
     if (rc == 0 && repair && kv_lost_count(lost))
         rc = mark_salvage_losses(&c, lost);
-    if (rc == 0)
-        rc = scan(&c, FS_KEY_DIRENT, scan_dirent);
+    /* Chunks before dirents: an inode whose record a salvage lost is rebuilt from its chunks
+     * first, so that the names it still has keep naming it. */
     if (rc == 0)
         rc = scan(&c, FS_KEY_CHUNK, scan_chunk);
+    if (rc == 0)
+        rc = write_adopted(&c);
+    if (rc == 0)
+        rc = scan(&c, FS_KEY_DIRENT, scan_dirent);
     if (rc == 0)
         rc = scan(&c, FS_KEY_XATTR, scan_xattr);
     if (rc == 0)
