@@ -14,6 +14,7 @@
 #include "kvcore/kv.h"
 #include "testutil.h"
 #include "util/cache.h"
+#include "util/slice.h"
 
 static char *g_dir;
 
@@ -387,6 +388,50 @@ START_TEST(test_perf_threads_reading_through_an_evicting_cache_get_exact_values)
 }
 END_TEST
 
+static int sign(int x)
+{
+    return (x > 0) - (x < 0);
+}
+
+/* The reference order: memcmp on the common prefix, then the shorter first. */
+static int reference_compare(const unsigned char *a, size_t an, const unsigned char *b, size_t bn)
+{
+    size_t n = an < bn ? an : bn;
+    int r = n ? memcmp(a, b, n) : 0;
+    return r ? sign(r) : (an < bn ? -1 : an > bn);
+}
+
+/* slice_compare's word-at-a-time path orders keys of every length exactly as bytewise memcmp
+ * does: a difference at any position, bytes above 0x7f, equal prefixes of unequal lengths. */
+START_TEST(test_perf_slice_compare_matches_bytewise_order)
+{
+    unsigned char a[96], b[96];
+    unsigned s = 12345;
+    for (size_t n = 0; n <= 80; n++) {
+        for (size_t pos = 0; pos <= n; pos++) {
+            for (int round = 0; round < 4; round++) {
+                for (size_t i = 0; i < n + 8; i++) {
+                    s = s * 1103515245u + 12345u;
+                    a[i] = b[i] = (unsigned char)(s >> 16);
+                }
+                if (pos < n) {
+                    s = s * 1103515245u + 12345u;
+                    b[pos] = (unsigned char)(a[pos] ^ (1u << ((s >> 16) % 8)));
+                }
+                size_t bn = round == 3 && n < 88 ? n + 1 + pos % 7 : n;
+                ck_assert_int_eq(sign(slice_compare(slice_make(a, n), slice_make(b, bn))),
+                                 reference_compare(a, n, b, bn));
+                ck_assert_int_eq(sign(slice_compare(slice_make(b, bn), slice_make(a, n))),
+                                 reference_compare(b, bn, a, n));
+            }
+        }
+    }
+    const unsigned char hi[] = {0x80, 0, 0, 0, 0, 0, 0, 0, 1},
+                        lo[] = {0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
+    ck_assert_int_gt(slice_compare(slice_make(hi, sizeof hi), slice_make(lo, sizeof lo)), 0);
+}
+END_TEST
+
 static Suite *perf_suite(void)
 {
     Suite *s = suite_create("perf");
@@ -398,6 +443,7 @@ static Suite *perf_suite(void)
     tcase_add_test(tc, test_perf_single_puts_and_deletes_of_every_size_round_trip);
     tcase_add_test(tc, test_perf_scan_over_overlapping_tables_and_memtable_is_exact);
     tcase_add_test(tc, test_perf_memtables_share_the_budget);
+    tcase_add_test(tc, test_perf_slice_compare_matches_bytewise_order);
     tcase_add_test(tc, test_perf_cache_memory_freed_by_one_thread_is_reused_by_another);
     tcase_add_test(tc, test_perf_threads_reading_through_an_evicting_cache_get_exact_values);
     suite_add_tcase(s, tc);
