@@ -158,7 +158,8 @@ static void usage(FILE *f)
             "kept as <name>.damaged). File data that may have been lost is marked, never served\n"
             "as zeros or older bytes: reading (or overwriting) those parts of the file fails\n"
             "with EIO, the rest reads normally; remove or truncate the file to clear it. Files\n"
-            "whose directory entry was lost are linked into /lost+found as #INODE.\n");
+            "whose directory entry was lost are linked into /lost+found as #INODE; a file whose\n"
+            "inode was lost is rebuilt from its data (mode 0600, owner root).\n");
 }
 
 static int mount_opt_proc(void *data, const char *arg, int key, struct fuse_args *outargs)

@@ -5,12 +5,15 @@
  * foreign directories are left untouched. */
 #include <check.h>
 #include <dirent.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "fs.h"
+#include "fs_fixture.h"
 #include "kvcore/kv.h"
 #include "table/sst_format.h"
 #include "testutil.h"
@@ -661,6 +664,103 @@ START_TEST(test_salvage_never_shows_an_older_version_outside_the_lost_ranges)
 }
 END_TEST
 
+/* ---- kvfs fsck after a salvage ----------------------------------------------------------- */
+
+#define NFILES 24
+#define FILE_BYTES 70000 /* two chunks of the default 64 KiB */
+
+/* Byte i of file f: a pattern no other file or offset repeats. */
+static uint8_t file_byte(int f, size_t i)
+{
+    uint64_t x = ((uint64_t)f << 32 | i) * 0x9e3779b97f4a7c15ull;
+    return (uint8_t)(x >> 56);
+}
+
+static kv_lost *fs_lost;
+
+static void fs_teardown(void)
+{
+    kv_lost_free(fs_lost);
+    fs_lost = NULL;
+    tfs_teardown();
+}
+
+START_TEST(test_fsck_marks_what_a_salvage_lost_as_eio_and_keeps_the_rest)
+{
+    uint64_t ino[NFILES];
+    uint8_t *want = malloc(FILE_BYTES), *got = malloc(FILE_BYTES);
+    char name[16], sst[256];
+    ck_assert_ptr_nonnull(want);
+    ck_assert_ptr_nonnull(got);
+    for (int f = 0; f < NFILES; f++) {
+        snprintf(name, sizeof name, "f%d", f);
+        ino[f] = tfs_mkfile(1, name);
+        for (size_t i = 0; i < FILE_BYTES; i++)
+            want[i] = file_byte(f, i);
+        ck_assert_int_eq(fs_write(tfs_fs, ino[f], 0, want, FILE_BYTES), FILE_BYTES);
+    }
+    tfs_reopen(); /* the WAL becomes a table */
+    tfs_close();
+
+    /* Damage one data block of the table. */
+    char *saved = tdir;
+    tdir = tfs_dir;
+    ck_assert(tu_dir_find_suffix(tdir, ".sst", sst, sizeof sst));
+    struct layout l;
+    table_layout(sst, &l);
+    flip_byte(sst, (long)(l.data_end / 2), 0);
+    kv_options o;
+    kv_salvage_stats st;
+    opts_init(&o);
+    ck_assert_int_eq(kv_salvage_ex(tdir, &o, &fs_lost, &st), 0);
+    ck_assert_int_eq(st.rebuilt, 1);
+    ck_assert_uint_ge(kv_lost_count(fs_lost), 1);
+    tdir = saved;
+
+    /* The filesystem-level repair marks what may be lost; then fsck is clean. */
+    kv_db *db;
+    struct fsck_result res;
+    opts_init(&o);
+    o.create_if_missing = 0;
+    ck_assert_int_eq(kv_open(tfs_dir, &o, &db), 0);
+    ck_assert_int_eq(fs_fsck_ex(db, 1, fs_lost, NULL, NULL, &res), 0);
+    ck_assert_int_eq(kv_close(db), 0);
+    ck_assert_uint_gt(res.lost_chunks, 0);
+    ck_assert_uint_gt(res.damaged_files, 0);
+    struct fsck_result again = tfs_fsck_closed(0);
+    ck_assert_uint_eq(again.problems, 0);
+    ck_assert_uint_eq(again.lost_chunks, res.lost_chunks);
+
+    /* Every file reads its own bytes, or fails with EIO where a chunk was lost: never zeros,
+     * never another file's bytes. */
+    tfs_open();
+    int eio = 0, whole = 0;
+    for (int f = 0; f < NFILES; f++) {
+        snprintf(name, sizeof name, "f%d", f);
+        uint64_t i = tfs_lookup(1, name);
+        if (i == 0)
+            continue; /* its name was lost: fsck linked it into /lost+found */
+        ck_assert_uint_eq(i, ino[f]);
+        for (size_t c = 0; c < FILE_BYTES; c += 65536) {
+            size_t n = FILE_BYTES - c < 65536 ? FILE_BYTES - c : 65536;
+            ssize_t r = fs_read(tfs_fs, i, c, n, got);
+            if (r == -EIO) {
+                eio++;
+                continue;
+            }
+            ck_assert_int_eq(r, (ssize_t)n);
+            for (size_t b = 0; b < n; b++)
+                ck_assert_msg(got[b] == file_byte(f, c + b), "f%d byte %zu is wrong", f, c + b);
+            whole++;
+        }
+    }
+    ck_assert_int_gt(eio, 0);
+    ck_assert_int_gt(whole, eio); /* one block lost: most chunks survive */
+    free(want);
+    free(got);
+}
+END_TEST
+
 static Suite *salvage_suite(void)
 {
     Suite *s = suite_create("salvage");
@@ -685,6 +785,11 @@ static Suite *salvage_suite(void)
     tcase_add_test(tc, test_salvage_rebuilds_a_store_whose_manifest_is_gone);
     tcase_add_test(tc, test_salvage_never_shows_an_older_version_outside_the_lost_ranges);
     suite_add_tcase(s, tc);
+    TCase *fs = tcase_create("fsck");
+    tcase_add_checked_fixture(fs, tfs_setup, fs_teardown);
+    tcase_set_timeout(fs, 60);
+    tcase_add_test(fs, test_fsck_marks_what_a_salvage_lost_as_eio_and_keeps_the_rest);
+    suite_add_tcase(s, fs);
     return s;
 }
 
