@@ -528,11 +528,18 @@ static int load_manifest(struct salvage *s)
     }
     uint64_t good = wal_reader_good_offset(r), dropped = wal_reader_dropped_bytes(r);
     const char *reason = wal_reader_drop_reason(r);
+    enum wal_tail tail = wal_reader_tail(r);
     wal_reader_free(r);
     if (rc < 0)
         return rc;
-    if (!why && dropped && reason && strcmp(reason, "truncated header") != 0 &&
-        strcmp(reason, "truncated payload") != 0 && !tail_is_zeros(s, s->manifest, good)) {
+    /* The reader's verdict where it has one; else what a power cut leaves: a short file, or
+     * zeros where it was extended. */
+    int damaged =
+        tail == WAL_TAIL_DAMAGED ||
+        (tail != WAL_TAIL_CLEAN && tail != WAL_TAIL_UNSYNCED && reason &&
+         strcmp(reason, "truncated header") != 0 && strcmp(reason, "truncated payload") != 0 &&
+         !tail_is_zeros(s, s->manifest, good));
+    if (!why && dropped && damaged) {
         why = reason;
         kv_log(&s->log, KV_LOG_ERROR,
                "salvage: manifest %s: record at offset %" PRIu64 ": %s, with %" PRIu64
