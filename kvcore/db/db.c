@@ -1253,77 +1253,6 @@ static int inspect_dir(kv_db *db, int *has_current, int *exists)
     return rc;
 }
 
-/* For a WAL without sync markers (written before they existed, or whose marker header never
- * reached the disk), tells a torn tail from damage by a heuristic. A crash cuts a log short
- * (the reader says "truncated"), or leaves holes: the kernel writes back unsynced pages in any
- * order, so after a power cut the unsynced end of a log may hold pages that read as zeros
- * (never written) between pages that were written. Damage to bytes that reached the disk
- * leaves no such page. So the dropped region [off, off + len) (from the first bad record to
- * the end of the file) is a torn tail if it is all zeros or if any whole page-aligned
- * WAL_PAGE_SIZE run in it (the last one may end at end of file) is all zeros; otherwise it is
- * damage. Limit: a bad record followed by a page
- * of zeros that a good record legitimately holds is also taken as torn (dropped, logged).
- * Returns 1 for damage, 0 for a torn tail, or an error. */
-#define WAL_PAGE_SIZE 4096
-static int dropped_tail_is_damage(kv_db *db, const char *path, const char *reason, uint64_t off,
-                                  uint64_t len)
-{
-    if (!reason ||
-        (strcmp(reason, "checksum mismatch") != 0 && strcmp(reason, "bad record type") != 0))
-        return 0;
-    env_file *f;
-    int rc = db->env->open_readable(db->env, path, &f);
-    if (rc != 0)
-        return rc;
-    char *page = malloc(WAL_PAGE_SIZE);
-    if (!page) {
-        env_close(f);
-        return KV_ENOMEM;
-    }
-    uint64_t end = off + len;
-    int nonzero_seen = 0, hole_seen = 0;
-    /* The bytes before the first page boundary share a page with good records. */
-    uint64_t pos = off;
-    while (pos < end && rc == 0 && !hole_seen) {
-        uint64_t page_end = (pos / WAL_PAGE_SIZE + 1) * WAL_PAGE_SIZE;
-        size_t want = (size_t)((page_end < end ? page_end : end) - pos), got = 0;
-        rc = env_pread(f, page, want, pos, &got);
-        if (rc != 0 || got == 0)
-            break;
-        int zero = 1;
-        for (size_t i = 0; i < got && zero; i++)
-            zero = page[i] == 0;
-        if (!zero)
-            nonzero_seen = 1;
-        else if (pos % WAL_PAGE_SIZE == 0)
-            hole_seen = 1;
-        pos += got;
-    }
-    free(page);
-    env_close(f);
-    if (rc != 0)
-        return rc;
-    return nonzero_seen && !hole_seen;
-}
-
-/* Judges the tail r (at its end) dropped from the log at path: by the log's sync markers
- * (wal.h: damage iff it starts before an offset a sync made durable), else by the heuristic
- * above. Returns 1 for damage, 0 for a torn (unsynced) tail or nothing dropped, or an error. */
-static int log_tail_is_damage(kv_db *db, const char *path, const wal_reader *r)
-{
-    switch (wal_reader_tail(r)) {
-    case WAL_TAIL_CLEAN:
-    case WAL_TAIL_UNSYNCED:
-        return 0;
-    case WAL_TAIL_DAMAGED:
-        return 1;
-    case WAL_TAIL_UNKNOWN:
-        break;
-    }
-    return dropped_tail_is_damage(db, path, wal_reader_drop_reason(r), wal_reader_good_offset(r),
-                                  wal_reader_dropped_bytes(r));
-}
-
 /* Replays WAL `number` into mem. Returns 0 or an error (logged). */
 static int replay_log(kv_db *db, uint64_t number, memtable *mem, uint64_t *max_seq)
 {
@@ -1383,27 +1312,27 @@ static int replay_log(kv_db *db, uint64_t number, memtable *mem, uint64_t *max_s
     uint64_t good = wal_reader_good_offset(r);
     const char *reason = wal_reader_drop_reason(r) ? wal_reader_drop_reason(r) : "unknown";
     if (dropped > 0) {
-        int damage = log_tail_is_damage(db, p, r);
-        if (damage < 0) {
-            wal_reader_free(r);
-            free(p);
-            return damage;
-        }
-        uint64_t durable = wal_reader_synced_offset(r);
+        int damage = wal_reader_tail(r) == WAL_TAIL_DAMAGED;
+        char why[64]; /* what the verdict rests on (wal.h) */
+        if (wal_reader_tail_proven(r))
+            snprintf(why, sizeof(why), "synced up to offset %" PRIu64,
+                     wal_reader_synced_offset(r));
+        else
+            snprintf(why, sizeof(why), "no sync markers: judged by zero pages");
         if (damage && db->opts.paranoid_checks) {
             kv_log(&db->log, KV_LOG_ERROR,
                    "wal %06" PRIu64 ".log: record at offset %" PRIu64 ": %s, with %" PRIu64
-                   " bytes after it (synced up to offset %" PRIu64
-                   "): damaged, not torn (paranoid_checks: refusing to drop them)",
-                   number, good, reason, dropped, durable);
+                   " bytes after it (%s): damaged, not torn (paranoid_checks: refusing to drop "
+                   "them)",
+                   number, good, reason, dropped, why);
             wal_reader_free(r);
             free(p);
             return KV_ECORRUPT;
         }
         kv_log(&db->log, KV_LOG_WARN,
                "wal %06" PRIu64 ".log: dropped %" PRIu64 " bytes at offset %" PRIu64
-               " (%s; synced up to offset %" PRIu64 "): %s",
-               number, dropped, good, reason, durable,
+               " (%s; %s): %s",
+               number, dropped, good, reason, why,
                damage ? "damaged record; paranoid_checks is off"
                       : "torn tail of an interrupted, unsynced write");
     }
@@ -2114,17 +2043,7 @@ static int check_log_file(struct check_state *cs, const char *name, int is_manif
     if (rc == 0 && wal_reader_dropped_bytes(r) > 0) {
         uint64_t dropped = wal_reader_dropped_bytes(r), good = wal_reader_good_offset(r);
         const char *reason = wal_reader_drop_reason(r) ? wal_reader_drop_reason(r) : "unknown";
-        char *path = path_buf(db);
-        int damage = KV_ENOMEM;
-        if (path) {
-            snprintf(path, path_buf_size(db), "%s/%s", db->dbname, name);
-            damage = is_manifest ? dropped_tail_is_damage(db, path, reason, good, dropped)
-                                 : log_tail_is_damage(db, path, r);
-            free(path);
-        }
-        if (damage < 0) {
-            rc = damage;
-        } else if (damage) {
+        if (wal_reader_tail(r) == WAL_TAIL_DAMAGED) {
             kv_log(&db->log, KV_LOG_ERROR,
                    "%s: record at offset %" PRIu64 ": %s, with %" PRIu64
                    " bytes after it: damaged, not a torn tail",

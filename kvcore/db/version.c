@@ -1109,35 +1109,6 @@ static int check_tables_exist(version_set *vs, const version *v)
     return 0;
 }
 
-/* Tells a torn manifest tail from damage. A crash cuts the last append short (the reader says
- * "truncated ...") or leaves zeros where the file grew, but never a complete record of wrong
- * bytes: a checksum or type failure over bytes that are not all zero is damage. Returns 1 for
- * damage, 0 for a torn tail, or an I/O error. */
-static int tail_is_damage(const kv_env *env, const char *path, const char *reason, uint64_t off,
-                          uint64_t len)
-{
-    if (strcmp(reason, "checksum mismatch") != 0 && strcmp(reason, "bad record type") != 0)
-        return 0;
-    env_file *f = NULL;
-    int rc = env->open_readable(env, path, &f);
-    if (rc)
-        return rc;
-    char chunk[4096];
-    int damaged = 0;
-    while (len > 0 && !damaged) {
-        size_t want = len < sizeof chunk ? (size_t)len : sizeof chunk, got = 0;
-        rc = env_pread(f, chunk, want, off, &got);
-        if (rc || got == 0)
-            break;
-        for (size_t i = 0; i < got && !damaged; i++)
-            damaged = chunk[i] != 0;
-        off += got;
-        len -= got;
-    }
-    env_close(f);
-    return rc ? rc : damaged;
-}
-
 int version_set_recover(version_set *vs)
 {
     const kv_env *env = vs->ctx.env;
@@ -1187,14 +1158,15 @@ int version_set_recover(version_set *vs)
             const char *reason = wal_reader_drop_reason(r) ? wal_reader_drop_reason(r) : "?";
             if (dropped == 0)
                 break;
-            rc = tail_is_damage(env, path, reason, good, dropped);
-            if (rc == 1) {
+            /* wal.h: a power cut may leave the unsynced last append short or with pages never
+             * written (zeros), even before pages that were. */
+            if (wal_reader_tail(r) == WAL_TAIL_DAMAGED) {
                 kv_log(log, KV_LOG_ERROR,
                        "%s: record at offset %" PRIu64 ": %s, with %" PRIu64
                        " bytes after it: damaged, not a torn tail",
                        where, good, reason, dropped);
                 rc = KV_ECORRUPT;
-            } else if (rc == 0) {
+            } else {
                 kv_log(log, KV_LOG_WARN,
                        "%s: dropped a torn tail of %" PRIu64 " bytes at offset %" PRIu64 ": %s",
                        where, dropped, good, reason);

@@ -226,6 +226,7 @@ struct wal_reader {
     uint64_t nonce;
     uint64_t synced; /* invariant 5 */
     enum wal_tail tail;
+    int tail_proven; /* tail rests on markers */
 };
 
 static int wal_reader_alloc(env_file *f, slice mem, wal_reader **out)
@@ -280,6 +281,11 @@ const char *wal_reader_drop_reason(const wal_reader *r)
 enum wal_tail wal_reader_tail(const wal_reader *r)
 {
     return r->state == WAL_END ? r->tail : WAL_TAIL_CLEAN;
+}
+
+int wal_reader_tail_proven(const wal_reader *r)
+{
+    return r->state == WAL_END && r->tail_proven;
 }
 
 uint64_t wal_reader_synced_offset(const wal_reader *r)
@@ -445,26 +451,79 @@ static int wal_scan_markers(wal_reader *r, uint64_t from, uint64_t end)
     return rc;
 }
 
+/* Reads up to n bytes at off (memory or file); *got < n only at the end. */
+static int wal_read_at(wal_reader *r, uint64_t off, char *dst, size_t n, size_t *got)
+{
+    *got = 0;
+    if (!r->f) {
+        if (off < r->mem.size) {
+            *got = r->mem.size - off < n ? (size_t)(r->mem.size - off) : n;
+            memcpy(dst, r->mem.data + off, *got);
+        }
+        return 0;
+    }
+    int rc = env_pread(r->f, dst, n, off, got);
+    if (rc == 0 && *got > n) /* cannot happen: a broken env; refuse rather than trust it */
+        rc = KV_EIO;
+    return rc;
+}
+
+/* The heuristic for a log without markers (wal.h): sets *damaged to 1 if the dropped bytes
+ * [from, end), which start with a complete bad record, hold non-zero bytes and no all-zero
+ * page-aligned page. Returns 0 or an I/O error. */
+static int wal_tail_looks_damaged(wal_reader *r, uint64_t from, uint64_t end, int *damaged)
+{
+    char page[WAL_PAGE_SIZE];
+    int nonzero_seen = 0, hole_seen = 0;
+    /* The bytes before the first page boundary share a page with good records. */
+    for (uint64_t pos = from; pos < end && !hole_seen;) {
+        uint64_t page_end = (pos / WAL_PAGE_SIZE + 1) * WAL_PAGE_SIZE;
+        size_t want = (size_t)((page_end < end ? page_end : end) - pos), got = 0;
+        int rc = wal_read_at(r, pos, page, want, &got);
+        if (rc != 0)
+            return rc;
+        if (got == 0)
+            break;
+        int zero = 1;
+        for (size_t i = 0; i < got && zero; i++)
+            zero = page[i] == 0;
+        if (!zero)
+            nonzero_seen = 1;
+        else if (pos % WAL_PAGE_SIZE == 0)
+            hole_seen = 1;
+        pos += got;
+    }
+    *damaged = nonzero_seen && !hole_seen;
+    return 0;
+}
+
 /* Ends the log at good_offset: dropped = file_size - good_offset; reason NULL if none. Then
- * judges the dropped bytes: with markers, damage iff a marker anywhere in the file proves a
- * byte at or after the bad record durable. Returns 0, or an error (the reader failed). */
+ * judges the dropped bytes (wal_reader_tail in wal.h). Returns 0, or an error (the reader
+ * failed). */
 static int wal_finish(wal_reader *r, uint64_t file_size, const char *reason)
 {
     assert(file_size >= r->good_offset);
     r->state = WAL_END;
     r->dropped = file_size - r->good_offset;
     r->reason = r->dropped ? reason : NULL;
-    r->tail = WAL_TAIL_CLEAN;
+    r->tail = r->dropped ? WAL_TAIL_UNSYNCED : WAL_TAIL_CLEAN;
+    r->tail_proven = 0;
     if (r->dropped == 0)
         return 0;
-    if (!r->have_nonce) {
-        r->tail = WAL_TAIL_UNKNOWN;
-        return 0;
+    int rc, damaged = 0;
+    if (r->have_nonce) {
+        rc = wal_scan_markers(r, r->good_offset + 1, file_size);
+        damaged = r->good_offset < r->synced;
+        r->tail_proven = 1;
+    } else if (strncmp(reason, "truncated", 9) == 0) {
+        rc = 0; /* a crash cuts a log short */
+    } else {
+        rc = wal_tail_looks_damaged(r, r->good_offset, file_size, &damaged);
     }
-    int rc = wal_scan_markers(r, r->good_offset + 1, file_size);
     if (rc != 0)
         return wal_fail(r, rc);
-    r->tail = r->good_offset < r->synced ? WAL_TAIL_DAMAGED : WAL_TAIL_UNSYNCED;
+    if (damaged)
+        r->tail = WAL_TAIL_DAMAGED;
     return 0;
 }
 

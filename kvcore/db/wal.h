@@ -18,7 +18,8 @@
  * returned) and stops at the first one that is truncated (its header or payload runs past the
  * end of the file) or fails its checksum/type/marker check. What follows is dropped;
  * wal_reader_dropped_bytes() says how much, and wal_reader_tail() whether it is a torn
- * unsynced tail (a power cut) or damage to bytes a sync had made durable.
+ * unsynced tail (a power cut) or damage to bytes a sync had made durable. The one place that
+ * decides this, for the WAL and the manifest alike.
  *
  * Threads: a writer or reader is used by one thread at a time.
  */
@@ -34,6 +35,7 @@
 #define WAL_TYPE_SYNC 2
 #define WAL_SYNC_PAYLOAD_SIZE 16 /* nonce:fixed64 synced:fixed64 */
 #define WAL_SYNC_RECORD_SIZE (WAL_HEADER_SIZE + WAL_SYNC_PAYLOAD_SIZE)
+#define WAL_PAGE_SIZE 4096 /* the page a power cut writes back whole or not at all */
 
 typedef struct wal_writer wal_writer;
 
@@ -79,14 +81,21 @@ const char *wal_reader_drop_reason(const wal_reader *r);
 
 enum wal_tail {
     WAL_TAIL_CLEAN = 0,    /* nothing dropped */
-    WAL_TAIL_UNSYNCED = 1, /* dropped bytes start at or after every offset proven durable */
-    WAL_TAIL_DAMAGED = 2,  /* dropped bytes start before an offset a sync made durable */
-    WAL_TAIL_UNKNOWN = 3,  /* dropped, in a log without a sync-marker header (older format, or
-                            * the header itself was never written): the caller decides */
+    WAL_TAIL_UNSYNCED = 1, /* the dropped bytes were never promised durable: a torn tail */
+    WAL_TAIL_DAMAGED = 2,  /* the dropped bytes include damage to durable bytes */
 };
-/* After the end: what the dropped bytes are. To decide, the reader looks for intact markers
- * of this log after the bad record, up to the end of the file. */
+/* After the end: what the dropped bytes are. In a log with sync markers the reader looks for
+ * intact markers of this log after the bad record, up to the end of the file: damage iff one
+ * proves a byte at or after the bad record durable (exact for power cuts). In a log without
+ * (the manifest, older WALs, a WAL whose header never reached the disk) it judges by how a
+ * power cut leaves a file: cut short ("truncated ..."), or holding never-written pages, so a
+ * bad record is damage only if non-zero bytes follow it and no page-aligned WAL_PAGE_SIZE run
+ * (the last one may end at the end of the file) of the dropped bytes is all zeros. Reading
+ * the rest of the file may fail: wal_read_record() then returned the error. */
 enum wal_tail wal_reader_tail(const wal_reader *r);
+/* After the end: 1 if wal_reader_tail() rests on this log's sync markers, 0 if on the
+ * zero-page heuristic (or nothing was dropped). */
+int wal_reader_tail_proven(const wal_reader *r);
 /* The highest offset proven durable by a marker of this log (after the end: including the
  * markers found past the bad record); 0 if none. */
 uint64_t wal_reader_synced_offset(const wal_reader *r);

@@ -439,8 +439,8 @@ END_TEST
 
 START_TEST(test_wal_dropped_bytes_count_an_unread_tail)
 {
-    /* Corrupt the first record of a 3 MiB log: the reader must count every byte after it
-     * even though it never reads them. */
+    /* Corrupt the first record of a 3 MiB log: the reader must count every byte after it,
+     * and reads them only to judge them (damage: no page of zeros), in bounded pieces. */
     size_t sizes[8];
     for (int i = 0; i < 8; i++)
         sizes[i] = 400000 + (size_t)i;
@@ -456,7 +456,8 @@ START_TEST(test_wal_dropped_bytes_count_an_unread_tail)
     ck_assert_uint_eq(wal_reader_good_offset(r), 0);
     ck_assert_uint_eq(wal_reader_dropped_bytes(r), img.len);
     ck_assert_str_eq(wal_reader_drop_reason(r), "checksum mismatch");
-    ck_assert_uint_le(mf.bytes_read, 2 * 256 * 1024 + 200);
+    ck_assert_int_eq(wal_reader_tail(r), WAL_TAIL_DAMAGED);
+    ck_assert_uint_le(mf.max_read_req, 256 * 1024);
     wal_reader_free(r);
     free_log(&img);
 }
@@ -785,6 +786,19 @@ static size_t read_verdict(const char *data, size_t len, enum mode mode, enum wa
     return n;
 }
 
+/* wal_reader_tail_proven() after reading data to its end. */
+static int wal_tail_proven_for_test(const char *data, size_t len, enum mode mode)
+{
+    memfile mf;
+    wal_reader *r = reader_over(data, len, mode, &mf);
+    slice rec;
+    while (wal_read_record(r, &rec) == 1)
+        ;
+    int proven = wal_reader_tail_proven(r);
+    wal_reader_free(r);
+    return proven;
+}
+
 START_TEST(test_wal_sync_marker_rides_in_the_append_after_a_sync)
 {
     static char lg[4096];
@@ -885,6 +899,7 @@ START_TEST(test_wal_damage_before_a_synced_offset_is_damage_not_a_torn_tail)
             read_verdict(copy, len, m, &tail, &synced);
             ck_assert_msg(tail == WAL_TAIL_DAMAGED, "flip at %zu (%s): tail %d", at, mode_name(m),
                           tail);
+            ck_assert(wal_tail_proven_for_test(copy, len, m));
             ck_assert_uint_eq(synced, ends[1]);
         }
     }
@@ -895,12 +910,12 @@ START_TEST(test_wal_damage_before_a_synced_offset_is_damage_not_a_torn_tail)
     uint64_t synced;
     read_verdict(copy, len, MODE_FILE, &tail, &synced);
     ck_assert_int_eq(tail, WAL_TAIL_DAMAGED);
-    /* Damage to the header marker itself leaves no nonce to trust markers by: the caller
-     * judges (db.c falls back to its heuristic). */
+    /* Damage to the header marker itself leaves no nonce to trust markers by: the zero-page
+     * heuristic judges (no page of zeros after it: damage). */
     memcpy(copy, lg, len);
     copy[20] ^= 1;
     read_verdict(copy, len, MODE_MEM, &tail, &synced);
-    ck_assert_int_eq(tail, WAL_TAIL_UNKNOWN);
+    ck_assert_int_eq(tail, WAL_TAIL_DAMAGED);
 }
 END_TEST
 
@@ -993,22 +1008,42 @@ START_TEST(test_wal_marker_of_another_log_proves_nothing)
 }
 END_TEST
 
-START_TEST(test_wal_log_without_markers_leaves_the_verdict_to_the_caller)
+START_TEST(test_wal_log_without_markers_is_judged_by_zero_pages)
 {
-    size_t sizes[6] = {10, 200, 30, 4000, 1, 50};
+    /* The manifest and older WALs: a bad record with bytes after it is damage, unless a
+     * page-aligned page of the dropped bytes is all zeros (a page a power cut never wrote),
+     * or the record was cut short by the end of the file. */
+    size_t sizes[8] = {10, 200, 30, 5000, 1, 50, 9000, 20};
     log_image img;
-    build_log(&img, sizes, 6);
+    build_log(&img, sizes, 8);
     char *copy = malloc(img.len);
-    memcpy(copy, img.data, img.len);
-    copy[img.off[2] + 15] ^= 2;
     for (enum mode m = MODE_MEM; m <= MODE_FILE; m++) {
         enum wal_tail tail;
         uint64_t synced;
-        ck_assert_uint_eq(read_verdict(copy, img.len, m, &tail, &synced), 2);
-        ck_assert_int_eq(tail, WAL_TAIL_UNKNOWN);
-        ck_assert_uint_eq(synced, 0);
-        ck_assert_uint_eq(read_verdict(img.data, img.len, m, &tail, &synced), 6);
+        ck_assert_uint_eq(read_verdict(img.data, img.len, m, &tail, &synced), 8);
         ck_assert_int_eq(tail, WAL_TAIL_CLEAN);
+        memcpy(copy, img.data, img.len);
+        copy[img.off[2] + 15] ^= 2;
+        ck_assert_uint_eq(read_verdict(copy, img.len, m, &tail, &synced), 2);
+        ck_assert_int_eq(tail, WAL_TAIL_DAMAGED);
+        ck_assert_uint_eq(synced, 0);
+        /* A never-written page after the bad record: a torn tail. */
+        memset(copy + 8192, 0, 4096);
+        read_verdict(copy, img.len, m, &tail, &synced);
+        ck_assert_int_eq(tail, WAL_TAIL_UNSYNCED);
+        ck_assert_int_eq(wal_tail_proven_for_test(copy, img.len, m), 0);
+        /* Zeros that do not fill an aligned page prove nothing. */
+        memcpy(copy, img.data, img.len);
+        memset(copy + img.off[2], 0, 4000);
+        read_verdict(copy, img.len, m, &tail, &synced);
+        ck_assert_int_eq(tail, WAL_TAIL_DAMAGED);
+        /* All zeros to the end, or a cut: torn. */
+        memcpy(copy, img.data, img.len);
+        memset(copy + img.off[3], 0, img.len - img.off[3]);
+        read_verdict(copy, img.len, m, &tail, &synced);
+        ck_assert_int_eq(tail, WAL_TAIL_UNSYNCED);
+        read_verdict(img.data, img.off[7] - 3, m, &tail, &synced);
+        ck_assert_int_eq(tail, WAL_TAIL_UNSYNCED);
     }
     free(copy);
     free_log(&img);
@@ -1045,7 +1080,9 @@ START_TEST(test_wal_forged_or_misplaced_marker_ends_the_log)
             ;
         ck_assert_uint_eq(wal_reader_good_offset(r), m);
         ck_assert_str_eq(wal_reader_drop_reason(r), "bad sync marker");
-        ck_assert_int_ne(wal_reader_tail(r), WAL_TAIL_DAMAGED);
+        /* A bad header leaves no nonce: the zero-page rule calls it damage. A bad later
+         * marker proves nothing about itself: an unsynced tail. */
+        ck_assert_int_eq(wal_reader_tail(r), c == 0 ? WAL_TAIL_DAMAGED : WAL_TAIL_UNSYNCED);
         wal_reader_free(r);
     }
 }
@@ -1078,7 +1115,7 @@ static Suite *wal_suite(void)
     tcase_add_test(tc, test_wal_damage_before_a_synced_offset_is_damage_not_a_torn_tail);
     tcase_add_test(tc, test_wal_bad_bytes_after_the_last_sync_are_an_unsynced_tail);
     tcase_add_test(tc, test_wal_marker_of_another_log_proves_nothing);
-    tcase_add_test(tc, test_wal_log_without_markers_leaves_the_verdict_to_the_caller);
+    tcase_add_test(tc, test_wal_log_without_markers_is_judged_by_zero_pages);
     tcase_add_test(tc, test_wal_forged_or_misplaced_marker_ends_the_log);
     suite_add_tcase(s, tc);
     return s;
