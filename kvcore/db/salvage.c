@@ -34,14 +34,11 @@
  *     synced before CURRENT names them.
  *  3. Every entry written was read from a block or record whose checksum verified.
  */
-#include "db/batch.h"
 #include "db/filename.h"
-#include "db/memtable.h"
-#include "db/table_cache.h"
+#include "db/salvage.h"
 #include "db/version.h"
 #include "db/wal.h"
 #include "kvcore/kv.h"
-#include "table/block.h"
 #include "table/bloom.h"
 #include "table/sst.h"
 #include "util/env.h"
@@ -54,52 +51,9 @@
 #include <string.h>
 
 #define SALVAGE_COPY_CHUNK (1u << 20)
-#define SALVAGE_KEY_LOG 300 /* key bytes a lost range's log line shows */
-
-/* A table the salvage considers: from the manifest's live set, or found in the directory. */
-struct stable {
-    uint64_t number;
-    int level;             /* -1: not from a trusted manifest */
-    uint64_t size;         /* the manifest's size; 0: unknown */
-    uint64_t largest_seq;  /* the manifest's */
-    buf smallest, largest; /* the manifest's keys; empty: unknown */
-    int damaged;
-};
-
-/* User keys k with lo < k <= hi (lo <= k if lo_inclusive); has_*: 0 means unbounded. The
- * damaged table's Bloom filter, if it verified, rules out keys the table never held. */
-struct lost_range {
-    buf lo, hi, filter;
-    int has_lo, has_hi, lo_inclusive, has_filter;
-};
-
-struct kv_lost {
-    struct lost_range *r;
-    size_t n;
-};
-
-struct salvage {
-    const kv_env *env;
-    const char *dir;
-    const kv_options *opts;
-    kv_logger log;
-    char **names;
-    size_t n;
-    kv_salvage_stats st;
-    uint64_t max_number; /* highest file number in the directory */
-    /* From the manifest replay. */
-    char manifest[FILENAME_MAX_LEN]; /* "" if none could be read */
-    int manifest_ok;                 /* every record decoded and replayed */
-    int has_counters;
-    uint64_t log_number, next_file, last_seq;
-    struct stable *tables;
-    size_t ntables, tables_cap;
-    struct lost_range *lost;
-    size_t nlost, lost_cap;
-};
 
 /* "dir/name" + suffix, malloc'd; NULL if out of memory. */
-static char *join(const char *dir, const char *name, const char *suffix)
+char *salvage_join(const char *dir, const char *name, const char *suffix)
 {
     size_t len = strlen(dir) + 1 + strlen(name) + strlen(suffix) + 1;
     char *p = malloc(len);
@@ -112,8 +66,8 @@ static char *join(const char *dir, const char *name, const char *suffix)
  * directory synced). */
 static int copy_prefix(struct salvage *s, const char *from, const char *to, uint64_t len)
 {
-    char *src = join(s->dir, from, ""), *tmp = join(s->dir, to, ".tmp"),
-         *dst = join(s->dir, to, "");
+    char *src = salvage_join(s->dir, from, ""), *tmp = salvage_join(s->dir, to, ".tmp"),
+         *dst = salvage_join(s->dir, to, "");
     char *chunk = malloc(SALVAGE_COPY_CHUNK);
     env_file *in = NULL, *out = NULL;
     int rc = KV_ENOMEM;
@@ -156,10 +110,10 @@ done:
 }
 
 /* Keeps a copy of dir/name (all of it) as dir/name.damaged. */
-static int keep_original(struct salvage *s, const char *name)
+int salvage_keep_original(struct salvage *s, const char *name)
 {
     size_t dlen = strlen(name) + sizeof ".damaged";
-    char *p = join(s->dir, name, ""), *damaged = malloc(dlen);
+    char *p = salvage_join(s->dir, name, ""), *damaged = malloc(dlen);
     uint64_t size = 0;
     int rc = p && damaged ? s->env->file_size(s->env, p, &size) : KV_ENOMEM;
     if (rc == 0) {
@@ -177,7 +131,7 @@ static int keep_original(struct salvage *s, const char *name)
 /* Step 1: CURRENT. */
 static int salvage_current(struct salvage *s)
 {
-    char *p = join(s->dir, "CURRENT", "");
+    char *p = salvage_join(s->dir, "CURRENT", "");
     char *data = NULL, name[FILENAME_MAX_LEN];
     size_t len = 0;
     const char *why = NULL;
@@ -202,7 +156,7 @@ static int salvage_current(struct salvage *s)
             type != FILE_TYPE_MANIFEST) {
             why = "malformed";
         } else {
-            char *m = join(s->dir, name, "");
+            char *m = salvage_join(s->dir, name, "");
             if (!m) {
                 free(p);
                 free(data);
@@ -229,7 +183,7 @@ static int salvage_current(struct salvage *s)
         kv_log(&s->log, KV_LOG_ERROR, "salvage: CURRENT is %s and no manifest is left", why);
         return 0;
     }
-    if (strcmp(why, "missing") != 0 && (rc = keep_original(s, "CURRENT")) != 0)
+    if (strcmp(why, "missing") != 0 && (rc = salvage_keep_original(s, "CURRENT")) != 0)
         return rc;
     rc = filename_set_current(s->env, s->dir, newest);
     if (rc != 0) {
@@ -245,7 +199,7 @@ static int salvage_current(struct salvage *s)
 /* Step 2: one write-ahead log. */
 static int salvage_log(struct salvage *s, const char *name)
 {
-    char *p = join(s->dir, name, "");
+    char *p = salvage_join(s->dir, name, "");
     env_file *f;
     wal_reader *r;
     slice rec;
@@ -272,7 +226,7 @@ static int salvage_log(struct salvage *s, const char *name)
     }
     if (dropped == 0)
         return 0;
-    rc = keep_original(s, name);
+    rc = salvage_keep_original(s, name);
     if (rc == 0)
         rc = copy_prefix(s, name, name, good);
     if (rc != 0) {
@@ -290,7 +244,7 @@ static int salvage_log(struct salvage *s, const char *name)
 
 /* ---- Tables and lost ranges ---------------------------------------------------------------- */
 
-static struct stable *table_find(struct salvage *s, uint64_t number)
+static struct salvage_table *table_find(struct salvage *s, uint64_t number)
 {
     for (size_t i = 0; i < s->ntables; i++)
         if (s->tables[i].number == number)
@@ -298,17 +252,17 @@ static struct stable *table_find(struct salvage *s, uint64_t number)
     return NULL;
 }
 
-static struct stable *table_add(struct salvage *s, uint64_t number)
+static struct salvage_table *table_add(struct salvage *s, uint64_t number)
 {
     if (s->ntables == s->tables_cap) {
         size_t ncap = s->tables_cap ? s->tables_cap * 2 : 16;
-        struct stable *nt = realloc(s->tables, ncap * sizeof(*nt));
+        struct salvage_table *nt = realloc(s->tables, ncap * sizeof(*nt));
         if (!nt)
             return NULL;
         s->tables = nt;
         s->tables_cap = ncap;
     }
-    struct stable *t = &s->tables[s->ntables++];
+    struct salvage_table *t = &s->tables[s->ntables++];
     memset(t, 0, sizeof *t);
     t->number = number;
     t->level = -1;
@@ -317,7 +271,7 @@ static struct stable *table_add(struct salvage *s, uint64_t number)
     return t;
 }
 
-static void table_remove(struct salvage *s, struct stable *t)
+static void table_remove(struct salvage *s, struct salvage_table *t)
 {
     buf_free(&t->smallest);
     buf_free(&t->largest);
@@ -334,18 +288,18 @@ static void tables_free(struct salvage *s)
 }
 
 /* Records a lost range of user keys; lo/hi NULL: unbounded; filter NULL: none. */
-static int lost_add(struct salvage *s, const slice *lo, int lo_inclusive, const slice *hi,
-                    const slice *filter)
+int salvage_lost_add(struct salvage *s, const slice *lo, int lo_inclusive, const slice *hi,
+                     const slice *filter)
 {
     if (s->nlost == s->lost_cap) {
         size_t ncap = s->lost_cap ? s->lost_cap * 2 : 16;
-        struct lost_range *nl = realloc(s->lost, ncap * sizeof(*nl));
+        struct salvage_range *nl = realloc(s->lost, ncap * sizeof(*nl));
         if (!nl)
             return KV_ENOMEM;
         s->lost = nl;
         s->lost_cap = ncap;
     }
-    struct lost_range *l = &s->lost[s->nlost];
+    struct salvage_range *l = &s->lost[s->nlost];
     memset(l, 0, sizeof *l);
     buf_init(&l->lo);
     buf_init(&l->hi);
@@ -366,7 +320,7 @@ static int lost_add(struct salvage *s, const slice *lo, int lo_inclusive, const 
     return 0;
 }
 
-static void ranges_free(struct lost_range *r, size_t n)
+static void ranges_free(struct salvage_range *r, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         buf_free(&r[i].lo);
@@ -384,7 +338,7 @@ size_t kv_lost_count(const kv_lost *l)
 void kv_lost_range(const kv_lost *l, size_t i, const void **lo, size_t *lolen, int *lo_inclusive,
                    const void **hi, size_t *hilen)
 {
-    const struct lost_range *r = &l->r[i];
+    const struct salvage_range *r = &l->r[i];
     *lo = r->has_lo ? r->lo.data : NULL;
     *lolen = r->lo.len;
     *lo_inclusive = r->lo_inclusive;
@@ -400,7 +354,7 @@ int kv_lost_may_contain(const kv_lost *l, const void *key, size_t klen)
 {
     slice k = slice_make(key, klen);
     for (size_t i = 0; l && i < l->n; i++) {
-        const struct lost_range *r = &l->r[i];
+        const struct salvage_range *r = &l->r[i];
         int c = r->has_lo ? slice_compare(buf_slice(&r->lo), k) : -1;
         if (c > 0 || (c == 0 && !r->lo_inclusive))
             continue;
@@ -426,7 +380,7 @@ void kv_lost_free(kv_lost *l)
 static const char *replay_edit(struct salvage *s, version_edit *e)
 {
     for (size_t i = 0; i < e->n_deleted; i++) {
-        struct stable *t = table_find(s, e->deleted[i].number);
+        struct salvage_table *t = table_find(s, e->deleted[i].number);
         if (!t || t->level != e->deleted[i].level)
             return "deletes a table that is not in that level";
         table_remove(s, t);
@@ -435,7 +389,7 @@ static const char *replay_edit(struct salvage *s, version_edit *e)
         const file_meta *m = e->added[i].meta;
         if (table_find(s, m->number))
             return "adds a table already present";
-        struct stable *t = table_add(s, m->number);
+        struct salvage_table *t = table_add(s, m->number);
         if (!t || buf_append(&t->smallest, m->smallest.data, m->smallest.len) != 0 ||
             buf_append(&t->largest, m->largest.data, m->largest.len) != 0)
             return "out of memory";
@@ -457,7 +411,7 @@ static const char *replay_edit(struct salvage *s, version_edit *e)
  * was extended), else 0. */
 static int tail_is_zeros(struct salvage *s, const char *name, uint64_t off)
 {
-    char *p = join(s->dir, name, ""), *data = NULL;
+    char *p = salvage_join(s->dir, name, ""), *data = NULL;
     size_t len = 0;
     int zeros = 0;
     if (p && env_read_file(s->env, p, &data, &len) == 0 && off <= len) {
@@ -475,7 +429,7 @@ static int tail_is_zeros(struct salvage *s, const char *name, uint64_t off)
  * Only I/O errors and ENOMEM are returned. */
 static int load_manifest(struct salvage *s)
 {
-    char *p = join(s->dir, "CURRENT", ""), *data = NULL;
+    char *p = salvage_join(s->dir, "CURRENT", ""), *data = NULL;
     size_t len = 0;
     enum filename_type type;
     uint64_t number;
@@ -502,7 +456,7 @@ static int load_manifest(struct salvage *s)
     wal_reader *r;
     slice rec;
     const char *why = NULL;
-    p = join(s->dir, s->manifest, "");
+    p = salvage_join(s->dir, s->manifest, "");
     rc = p ? s->env->open_readable(s->env, p, &f) : KV_ENOMEM;
     free(p);
     if (rc == KV_ENOTFOUND) {
@@ -556,11 +510,11 @@ static int load_manifest(struct salvage *s)
 
 /* Verifies table t completely. Returns 0 (sound), 1 (damaged or missing: logged) or an I/O
  * error. */
-static int check_table(struct salvage *s, struct stable *t)
+static int check_table(struct salvage *s, struct salvage_table *t)
 {
     char name[FILENAME_MAX_LEN];
     snprintf(name, sizeof name, "%06" PRIu64 ".sst", t->number);
-    char *p = join(s->dir, name, "");
+    char *p = salvage_join(s->dir, name, "");
     uint64_t size = 0, problems = 0;
     env_file *f;
     sst_reader *r;
@@ -595,589 +549,6 @@ static int check_table(struct salvage *s, struct stable *t)
     return rc;
 }
 
-/* ---- Step 4: the rebuild's sources ---------------------------------------------------------- */
-
-/* The entries of one table's good blocks, in order, as an iterator for the merger. Supports
- * seek_first once, then next; anything else makes it fail with KV_EINVAL. */
-struct table_src {
-    iter base;
-    struct salvage *s;
-    struct stable *t;
-    sst_scan *scan;
-    struct block_iter bi;
-    int have_bi, started, valid, status;
-};
-
-static void src_loss(void *ctx, const sst_scan_loss *l)
-{
-    struct table_src *ts = ctx;
-    struct stable *t = ts->t;
-    slice lo, hi;
-    int lo_inc = 0;
-    const slice *lop = NULL, *hip = NULL;
-    t->damaged = 1;
-    if (l->has_lower) {
-        lo = ikey_user_key(l->lower);
-        lop = &lo;
-    } else if (t->smallest.len >= IKEY_TAG_SIZE) {
-        lo = ikey_user_key(buf_slice(&t->smallest));
-        lop = &lo;
-        lo_inc = 1;
-    }
-    if (l->has_upper) {
-        hi = ikey_user_key(l->upper);
-        hip = &hi;
-    } else if (t->largest.len >= IKEY_TAG_SIZE) {
-        hi = ikey_user_key(buf_slice(&t->largest));
-        hip = &hi;
-    }
-    slice filter;
-    int has_filter = sst_scan_filter(ts->scan, &filter);
-    if (lost_add(ts->s, lop, lo_inc, hip, has_filter ? &filter : NULL) != 0 && ts->status == 0)
-        ts->status = KV_ENOMEM;
-}
-
-/* Moves to the first entry of the next good block. */
-static void src_load(struct table_src *ts)
-{
-    const block *b;
-    ts->valid = 0;
-    if (ts->have_bi) {
-        block_iter_release(&ts->bi);
-        ts->have_bi = 0;
-    }
-    if (ts->status != 0)
-        return;
-    int rc = sst_scan_next(ts->scan, src_loss, ts, &b);
-    if (rc < 0)
-        ts->status = rc;
-    if (rc != 1 || ts->status != 0)
-        return;
-    block_iter_init(&ts->bi, b, ikey_compare, NULL);
-    ts->have_bi = 1;
-    block_iter_seek_first(&ts->bi);
-    ts->valid = block_iter_valid(&ts->bi); /* blocks are checked non-empty */
-    if (!ts->valid)
-        ts->status = KV_ECORRUPT; /* cannot happen: sst_scan checked every entry */
-}
-
-static int src_valid(const iter *it)
-{
-    return ((const struct table_src *)it)->valid;
-}
-
-static void src_seek_first(iter *it)
-{
-    struct table_src *ts = (struct table_src *)it;
-    if (ts->started) {
-        ts->valid = 0;
-        ts->status = KV_EINVAL;
-        return;
-    }
-    ts->started = 1;
-    src_load(ts);
-}
-
-static void src_unsupported(iter *it)
-{
-    struct table_src *ts = (struct table_src *)it;
-    ts->valid = 0;
-    ts->status = KV_EINVAL;
-}
-
-static void src_seek(iter *it, slice target)
-{
-    (void)target;
-    src_unsupported(it);
-}
-
-static void src_next(iter *it)
-{
-    struct table_src *ts = (struct table_src *)it;
-    block_iter_next(&ts->bi);
-    if (!block_iter_valid(&ts->bi))
-        src_load(ts);
-}
-
-static slice src_key(const iter *it)
-{
-    return block_iter_key(&((const struct table_src *)it)->bi);
-}
-
-static slice src_value(const iter *it)
-{
-    return block_iter_value(&((const struct table_src *)it)->bi);
-}
-
-static int src_status(const iter *it)
-{
-    return ((const struct table_src *)it)->status;
-}
-
-static void src_destroy(iter *it)
-{
-    struct table_src *ts = (struct table_src *)it;
-    sst_scan_stats st;
-    if (ts->have_bi)
-        block_iter_release(&ts->bi);
-    sst_scan_get_stats(ts->scan, &st);
-    ts->s->st.blocks_lost += st.blocks_lost;
-    ts->s->st.bytes_lost += st.bytes_lost;
-    ts->s->st.entries_read += st.entries;
-    if (st.footer_ok && st.footer_entries > st.entries)
-        ts->s->st.entries_lost += st.footer_entries - st.entries;
-    if (!st.footer_ok || !st.index_ok || !st.filter_ok || st.blocks_lost)
-        ts->t->damaged = 1;
-    sst_scan_close(ts->scan);
-    free(ts);
-}
-
-static const struct iter_ops src_ops = {
-    src_valid,       src_seek_first, src_unsupported, src_seek,   src_next,
-    src_unsupported, src_key,        src_value,       src_status, src_destroy,
-};
-
-/* Opens table t for the merge. A missing or unreadable table loses its whole key range (the
- * manifest's, or everything if unknown). Returns 0 with *out (NULL if there is nothing to
- * read) or an error. */
-static int src_open(struct salvage *s, struct stable *t, iter **out)
-{
-    char name[FILENAME_MAX_LEN];
-    snprintf(name, sizeof name, "%06" PRIu64 ".sst", t->number);
-    char *p = join(s->dir, name, "");
-    uint64_t size = 0;
-    env_file *f = NULL;
-    *out = NULL;
-    if (!p)
-        return KV_ENOMEM;
-    int rc = s->env->file_size(s->env, p, &size);
-    if (rc == 0)
-        rc = s->env->open_readable(s->env, p, &f);
-    free(p);
-    if (rc == KV_ENOTFOUND) {
-        slice lo = ikey_user_key(buf_slice(&t->smallest)),
-              hi = ikey_user_key(buf_slice(&t->largest));
-        int known = t->smallest.len >= IKEY_TAG_SIZE && t->largest.len >= IKEY_TAG_SIZE;
-        t->damaged = 1;
-        kv_log(&s->log, KV_LOG_ERROR, "salvage: table %s is missing: all of it is lost", name);
-        return lost_add(s, known ? &lo : NULL, 1, known ? &hi : NULL, NULL);
-    }
-    if (rc != 0)
-        return rc;
-    struct table_src *ts = calloc(1, sizeof *ts);
-    if (!ts) {
-        env_close(f);
-        return KV_ENOMEM;
-    }
-    rc = sst_scan_open(f, size, name, &s->log, &ts->scan);
-    if (rc != 0) {
-        free(ts);
-        return rc;
-    }
-    iter_init(&ts->base, &src_ops);
-    ts->s = s;
-    ts->t = t;
-    *out = &ts->base;
-    return 0;
-}
-
-/* Replays every good record of the logs that hold data not yet in a table (all logs when the
- * manifest cannot say) into *mem. Logs were already cut back to their last good record. */
-static int logs_into_memtable(struct salvage *s, memtable *mem)
-{
-    enum filename_type type;
-    uint64_t number;
-    int rc = 0;
-    for (size_t i = 0; rc == 0 && i < s->n; i++) {
-        if (!filename_parse(s->names[i], &type, &number) || type != FILE_TYPE_LOG ||
-            (s->manifest_ok && number < s->log_number))
-            continue;
-        char *p = join(s->dir, s->names[i], "");
-        env_file *f;
-        wal_reader *r;
-        slice rec;
-        rc = p ? s->env->open_readable(s->env, p, &f) : KV_ENOMEM;
-        free(p);
-        if (rc == 0)
-            rc = wal_reader_new(f, &r);
-        if (rc != 0)
-            break;
-        while ((rc = wal_read_record(r, &rec)) == 1) {
-            int brc = batch_insert_into_memtable(rec, mem);
-            if (brc == KV_ECORRUPT) {
-                /* Its checksum holds: the writer made it. Keep the prefix, as for damage. */
-                kv_log(&s->log, KV_LOG_ERROR,
-                       "salvage: %s: record ending at offset %" PRIu64
-                       ": malformed batch; the records from it on are dropped",
-                       s->names[i], wal_reader_good_offset(r));
-                rc = 0;
-                break;
-            }
-            if (brc != 0) {
-                rc = brc;
-                break;
-            }
-            s->st.entries_read += coding_get_fixed32(rec.data + 8);
-        }
-        wal_reader_free(r);
-    }
-    return rc;
-}
-
-/* ---- Step 4: the merged output --------------------------------------------------------------- */
-
-/* Over the merger: the newest entry of each user key, skipping keys whose newest entry is a
- * deletion. seek_first starts at the first entry the first time and, after that, a new window
- * at the current entry; a window ends (valid() 0) once it holds `limit` bytes, so that
- * table_build, which seeks first and reads to the end, writes one table per window. */
-struct out_iter {
-    iter base;
-    iter *m;
-    int started;
-    uint64_t limit, window;
-    uint64_t max_seq, keys;
-    buf user; /* user key of the entry being left behind */
-};
-
-/* Skips every entry of the merger with user key `u`. */
-static void out_skip_user(struct out_iter *o, slice u)
-{
-    while (iter_valid(o->m) && slice_compare(ikey_user_key(iter_key(o->m)), u) == 0) {
-        ikey_parsed pk;
-        if (ikey_parse(iter_key(o->m), &pk) && pk.sequence > o->max_seq)
-            o->max_seq = pk.sequence;
-        iter_next(o->m);
-    }
-}
-
-/* Moves to the newest entry of the next user key that is not deleted. */
-static void out_settle(struct out_iter *o)
-{
-    while (iter_valid(o->m)) {
-        ikey_parsed pk;
-        if (!ikey_parse(iter_key(o->m), &pk))
-            return; /* cannot happen: sources are checked; the writer refuses it */
-        if (pk.type != IKEY_TYPE_DELETION)
-            return;
-        buf_clear(&o->user);
-        if (buf_append(&o->user, pk.user_key.data, pk.user_key.size) != 0)
-            return;
-        out_skip_user(o, buf_slice(&o->user));
-    }
-}
-
-static int out_valid(const iter *it)
-{
-    const struct out_iter *o = (const struct out_iter *)it;
-    return o->window < o->limit && iter_valid(o->m);
-}
-
-static void out_seek_first(iter *it)
-{
-    struct out_iter *o = (struct out_iter *)it;
-    o->window = 0;
-    if (!o->started) {
-        o->started = 1;
-        iter_seek_first(o->m);
-        out_settle(o);
-    }
-}
-
-static void out_next(iter *it)
-{
-    struct out_iter *o = (struct out_iter *)it;
-    slice k = iter_key(o->m), u = ikey_user_key(k);
-    o->window += k.size + iter_value(o->m).size;
-    o->keys++;
-    buf_clear(&o->user);
-    if (buf_append(&o->user, u.data, u.size) != 0)
-        return;
-    out_skip_user(o, buf_slice(&o->user));
-    out_settle(o);
-}
-
-static slice out_key(const iter *it)
-{
-    return iter_key(((const struct out_iter *)it)->m);
-}
-
-static slice out_value(const iter *it)
-{
-    return iter_value(((const struct out_iter *)it)->m);
-}
-
-static int out_status(const iter *it)
-{
-    return iter_status(((const struct out_iter *)it)->m);
-}
-
-static void out_unsupported(iter *it)
-{
-    (void)it; /* never called: table_build only seeks first and steps forward */
-}
-
-static void out_seek(iter *it, slice target)
-{
-    (void)it;
-    (void)target;
-}
-
-static void out_destroy(iter *it)
-{
-    (void)it; /* lives on the caller's stack */
-}
-
-static const struct iter_ops out_ops = {
-    out_valid,       out_seek_first, out_unsupported, out_seek,   out_next,
-    out_unsupported, out_key,        out_value,       out_status, out_destroy,
-};
-
-/* ---- Step 4: the rebuild -------------------------------------------------------------------- */
-
-/* Writes the manifest MANIFEST-number holding exactly the given tables and counters. */
-static int write_manifest(struct salvage *s, uint64_t number, file_meta *outs, size_t nout,
-                          uint64_t next_file, uint64_t last_seq)
-{
-    version_edit e;
-    buf enc;
-    env_file *f;
-    wal_writer *w = NULL;
-    char name[FILENAME_MAX_LEN];
-    int rc = 0;
-    version_edit_init(&e);
-    buf_init(&enc);
-    e.has_format_version = 1;
-    e.format_version = VERSION_FORMAT_CURRENT;
-    e.has_log_number = 1;
-    e.log_number = next_file;
-    e.has_next_file_number = 1;
-    e.next_file_number = next_file;
-    e.has_last_sequence = 1;
-    e.last_sequence = last_seq;
-    for (size_t i = 0; rc == 0 && i < nout; i++)
-        rc = version_edit_add_file_meta(&e, KV_MAX_LEVELS - 1, &outs[i]);
-    if (rc == 0)
-        rc = version_edit_encode(&e, &enc);
-    snprintf(name, sizeof name, "MANIFEST-%06" PRIu64, number);
-    char *p = rc == 0 ? join(s->dir, name, "") : NULL;
-    if (rc == 0 && !p)
-        rc = KV_ENOMEM;
-    if (rc == 0)
-        rc = s->env->open_writable(s->env, p, &f);
-    if (rc == 0)
-        rc = wal_writer_new(f, 0, &w);
-    if (rc == 0)
-        rc = wal_add_record(w, buf_slice(&enc));
-    if (rc == 0)
-        rc = wal_writer_sync(w);
-    if (w) {
-        int crc = wal_writer_close(w);
-        if (rc == 0)
-            rc = crc;
-    }
-    if (rc == 0)
-        rc = s->env->sync_dir(s->env, s->dir);
-    else if (p)
-        s->env->unlink(s->env, p);
-    free(p);
-    buf_free(&enc);
-    version_edit_free(&e);
-    return rc;
-}
-
-/* Writes the merged entries as tables numbered from *next (advanced); fills outs. */
-static int write_tables(struct salvage *s, iter *merged, table_cache *tc, uint64_t *next,
-                        file_meta **outs, size_t *nout, uint64_t *max_seq)
-{
-    struct out_iter o;
-    size_t cap = 0;
-    int rc = 0;
-    memset(&o, 0, sizeof o);
-    iter_init(&o.base, &out_ops);
-    o.m = merged;
-    o.limit = s->opts->target_file_size ? s->opts->target_file_size : (2u << 20);
-    buf_init(&o.user);
-    *outs = NULL;
-    *nout = 0;
-    for (;;) {
-        file_meta meta;
-        if (*nout == cap) {
-            size_t ncap = cap ? cap * 2 : 8;
-            file_meta *no = realloc(*outs, ncap * sizeof(*no));
-            if (!no) {
-                rc = KV_ENOMEM;
-                break;
-            }
-            *outs = no;
-            cap = ncap;
-        }
-        rc = table_build(s->dir, s->env, s->opts, tc, &o.base, *next, &meta);
-        if (rc != 0 || meta.size == 0) {
-            buf_free(&meta.smallest);
-            buf_free(&meta.largest);
-            break;
-        }
-        (*outs)[(*nout)++] = meta;
-        (*next)++;
-        if (!iter_valid(merged))
-            break;
-    }
-    if (rc == 0)
-        rc = iter_status(merged);
-    s->st.keys_written = o.keys;
-    *max_seq = o.max_seq;
-    buf_free(&o.user);
-    return rc;
-}
-
-static void outs_free(file_meta *outs, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        buf_free(&outs[i].smallest);
-        buf_free(&outs[i].largest);
-    }
-    free(outs);
-}
-
-/* Deletes tables written by a rebuild that did not complete. */
-static void outs_unlink(struct salvage *s, const file_meta *outs, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        char name[FILENAME_MAX_LEN];
-        snprintf(name, sizeof name, "%06" PRIu64 ".sst", outs[i].number);
-        char *p = join(s->dir, name, "");
-        if (p)
-            s->env->unlink(s->env, p);
-        free(p);
-    }
-}
-
-/* Logs lost range i as "(lo, hi]" in hex ("[" for an inclusive lo; "-" for no bound). */
-static void log_lost_range(struct salvage *s, size_t i)
-{
-    const struct lost_range *l = &s->lost[i];
-    char lo[2 * SALVAGE_KEY_LOG + 4], hi[2 * SALVAGE_KEY_LOG + 4];
-    const buf *b[2] = {&l->lo, &l->hi};
-    char *out[2] = {lo, hi};
-    int has[2] = {l->has_lo, l->has_hi};
-    for (int k = 0; k < 2; k++) {
-        size_t n = b[k]->len < SALVAGE_KEY_LOG ? b[k]->len : SALVAGE_KEY_LOG, o = 0;
-        if (!has[k])
-            out[k][o++] = '-';
-        for (size_t j = 0; has[k] && j < n; j++, o += 2)
-            snprintf(out[k] + o, 3, "%02x", (unsigned char)b[k]->data[j]);
-        if (has[k] && n < b[k]->len)
-            out[k][o++] = '+'; /* cut short */
-        out[k][o] = '\0';
-    }
-    kv_log(&s->log, KV_LOG_WARN, "salvage: lost key range %zu: %c%s, %s]%s", i,
-           l->lo_inclusive ? '[' : '(', lo, hi,
-           l->has_filter ? " (less what the table's Bloom filter rules out)" : "");
-}
-
-static int rebuild(struct salvage *s)
-{
-    iter **srcs = calloc(s->ntables + 1, sizeof(*srcs));
-    int nsrc = 0, rc = 0;
-    memtable *mem = memtable_new();
-    table_cache *tc = table_cache_new(s->dir, s->env, 16, NULL, &s->log, 1);
-    file_meta *outs = NULL;
-    size_t nout = 0;
-    uint64_t max_seq = 0;
-    if (!srcs || !mem || !tc)
-        rc = KV_ENOMEM;
-    for (size_t i = 0; rc == 0 && i < s->ntables; i++) {
-        iter *it;
-        rc = src_open(s, &s->tables[i], &it);
-        if (rc == 0 && it)
-            srcs[nsrc++] = it;
-    }
-    if (rc == 0)
-        rc = logs_into_memtable(s, mem);
-    if (rc == 0) {
-        srcs[nsrc] = memtable_iter_new(mem);
-        if (!srcs[nsrc])
-            rc = KV_ENOMEM;
-        else
-            nsrc++;
-    }
-    if (rc != 0) {
-        for (int i = 0; i < nsrc; i++)
-            iter_free(srcs[i]);
-        nsrc = 0;
-    }
-    iter *merged = rc == 0 ? merger_new(srcs, nsrc) : NULL;
-    if (rc == 0 && !merged)
-        rc = KV_ENOMEM;
-
-    uint64_t next = s->max_number + 1;
-    if (s->has_counters && s->next_file > next)
-        next = s->next_file;
-    if (rc == 0)
-        rc = write_tables(s, merged, tc, &next, &outs, &nout, &max_seq);
-    iter_free(merged); /* reports every table's stats and losses */
-    if (rc == 0 && s->has_counters && s->last_seq > max_seq)
-        max_seq = s->last_seq;
-    uint64_t manifest_number = next++;
-    if (rc == 0)
-        rc = write_manifest(s, manifest_number, outs, nout, next, max_seq);
-    /* Keep what is about to be replaced; then switch. */
-    for (size_t i = 0; rc == 0 && i < s->ntables; i++) {
-        if (!s->tables[i].damaged)
-            continue;
-        s->st.tables_damaged++;
-        char name[FILENAME_MAX_LEN];
-        snprintf(name, sizeof name, "%06" PRIu64 ".sst", s->tables[i].number);
-        char *p = join(s->dir, name, "");
-        uint64_t size;
-        if (!p) {
-            rc = KV_ENOMEM;
-            break;
-        }
-        if (s->env->file_size(s->env, p, &size) == 0) {
-            rc = keep_original(s, name);
-            s->st.files_fixed++;
-        }
-        free(p);
-    }
-    if (rc == 0 && s->manifest[0] && !s->manifest_ok) {
-        rc = keep_original(s, s->manifest);
-        s->st.files_fixed++;
-    }
-    if (rc == 0)
-        rc = filename_set_current(s->env, s->dir, manifest_number);
-    if (rc != 0) {
-        char name[FILENAME_MAX_LEN];
-        snprintf(name, sizeof name, "MANIFEST-%06" PRIu64, manifest_number);
-        char *p = join(s->dir, name, "");
-        if (p)
-            s->env->unlink(s->env, p);
-        free(p);
-        outs_unlink(s, outs, nout);
-        kv_log(&s->log, KV_LOG_ERROR, "salvage: rebuild failed (%s); the store is unchanged",
-               kv_strerror(rc));
-    } else {
-        s->st.rebuilt = 1;
-        for (size_t i = 0; i < s->nlost; i++)
-            log_lost_range(s, i);
-        if (s->st.files_fixed == 0)
-            s->st.files_fixed = 1;
-        kv_log(&s->log, KV_LOG_WARN,
-               "salvage: rebuilt %zu tables holding %" PRIu64 " keys from %zu tables and the logs "
-               "(%" PRIu64 " entries read); lost: %" PRIu64 " blocks, %" PRIu64
-               " bytes, at least %" PRIu64 " entries, in %zu key ranges; new manifest "
-               "MANIFEST-%06" PRIu64,
-               nout, s->st.keys_written, s->ntables, s->st.entries_read, s->st.blocks_lost,
-               s->st.bytes_lost, s->st.entries_lost, s->nlost, manifest_number);
-    }
-    outs_free(outs, nout);
-    if (mem)
-        memtable_unref(mem);
-    table_cache_free(tc);
-    free(srcs);
-    return rc;
-}
-
 /* Steps 3 and 4: decides whether a rebuild is needed and does it. */
 static int salvage_tables(struct salvage *s)
 {
@@ -1208,7 +579,7 @@ static int salvage_tables(struct salvage *s)
             need = 1;
         }
     }
-    return need ? rebuild(s) : 0;
+    return need ? salvage_rebuild(s) : 0;
 }
 
 int kv_salvage_ex(const char *path, const kv_options *opts, kv_lost **lost, kv_salvage_stats *st)
@@ -1252,7 +623,7 @@ int kv_salvage_ex(const char *path, const kv_options *opts, kv_lost **lost, kv_s
         kv_log(&s.log, KV_LOG_ERROR, "salvage: %s holds no kvcore files", path);
         return KV_EINVAL;
     }
-    char *lp = join(path, "LOCK", "");
+    char *lp = salvage_join(path, "LOCK", "");
     rc = lp ? s.env->lock(s.env, lp, &lock) : KV_ENOMEM;
     free(lp);
     if (rc == 0)
