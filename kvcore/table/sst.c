@@ -384,6 +384,12 @@ int sst_builder_finish(sst_builder *b)
 
 /* ---- Reading ----------------------------------------------------------------------------- */
 
+/* Read-ahead of a sequential scan (fetch_block_ahead): it starts at 2 blocks on the scan's
+ * first step into a following block and doubles on each further one, up to these bounds. */
+#define SST_READAHEAD_START_BLOCKS 2
+#define SST_READAHEAD_MAX_BLOCKS 16
+#define SST_READAHEAD_MAX_BYTES (64u << 10)
+
 /* A block's uncompressed contents and, for key/value blocks, its parsed view, in one
  * allocation: from malloc (pool == NULL; free() releases it) or, for a block headed for the
  * block cache, from the cache's shared slabs (charge = alloc_size; see cache_mem_alloc). */
@@ -477,32 +483,13 @@ static ZSTD_DCtx *thread_dctx(void)
     return d;
 }
 
-/* Reads the block at (off, size) + trailer, checks it and returns its uncompressed contents in
- * a new cached_block allocated from pool (NULL: malloc), which the caller owns (b is not
- * initialised). `what` names it in messages. */
-static int read_block_from(sst_reader *r, const char *what, uint64_t off, uint64_t size, int verify,
-                           cache *pool, struct cached_block **out)
+/* Checks the block whose size bytes + trailer were read into cb->data and returns its
+ * uncompressed contents in *out: cb itself, or (compressed) a new block from pool, cb being
+ * freed. On failure cb is freed and the failed check logged. */
+static int finish_block(sst_reader *r, const char *what, uint64_t off, uint64_t size, int verify,
+                        cache *pool, struct cached_block *cb, struct cached_block **out)
 {
     *out = NULL;
-    uint64_t limit = r->file_size - SST_FOOTER_SIZE;
-    if (off > limit || size > limit - off || SST_TRAILER_SIZE > limit - off - size)
-        return corrupt(r, what, off, "block handle beyond the end of the file");
-    size_t n = (size_t)size + SST_TRAILER_SIZE;
-    struct cached_block *cb = cached_block_alloc(pool, n);
-    if (cb == NULL)
-        return KV_ENOMEM;
-    size_t got = 0;
-    int rc = env_pread(r->f, cb->data, n, off, &got);
-    if (rc != 0) {
-        cached_block_free(cb);
-        kv_log(&r->log, KV_LOG_ERROR, "sst %s: %s at offset %llu: read failed: %s", r->name, what,
-               (unsigned long long)off, kv_strerror(rc));
-        return rc;
-    }
-    if (got != n) {
-        cached_block_free(cb);
-        return corrupt(r, what, off, "file shorter than the block (short read)");
-    }
     unsigned char type = (unsigned char)cb->data[size];
     if (verify &&
         checksum_value(cb->data, (size_t)size + 1) != coding_get_fixed64(cb->data + size + 1)) {
@@ -542,6 +529,41 @@ static int read_block_from(sst_reader *r, const char *what, uint64_t off, uint64
     return 0;
 }
 
+/* True if block handle (off, size) + trailer lies inside the table's data. */
+static int block_handle_ok(const sst_reader *r, uint64_t off, uint64_t size)
+{
+    uint64_t limit = r->file_size - SST_FOOTER_SIZE;
+    return off <= limit && size <= limit - off && SST_TRAILER_SIZE <= limit - off - size;
+}
+
+/* Reads the block at (off, size) + trailer, checks it and returns its uncompressed contents in
+ * a new cached_block allocated from pool (NULL: malloc), which the caller owns (b is not
+ * initialised). `what` names it in messages. */
+static int read_block_from(sst_reader *r, const char *what, uint64_t off, uint64_t size, int verify,
+                           cache *pool, struct cached_block **out)
+{
+    *out = NULL;
+    if (!block_handle_ok(r, off, size))
+        return corrupt(r, what, off, "block handle beyond the end of the file");
+    size_t n = (size_t)size + SST_TRAILER_SIZE;
+    struct cached_block *cb = cached_block_alloc(pool, n);
+    if (cb == NULL)
+        return KV_ENOMEM;
+    size_t got = 0;
+    int rc = env_pread(r->f, cb->data, n, off, &got);
+    if (rc != 0) {
+        cached_block_free(cb);
+        kv_log(&r->log, KV_LOG_ERROR, "sst %s: %s at offset %llu: read failed: %s", r->name, what,
+               (unsigned long long)off, kv_strerror(rc));
+        return rc;
+    }
+    if (got != n) {
+        cached_block_free(cb);
+        return corrupt(r, what, off, "file shorter than the block (short read)");
+    }
+    return finish_block(r, what, off, size, verify, pool, cb, out);
+}
+
 /* read_block_from with malloc'd memory: the caller frees the block with free(). */
 static int read_block(sst_reader *r, const char *what, uint64_t off, uint64_t size, int verify,
                       struct cached_block **out)
@@ -549,11 +571,10 @@ static int read_block(sst_reader *r, const char *what, uint64_t off, uint64_t si
     return read_block_from(r, what, off, size, verify, NULL, out);
 }
 
-/* Reads a key/value block (memory from pool, NULL: malloc) and checks its restart array. */
-static int read_kv_block_from(sst_reader *r, const char *what, uint64_t off, uint64_t size,
-                              int verify, cache *pool, struct cached_block **out)
+/* Checks the restart array of the key/value block rc/out came back with; frees it if bad. */
+static int init_kv_block(sst_reader *r, const char *what, uint64_t off, int rc,
+                         struct cached_block **out)
 {
-    int rc = read_block_from(r, what, off, size, verify, pool, out);
     if (rc != 0)
         return rc;
     const char *why;
@@ -563,6 +584,13 @@ static int read_kv_block_from(sst_reader *r, const char *what, uint64_t off, uin
         return corrupt(r, what, off, why);
     }
     return 0;
+}
+
+/* Reads a key/value block (memory from pool, NULL: malloc) and checks its restart array. */
+static int read_kv_block_from(sst_reader *r, const char *what, uint64_t off, uint64_t size,
+                              int verify, cache *pool, struct cached_block **out)
+{
+    return init_kv_block(r, what, off, read_block_from(r, what, off, size, verify, pool, out), out);
 }
 
 /* read_kv_block_from with malloc'd memory: the caller frees the block with free(). */
@@ -763,7 +791,92 @@ static void block_ref_release(const sst_reader *r, struct block_ref *ref)
     ref->h = NULL;
 }
 
-static int fetch_block(sst_reader *r, uint32_t i, int fill_cache, struct block_ref *ref)
+static void block_cache_key(const sst_reader *r, uint32_t i, char kbuf[16])
+{
+    coding_put_fixed64(kbuf, r->cache_id);
+    coding_put_fixed64(kbuf + 8, r->idx[i].off);
+}
+
+/* Blocks i+1.. that a read-ahead from block i covers: those not in the cache, up to the first
+ * that is, at most `ahead` blocks and SST_READAHEAD_MAX_BYTES in all. */
+static uint32_t readahead_extent(sst_reader *r, uint32_t i, uint32_t ahead)
+{
+    cache *c = r->o.block_cache;
+    uint32_t n = 0;
+    while (n < ahead && i + 1 + n < r->nidx) {
+        const struct index_entry *e = &r->idx[i + 1 + n];
+        uint64_t next_end = e->off + e->size + SST_TRAILER_SIZE;
+        if (next_end - r->idx[i].off > SST_READAHEAD_MAX_BYTES)
+            break;
+        char kbuf[16];
+        block_cache_key(r, i + 1 + n, kbuf);
+        if (cache_contains(c, slice_make(kbuf, sizeof(kbuf))))
+            break;
+        n++;
+    }
+    return n;
+}
+
+/* Reads block i and the `n` blocks after it (contiguous: parse_index checked that the handles
+ * tile the data) with one pread. Block i comes back in *out as read_kv_block_from would return
+ * it; each following block that checks out is put into the cache, and one that does not is
+ * dropped without a word (it is read and reported on its own if a reader gets to it). Returns
+ * 1 (nothing done) if the range could not be read in one piece, so the caller reads block i
+ * alone. */
+static int read_ahead(sst_reader *r, uint32_t i, uint32_t n, struct cached_block **out)
+{
+    cache *c = r->o.block_cache;
+    uint64_t start = r->idx[i].off;
+    const struct index_entry *last = &r->idx[i + n];
+    if (!block_handle_ok(r, last->off, last->size))
+        return 1;
+    size_t total = (size_t)(last->off + last->size + SST_TRAILER_SIZE - start);
+    char *tmp = malloc(total);
+    if (tmp == NULL)
+        return 1;
+    size_t got = 0;
+    if (env_pread(r->f, tmp, total, start, &got) != 0 || got != total) {
+        free(tmp);
+        return 1;
+    }
+    int rc = 0;
+    for (uint32_t j = i; j <= i + n; j++) {
+        const struct index_entry *e = &r->idx[j];
+        size_t len = (size_t)e->size + SST_TRAILER_SIZE;
+        struct cached_block *cb = cached_block_alloc(c, len), *blk = NULL;
+        int brc = KV_ENOMEM;
+        if (cb != NULL) {
+            memcpy(cb->data, tmp + (e->off - start), len);
+            brc =
+                finish_block(r, "data block", e->off, e->size, r->o.verify_checksums, c, cb, &blk);
+            brc = init_kv_block(r, "data block", e->off, brc, &blk);
+        }
+        if (j == i) {
+            rc = brc;
+            *out = blk;
+            if (brc != 0)
+                break;
+            continue;
+        }
+        if (brc != 0)
+            continue;
+        __atomic_fetch_add(&r->blocks_read, 1, __ATOMIC_RELAXED);
+        char kbuf[16];
+        block_cache_key(r, j, kbuf);
+        cache_handle *h = cache_insert(c, slice_make(kbuf, sizeof(kbuf)), blk, blk->alloc_size,
+                                       cached_block_deleter);
+        if (h)
+            cache_release(c, h);
+    }
+    free(tmp);
+    return rc;
+}
+
+/* Pins block i: from the cache, else read (and cached if fill_cache). With `ahead` > 0 and a
+ * cache, a miss also reads up to `ahead` following blocks into the cache in the same pread: a
+ * sequential scan about to need them then pays one system call instead of one per block. */
+static int fetch_block_ahead(sst_reader *r, uint32_t i, int fill_cache, uint32_t ahead,
+                             struct block_ref *ref)
 {
     const struct index_entry *e = &r->idx[i];
     cache *c = r->o.block_cache;
@@ -771,16 +884,20 @@ static int fetch_block(sst_reader *r, uint32_t i, int fill_cache, struct block_r
     ref->cb = NULL;
     ref->h = NULL;
     if (c) {
-        coding_put_fixed64(kbuf, r->cache_id);
-        coding_put_fixed64(kbuf + 8, e->off);
+        block_cache_key(r, i, kbuf);
         ref->h = cache_lookup(c, slice_make(kbuf, sizeof(kbuf)));
         if (ref->h) {
             ref->cb = cache_value(ref->h);
             return 0;
         }
     }
-    struct cached_block *cb;
-    int rc = read_kv_block_from(r, "data block", e->off, e->size, r->o.verify_checksums,
+    struct cached_block *cb = NULL;
+    int rc = 1;
+    uint32_t n = c && fill_cache && ahead ? readahead_extent(r, i, ahead) : 0;
+    if (n > 0)
+        rc = read_ahead(r, i, n, &cb);
+    if (rc == 1)
+        rc = read_kv_block_from(r, "data block", e->off, e->size, r->o.verify_checksums,
                                 c && fill_cache ? c : NULL, &cb);
     if (rc != 0)
         return rc;
@@ -793,6 +910,11 @@ static int fetch_block(sst_reader *r, uint32_t i, int fill_cache, struct block_r
     }
     ref->cb = cb;
     return 0;
+}
+
+static int fetch_block(sst_reader *r, uint32_t i, int fill_cache, struct block_ref *ref)
+{
+    return fetch_block_ahead(r, i, fill_cache, 0, ref);
 }
 
 static void init_block_iter(const sst_reader *r, struct block_iter *bi, const struct block_ref *ref,
@@ -917,7 +1039,8 @@ struct sst_iter {
     sst_reader *r;
     int fill_cache;
     int status;
-    uint32_t blk; /* index of the loaded block, if ref.cb */
+    uint32_t blk;   /* index of the loaded block, if ref.cb */
+    uint32_t ahead; /* blocks to read ahead on the next forward step (0 after a seek) */
     struct block_ref ref;
     struct block_iter bi;
 };
@@ -930,13 +1053,14 @@ static void si_unload(struct sst_iter *it)
     }
 }
 
-/* Makes block i the current block (unpositioned). Returns 0 or sets it->status. */
-static int si_load(struct sst_iter *it, uint32_t i)
+/* Makes block i the current block (unpositioned), reading `ahead` blocks after it along if
+ * it is not cached. Returns 0 or sets it->status. */
+static int si_load_ahead(struct sst_iter *it, uint32_t i, uint32_t ahead)
 {
     if (it->ref.cb && it->blk == i)
         return 0;
     si_unload(it);
-    int rc = fetch_block(it->r, i, it->fill_cache, &it->ref);
+    int rc = fetch_block_ahead(it->r, i, it->fill_cache, ahead, &it->ref);
     if (rc != 0) {
         it->status = rc;
         return rc;
@@ -944,6 +1068,12 @@ static int si_load(struct sst_iter *it, uint32_t i)
     it->blk = i;
     init_block_iter(it->r, &it->bi, &it->ref, i);
     return 0;
+}
+
+static int si_load(struct sst_iter *it, uint32_t i)
+{
+    it->ahead = 0;
+    return si_load_ahead(it, i, 0);
 }
 
 /* After the block iterator ran off the end of its block, moves on to the next non-empty one. */
@@ -956,7 +1086,10 @@ static void si_skip_forward(struct sst_iter *it)
             si_unload(it);
             return;
         }
-        if (si_load(it, it->blk + 1) != 0)
+        it->ahead = it->ahead == 0                         ? SST_READAHEAD_START_BLOCKS
+                    : it->ahead < SST_READAHEAD_MAX_BLOCKS ? it->ahead * 2
+                                                           : SST_READAHEAD_MAX_BLOCKS;
+        if (si_load_ahead(it, it->blk + 1, it->ahead) != 0)
             return;
         block_iter_seek_first(&it->bi);
     }

@@ -379,6 +379,16 @@ cache_handle *cache_lookup(cache *c, slice key)
     return e;
 }
 
+int cache_contains(cache *c, slice key)
+{
+    uint64_t hash = hash_key(key);
+    shard *s = shard_for(c, hash);
+    pthread_mutex_lock(&s->mu);
+    int found = *find_slot(s, key, hash) != NULL;
+    pthread_mutex_unlock(&s->mu);
+    return found;
+}
+
 void cache_release(cache *c, cache_handle *h)
 {
     shard *s = shard_for(c, h->hash);

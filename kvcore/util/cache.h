@@ -29,6 +29,9 @@ cache_handle *cache_insert(cache *c, slice key, void *value, size_t charge,
 /* Returns a handle to key's entry (release it), or NULL if absent. Counts a hit or a miss. */
 cache_handle *cache_lookup(cache *c, slice key);
 void cache_release(cache *c, cache_handle *h);
+/* 1 if key has an entry now, else 0; takes no reference and counts neither hit nor miss (for
+ * deciding what to read ahead). */
+int cache_contains(cache *c, slice key);
 void *cache_value(const cache_handle *h);
 /* Drops key's entry from the cache (live handles keep it alive). */
 void cache_erase(cache *c, slice key);

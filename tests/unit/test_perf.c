@@ -432,6 +432,108 @@ START_TEST(test_perf_slice_compare_matches_bytewise_order)
 }
 END_TEST
 
+/* One table of n keys (about 150 blocks for 20000) and a store reopened on it, so that every
+ * block a scan needs is a cache miss. */
+static kv_db *open_one_table(int n, size_t cache_bytes)
+{
+    kv_options o;
+    kv_options_init(&o);
+    o.compression = 0;
+    o.block_cache_bytes = cache_bytes;
+    kv_db *db = NULL;
+    ck_assert_int_eq(kv_open(g_dir, &o, &db), 0);
+    char k[32], v[64];
+    for (int i = 0; i < n; i++) {
+        snprintf(k, sizeof k, "key%08d", i);
+        snprintf(v, sizeof v, "value-%08d-%020d", i, i);
+        ck_assert_int_eq(kv_put(db, k, strlen(k), v, strlen(v), 0), 0);
+    }
+    ck_assert_int_eq(kv_flush(db), 0);
+    kv_close(db);
+    ck_assert_int_eq(kv_open(g_dir, &o, &db), 0);
+    return db;
+}
+
+/* Counts the entries of a forward scan from the first key, checking each; returns the count
+ * and the iterator's final status in *status. */
+static int scan_checked(kv_db *db, int *status)
+{
+    kv_iter *it = kv_iter_new(db, NULL);
+    ck_assert_ptr_nonnull(it);
+    int i = 0;
+    for (kv_iter_seek_first(it); kv_iter_valid(it); kv_iter_next(it), i++) {
+        char k[32], v[64];
+        snprintf(k, sizeof k, "key%08d", i);
+        snprintf(v, sizeof v, "value-%08d-%020d", i, i);
+        size_t kl, vl;
+        const void *kp = kv_iter_key(it, &kl), *vp = kv_iter_value(it, &vl);
+        ck_assert_uint_eq(kl, strlen(k));
+        ck_assert(memcmp(kp, k, kl) == 0);
+        ck_assert_uint_eq(vl, strlen(v));
+        ck_assert(memcmp(vp, v, vl) == 0);
+    }
+    *status = kv_iter_status(it);
+    kv_iter_free(it);
+    return i;
+}
+
+/* A sequential scan reads the blocks after the one it is in ahead, several per read, into the
+ * cache: its later steps find them there (one lookup miss per read, not one per block). */
+START_TEST(test_perf_sequential_scan_reads_ahead_into_the_cache)
+{
+    const int n = 20000;
+    kv_db *db = open_one_table(n, 8u << 20);
+    kv_stats st;
+    ck_assert_int_eq(kv_get_stats(db, &st), 0);
+    uint64_t blocks = st.total_sst_bytes / 4096, misses0 = st.block_cache_misses;
+    ck_assert_uint_gt(blocks, 100);
+    int status = -100;
+    ck_assert_int_eq(scan_checked(db, &status), n);
+    ck_assert_int_eq(status, 0);
+    ck_assert_int_eq(kv_get_stats(db, &st), 0);
+    uint64_t misses = st.block_cache_misses - misses0;
+    ck_assert_uint_gt(misses, 0);
+    ck_assert_uint_lt(misses * 4, blocks); /* read-ahead grows to 16 blocks a read */
+    /* Everything read ahead was cached: a second scan misses nothing. */
+    ck_assert_int_eq(scan_checked(db, &status), n);
+    ck_assert_int_eq(kv_get_stats(db, &st), 0);
+    ck_assert_uint_eq(st.block_cache_misses - misses0, misses);
+    kv_close(db);
+}
+END_TEST
+
+/* A damaged block inside a read-ahead is not cached and not skipped: the scan returns every
+ * entry before it exactly, then stops with KV_ECORRUPT. */
+START_TEST(test_perf_damaged_block_inside_a_read_ahead_stops_the_scan)
+{
+    const int n = 20000;
+    kv_db *db = open_one_table(n, 8u << 20);
+    kv_close(db);
+    char name[256], path[4096];
+    ck_assert_int_eq(tu_dir_find_suffix(g_dir, ".sst", name, sizeof name), 1);
+    snprintf(path, sizeof path, "%s/%s", g_dir, name);
+    FILE *f = fopen(path, "r+b");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_int_eq(fseek(f, 40 * 4096 + 1000, SEEK_SET), 0); /* a data block mid-table */
+    int c = fgetc(f);
+    ck_assert_int_eq(fseek(f, 40 * 4096 + 1000, SEEK_SET), 0);
+    fputc(c ^ 0x40, f);
+    fclose(f);
+    kv_options o;
+    kv_options_init(&o);
+    o.compression = 0;
+    o.block_cache_bytes = 8u << 20;
+    o.log_level = -1; /* the corruption message is expected */
+    ck_assert_int_eq(kv_open(g_dir, &o, &db), 0);
+    int status = 0;
+    int got = scan_checked(db, &status);
+    ck_assert_int_eq(status, KV_ECORRUPT);
+    ck_assert_int_gt(got, 30 * 4096 / 40); /* the blocks before the damaged one */
+    ck_assert_int_lt(got, n);
+    kv_close(db);
+}
+END_TEST
+
 static Suite *perf_suite(void)
 {
     Suite *s = suite_create("perf");
@@ -444,6 +546,8 @@ static Suite *perf_suite(void)
     tcase_add_test(tc, test_perf_scan_over_overlapping_tables_and_memtable_is_exact);
     tcase_add_test(tc, test_perf_memtables_share_the_budget);
     tcase_add_test(tc, test_perf_slice_compare_matches_bytewise_order);
+    tcase_add_test(tc, test_perf_sequential_scan_reads_ahead_into_the_cache);
+    tcase_add_test(tc, test_perf_damaged_block_inside_a_read_ahead_stops_the_scan);
     tcase_add_test(tc, test_perf_cache_memory_freed_by_one_thread_is_reused_by_another);
     tcase_add_test(tc, test_perf_threads_reading_through_an_evicting_cache_get_exact_values);
     suite_add_tcase(s, tc);
