@@ -6,7 +6,8 @@
  * one over a memtable holding every good WAL record; merger_new orders them by internal key, so
  * sequence numbers alone decide which version of a key is newest. The output keeps that
  * version of each key (a deletion drops the key: nothing older remains below) and is cut into
- * tables of about target_file_size by an iterator that table_build reads one window at a time.
+ * tables of about target_file_size (in the last level; with size-tiered compaction one run in
+ * level 0) by an iterator that table_build reads one window at a time.
  */
 #include "db/batch.h"
 #include "db/filename.h"
@@ -369,6 +370,13 @@ static const struct iter_ops out_ops = {
 
 /* ---- Step 4: the rebuild -------------------------------------------------------------------- */
 
+/* Where the rebuilt tables go: one sorted run in level 0 for size-tiered compaction (which
+ * keeps every run there), else the last level (non-overlapping tables). */
+static int output_level(const struct salvage *s)
+{
+    return s->opts->compaction_style == KV_COMPACTION_TIERED ? 0 : KV_MAX_LEVELS - 1;
+}
+
 /* Writes the manifest MANIFEST-number holding exactly the given tables and counters. */
 static int write_manifest(struct salvage *s, uint64_t number, file_meta *outs, size_t nout,
                           uint64_t next_file, uint64_t last_seq)
@@ -390,7 +398,7 @@ static int write_manifest(struct salvage *s, uint64_t number, file_meta *outs, s
     e.has_last_sequence = 1;
     e.last_sequence = last_seq;
     for (size_t i = 0; rc == 0 && i < nout; i++)
-        rc = version_edit_add_file_meta(&e, KV_MAX_LEVELS - 1, &outs[i]);
+        rc = version_edit_add_file_meta(&e, output_level(s), &outs[i]);
     if (rc == 0)
         rc = version_edit_encode(&e, &enc);
     snprintf(name, sizeof name, "MANIFEST-%06" PRIu64, number);
@@ -431,6 +439,8 @@ static int write_tables(struct salvage *s, iter *merged, table_cache *tc, uint64
     iter_init(&o.base, &out_ops);
     o.m = merged;
     o.limit = s->opts->target_file_size ? s->opts->target_file_size : (2u << 20);
+    if (s->opts->compaction_style == KV_COMPACTION_TIERED)
+        o.limit = UINT64_MAX; /* one run: tiered runs are never cut */
     buf_init(&o.user);
     *outs = NULL;
     *nout = 0;

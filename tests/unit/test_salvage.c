@@ -26,10 +26,12 @@ static char *tdir;
 static kv_lost *lostset; /* what the last salvage_ok() lost */
 static int nlost;
 static int compress; /* zstd blocks (the default is raw: many small blocks) */
+static int tiered;   /* size-tiered compaction */
 
 static void setup(void)
 {
     compress = 0;
+    tiered = 0;
     tdir = tu_tempdir("salvage");
     ck_assert_ptr_nonnull(tdir);
 }
@@ -54,6 +56,7 @@ static void opts_init(kv_options *o)
     kv_options_init(o);
     o->log_fn = quiet;
     o->compression = compress;
+    o->compaction_style = tiered ? KV_COMPACTION_TIERED : KV_COMPACTION_LEVELED;
 }
 
 static void key_of(int i, char *k, size_t n)
@@ -647,6 +650,34 @@ START_TEST(test_salvage_rebuilds_a_store_whose_manifest_is_gone)
 }
 END_TEST
 
+START_TEST(test_salvage_keeps_a_tiered_store_tiered)
+{
+    char man[256];
+    tiered = 1;
+    make_versions();
+    char *cur = path_of("CURRENT");
+    FILE *f = fopen(cur, "r");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_ptr_nonnull(fgets(man, sizeof man, f));
+    fclose(f);
+    free(cur);
+    man[strcspn(man, "\n")] = 0;
+    flip_byte(man, 20, 0);
+    salvage_ok();
+    ck_assert_int_eq(check_salvaged(expect_versions, NULL), NKEYS);
+    kv_options o;
+    kv_db *db;
+    kv_stats st;
+    opts_init(&o);
+    ck_assert_int_eq(kv_open(tdir, &o, &db), 0);
+    ck_assert_int_eq(kv_get_stats(db, &st), 0);
+    ck_assert_uint_eq(st.level_files[0], 1); /* one run, where size-tiered keeps runs */
+    for (int i = 1; i < KV_MAX_LEVELS; i++)
+        ck_assert_uint_eq(st.level_files[i], 0);
+    ck_assert_int_eq(kv_close(db), 0);
+}
+END_TEST
+
 START_TEST(test_salvage_never_shows_an_older_version_outside_the_lost_ranges)
 {
     char sst[256];
@@ -824,6 +855,7 @@ static Suite *salvage_suite(void)
     tcase_add_test(tc, test_salvage_rebuilds_a_damaged_manifest_keeping_the_newest_versions);
     tcase_add_test(tc, test_salvage_rebuilds_a_store_whose_manifest_is_gone);
     tcase_add_test(tc, test_salvage_interrupted_anywhere_leaves_a_store_a_second_salvage_repairs);
+    tcase_add_test(tc, test_salvage_keeps_a_tiered_store_tiered);
     tcase_add_test(tc, test_salvage_never_shows_an_older_version_outside_the_lost_ranges);
     suite_add_tcase(s, tc);
     TCase *fs = tcase_create("fsck");
