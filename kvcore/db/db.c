@@ -1916,6 +1916,14 @@ int kv_compact_range(kv_db *db, const void *begin, size_t blen, const void *end,
             rc = run_manual(db, 0, begin ? &b : NULL, end ? &e : NULL);
     }
     pthread_mutex_unlock(&db->mu);
+    if (rc == 0 && db->vlog) {
+        /* Reclaim the value-log segments that are now mostly dead, too (kvfs compact). */
+        rc = vlog_gc_run(db->vlog, 0, NULL);
+        if (rc == 0)
+            rc = kv_flush(db); /* makes the moves' WAL obsolete, so the segments can go */
+        if (rc == 0)
+            vlog_gc_collect(db->vlog);
+    }
     return rc;
 }
 

@@ -23,6 +23,8 @@
 #define VLOG_COMPRESS_PROBE_EVERY 32   /* ... only every 32nd value is tried */
 #define VLOG_GC_BATCH_BYTES (1u << 20) /* a GC write carries at most about this much */
 #define VLOG_MAX_POINTER 32            /* tag + 2 varint64 + 2 varint32 */
+#define VLOG_GC_SEGMENTS_PER_PASS 4    /* segments collected per GC pass at most */
+#define VLOG_MEASURES_PER_PASS 8       /* segments whose garbage is measured per pass at most */
 
 struct vlog_seg {
     uint64_t number;
@@ -32,6 +34,7 @@ struct vlog_seg {
     int damaged;      /* GC met a record it could not read: never deleted */
     int moved;        /* GC moved its live records; deleted once gc_* say it is safe */
     uint64_t gc_epoch, gc_seq, gc_log;
+    uint64_t measured_at; /* bytes_written when its garbage was last measured (measure_garbage) */
 };
 
 struct vlog_pin {
@@ -68,7 +71,9 @@ struct vlog {
     size_t npins, cappins;
     uint64_t *recovered;
     size_t nrecovered, caprecovered;
+    uint64_t newest_at_open; /* the only segment a crash can have left short (invariant 2) */
     uint64_t bytes_written, gc_runs, gc_bytes, gc_deleted;
+    uint64_t measures; /* segments measured (measure_garbage) */
 
     /* Adaptive compression (any thread; a race only shifts when the next probe happens). */
     unsigned compress_failures, compress_skipped;
@@ -125,6 +130,7 @@ static int push_seg(vlog *v, uint64_t number, uint64_t size)
     memset(s, 0, sizeof(*s));
     s->number = number;
     s->size = size;
+    s->measured_at = v->bytes_written;
     return 0;
 }
 
@@ -246,13 +252,17 @@ static int scan_segments(vlog *v)
         rc = v->env->file_size(v->env, seg_path(v, number, path, sizeof(path)), &size);
         if (rc == 0) {
             rc = push_seg(v, 0, size);
-            if (rc == 0)
+            if (rc == 0) {
                 v->segs[v->nsegs - 1].number = number;
+                v->segs[v->nsegs - 1].measured_at = UINT64_MAX; /* never measured */
+            }
         }
     }
     env_free_names(names, n);
     if (v->nsegs > 1)
         qsort(v->segs, v->nsegs, sizeof(*v->segs), cmp_seg);
+    if (v->nsegs > 0)
+        v->newest_at_open = v->segs[v->nsegs - 1].number;
     return rc;
 }
 
@@ -718,15 +728,16 @@ int vlog_sync(vlog *v)
 
 /* The readable handle of segment `number` (opened on first use), or NULL with *rc set. The
  * handle stays valid while the caller holds a pin (invariant 3). */
-static env_file *seg_reader(vlog *v, uint64_t number, int *rc)
+static env_file *seg_reader(vlog *v, uint64_t number, int *rc, uint64_t *size)
 {
     *rc = 0;
+    *size = 0;
     pthread_mutex_lock(&v->mu);
     long i = find_seg(v, number);
     env_file *f = NULL;
     if (i < 0) {
         *rc = KV_ECORRUPT;
-    } else if ((f = v->segs[i].rf) == NULL) {
+    } else if ((*size = v->segs[i].size, f = v->segs[i].rf) == NULL) {
         char path[SEG_PATH_SIZE(v)];
         *rc = v->env->open_readable(v->env, seg_path(v, number, path, sizeof(path)), &f);
         if (*rc == 0)
@@ -768,6 +779,9 @@ static int decode_record(vlog *v, uint64_t seg, uint64_t off, slice rec, slice k
         if (buf_append(scratch, stored, slen) != 0)
             return KV_ENOMEM;
     } else {
+        unsigned long long claimed = ZSTD_getFrameContentSize(stored, slen);
+        if (claimed != vlen)
+            return corrupt(v, seg, off, "zstd frame size disagrees with the record");
         ZSTD_DCtx *d = thread_dctx();
         if (!d || buf_reserve(scratch, (size_t)vlen + 1) != 0)
             return KV_ENOMEM;
@@ -784,7 +798,8 @@ static int decode_record(vlog *v, uint64_t seg, uint64_t off, slice rec, slice k
 static int read_record(vlog *v, uint64_t seg, uint64_t off, uint32_t size, buf *raw)
 {
     int rc;
-    env_file *f = seg_reader(v, seg, &rc);
+    uint64_t seg_size;
+    env_file *f = seg_reader(v, seg, &rc, &seg_size);
     if (!f) {
         if (rc == KV_ECORRUPT || rc == KV_ENOTFOUND)
             return corrupt(v, seg, off, "pointer to a segment that does not exist");
@@ -792,6 +807,8 @@ static int read_record(vlog *v, uint64_t seg, uint64_t off, uint32_t size, buf *
                kv_strerror(rc));
         return rc;
     }
+    if (off > seg_size || size > seg_size - off)
+        return corrupt(v, seg, off, "record runs past the end of the segment");
     buf_clear(raw);
     if (buf_reserve(raw, size) != 0)
         return KV_ENOMEM;
@@ -909,19 +926,33 @@ static int note_recovered(vlog *v, uint64_t seg)
     return rc;
 }
 
+/* Every segment but the newest was synced when it was closed, or by the recovery that followed
+ * its crash, before anything that needs it was made durable: a pointer into one of those only
+ * has to lie inside it. Records of the newest are read and checked in full (at most one
+ * segment's worth, whatever the size of the WAL). */
 static int verify_put(void *ctx, uint64_t seq, slice key, slice value)
 {
     (void)seq;
     struct verify_ctx *vc = ctx;
+    vlog *v = vc->v;
     if (value.size >= 1 && (unsigned char)value.data[0] == VLOG_TAG_INLINE)
         return 0;
-    slice out;
-    int rc = vlog_resolve(vc->v, key, value, &vc->scratch, &out);
     uint64_t seg, off;
     uint32_t size, vlen;
-    if (rc == 0 && vlog_parse_pointer(value, &seg, &off, &size, &vlen))
-        rc = note_recovered(vc->v, seg);
-    return rc;
+    if (!vlog_parse_pointer(value, &seg, &off, &size, &vlen)) {
+        kv_log(&v->log, KV_LOG_ERROR, "vlog: malformed stored value in a WAL record");
+        return KV_ECORRUPT;
+    }
+    if (seg != v->newest_at_open) {
+        pthread_mutex_lock(&v->mu);
+        long i = find_seg(v, seg);
+        int inside = i >= 0 && off <= v->segs[i].size && size <= v->segs[i].size - off;
+        pthread_mutex_unlock(&v->mu);
+        return inside ? 0 : corrupt(v, seg, off, "pointer outside the segment");
+    }
+    slice out;
+    int rc = vlog_resolve(v, key, value, &vc->scratch, &out);
+    return rc == 0 ? note_recovered(v, seg) : rc;
 }
 
 static int verify_del(void *ctx, uint64_t seq, slice key)
@@ -1042,26 +1073,34 @@ static int add_gc_op(kv_batch *b, buf *scratch, slice key, uint64_t seg, uint64_
     return rc;
 }
 
+/* Reads the header of the record at off into h and its total size into *size. Returns 1, 0 at
+ * the end of the file, KV_ECORRUPT if the record does not fit in the file, or an I/O error. */
+static int record_extent(env_file *f, uint64_t off, uint64_t fsize, char *h, uint64_t *size)
+{
+    if (off >= fsize)
+        return 0;
+    size_t got;
+    int rc = env_pread(f, h, VLOG_RECORD_HEADER_SIZE, off, &got);
+    if (rc != 0)
+        return rc;
+    *size =
+        VLOG_RECORD_HEADER_SIZE + (uint64_t)coding_get_fixed32(h + 9) + coding_get_fixed32(h + 13);
+    return got < VLOG_RECORD_HEADER_SIZE || off + *size > fsize ? KV_ECORRUPT : 1;
+}
+
 /* Reads the record at off of the open segment f (file size fsize) into *rec. Returns 1 with
  * *next set, 0 at the end of the file, or KV_ECORRUPT for a record that cannot be read (logged,
  * unless it is cut off by the end of the file: then *cut is set and the caller decides). */
 static int next_record(vlog *v, env_file *f, uint64_t seg, uint64_t off, uint64_t fsize, buf *rec,
                        uint64_t *next, int *cut)
 {
-    *cut = 0;
-    if (off >= fsize)
-        return 0;
     char h[VLOG_RECORD_HEADER_SIZE];
+    uint64_t size;
     size_t got;
-    int rc = env_pread(f, h, sizeof(h), off, &got);
-    if (rc != 0)
+    int rc = record_extent(f, off, fsize, h, &size);
+    *cut = rc == KV_ECORRUPT;
+    if (rc != 1)
         return rc;
-    uint64_t size =
-        VLOG_RECORD_HEADER_SIZE + (uint64_t)coding_get_fixed32(h + 9) + coding_get_fixed32(h + 13);
-    if (got < sizeof(h) || off + size > fsize) {
-        *cut = 1;
-        return KV_ECORRUPT;
-    }
     buf_clear(rec);
     if (buf_reserve(rec, size) != 0)
         return KV_ENOMEM;
@@ -1075,6 +1114,30 @@ static int next_record(vlog *v, env_file *f, uint64_t seg, uint64_t off, uint64_
         return corrupt(v, seg, off, "checksum mismatch");
     if ((unsigned char)rec->data[8] > VLOG_RECORD_ZSTD)
         return corrupt(v, seg, off, "unknown record type");
+    *next = off + size;
+    return 1;
+}
+
+/* Reads only the header and key of the record at off (no checksum: for estimates) into *rec;
+ * returns 1 with *next set, 0 at the end, or KV_ECORRUPT if it does not fit in the file. */
+static int next_record_key(env_file *f, uint64_t off, uint64_t fsize, buf *rec, uint64_t *next)
+{
+    char h[VLOG_RECORD_HEADER_SIZE];
+    uint64_t size;
+    size_t got;
+    int rc = record_extent(f, off, fsize, h, &size);
+    if (rc != 1)
+        return rc;
+    uint64_t klen = coding_get_fixed32(h + 9);
+    buf_clear(rec);
+    if (buf_reserve(rec, VLOG_RECORD_HEADER_SIZE + klen) != 0)
+        return KV_ENOMEM;
+    rc = env_pread(f, rec->data, VLOG_RECORD_HEADER_SIZE + klen, off, &got);
+    if (rc != 0)
+        return rc;
+    if (got != VLOG_RECORD_HEADER_SIZE + klen)
+        return KV_ECORRUPT;
+    rec->len = got;
     *next = off + size;
     return 1;
 }
@@ -1184,7 +1247,7 @@ static int gc_segment(vlog *v, uint64_t seg, uint64_t *moved)
     return rc;
 }
 
-int vlog_gc_collect(vlog *v)
+static int collect(vlog *v)
 {
     int deleted = 0;
     for (;;) {
@@ -1226,6 +1289,72 @@ int vlog_gc_collect(vlog *v)
     }
 }
 
+/* Measures the garbage of closed segments that much has been written since they were last
+ * measured (compaction's count misses values still shadowed inside a memtable, and starts at 0
+ * on open): walks the records, asks whether each is still its key's newest value, and replaces
+ * the estimate by the dead bytes found. */
+static void measure_garbage(vlog *v)
+{
+    for (int done = 0; done < VLOG_MEASURES_PER_PASS; done++) {
+        pthread_mutex_lock(&v->mu);
+        uint64_t seg = 0, oldest = UINT64_MAX;
+        for (size_t i = 0; i < v->nsegs; i++) {
+            struct vlog_seg *s = &v->segs[i];
+            if (s->number == v->active || s->damaged || s->moved)
+                continue;
+            if (s->measured_at != UINT64_MAX &&
+                v->bytes_written - s->measured_at < v->segment_bytes / 4)
+                continue;
+            if (s->measured_at < oldest) {
+                oldest = s->measured_at;
+                seg = s->number;
+            }
+        }
+        uint64_t mark = v->bytes_written;
+        pthread_mutex_unlock(&v->mu);
+        if (seg == 0)
+            return;
+        env_file *f = NULL;
+        uint64_t fsize = 0, live = 0, off = VLOG_SEGMENT_HEADER_SIZE, next = 0;
+        int r = open_for_scan(v, seg, &f, &fsize);
+        buf rec;
+        buf_init(&rec);
+        while (r >= 0 && (r = next_record_key(f, off, fsize, &rec, &next)) == 1) {
+            slice key =
+                slice_make(rec.data + VLOG_RECORD_HEADER_SIZE, coding_get_fixed32(rec.data + 9));
+            int is_live = v->ops.points_at(v->ops.ctx, key, seg, off);
+            if (is_live < 0) {
+                r = is_live;
+                break;
+            }
+            if (is_live)
+                live += next - off;
+            off = next;
+        }
+        buf_free(&rec);
+        if (f)
+            env_close(f);
+        pthread_mutex_lock(&v->mu);
+        long i = find_seg(v, seg);
+        if (i >= 0) {
+            struct vlog_seg *s = &v->segs[i];
+            s->measured_at = mark;
+            v->measures++;
+            if (r == 0)
+                s->garbage = fsize - VLOG_SEGMENT_HEADER_SIZE - live;
+        }
+        pthread_mutex_unlock(&v->mu);
+    }
+}
+
+int vlog_gc_collect(vlog *v)
+{
+    pthread_mutex_lock(&v->gc_run_mu);
+    int deleted = collect(v);
+    pthread_mutex_unlock(&v->gc_run_mu);
+    return deleted;
+}
+
 int vlog_gc_run(vlog *v, int force, uint64_t *moved)
 {
     uint64_t m = 0;
@@ -1234,18 +1363,24 @@ int vlog_gc_run(vlog *v, int force, uint64_t *moved)
     if (v->read_only)
         return 0;
     pthread_mutex_lock(&v->gc_run_mu);
-    vlog_gc_collect(v);
+    collect(v);
+    if (!force)
+        measure_garbage(v);
     int rc = 0;
-    uint64_t seg = pick_segment(v, force);
-    if (seg != 0) {
-        rc = gc_segment(v, seg, &m);
+    uint64_t seg;
+    for (int n = 0; rc == 0 && n < (force ? 1 : VLOG_GC_SEGMENTS_PER_PASS) &&
+                    (seg = pick_segment(v, force)) != 0;
+         n++) {
+        uint64_t one = 0;
+        rc = gc_segment(v, seg, &one);
+        m += one;
         if (rc == 0)
             kv_log(&v->log, KV_LOG_INFO, "vlog %06" PRIu64 ".vlog: GC moved %" PRIu64 " live bytes",
-                   seg, m);
+                   seg, one);
         else
             kv_log(&v->log, KV_LOG_WARN, "vlog %06" PRIu64 ".vlog: GC failed: %s", seg,
                    kv_strerror(rc));
-        vlog_gc_collect(v);
+        collect(v);
     }
     pthread_mutex_unlock(&v->gc_run_mu);
     if (moved)
@@ -1268,8 +1403,16 @@ static void *gc_main(void *arg)
         if (v->gc_stop)
             break;
         pthread_mutex_unlock(&v->gc_mu);
-        vlog_gc_run(v, 0, NULL);
+        pthread_mutex_lock(&v->mu);
+        uint64_t work = v->gc_runs + v->gc_deleted + v->measures;
+        pthread_mutex_unlock(&v->mu);
+        int rc = vlog_gc_run(v, 0, NULL);
+        pthread_mutex_lock(&v->mu);
+        int progress = v->gc_runs + v->gc_deleted + v->measures != work;
+        pthread_mutex_unlock(&v->mu);
         pthread_mutex_lock(&v->gc_mu);
+        if (progress && rc == 0)
+            v->gc_kicked = 1; /* more may be ready: go again without waiting */
     }
     pthread_mutex_unlock(&v->gc_mu);
     return NULL;

@@ -129,9 +129,10 @@ void vlog_unpin(vlog *v, uint64_t epoch);
 
 /* ---- Recovery ---- */
 
-/* WAL replay: checks that every pointer in the batch `rep` leads to a sound record and notes
- * its segment for vlog_sync_recovered. Returns 0, KV_ECORRUPT (logged; the caller drops the
- * record and the rest of that WAL as a torn tail), or another error. */
+/* WAL replay: checks that every pointer in the batch `rep` leads to a sound record (read in
+ * full for the newest segment, the only one a crash can leave short; inside the file for the
+ * others) and notes its segment for vlog_sync_recovered. Returns 0, KV_ECORRUPT (logged; the caller
+ * drops the record and the rest of that WAL as a torn tail), or another error. */
 int vlog_verify_batch(vlog *v, slice rep);
 /* Makes durable the segments that replayed records point into (they may hold unsynced writes
  * of the crashed process) before recovery records the replayed memtable in a table. */
