@@ -28,6 +28,32 @@
  * next (grandparents) - only between two user keys, never inside one (tiered runs are never
  * cut). Each output is written as NNNNNN.tmp, synced, renamed to NNNNNN.sst; the directory is
  * synced before the compaction reports success.
+ *
+ * Bounded headroom (leveled compactions). Installing the result only at the end would need
+ * free space for the whole output before any input is freed: an L0 -> L1 compaction, whose L0
+ * tables usually span the whole key range, rewrites all of L1 and needed as much again free,
+ * so a store filled only about half of a small disk before ENOSPC. Instead the result is
+ * installed in steps. The input tables of levels >= 1 are sorted and disjoint; once the merge
+ * has passed the largest key of one (the next user key is greater), every entry of it has
+ * been merged into the outputs written so far. Then, between two user keys, the open output is
+ * finished and one version edit adds the outputs so far to the output level and deletes the
+ * passed inputs (of either level >= 1), whose files are deleted at once unless an older
+ * version still uses them. The free space a compaction needs is so bounded by about one
+ * step: the passed input tables plus what the merge writes for their key range (L0 entries
+ * in it included), not by the size of the whole rewrite. L0 inputs span the whole range and
+ * go only with the last edit (compaction_install). A step is taken once it frees or writes
+ * at least half a target file, so that outputs are not cut into ever smaller tables.
+ *
+ * Why every intermediate version reads right (and so any crash between the edits, as each
+ * edit is one manifest record): an installed output holds, for keys up to the step's key,
+ * the merge of its inputs with only entries dropped that no read can see (shadowed for every
+ * snapshot, or a tombstone with nothing older below); the deleted inputs are wholly merged
+ * into it. The L0 inputs stay until the end, and L0 is read before L1, so a key they hold
+ * reads as before; an entry may briefly exist both in an L0 input and in an output (the same
+ * internal key and value), which the merging iterator and reads treat as one. The outputs end
+ * before the smallest key of the first input not yet passed (the merge has not reached it),
+ * so the output level stays sorted and disjoint. A compaction that fails after some steps
+ * leaves a valid, partly compacted version; the next compaction picks up from it.
  */
 #include "db/version.h"
 
@@ -45,6 +71,13 @@
 #define TIERED_MAX_MERGE 32
 #define EXPANDED_COMPACTION_FACTOR 25 /* x target_file_size */
 #define GRANDPARENT_OVERLAP_FACTOR 10 /* x target_file_size */
+/* Bounded headroom (see the top): no output table exceeds 1/TABLE_DISK_FRACTION of the file
+ * system (nor less than TABLE_MIN_CAP), so that a step - about one input table of the output
+ * level - needs little of a small disk; and L0 -> L1 takes at most 1/L0_HEADROOM_FRACTION of
+ * the free space in L0 inputs, the oldest first. */
+#define TABLE_DISK_FRACTION 64
+#define TABLE_MIN_CAP (UINT64_C(1) << 20)
+#define L0_HEADROOM_FRACTION 4
 
 typedef struct file_list {
     file_meta **f;
@@ -55,13 +88,24 @@ struct compaction {
     version_set *vs;
     version *input_version; /* referenced */
     int level, output_level;
-    int tiered; /* an L0 -> L0 merge of a window of runs */
+    int tiered;         /* an L0 -> L0 merge of a window of runs */
+    int bounded_level0; /* L0 inputs cut to the free space: never expanded */
     int manual;
     file_list inputs[2]; /* level, level + 1 (tiered: only inputs[0]) */
     file_list grandparents;
     file_list older_runs; /* tiered: L0 runs older than the window */
     uint64_t window_seq;  /* tiered: largest_seq of the window's newest run */
     uint64_t max_output_size;
+    /* Installing in steps (see "Bounded headroom" above). */
+    int incremental;      /* leveled, not a trivial move: compaction_run installs steps */
+    int n_installed;      /* outputs[0, n_installed) are in the current version */
+    int passed[2];        /* inputs[w].f[0, passed[w]) are deleted from the current version */
+    int reached[2];       /* inputs[w].f[0, reached[w]) are wholly merged (>= passed[w]) */
+    uint64_t step_input;  /* bytes of inputs reached but not yet deleted */
+    uint64_t step_output; /* bytes of outputs finished but not yet installed */
+    int holds_file_refs;  /* each file of the lists here holds a version_file_ref */
+    int install_failed;   /* a step's log_and_apply failed: its outputs' fate is unknown */
+    file_list deeper[KV_MAX_LEVELS];         /* levels below the output, for is_base_for_key */
     void (*on_drop)(void *ctx, slice value); /* compaction_set_drop_hook */
     void *on_drop_ctx;
     /* Filled by compaction_run. */
@@ -77,6 +121,17 @@ struct compaction {
 };
 
 /* ---- Helpers ------------------------------------------------------------------------------- */
+
+/* Free bytes (avail) and size (total) of the file system holding the store; UINT64_MAX for
+ * both if the env cannot tell. */
+static void disk_space(const version_set_ctx *ctx, uint64_t *avail, uint64_t *total)
+{
+    if (ctx->env->free_space == NULL ||
+        ctx->env->free_space(ctx->env, ctx->dir, avail, total) != 0) {
+        *avail = UINT64_MAX;
+        *total = UINT64_MAX;
+    }
+}
 
 static int list_add(file_list *l, file_meta *f)
 {
@@ -232,7 +287,41 @@ static compaction *compaction_new(version_set *vs, int level, int output_level)
     c->level = level;
     c->output_level = output_level;
     c->max_output_size = target_size(version_set_get_ctx(vs)->opts);
+    uint64_t avail, total;
+    disk_space(version_set_get_ctx(vs), &avail, &total);
+    uint64_t cap = total / TABLE_DISK_FRACTION;
+    if (cap < TABLE_MIN_CAP)
+        cap = TABLE_MIN_CAP;
+    if (c->max_output_size > cap)
+        c->max_output_size = cap;
     return c;
+}
+
+/* Bounded headroom: when the L0 inputs of c are more than the free space allows
+ * (1/L0_HEADROOM_FRACTION of it), takes instead the oldest L0 tables that fit (at least one).
+ * Any oldest part of L0 may go down alone: every table left in L0 is newer than every table
+ * moved, and L0 is read before L1. The inputs are then not expanded (setup_other_inputs). */
+static int bound_level0_inputs(compaction *c)
+{
+    const version *v = c->input_version;
+    uint64_t avail, total;
+    disk_space(version_set_get_ctx(c->vs), &avail, &total);
+    uint64_t budget = avail / L0_HEADROOM_FRACTION;
+    if (list_bytes(&c->inputs[0]) <= budget)
+        return 0;
+    c->inputs[0].n = 0;
+    uint64_t bytes = 0;
+    for (int i = v->nfiles[0] - 1; i >= 0; i--) {
+        file_meta *f = v->files[0][i];
+        if (c->inputs[0].n > 0 && bytes + f->size > budget)
+            break;
+        int rc = list_add(&c->inputs[0], f);
+        if (rc)
+            return rc;
+        bytes += f->size;
+    }
+    c->bounded_level0 = 1;
+    return 0;
 }
 
 /* Completes a leveled compaction whose inputs[0] is chosen: the next level's inputs, the
@@ -253,7 +342,7 @@ static int setup_other_inputs(compaction *c)
         return rc;
     key_range(&c->inputs[0], &c->inputs[1], &all_start, &all_limit);
 
-    if (c->inputs[1].n > 0) {
+    if (c->inputs[1].n > 0 && !c->bounded_level0) {
         file_list expanded0 = {0}, expanded1 = {0};
         slice as = ikey_user_key(all_start), al = ikey_user_key(all_limit);
         rc = overlapping_inputs(v, level, &as, &al, &expanded0);
@@ -473,6 +562,8 @@ compaction *version_set_pick_compaction(version_set *vs)
     if (rc == 0 && level == 0) {
         slice s = ikey_user_key(smallest_of(pick)), l = ikey_user_key(largest_of(pick));
         rc = overlapping_inputs(v, 0, &s, &l, &c->inputs[0]);
+        if (rc == 0)
+            rc = bound_level0_inputs(c);
     }
     if (rc == 0)
         rc = setup_other_inputs(c);
@@ -538,17 +629,15 @@ uint64_t compaction_input_bytes(const compaction *c)
  * ascending order, so each deeper level is walked once. */
 static int is_base_for_key(compaction *c, slice user_key)
 {
-    const version *v = c->input_version;
     for (int i = 0; i < c->older_runs.n; i++) {
         const file_meta *f = c->older_runs.f[i];
         if (slice_compare(user_key, ikey_user_key(smallest_of(f))) >= 0 &&
             slice_compare(user_key, ikey_user_key(largest_of(f))) <= 0)
             return 0;
     }
-    int first = c->tiered ? 1 : c->output_level + 1;
-    for (int l = first; l < KV_MAX_LEVELS; l++) {
-        while (c->level_ptrs[l] < v->nfiles[l]) {
-            const file_meta *f = v->files[l][c->level_ptrs[l]];
+    for (int l = 1; l < KV_MAX_LEVELS; l++) {
+        while (c->level_ptrs[l] < c->deeper[l].n) {
+            const file_meta *f = c->deeper[l].f[c->level_ptrs[l]];
             if (slice_compare(user_key, ikey_user_key(largest_of(f))) <= 0) {
                 if (slice_compare(user_key, ikey_user_key(smallest_of(f))) >= 0)
                     return 0;
@@ -706,20 +795,33 @@ static int add_output(compaction *c, table_out *o)
     *m = o->meta; /* takes the key buffers */
     memset(&o->meta, 0, sizeof o->meta);
     c->outputs[c->n_outputs++] = m;
+    c->step_output += m->size;
     return 0;
 }
 
-/* Deletes the outputs written so far (called without mu). */
+/* Forgets table `number` in the table cache and deletes its file (called without mu). */
+static void delete_table_file(const version_set_ctx *ctx, uint64_t number)
+{
+    size_t plen = strlen(ctx->dir) + FILENAME_MAX_LEN;
+    char path[plen];
+    table_cache_evict(ctx->tc, number);
+    filename_table(path, plen, ctx->dir, number);
+    int rc = ctx->env->unlink(ctx->env, path);
+    if (rc && rc != KV_ENOTFOUND)
+        kv_log(ctx->log, KV_LOG_WARN, "cannot delete table %06" PRIu64 ".sst: %s", number,
+               kv_strerror(rc));
+}
+
+/* Deletes the outputs written but not installed (called without mu). Outputs a failed
+ * step may have recorded in the manifest are left to the db's sweep of obsolete files. */
 static void delete_outputs(compaction *c)
 {
     const version_set_ctx *ctx = version_set_get_ctx(c->vs);
-    size_t plen = strlen(ctx->dir) + FILENAME_MAX_LEN;
-    char path[plen];
-    for (int i = 0; i < c->n_outputs; i++) {
+    if (c->install_failed)
+        return;
+    for (int i = c->n_installed; i < c->n_outputs; i++) {
         file_meta *m = c->outputs[i];
-        table_cache_evict(ctx->tc, m->number);
-        filename_table(path, plen, ctx->dir, m->number);
-        ctx->env->unlink(ctx->env, path);
+        delete_table_file(ctx, m->number);
         pthread_mutex_lock(ctx->mu);
         version_set_remove_pending_output(c->vs, m->number);
         pthread_mutex_unlock(ctx->mu);
@@ -727,7 +829,7 @@ static void delete_outputs(compaction *c)
         buf_free(&m->largest);
         free(m);
     }
-    c->n_outputs = 0;
+    c->n_outputs = c->n_installed;
 }
 
 static iter *input_iterator(compaction *c)
@@ -760,6 +862,134 @@ nomem:
     return NULL;
 }
 
+/* ---- Installing in steps (see "Bounded headroom" at the top) ------------------------------ */
+
+static int cmp_smallest(const void *a, const void *b)
+{
+    const file_meta *x = *(file_meta *const *)a, *y = *(file_meta *const *)b;
+    return ikey_compare(smallest_of(x), smallest_of(y));
+}
+
+/* Prepares compaction_run (input version referenced): the lists of levels >= 1 in key order,
+ * and the levels below the output copied for is_base_for_key, which must keep working after
+ * the input version is released. */
+static int prepare_run(compaction *c)
+{
+    const version *v = c->input_version;
+    c->incremental = !c->tiered;
+    for (int w = 0; w < 2; w++)
+        if (c->level + w >= 1 && c->inputs[w].n > 1)
+            qsort(c->inputs[w].f, (size_t)c->inputs[w].n, sizeof *c->inputs[w].f, cmp_smallest);
+    int first = c->tiered ? 1 : c->output_level + 1;
+    for (int l = first; l < KV_MAX_LEVELS; l++) {
+        for (int i = 0; i < v->nfiles[l]; i++) {
+            int rc = list_add(&c->deeper[l], v->files[l][i]);
+            if (rc)
+                return rc;
+        }
+    }
+    return 0;
+}
+
+/* Applies fn (version_file_ref or _unref) to every file of the compaction's lists. mu held. */
+static void for_each_file(compaction *c, void (*fn)(file_meta *))
+{
+    for (int w = 0; w < 2; w++)
+        for (int i = 0; i < c->inputs[w].n; i++)
+            fn(c->inputs[w].f[i]);
+    for (int i = 0; i < c->grandparents.n; i++)
+        fn(c->grandparents.f[i]);
+    for (int i = 0; i < c->older_runs.n; i++)
+        fn(c->older_runs.f[i]);
+    for (int l = 0; l < KV_MAX_LEVELS; l++)
+        for (int i = 0; i < c->deeper[l].n; i++)
+            fn(c->deeper[l].f[i]);
+}
+
+/* The merge is at user_key: marks the input tables of levels >= 1 whose keys all lie before
+ * it as reached. Returns 1 if a step may be installed here: some reached input is still in
+ * the version, and user_key is not past the smallest key of the first output-level input not
+ * reached (the outputs so far, all below user_key, then end before it). */
+static int step_possible(compaction *c, slice user_key)
+{
+    for (int w = c->level == 0 ? 1 : 0; w < 2; w++) {
+        const file_list *l = &c->inputs[w];
+        while (c->reached[w] < l->n &&
+               slice_compare(user_key, ikey_user_key(largest_of(l->f[c->reached[w]]))) > 0)
+            c->step_input += l->f[c->reached[w]++]->size;
+    }
+    if (c->reached[0] == c->passed[0] && c->reached[1] == c->passed[1])
+        return 0;
+    const file_list *below = &c->inputs[1];
+    return c->reached[1] == below->n ||
+           slice_compare(user_key, ikey_user_key(smallest_of(below->f[c->reached[1]]))) <= 0;
+}
+
+/* One step: syncs the directory, proves the new outputs readable, and installs them while
+ * deleting the reached inputs in one version edit; then deletes those inputs' files unless an
+ * older version still uses them. The open output must be finished. Called without mu. */
+static int install_step(compaction *c)
+{
+    const version_set_ctx *ctx = version_set_get_ctx(c->vs);
+    int rc = 0;
+    if (c->n_outputs > c->n_installed)
+        rc = ctx->env->sync_dir(ctx->env, ctx->dir);
+    for (int i = c->n_installed; rc == 0 && i < c->n_outputs; i++)
+        rc = verify_table(ctx->tc, c->outputs[i]->number, c->outputs[i]->size);
+    version_edit e;
+    version_edit_init(&e);
+    for (int w = 0; rc == 0 && w < 2; w++)
+        for (int i = c->passed[w]; rc == 0 && i < c->reached[w]; i++)
+            rc = version_edit_delete_file(&e, c->level + w, c->inputs[w].f[i]->number);
+    for (int i = c->n_installed; rc == 0 && i < c->n_outputs; i++)
+        rc = version_edit_add_file_meta(&e, c->output_level, c->outputs[i]);
+    if (rc) {
+        version_edit_free(&e);
+        return rc;
+    }
+    uint64_t *live = NULL;
+    size_t nlive = 0;
+    pthread_mutex_lock(ctx->mu);
+    if (!c->holds_file_refs) {
+        for_each_file(c, version_file_ref);
+        c->holds_file_refs = 1;
+    }
+    rc = version_set_log_and_apply(c->vs, &e);
+    if (rc == 0) {
+        for (int i = c->n_installed; i < c->n_outputs; i++)
+            version_set_remove_pending_output(c->vs, c->outputs[i]->number);
+        c->n_installed = c->n_outputs;
+        if (c->input_version) {
+            version_unref(c->input_version); /* its files may now become obsolete */
+            c->input_version = NULL;
+        }
+        if (version_set_live_files(c->vs, &live, &nlive)) {
+            free(live); /* out of memory: the db's sweep deletes the files later */
+            live = NULL;
+        }
+    } else {
+        c->install_failed = 1;
+    }
+    pthread_mutex_unlock(ctx->mu);
+    version_edit_free(&e);
+    if (rc)
+        return rc;
+    for (int w = 0; w < 2; w++) {
+        for (; c->passed[w] < c->reached[w]; c->passed[w]++) {
+            uint64_t number = c->inputs[w].f[c->passed[w]]->number;
+            int in_use = 0;
+            for (size_t i = 0; live && i < nlive && !in_use; i++)
+                in_use = live[i] == number;
+            if (live && !in_use)
+                delete_table_file(ctx, number);
+        }
+    }
+    free(live);
+    c->step_input = 0;
+    c->step_output = 0;
+    return 0;
+}
+
 void compaction_set_drop_hook(compaction *c, void (*fn)(void *ctx, slice value), void *ctx)
 {
     c->on_drop = fn;
@@ -781,6 +1011,9 @@ int compaction_run(compaction *c, uint64_t smallest_snapshot, const volatile int
         return 0;
     }
     memset(c->level_ptrs, 0, sizeof c->level_ptrs);
+    int prc = prepare_run(c);
+    if (prc)
+        return prc;
     c->gp_index = 0;
     c->gp_seen_key = 0;
     c->gp_overlap = 0;
@@ -822,6 +1055,19 @@ int compaction_run(compaction *c, uint64_t smallest_snapshot, const volatile int
                 break;
             has_user_key = 1;
             last_seq_for_key = UINT64_MAX; /* no newer entry of this key seen yet */
+            uint64_t open_bytes = out_open_now ? sst_builder_file_size(out.b) : 0;
+            if (c->incremental && step_possible(c, p.user_key) &&
+                c->step_input + c->step_output + open_bytes >= c->max_output_size / 2) {
+                if (out_open_now) {
+                    out_open_now = 0;
+                    if ((rc = out_finish(&out)) || (rc = add_output(c, &out)))
+                        break;
+                    unlisted_number = 0;
+                    st->bytes_written += c->outputs[c->n_outputs - 1]->size;
+                }
+                if ((rc = install_step(c)))
+                    break;
+            }
         }
         int drop = 0;
         if (last_seq_for_key <= smallest_snapshot)
@@ -879,9 +1125,9 @@ int compaction_run(compaction *c, uint64_t smallest_snapshot, const volatile int
     buf_free(&cur_user_key);
     if (out_open_now || rc)
         out_abandon(&out);
-    if (rc == 0 && c->n_outputs > 0)
+    if (rc == 0 && c->n_outputs > c->n_installed)
         rc = ctx->env->sync_dir(ctx->env, ctx->dir);
-    for (int i = 0; rc == 0 && i < c->n_outputs; i++)
+    for (int i = c->n_installed; rc == 0 && i < c->n_outputs; i++)
         rc = verify_table(ctx->tc, c->outputs[i]->number, c->outputs[i]->size);
     if (rc) {
         if (rc != KV_ECLOSED)
@@ -889,10 +1135,7 @@ int compaction_run(compaction *c, uint64_t smallest_snapshot, const volatile int
                    c->level, c->output_level, kv_strerror(rc));
         delete_outputs(c);
         if (unlisted_number) {
-            size_t plen = strlen(ctx->dir) + FILENAME_MAX_LEN;
-            char path[plen];
-            filename_table(path, plen, ctx->dir, unlisted_number);
-            ctx->env->unlink(ctx->env, path);
+            delete_table_file(ctx, unlisted_number);
             pthread_mutex_lock(ctx->mu);
             version_set_remove_pending_output(c->vs, unlisted_number);
             pthread_mutex_unlock(ctx->mu);
@@ -916,10 +1159,11 @@ int compaction_install(compaction *c)
         if (rc == 0)
             rc = version_edit_add_file_meta(&e, c->level + 1, f);
     } else {
+        /* What the steps of compaction_run have not installed yet. */
         for (int w = 0; rc == 0 && w < 2; w++)
-            for (int i = 0; rc == 0 && i < c->inputs[w].n; i++)
+            for (int i = c->passed[w]; rc == 0 && i < c->inputs[w].n; i++)
                 rc = version_edit_delete_file(&e, c->level + w, c->inputs[w].f[i]->number);
-        for (int i = 0; rc == 0 && i < c->n_outputs; i++) {
+        for (int i = c->n_installed; rc == 0 && i < c->n_outputs; i++) {
             file_meta *m = c->outputs[i];
             if (c->tiered)
                 m->largest_seq = c->window_seq; /* keeps the window's place among the runs */
@@ -930,8 +1174,9 @@ int compaction_install(compaction *c)
         rc = version_set_log_and_apply(c->vs, &e);
     version_edit_free(&e);
     if (rc == 0) {
-        for (int i = 0; i < c->n_outputs; i++)
+        for (int i = c->n_installed; i < c->n_outputs; i++)
             version_set_remove_pending_output(c->vs, c->outputs[i]->number);
+        c->n_installed = c->n_outputs;
     }
     return rc;
 }
@@ -943,17 +1188,23 @@ void compaction_free(compaction *c)
     /* Outputs of a compaction that was not installed stay pending until now: after a failed
      * install their fate is unknown, and the caller decides (see version_set_log_and_apply). */
     for (int i = 0; i < c->n_outputs; i++) {
-        version_set_remove_pending_output(c->vs, c->outputs[i]->number);
+        if (i >= c->n_installed)
+            version_set_remove_pending_output(c->vs, c->outputs[i]->number);
         buf_free(&c->outputs[i]->smallest);
         buf_free(&c->outputs[i]->largest);
         free(c->outputs[i]);
     }
     free(c->outputs);
+    if (c->holds_file_refs)
+        for_each_file(c, version_file_unref);
     list_free(&c->inputs[0]);
     list_free(&c->inputs[1]);
     list_free(&c->grandparents);
     list_free(&c->older_runs);
-    version_unref(c->input_version);
+    for (int l = 0; l < KV_MAX_LEVELS; l++)
+        list_free(&c->deeper[l]);
+    if (c->input_version)
+        version_unref(c->input_version);
     free(c);
 }
 

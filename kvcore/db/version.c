@@ -11,7 +11,8 @@
  *  2. In a version, L0 is ordered by largest_seq descending (ties: number descending) and the
  *     levels >= 1 by smallest key with largest[i] < smallest[i+1]; no file number appears twice.
  *  3. At most one version_set_log_and_apply writes the manifest at a time (manifest_busy).
- *  4. file_meta.refs counts the versions (and builders) holding the file; it is freed at 0.
+ *  4. file_meta.refs counts the versions (and builders, and compactions that outlive their
+ *     input version: version_file_ref) holding the file; it is freed at 0.
  */
 #include "db/version.h"
 
@@ -104,6 +105,17 @@ static void file_meta_unref(file_meta *m)
     assert(m->refs > 0);
     if (--m->refs == 0)
         file_meta_destroy(m);
+}
+
+void version_file_ref(file_meta *f)
+{
+    assert(f->refs > 0);
+    f->refs++;
+}
+
+void version_file_unref(file_meta *f)
+{
+    file_meta_unref(f);
 }
 
 /* ---- Version edits -------------------------------------------------------------------------- */
@@ -975,8 +987,8 @@ void version_set_free(version_set *vs)
 
 /* Writes a new manifest holding recs to path and syncs it; the writer goes to *keep (if not NULL)
  * for further records, else it is closed. */
-static int write_manifest_file(const kv_env *env, const char *path, const buf *const *recs,
-                               int nrecs, wal_writer **keep)
+static int write_manifest_file(const kv_env *env, const char *dir, const char *path,
+                               const buf *const *recs, int nrecs, wal_writer **keep)
 {
     env_file *f = NULL;
     wal_writer *w = NULL;
@@ -990,6 +1002,10 @@ static int write_manifest_file(const kv_env *env, const char *path, const buf *c
         rc = wal_add_record(w, buf_slice(recs[i]));
     if (rc == 0)
         rc = wal_writer_sync(w);
+    /* The new name must be durable before CURRENT names it: after a power cut the rename of
+     * CURRENT could otherwise survive while the manifest's directory entry does not. */
+    if (rc == 0)
+        rc = env->sync_dir(env, dir);
     if (rc || keep == NULL) {
         int crc = wal_writer_close(w);
         if (rc == 0)
@@ -1024,7 +1040,7 @@ int version_set_create_new(version_set *vs)
     char path[plen];
     filename_manifest(path, plen, vs->dir, 1);
     const buf *recs[1] = {&rec};
-    rc = write_manifest_file(env, path, recs, 1, NULL);
+    rc = write_manifest_file(env, vs->dir, path, recs, 1, NULL);
     if (rc == 0)
         rc = filename_set_current(env, vs->dir, 1);
     if (rc) {
@@ -1325,7 +1341,7 @@ int version_set_log_and_apply(version_set *vs, version_edit *e)
         int current_rc = 0;
         if (new_manifest) {
             const buf *recs[2] = {&snap, &rec};
-            rc = write_manifest_file(env, path, recs, 2, &w);
+            rc = write_manifest_file(env, vs->dir, path, recs, 2, &w);
             if (rc == 0)
                 rc = current_rc = filename_set_current(env, vs->dir, mnum);
         } else {

@@ -106,6 +106,12 @@ typedef struct version {
 
 void version_ref(version *v);   /* mu held */
 void version_unref(version *v); /* mu held */
+/* Added: a reference to one table's metadata (mu held), for a compaction that keeps reading
+ * its inputs' metadata after it has released its input version (compaction.c installs its
+ * progress in steps). Holding it does not keep the file: only versions and pending outputs
+ * do (version_set_live_files). version_file_unref frees the metadata at zero references. */
+void version_file_ref(file_meta *f);
+void version_file_unref(file_meta *f);
 
 /* Point lookup of user_key as of seq through the tables of v (L0 newest first, then one table
  * per level). Returns MEMTABLE_FOUND (value appended to *value), MEMTABLE_DELETED,

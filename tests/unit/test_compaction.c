@@ -6,17 +6,20 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "db/filename.h"
 #include "db/memtable.h"
 #include "db/table_cache.h"
 #include "db/version.h"
+#include "fault_env.h"
 #include "testutil.h"
 #include "util/env.h"
 #include "util/ikey.h"
 
 typedef struct fixture {
     char *dir;
+    const kv_env *env;
     kv_options opts;
     kv_logger log;
     table_cache *tc;
@@ -27,11 +30,13 @@ typedef struct fixture {
     compaction_stats total;
 } fixture;
 
-static void fx_init(fixture *fx, const char *tag, int style)
+/* A fresh store in a temp dir whose I/O goes through env (NULL: POSIX). */
+static void fx_init_env(fixture *fx, const char *tag, int style, const kv_env *env)
 {
     memset(fx, 0, sizeof *fx);
     fx->dir = tu_tempdir(tag);
     ck_assert_ptr_nonnull(fx->dir);
+    fx->env = env ? env : env_posix();
     kv_options_init(&fx->opts);
     fx->opts.compaction_style = style;
     fx->opts.compression = 0;
@@ -42,11 +47,16 @@ static void fx_init(fixture *fx, const char *tag, int style)
     fx->opts.log_level = KV_LOG_WARN;
     kv_logger_init(&fx->log, &fx->opts);
     pthread_mutex_init(&fx->mu, NULL);
-    fx->tc = table_cache_new(fx->dir, env_posix(), 100, NULL, &fx->log, 1);
+    fx->tc = table_cache_new(fx->dir, fx->env, 100, NULL, &fx->log, 1);
     ck_assert_int_eq(
-        version_set_new(fx->dir, &fx->opts, env_posix(), fx->tc, &fx->log, &fx->mu, &fx->vs), 0);
+        version_set_new(fx->dir, &fx->opts, fx->env, fx->tc, &fx->log, &fx->mu, &fx->vs), 0);
     ck_assert_int_eq(version_set_create_new(fx->vs), 0);
     tu_model_init(&fx->model);
+}
+
+static void fx_init(fixture *fx, const char *tag, int style)
+{
+    fx_init_env(fx, tag, style, NULL);
 }
 
 static void fx_done(fixture *fx)
@@ -94,7 +104,7 @@ static void fb_flush(fixture *fx, flush_buf *fb)
     pthread_mutex_lock(&fx->mu);
     uint64_t number = version_set_new_file_number(fx->vs);
     pthread_mutex_unlock(&fx->mu);
-    ck_assert_int_eq(table_build(fx->dir, env_posix(), &fx->opts, fx->tc, it, number, &meta), 0);
+    ck_assert_int_eq(table_build(fx->dir, fx->env, &fx->opts, fx->tc, it, number, &meta), 0);
     iter_free(it);
     memtable_unref(fb->m);
     ck_assert_uint_gt(meta.size, 0);
@@ -651,6 +661,242 @@ START_TEST(test_table_build_of_an_empty_memtable_writes_nothing)
 }
 END_TEST
 
+/* ---- Bounded headroom ------------------------------------------------------------------- */
+
+#define HR_KEYS 2000
+#define HR_STRIDE 40 /* each L0 table of hr_setup updates every HR_STRIDE-th key */
+
+/* Closes the version set and its table cache (before a simulated crash). */
+static void fx_close_vs(fixture *fx)
+{
+    version_set_free(fx->vs);
+    table_cache_free(fx->tc);
+    fx->vs = NULL;
+    fx->tc = NULL;
+}
+
+/* Opens the version set again from CURRENT and the manifest. */
+static void fx_open_vs(fixture *fx)
+{
+    fx->tc = table_cache_new(fx->dir, fx->env, 100, NULL, &fx->log, 1);
+    ck_assert_int_eq(
+        version_set_new(fx->dir, &fx->opts, fx->env, fx->tc, &fx->log, &fx->mu, &fx->vs), 0);
+    ck_assert_int_eq(version_set_recover(fx->vs), 0);
+}
+
+static void hr_put(fixture *fx, flush_buf *fb, int i, int ver)
+{
+    char key[32], val[200];
+    snprintf(key, sizeof key, "key%06d", i);
+    int len = snprintf(val, sizeof val, "%s/v%d/", key, ver);
+    memset(val + len, 'a' + ver % 26, 150 - (size_t)len);
+    val[150] = '\0';
+    fb_put(fx, fb, key, val);
+}
+
+/* HR_KEYS keys in L1 (about 40 tables), then four L0 tables that each update (or delete)
+ * every HR_STRIDE-th key and the last one: every L0 table spans all of L1, so an L0 -> L1
+ * compaction rewrites the whole of L1. */
+static void hr_setup(fixture *fx)
+{
+    flush_buf fb;
+    for (int f = 0; f < 8; f++) {
+        fb_begin(&fb);
+        for (int i = f * (HR_KEYS / 8); i < (f + 1) * (HR_KEYS / 8); i++)
+            hr_put(fx, &fb, i, 0);
+        fb_flush(fx, &fb);
+    }
+    pthread_mutex_lock(&fx->mu);
+    compaction *c = version_set_compact_range(fx->vs, 0, NULL, NULL);
+    pthread_mutex_unlock(&fx->mu);
+    ck_assert_ptr_nonnull(c);
+    ck_assert_int_eq(run_and_install(fx, c, fx->seq), 0);
+    ck_assert_int_eq(version_set_num_level_files(fx->vs, 0), 0);
+    ck_assert_int_ge(version_set_num_level_files(fx->vs, 1), 20);
+    for (int f = 0; f < 4; f++) {
+        fb_begin(&fb);
+        for (int i = f; i < HR_KEYS - 1; i += HR_STRIDE) {
+            if ((i / HR_STRIDE) % 5 == 4) {
+                char key[32];
+                snprintf(key, sizeof key, "key%06d", i);
+                fb_del(fx, &fb, key);
+            } else {
+                hr_put(fx, &fb, i, f + 1);
+            }
+        }
+        hr_put(fx, &fb, HR_KEYS - 1, f + 1);
+        fb_flush(fx, &fb);
+    }
+    ck_assert_int_eq(version_set_num_level_files(fx->vs, 0), 4);
+}
+
+/* A store through a new fault env (returned) with hr_setup's tables; L1 is never scored for
+ * compaction here. */
+static fault_env *hr_open(fixture *fx, const char *tag, uint64_t seed)
+{
+    fault_env *fe = fault_env_new(seed);
+    ck_assert_ptr_nonnull(fe);
+    fx_init_env(fx, tag, KV_COMPACTION_LEVELED, fault_env_env(fe));
+    fx->opts.level1_bytes = 64 << 20;
+    hr_setup(fx);
+    return fe;
+}
+
+static uint64_t max_number_in_level(fixture *fx, int level)
+{
+    version *v = version_set_current(fx->vs);
+    uint64_t max = 0;
+    for (int i = 0; i < v->nfiles[level]; i++)
+        if (v->files[level][i]->number > max)
+            max = v->files[level][i]->number;
+    return max;
+}
+
+START_TEST(test_compaction_l0_to_l1_frees_its_l1_inputs_as_it_goes)
+{
+    fixture fx;
+    fault_env *fe = hr_open(&fx, "cmp-steps", 11);
+    uint64_t l0 = version_set_num_level_bytes(fx.vs, 0), l1 = version_set_num_level_bytes(fx.vs, 1);
+    /* Room for the L0 inputs written again and a few tables: installing only at the end
+     * would need all of L1 again (and did: ENOSPC). */
+    uint64_t room = l0 + 6 * fx.opts.target_file_size;
+    ck_assert_uint_lt(3 * room, l1);
+    version *v = version_set_current(fx.vs);
+    uint64_t *inputs = calloc((size_t)v->nfiles[1], sizeof *inputs);
+    int n_inputs = v->nfiles[1];
+    ck_assert_ptr_nonnull(inputs);
+    for (int i = 0; i < n_inputs; i++)
+        inputs[i] = v->files[1][i]->number;
+    fault_env_set_space_limit(fe, room);
+    pthread_mutex_lock(&fx.mu);
+    compaction *c = version_set_compact_range(fx.vs, 0, NULL, NULL);
+    pthread_mutex_unlock(&fx.mu);
+    ck_assert_ptr_nonnull(c);
+    int rc = run_and_install(&fx, c, fx.seq);
+    ck_assert_msg(rc == 0, "L0 -> L1 of %" PRIu64 " + %" PRIu64 " bytes in %" PRIu64 " free: %s",
+                  l0, l1, room, kv_strerror(rc));
+    ck_assert_int_eq(version_set_num_level_files(fx.vs, 0), 0);
+    check_levels(&fx);
+    check_model(&fx, HR_KEYS, "key%06d");
+    scan_result r = scan_all(&fx);
+    ck_assert_int_eq(r.duplicate_user_keys, 0);
+    ck_assert_int_eq(r.entries, (int)fx.model.n); /* tombstones with nothing below are gone */
+    /* The compaction deleted the files of its L1 inputs as it went (no db sweeps obsolete
+     * files here); only the last one, which the final edit deletes, is left to that sweep. */
+    for (int i = 0; i < n_inputs - 1; i++) {
+        char path[4096];
+        filename_table(path, sizeof path, fx.dir, inputs[i]);
+        ck_assert_msg(access(path, F_OK) != 0, "input %s is still on disk", path);
+    }
+    free(inputs);
+    fault_env_set_space_limit(fe, UINT64_MAX);
+    fx_close_vs(&fx);
+    fx_open_vs(&fx);
+    check_levels(&fx);
+    check_model(&fx, HR_KEYS, "key%06d");
+    fx_done(&fx);
+    fault_env_free(fe);
+}
+END_TEST
+
+START_TEST(test_compaction_picker_takes_the_oldest_l0_tables_that_fit_the_free_space)
+{
+    fixture fx;
+    fault_env *fe = hr_open(&fx, "cmp-l0-bound", 12);
+    version *v = version_set_current(fx.vs);
+    uint64_t newest[3], oldest_size = v->files[0][3]->size;
+    for (int i = 0; i < 3; i++)
+        newest[i] = v->files[0][i]->number;
+    uint64_t l0 = version_set_num_level_bytes(fx.vs, 0), l1 = version_set_num_level_bytes(fx.vs, 1);
+    /* A quarter of the free space holds the oldest L0 table but not two of them. */
+    uint64_t room = 6 * oldest_size;
+    ck_assert_uint_lt(room / 4, l0);
+    ck_assert_uint_lt(3 * room, l1);
+    fault_env_set_space_limit(fe, room);
+    pthread_mutex_lock(&fx.mu);
+    compaction *c = version_set_pick_compaction(fx.vs);
+    pthread_mutex_unlock(&fx.mu);
+    ck_assert_ptr_nonnull(c);
+    ck_assert_int_eq(compaction_level(c), 0);
+    int rc = run_and_install(&fx, c, fx.seq);
+    ck_assert_msg(rc == 0, "L0 -> L1 with %" PRIu64 " bytes free: %s", room, kv_strerror(rc));
+    /* The oldest table went down; the three newer ones stay in L0, and still shadow L1. */
+    v = version_set_current(fx.vs);
+    ck_assert_int_eq(v->nfiles[0], 3);
+    for (int i = 0; i < 3; i++)
+        ck_assert_uint_eq(v->files[0][i]->number, newest[i]);
+    check_levels(&fx);
+    check_model(&fx, HR_KEYS, "key%06d");
+    fault_env_set_space_limit(fe, UINT64_MAX);
+    fx_close_vs(&fx);
+    fx_open_vs(&fx);
+    check_model(&fx, HR_KEYS, "key%06d");
+    fx_done(&fx);
+    fault_env_free(fe);
+}
+END_TEST
+
+/* Runs an L0 -> L1 of the whole of L0 with the env halted after `halt_after` more mutating
+ * operations (0: never); returns its status. */
+static int hr_compact(fixture *fx, fault_env *fe, uint64_t halt_after)
+{
+    if (halt_after)
+        fault_env_halt_after(fe, halt_after);
+    pthread_mutex_lock(&fx->mu);
+    compaction *c = version_set_compact_range(fx->vs, 0, NULL, NULL);
+    pthread_mutex_unlock(&fx->mu);
+    ck_assert_ptr_nonnull(c);
+    compaction_stats st;
+    int rc = compaction_run(c, fx->seq, NULL, &st);
+    pthread_mutex_lock(&fx->mu);
+    if (rc == 0)
+        rc = compaction_install(c);
+    compaction_free(c);
+    pthread_mutex_unlock(&fx->mu);
+    return rc;
+}
+
+START_TEST(test_compaction_steps_read_right_in_memory_and_after_a_crash_at_any_point)
+{
+    /* A run without faults, to count its mutating operations. */
+    fixture fx;
+    fault_env *fe = hr_open(&fx, "cmp-steps-count", 13);
+    uint64_t m0 = fault_env_mutations(fe);
+    ck_assert_int_eq(hr_compact(&fx, fe, 0), 0);
+    uint64_t total = fault_env_mutations(fe) - m0;
+    fx_done(&fx);
+    fault_env_free(fe);
+    ck_assert_uint_gt(total, 40);
+
+    int partial = 0, trials = 16;
+    for (int t = 1; t < trials; t++) {
+        fe = hr_open(&fx, "cmp-steps-crash", 13 + (uint64_t)t);
+        uint64_t l1_max = max_number_in_level(&fx, 1);
+        int rc = hr_compact(&fx, fe, total * (uint64_t)t / (uint64_t)trials);
+        ck_assert_msg(rc != 0, "trial %d: the compaction finished though halted", t);
+        /* The version left in memory by the failed compaction reads right... */
+        check_levels(&fx);
+        check_model(&fx, HR_KEYS, "key%06d");
+        if (version_set_num_level_files(fx.vs, 0) == 4 && max_number_in_level(&fx, 1) > l1_max)
+            partial++; /* some steps installed, L0 still there */
+        /* ...and so does what a power loss now leaves on disk. */
+        fx_close_vs(&fx);
+        ck_assert_int_eq(fault_env_crash(fe, FAULT_CRASH_DROP_UNSYNCED), 0);
+        fx_open_vs(&fx);
+        check_levels(&fx);
+        check_model(&fx, HR_KEYS, "key%06d");
+        /* And the compaction completes from there. */
+        ck_assert_int_eq(hr_compact(&fx, fe, 0), 0);
+        ck_assert_int_eq(version_set_num_level_files(fx.vs, 0), 0);
+        check_levels(&fx);
+        check_model(&fx, HR_KEYS, "key%06d");
+        fx_done(&fx);
+        fault_env_free(fe);
+    }
+    ck_assert_int_ge(partial, trials / 3);
+}
+END_TEST
+
 static Suite *compaction_suite(void)
 {
     Suite *s = suite_create("compaction");
@@ -665,6 +911,9 @@ static Suite *compaction_suite(void)
     tcase_add_test(tc, test_compaction_tiered_merges_similar_runs_and_keeps_newest);
     tcase_add_test(tc, test_compaction_tiered_window_keeps_its_place_among_newer_runs);
     tcase_add_test(tc, test_table_build_of_an_empty_memtable_writes_nothing);
+    tcase_add_test(tc, test_compaction_l0_to_l1_frees_its_l1_inputs_as_it_goes);
+    tcase_add_test(tc, test_compaction_picker_takes_the_oldest_l0_tables_that_fit_the_free_space);
+    tcase_add_test(tc, test_compaction_steps_read_right_in_memory_and_after_a_crash_at_any_point);
     suite_add_tcase(s, tc);
     return s;
 }
