@@ -6,7 +6,11 @@
 #   2. RelWithDebInfo build with -Werror, then `ctest` of every test: unit, crash, mount
 #      (mount tests skip only when /dev/fuse is absent)
 #   3. ASan+UBSan build (clang if present, else gcc): the unit and crash labels
-#   4. with clang, the same build also holds the libFuzzer targets (the library is instrumented
+#   4. the same build's kvfs daemon on real mounts: a short subset of the mount tests (posix,
+#      fsx, tools, hostile, cli, stress; KV_SAN_FSX_OPS fsx operations, a KV_SAN_MANY-file
+#      directory in tools), each failing on any ASan/UBSan/LeakSanitizer report of its processes
+#      (tests/mount/lib.sh collects them; leaks are checked when the daemon exits after unmount)
+#   5. with clang, the same build also holds the libFuzzer targets (the library is instrumented
 #      for coverage too); every fuzz target runs for KV_FUZZ_SECONDS on its corpus
 # then prints how long each stage took and the test counts of all stages together in ctest's
 # words ("N% tests passed, F tests failed out of T"). Stages after a failure still run, so one
@@ -30,7 +34,8 @@
 # in the build directory. Logs of each stage are in the build directories.
 #
 # Environment: KV_JOBS (parallelism, default 2), KV_FUZZ_SECONDS (default 15), KV_TEST_BUILD
-# (prefix of the build directories, default ./build-test), and the knobs above.
+# (prefix of the build directories, default ./build-test), KV_SAN_FSX_OPS (default 6000),
+# KV_SAN_MANY (default 30000), and the knobs above.
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -40,6 +45,8 @@ TEST_SECONDS=${KV_TEST_SECONDS:-60}
 SAN_TEST_SECONDS=${KV_SAN_TEST_SECONDS:-30}
 MOUNT_CRASH_SECONDS=${KV_MOUNT_CRASH_SECONDS:-60}
 MOUNT_POWERLOSS_CYCLES=${KV_MOUNT_POWERLOSS_CYCLES:-4}
+SAN_FSX_OPS=${KV_SAN_FSX_OPS:-6000}
+SAN_MANY=${KV_SAN_MANY:-30000}
 PREFIX=${KV_TEST_BUILD:-$ROOT/build-test}
 MODE=default
 case "${1:-}" in
@@ -151,6 +158,15 @@ run_ctest() {
     return "$rc"
 }
 
+# The sanitizer build's kvfs on real mounts: a short subset of the mount tests (see the top).
+# The test harness (lib.sh) fails a test on any sanitizer report; ASAN_OPTIONS and UBSAN_OPTIONS
+# above still apply, lib.sh only adds its log_path.
+SAN_MOUNT_TESTS='mount\.(posix|fsx|tools|hostile|cli|stress)$'
+SAN_MOUNT_TARGETS="kvfs posix_driver fsx meta_stress"
+san_mount_tests() {
+    FSX_OPS=$SAN_FSX_OPS MT_MANY=$SAN_MANY run_ctest "$1" -L mount -R "$SAN_MOUNT_TESTS"
+}
+
 san_cc() {
     if command -v clang >/dev/null 2>&1; then echo clang; else echo gcc; fi
 }
@@ -206,19 +222,22 @@ else
         # One clang build serves both: ASan+UBSan everywhere, plus libFuzzer's coverage
         # instrumentation (KV_FUZZ) that the fuzz targets need and the unit tests ignore.
         if run_stage "build (ASan+UBSan+libFuzzer, clang)" build "$dir" \
-            "kv_engine_tests ${fuzz_targets[*]}" -DCMAKE_C_COMPILER=clang \
+            "kv_engine_tests $SAN_MOUNT_TARGETS ${fuzz_targets[*]}" -DCMAKE_C_COMPILER=clang \
             -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKV_WERROR=ON -DKV_ASAN=ON -DKV_UBSAN=ON \
             -DKV_FUZZ=ON -DKV_FUZZ_SECONDS="$FUZZ_SECONDS" \
             -DKV_TEST_SECONDS="$SAN_TEST_SECONDS" "$(scratch_args "$dir")"; then
             run_stage "unit+crash under ASan+UBSan" run_ctest "$dir" -L 'unit|crash'
+            run_stage "mount tests under ASan+UBSan" san_mount_tests "$dir"
             run_stage "fuzz (${FUZZ_SECONDS}s per target)" run_ctest "$dir" -L fuzz
         fi
     else
-        if run_stage "build (ASan+UBSan, $(san_cc))" build "$dir" kv_engine_tests \
+        if run_stage "build (ASan+UBSan, $(san_cc))" build "$dir" \
+            "kv_engine_tests $SAN_MOUNT_TARGETS" \
             -DCMAKE_C_COMPILER="$(san_cc)" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKV_WERROR=ON \
             -DKV_ASAN=ON -DKV_UBSAN=ON -DKV_TEST_SECONDS="$SAN_TEST_SECONDS" \
             "$(scratch_args "$dir")"; then
             run_stage "unit+crash under ASan+UBSan" run_ctest "$dir" -L 'unit|crash'
+            run_stage "mount tests under ASan+UBSan" san_mount_tests "$dir"
         fi
         if [ ${#fuzz_targets[@]} -eq 0 ]; then
             skip_stage "fuzz" "no targets in tests/fuzz"

@@ -19,6 +19,13 @@
 # reused pid does not pass for the run) and removes it once cleaned up. A killed run's loop
 # images, DIR/*.img, are deleted then; its other files are kept for inspection.
 #
+# Sanitizers. When kvfs (or a helper) is built with ASan/UBSan (-DKV_ASAN=ON -DKV_UBSAN=ON),
+# every report goes to a file under $MT_DIR/san/ (log_path: a detached daemon has no stderr),
+# with halt_on_error and abort_on_error, and LeakSanitizer checks at a clean exit (unmount; a
+# SIGKILLed daemon reports nothing). mt_unmount and the EXIT trap look at that directory: any
+# report fails the test and is printed. Options already in ASAN_OPTIONS/UBSAN_OPTIONS override
+# the defaults here, but log_path is always ours. An uninstrumented build ignores all of this.
+#
 # Environment: KVFS_BIN (kvfs binary), KV_BUILD_DIR (build tree holding tests/posix_driver and
 # tests/fsx), KV_TEST_TMP (scratch root), MT_TIMEOUT (seconds, default 280), MT_KEEP=1 keeps
 # the temp dir even when the test passes, MT_NOWB_OPTS (below). Exit 77 (skip) only when
@@ -86,6 +93,35 @@ mt_run() {
     [ $rc -eq 0 ] || mt_fail "command failed (exit $rc): $*"
 }
 
+# Points the sanitizers' reports of every process this test starts into $MT_DIR/san/ (world-
+# writable and sticky: posix.sh and hostile.sh run instrumented helpers as uid 65534).
+mt_san_setup() {
+    local san=$MT_DIR/san
+    mkdir -p "$san" && chmod 1777 "$san"
+    export ASAN_OPTIONS="halt_on_error=1:abort_on_error=1:detect_leaks=1${ASAN_OPTIONS:+:$ASAN_OPTIONS}:log_path=$san/report"
+    export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:abort_on_error=1${UBSAN_OPTIONS:+:$UBSAN_OPTIONS}:log_path=$san/report"
+    export LSAN_OPTIONS="${LSAN_OPTIONS:+$LSAN_OPTIONS:}log_path=$san/report"
+}
+
+# Prints every sanitizer report not printed yet (then marks it printed); fails if any report,
+# printed now or before, exists.
+mt_san_check() {
+    local f found=1
+    [ -n "$MT_DIR" ] && [ -d "$MT_DIR/san" ] || return 0
+    for f in "$MT_DIR"/san/*; do
+        [ -s "$f" ] || continue
+        found=0
+        case $f in *.printed) continue ;; esac
+        {
+            echo "---- sanitizer report $f (first 80 lines):"
+            head -n 80 "$f"
+            echo "----"
+        } >&2
+        mv -f "$f" "$f.printed"
+    done
+    [ $found -ne 0 ]
+}
+
 mt_skip_unless_fuse() {
     if [ ! -c /dev/fuse ]; then
         echo "SKIP: $MT_NAME: /dev/fuse is missing, cannot mount kvfs" >&2
@@ -111,6 +147,11 @@ mt_cleanup() {
         fusermount3 -u "$MNT" 2>/dev/null || fusermount3 -uz "$MNT" 2>/dev/null
     fi
     mt_stop_daemon 10
+    if ! mt_san_check; then
+        echo "FAIL: $MT_NAME: a process of this test wrote a sanitizer report ($MT_DIR/san)" >&2
+        MT_FAILED=1
+        [ $rc -ne 0 ] || rc=1
+    fi
     # A test may define mt_cleanup_hook (e.g. to unmount a scratch tmpfs it mounted).
     if declare -F mt_cleanup_hook >/dev/null; then mt_cleanup_hook; fi
     # Whatever is still mounted or attached in our directory (the hook's or a helper's leftovers).
@@ -264,6 +305,7 @@ mt_init() {
     MNT=$MT_DIR/mnt
     mkdir -p "$STORE" "$MNT"
     : >"$MT_DIR/daemon.pid"
+    mt_san_setup
     trap mt_cleanup EXIT
     trap 'echo "$MT_NAME: interrupted" >&2; exit 130' INT
     trap 'echo "$MT_NAME: terminated (timeout ${MT_TIMEOUT}s?)" >&2; MT_FAILED=1; exit 124' TERM
@@ -331,6 +373,7 @@ mt_unmount() {
         sleep 0.1
     done
     mt_stop_daemon 60
+    mt_san_check || mt_fail "sanitizer report (above) from the daemon or another process"
     [ "$MT_DAEMON_RC" = 0 ] || mt_fail "daemon exited with status $MT_DAEMON_RC after unmount"
     mt_log "unmounted"
 }
