@@ -15,6 +15,7 @@
 #include "fslog.h"
 #include "ll.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -306,16 +307,45 @@ static void init_kv_options(kv_options *ko)
     ko->log_level = fs_log_get_level();
 }
 
+/* Why a path that kv_open refused with KV_EINVAL is no store: 0 missing, 1 not a directory,
+ * 2 an empty directory, 3 a directory holding other files. */
+static int why_not_a_store(const char *path)
+{
+    struct dirent *e;
+    DIR *d = opendir(path);
+    int why = 2;
+
+    if (!d)
+        return errno == ENOENT ? 0 : errno == ENOTDIR ? 1 : 3;
+    while ((e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0) {
+            why = 3;
+            break;
+        }
+    }
+    closedir(d);
+    return why;
+}
+
 /* One clear line for an error opening the store. */
 static void report_open_error(const char *store, int kvrc)
 {
+    static const char *const not_store[] = {
+        "no such directory",
+        "not a directory",
+        "an empty directory",
+        "a non-empty directory of other files",
+    };
+
     switch (kvrc) {
     case KV_EBUSY:
         fprintf(stderr, "kvfs: store %s is in use (locked by another kvfs or program)\n", store);
         break;
     case KV_EINVAL:
-        fprintf(stderr, "kvfs: %s is not a kvfs store (a non-empty directory of other files)\n",
-                store);
+        /* fsck, stats and compact do not create a store: a missing or empty directory is
+         * refused too, and must not be described as one full of other files. */
+        fprintf(stderr, "kvfs: %s is not a kvfs store (%s)\n", store,
+                not_store[why_not_a_store(store)]);
         break;
     case KV_EVERSION:
         fprintf(stderr, "kvfs: store %s was written by a newer version of kvfs\n", store);

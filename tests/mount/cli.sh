@@ -62,6 +62,22 @@ if mountpoint -q "$MNT"; then fusermount3 -u "$MNT"; fi
 kv fsck "$MT_DIR/no-such-store"
 rc=$?
 check "fsck of a missing store fails" refused $rc
+check "  and says the directory is missing" grep -q "not a kvfs store (no such directory)" \
+    "$MT_DIR/out"
+# stats and compact never create a store either; an empty directory is not "other files".
+mkdir -p "$MT_DIR/empty"
+for cmd in stats compact; do
+    kv "$cmd" "$MT_DIR/empty"
+    rc=$?
+    check "$cmd of an empty directory fails" refused $rc
+    check "  and says it is empty" grep -q "not a kvfs store (an empty directory)" "$MT_DIR/out"
+    check "  and leaves it empty" [ -z "$(ls -A "$MT_DIR/empty")" ]
+    kv "$cmd" "$MT_DIR/notastore"
+    rc=$?
+    check "$cmd of a directory of other files fails" refused $rc
+    check "  and says so" grep -q "not a kvfs store (a non-empty directory of other files)" \
+        "$MT_DIR/out"
+done
 
 # Daemon mode (no -f): kvfs returns once mounted; the daemon holds the store's LOCK.
 kv mount "$STORE" "$MNT"
