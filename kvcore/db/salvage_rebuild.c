@@ -589,9 +589,18 @@ int salvage_rebuild(struct salvage *s)
         rc = salvage_keep_original(s, s->manifest);
         s->st.files_fixed++;
     }
+    int switching = rc == 0;
     if (rc == 0)
         rc = filename_set_current(s->env, s->dir, manifest_number);
-    if (rc != 0) {
+    if (rc != 0 && switching) {
+        /* CURRENT may or may not name the new manifest now (the rename may have happened
+         * before the failure): keep every file. Whichever manifest it names is whole; the
+         * other one's tables are unreferenced and the next open deletes them. */
+        kv_log(&s->log, KV_LOG_ERROR,
+               "salvage: switching CURRENT to MANIFEST-%06" PRIu64 " failed (%s); run the "
+               "salvage again",
+               manifest_number, kv_strerror(rc));
+    } else if (rc != 0) {
         char name[FILENAME_MAX_LEN];
         snprintf(name, sizeof name, "MANIFEST-%06" PRIu64, manifest_number);
         char *p = salvage_join(s->dir, name, "");

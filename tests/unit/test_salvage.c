@@ -734,6 +734,49 @@ START_TEST(test_salvage_interrupted_anywhere_leaves_a_store_a_second_salvage_rep
 }
 END_TEST
 
+/* A salvage whose I/O fails (any append, sync, rename, directory sync or create, in turn)
+ * reports the error and leaves a store that a second salvage repairs. */
+START_TEST(test_salvage_that_fails_on_any_io_leaves_a_store_a_second_salvage_repairs)
+{
+    static const enum fault_op ops[] = {FAULT_OP_OPEN_WRITABLE, FAULT_OP_APPEND, FAULT_OP_SYNC,
+                                        FAULT_OP_RENAME, FAULT_OP_SYNC_DIR};
+    char sst[256];
+    struct layout l;
+    int failures = 0;
+    for (size_t k = 0; k < sizeof ops / sizeof ops[0]; k++) {
+        for (uint64_t nth = 1;; nth++) {
+            ck_assert_uint_lt(nth, 200);
+            tu_rmtree(tdir);
+            ck_assert_int_eq(mkdir(tdir, 0700), 0);
+            make_store(1);
+            ck_assert(tu_dir_find_suffix(tdir, ".sst", sst, sizeof sst));
+            table_layout(sst, &l);
+            flip_byte(sst, (long)(l.data_end / 2), 0);
+
+            fault_env *fe = fault_env_new(nth);
+            fault_env_counters c;
+            ck_assert_ptr_nonnull(fe);
+            fault_env_fail_op(fe, ops[k], nth, 1, KV_EIO);
+            kv_options o;
+            opts_init(&o);
+            o.env = fault_env_env(fe);
+            int rc = kv_salvage_ex(tdir, &o, NULL, NULL);
+            fault_env_get_counters(fe, &c);
+            fault_env_free(fe);
+            if (c.faults_injected == 0) {
+                ck_assert_int_eq(rc, 0);
+                break;
+            }
+            ck_assert_int_ne(rc, 0);
+            failures++;
+            salvage_ok();
+            ck_assert_int_ge(check_keys(), NKEYS - 40);
+        }
+    }
+    ck_assert_int_gt(failures, 10);
+}
+END_TEST
+
 /* ---- kvfs fsck after a salvage ----------------------------------------------------------- */
 
 #define NFILES 24
@@ -855,6 +898,7 @@ static Suite *salvage_suite(void)
     tcase_add_test(tc, test_salvage_rebuilds_a_damaged_manifest_keeping_the_newest_versions);
     tcase_add_test(tc, test_salvage_rebuilds_a_store_whose_manifest_is_gone);
     tcase_add_test(tc, test_salvage_interrupted_anywhere_leaves_a_store_a_second_salvage_repairs);
+    tcase_add_test(tc, test_salvage_that_fails_on_any_io_leaves_a_store_a_second_salvage_repairs);
     tcase_add_test(tc, test_salvage_keeps_a_tiered_store_tiered);
     tcase_add_test(tc, test_salvage_never_shows_an_older_version_outside_the_lost_ranges);
     suite_add_tcase(s, tc);
