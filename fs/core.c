@@ -95,12 +95,48 @@ int fs_lockset_covers(const struct fs_lockset *ls, uint64_t ino)
 
 /* ---- Reference table ---------------------------------------------------------------------- */
 
+/* The reference table holds an entry per inode the kernel knows (looked up or open): as many
+ * as there are files in a big tree after a find or a tar -x, so its chain count doubles
+ * whenever the entries reach twice the chains (a fixed 4,096 chains meant chains of 25 at
+ * 100,000 inodes, walked under the one itab_mu by every lookup, forget and open). */
+static size_t itab_index(uint64_t ino, unsigned bits)
+{
+    return (size_t)((ino * 0x9e3779b97f4a7c15ull) >> (64 - bits));
+}
+
 static struct fs_iref **itab_slot(struct fs *fs, uint64_t ino)
 {
-    struct fs_iref **pp = &fs->itab[(ino * 0x9e3779b97f4a7c15ull >> 40) % FS_ITAB_BUCKETS];
+    struct fs_iref **pp = &fs->itab[itab_index(ino, fs->itab_bits)];
     while (*pp && (*pp)->ino != ino)
         pp = &(*pp)->next;
     return pp;
+}
+
+/* Doubles the chains once the table is loaded past 2 entries per chain. Caller holds itab_mu.
+ * Out of memory it keeps the table as it is: longer chains, still correct. */
+static void itab_maybe_grow(struct fs *fs)
+{
+    size_t n = (size_t)1 << fs->itab_bits;
+    unsigned bits = fs->itab_bits + 1;
+    struct fs_iref **t;
+
+    if (fs->itab_count <= 2 * n || bits >= 8 * sizeof(size_t) - 4)
+        return;
+    t = calloc((size_t)1 << bits, sizeof *t);
+    if (!t)
+        return;
+    for (size_t i = 0; i < n; i++) {
+        while (fs->itab[i]) {
+            struct fs_iref *r = fs->itab[i];
+            size_t j = itab_index(r->ino, bits);
+            fs->itab[i] = r->next;
+            r->next = t[j];
+            t[j] = r;
+        }
+    }
+    free(fs->itab);
+    fs->itab = t;
+    fs->itab_bits = bits;
 }
 
 int fs_itab_add(struct fs *fs, uint64_t ino, uint64_t nlookup, uint64_t nopen)
@@ -117,6 +153,9 @@ int fs_itab_add(struct fs *fs, uint64_t ino, uint64_t nlookup, uint64_t nopen)
             goto out;
         }
         (*pp)->ino = ino;
+        fs->itab_count++;
+        itab_maybe_grow(fs);
+        pp = itab_slot(fs, ino);
     }
     (*pp)->nlookup += nlookup;
     (*pp)->nopen += nopen;
@@ -146,6 +185,7 @@ int fs_itab_drop(struct fs *fs, uint64_t ino, uint64_t nlookup, uint64_t nopen)
     if (r->nlookup == 0 && r->nopen == 0) {
         *pp = r->next;
         free(r);
+        fs->itab_count--;
         gone = 1;
     }
 out:
@@ -164,9 +204,15 @@ int fs_itab_referenced(struct fs *fs, uint64_t ino)
 
 /* ---- Store helpers ------------------------------------------------------------------------ */
 
+/* The kernel's clock for file times (current_time(): the coarse clock, one tick's
+ * resolution), as local filesystems use. With the writeback cache the kernel sets mtime/ctime
+ * itself on a write and only if they differ from its clock: a file created with a finer time
+ * has its times marked dirty by the first write and flushed with an extra SETATTR (tar -x and
+ * cp -a of 200 files: 802 -> 603 SETATTR). Taking the same clock keeps the two in step. */
 void fs_now(struct timespec *ts)
 {
-    clock_gettime(CLOCK_REALTIME, ts);
+    if (clock_gettime(CLOCK_REALTIME_COARSE, ts) != 0)
+        clock_gettime(CLOCK_REALTIME, ts);
 }
 
 int fs_commit(struct fs *fs, kv_batch *b)
@@ -337,48 +383,76 @@ out:
     return rc;
 }
 
-int fs_reclaim(struct fs *fs, uint64_t ino)
+/* Files of at most this many chunk slots have their chunks deleted by key, in the batch that
+ * deletes the inode, instead of by a prefix scan: an iterator over every table costs more than
+ * the whole rest of an unlink. Invariant 4 bounds the indexes by the size. */
+#define FS_RECLAIM_POINT_CHUNKS 64
+
+/* Deletes the inode record and orphan key of ino, and with them (when in is known, has stored
+ * bytes and few chunk slots) each of its chunks by key, in one batch. */
+static int reclaim_commit(struct fs *fs, uint64_t ino, const struct fs_inode *in, int chunks)
 {
     uint8_t key[FS_KEY_MAX];
-    struct fs_inode in;
+    kv_batch *b = kv_batch_new();
     size_t klen;
-    kv_batch *b;
-    int rc, known;
+    int rc = 0;
 
-    /* With the inode at hand, skip scans that cannot find anything: no chunk when nothing is
-     * stored (invariant 4), no xattr without the flag. Without it (a reclaim interrupted by a
-     * crash), scan both. */
-    rc = fs_inode_load(fs, NULL, ino, &in, NULL, NULL);
-    if (rc && rc != -ENOENT)
-        goto fail;
-    known = rc == 0;
-    rc = 0;
-    if (!known || in.stored > 0)
-        rc = fs_delete_prefix(fs, FS_KEY_CHUNK, ino);
-    if (rc == 0 && (!known || (in.flags & FS_INODE_F_XATTR)))
-        rc = fs_delete_prefix(fs, FS_KEY_XATTR, ino);
-    if (rc)
-        goto fail;
-    b = kv_batch_new();
-    if (!b) {
-        rc = -ENOMEM;
-        goto fail;
+    if (!b)
+        return -ENOMEM;
+    if (chunks) {
+        uint64_t n = (in->size + fs->chunk_size - 1) / fs->chunk_size;
+        for (uint64_t i = 0; i < n && rc == 0; i++) {
+            klen = fs_key_chunk(key, ino, i);
+            rc = fs_kv_errno(kv_batch_delete(b, key, klen));
+        }
     }
     klen = fs_key_inode(key, ino);
-    rc = fs_kv_errno(kv_batch_delete(b, key, klen));
+    if (rc == 0)
+        rc = fs_kv_errno(kv_batch_delete(b, key, klen));
     klen = fs_key_orphan(key, ino);
     if (rc == 0)
         rc = fs_kv_errno(kv_batch_delete(b, key, klen));
     if (rc == 0)
         rc = fs_commit_freeing(fs, b);
     kv_batch_free(b);
+    return rc;
+}
+
+/* fs_reclaim() with the inode already loaded (in) or known to be absent (in == NULL). */
+static int reclaim_loaded(struct fs *fs, uint64_t ino, const struct fs_inode *in)
+{
+    int rc = 0, point = 0;
+
+    /* With the inode at hand, skip scans that cannot find anything: no chunk when nothing is
+     * stored (invariant 4), no xattr without the flag. Without it (a reclaim interrupted by a
+     * crash), scan both. */
+    if (in && in->stored > 0)
+        point = in->size / fs->chunk_size < FS_RECLAIM_POINT_CHUNKS;
+    if ((!in || in->stored > 0) && !point)
+        rc = fs_delete_prefix(fs, FS_KEY_CHUNK, ino);
+    if (rc == 0 && (!in || (in->flags & FS_INODE_F_XATTR)))
+        rc = fs_delete_prefix(fs, FS_KEY_XATTR, ino);
+    if (rc == 0)
+        rc = reclaim_commit(fs, ino, in, point);
     if (rc == 0)
         return 0;
-fail:
     /* The orphan key stays: the next mount finishes the job. */
     fs_log(FS_LOG_WARN, "inode %llu: reclaim failed (%s); left for the next mount",
            (unsigned long long)ino, strerror(-rc));
     return rc;
+}
+
+int fs_reclaim(struct fs *fs, uint64_t ino)
+{
+    struct fs_inode in;
+    int rc = fs_inode_load(fs, NULL, ino, &in, NULL, NULL);
+
+    if (rc && rc != -ENOENT) {
+        fs_log(FS_LOG_WARN, "inode %llu: reclaim failed (%s); left for the next mount",
+               (unsigned long long)ino, strerror(-rc));
+        return rc;
+    }
+    return reclaim_loaded(fs, ino, rc == 0 ? &in : NULL);
 }
 
 int fs_maybe_reclaim(struct fs *fs, uint64_t ino)
@@ -395,7 +469,7 @@ int fs_maybe_reclaim(struct fs *fs, uint64_t ino)
         return rc;
     if (in.nlink != 0)
         return 0;
-    return fs_reclaim(fs, ino);
+    return reclaim_loaded(fs, ino, &in);
 }
 
 /* ---- Open, format, recover ---------------------------------------------------------------- */
@@ -535,6 +609,14 @@ int fs_open(kv_db *db, const struct fs_config *cfg, uint32_t root_uid, uint32_t 
         return -ENOMEM;
     fs->db = db;
     fs->cfg = *cfg;
+    fs->itab_bits = 0;
+    while (((size_t)1 << fs->itab_bits) < FS_ITAB_BUCKETS)
+        fs->itab_bits++;
+    fs->itab = calloc((size_t)1 << fs->itab_bits, sizeof *fs->itab);
+    if (!fs->itab) {
+        free(fs);
+        return -ENOMEM;
+    }
     pthread_mutex_init(&fs->rename_mu, NULL);
     pthread_mutex_init(&fs->itab_mu, NULL);
     pthread_mutex_init(&fs->alloc_mu, NULL);
@@ -591,13 +673,14 @@ static void fs_free(struct fs *fs, int reclaim)
      * the next mount. A failure leaves the orphan keys, which the next mount processes. */
     if (reclaim && fs->opened && !fs->cfg.read_only)
         recover_orphans(fs);
-    for (int i = 0; i < FS_ITAB_BUCKETS; i++) {
+    for (size_t i = 0; i < ((size_t)1 << fs->itab_bits); i++) {
         while (fs->itab[i]) {
             struct fs_iref *r = fs->itab[i];
             fs->itab[i] = r->next;
             free(r);
         }
     }
+    free(fs->itab);
     for (int i = 0; i < FS_NSTRIPES; i++)
         pthread_mutex_destroy(&fs->stripes[i]);
     pthread_mutex_destroy(&fs->rename_mu);

@@ -25,6 +25,7 @@
 #include <pthread.h>
 
 #define FS_NSTRIPES 256
+/* Initial bucket count of the reference table (a power of two); it doubles as it fills. */
 #define FS_ITAB_BUCKETS 4096
 
 struct fs_iref {
@@ -46,7 +47,9 @@ struct fs {
     pthread_mutex_t rename_mu; /* serialises renames between different directories */
     pthread_mutex_t stripes[FS_NSTRIPES];
     pthread_mutex_t itab_mu;
-    struct fs_iref *itab[FS_ITAB_BUCKETS]; /* protected by itab_mu */
+    struct fs_iref **itab; /* protected by itab_mu: 2^itab_bits chains */
+    unsigned itab_bits;    /* protected by itab_mu */
+    size_t itab_count;     /* protected by itab_mu: entries in the table */
     pthread_mutex_t alloc_mu;
 };
 

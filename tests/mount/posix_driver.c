@@ -11,6 +11,7 @@
  * Work happens in a fresh subdirectory (DIR/pd.<pid>) that is removed at the end.
  */
 #include <dirent.h>
+#include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -1275,6 +1276,74 @@ static void t_xattr(void)
     leave();
 }
 
+/* Sets a valid version-2 security.capability (CAP_NET_BIND_SERVICE permitted) on path. */
+static int set_file_caps(const char *path)
+{
+    uint32_t cap[5] = {htole32(0x02000000u), htole32(1u << 10), 0, 0, 0};
+    return setxattr(path, "security.capability", cap, sizeof cap, 0);
+}
+
+/* File capabilities go with every write, truncate and chown, whoever does it (the kernel's
+ * killpriv, or the filesystem's own with FUSE's handle_killpriv): a binary changed after
+ * being granted capabilities must not keep them. Runs as root (CAP_SETFCAP). */
+static void t_killpriv_caps(void)
+{
+    char buf[64];
+    int fd;
+
+    if (enter("killpriv_caps") < 0)
+        return;
+    make_str("cap", "c");
+    OK(chmod("cap", 0755), "chmod 0755");
+    OK(set_file_caps("cap"), "set security.capability");
+    CHK(getxattr("cap", "security.capability", buf, sizeof buf) == 20,
+        "security.capability reads back (20 bytes)");
+    fd = open("cap", O_WRONLY);
+    CHK(fd >= 0 && write(fd, "w", 1) == 1, "root writes to a file with capabilities");
+    if (fd >= 0)
+        close(fd);
+    ERR(getxattr("cap", "security.capability", buf, sizeof buf), ENODATA,
+        "a write removed security.capability");
+    CHK(content_is("cap", "w", 1, buf, sizeof buf), "the write landed (%s)", buf);
+
+    OK(set_file_caps("cap"), "set security.capability again");
+    fd = open("cap", O_WRONLY);
+    CHK(fd >= 0 && pwrite(fd, "xyz", 3, 4096) == 3, "pwrite past EOF");
+    if (fd >= 0)
+        close(fd);
+    ERR(getxattr("cap", "security.capability", buf, sizeof buf), ENODATA,
+        "a pwrite removed security.capability");
+
+    OK(set_file_caps("cap"), "set security.capability for truncate");
+    OK(truncate("cap", 1), "truncate");
+    ERR(getxattr("cap", "security.capability", buf, sizeof buf), ENODATA,
+        "truncate removed security.capability");
+
+    OK(set_file_caps("cap"), "set security.capability for O_TRUNC");
+    fd = open("cap", O_WRONLY | O_TRUNC);
+    CHK(fd >= 0, "open O_TRUNC");
+    if (fd >= 0)
+        close(fd);
+    ERR(getxattr("cap", "security.capability", buf, sizeof buf), ENODATA,
+        "open with O_TRUNC removed security.capability");
+
+    OK(set_file_caps("cap"), "set security.capability for chown");
+    OK(chown("cap", 1, 1), "chown 1:1");
+    ERR(getxattr("cap", "security.capability", buf, sizeof buf), ENODATA,
+        "chown removed security.capability");
+
+    OK(setxattr("cap", "user.keep", "k", 1, 0), "set user.keep");
+    OK(set_file_caps("cap"), "set security.capability beside a user xattr");
+    fd = open("cap", O_WRONLY | O_APPEND);
+    CHK(fd >= 0 && write(fd, "a", 1) == 1, "append");
+    if (fd >= 0)
+        close(fd);
+    ERR(getxattr("cap", "security.capability", buf, sizeof buf), ENODATA,
+        "an append removed security.capability");
+    CHK(getxattr("cap", "user.keep", buf, sizeof buf) == 1, "other xattrs stay");
+    leave();
+}
+
 static void t_unlinked_open(void)
 {
     if (enter("unlinked_open") < 0)
@@ -2224,6 +2293,7 @@ int main(int argc, char **argv)
         t_fallocate();
         t_large_offsets();
         t_xattr();
+        t_killpriv_caps();
         t_unlinked_open();
         t_mmap();
         t_readdir();
