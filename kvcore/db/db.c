@@ -1315,8 +1315,7 @@ static int replay_log(kv_db *db, uint64_t number, memtable *mem, uint64_t *max_s
         int damage = wal_reader_tail(r) == WAL_TAIL_DAMAGED;
         char why[64]; /* what the verdict rests on (wal.h) */
         if (wal_reader_tail_proven(r))
-            snprintf(why, sizeof(why), "synced up to offset %" PRIu64,
-                     wal_reader_synced_offset(r));
+            snprintf(why, sizeof(why), "synced up to offset %" PRIu64, wal_reader_synced_offset(r));
         else
             snprintf(why, sizeof(why), "no sync markers: judged by zero pages");
         if (damage && db->opts.paranoid_checks) {
