@@ -627,21 +627,62 @@ static void mark_lost(struct ck *c, struct ck_inode *r, uint64_t idx, const uint
         fprintf(stderr, "kvfs fsck: repair failed: %s\n", kv_strerror(rc));
 }
 
-/* Marks, in every regular file, the chunks a salvage may have lost (all of them if its inode
- * record may be older than the one lost). Directories, symlinks and xattrs whose keys may have
- * lost entries are reported. */
+/* The chunks inode ino holds: how many bytes in all, and the end of the last one (0: none).
+ * Returns 0 or a negative errno. */
+static int chunk_extent(struct ck *c, uint64_t ino, uint64_t *bytes, uint64_t *end)
+{
+    uint8_t prefix[FS_KEY_MAX];
+    size_t plen = fs_key_prefix(prefix, FS_KEY_CHUNK, ino);
+    kv_iter *it = kv_iter_new(c->db, NULL);
+    int rc;
+    *bytes = *end = 0;
+    if (!it)
+        return -ENOMEM;
+    for (kv_iter_seek(it, prefix, plen); kv_iter_valid(it); kv_iter_next(it)) {
+        size_t kl, vl;
+        const uint8_t *k = kv_iter_key(it, &kl);
+        uint64_t kino, idx;
+        if (kl < plen || memcmp(k, prefix, plen) != 0)
+            break;
+        kv_iter_value(it, &vl);
+        if (fs_key_parse_chunk(k, kl, &kino, &idx) != 0 || vl == 0 || vl > (size_t)c->sb.chunk_size)
+            continue; /* the chunk scan deals with it */
+        *bytes += vl;
+        if (idx * c->sb.chunk_size + vl > *end)
+            *end = idx * c->sb.chunk_size + vl;
+    }
+    rc = fs_kv_errno(kv_iter_status(it));
+    kv_iter_free(it);
+    return rc;
+}
+
+static void set_size(struct fs_inode *in, void *arg)
+{
+    in->size = *(uint64_t *)arg;
+}
+
+/* Marks, in every regular file, the chunks a salvage may have lost: in a lost range (and not
+ * ruled out by the damaged table's Bloom filter), a chunk present may be an older version, so
+ * it is marked; a hole is marked only if the file holds fewer bytes than its record counts
+ * (else nothing is missing, and a sparse file does not fill up with markers). A file whose
+ * record itself may be older than one lost keeps its chunks (holes in a lost range are marked,
+ * as its byte count cannot be trusted), but its size is made to end where its data ends, plus
+ * one marked chunk if the record claimed more and the last chunk is full (so no zeros are read
+ * past the real end, and the uncertainty reads as EIO). Directories, symlinks and xattrs whose
+ * keys may have lost entries are reported. */
 static int mark_salvage_losses(struct ck *c, const kv_lost *lost)
 {
     uint64_t cs = c->sb.chunk_size;
     uint8_t *marker = calloc(cs + 1, 1);
+    int rc = 0;
     if (!marker)
         return -ENOMEM;
     memcpy(marker, lost_magic, sizeof lost_magic - 1);
-    for (size_t t = 0; t < c->cap; t++) {
+    for (size_t t = 0; t < c->cap && rc == 0; t++) {
         struct ck_inode *r = &c->tab[t];
         uint8_t key[FS_KEY_MAX];
         size_t kl;
-        uint64_t n, marked = 0;
+        uint64_t n, marked = 0, have = 0, end = 0;
         if (!r->ino || r->bad)
             continue;
         kl = fs_key_inode(key, r->ino);
@@ -662,21 +703,41 @@ static int mark_salvage_losses(struct ck *c, const kv_lost *lost)
                         (unsigned long long)r->ino, r->mode);
             continue;
         }
-        n = (r->size + cs - 1) / cs;
-        for (size_t i = 0; i < kv_lost_count(lost) && !whole; i++) {
-            uint64_t a = lost_bound(lost, i, r->ino, n, 0), b = lost_bound(lost, i, r->ino, n, 1);
-            for (uint64_t idx = a; idx < b; idx++) {
-                kl = fs_key_chunk(key, r->ino, idx);
-                if (kv_lost_may_contain(lost, key, kl)) {
-                    mark_lost(c, r, idx, marker);
-                    marked++;
-                }
+        rc = chunk_extent(c, r->ino, &have, &end);
+        if (rc != 0)
+            break;
+        if (whole) {
+            /* A last chunk that is not full ended the file when it was written; a full one
+             * may have been followed by more: mark the next chunk so that reads there fail
+             * rather than end early or return zeros. */
+            uint64_t size = end;
+            if (r->size > end && end % cs == 0) {
+                mark_lost(c, r, end / cs, marker);
+                marked++;
+                size = end + cs;
+            }
+            if (size != r->size) {
+                r->size = size;
+                fix_inode(c, r->ino, set_size, &size);
             }
         }
-        if (whole) {
-            for (uint64_t idx = 0; idx < n; idx++)
+        n = (r->size + cs - 1) / cs;
+        for (size_t i = 0; i < kv_lost_count(lost); i++) {
+            uint64_t a = lost_bound(lost, i, r->ino, n, 0), b = lost_bound(lost, i, r->ino, n, 1);
+            for (uint64_t idx = a; idx < b; idx++) {
+                void *v;
+                size_t vl;
+                kl = fs_key_chunk(key, r->ino, idx);
+                if (!kv_lost_may_contain(lost, key, kl))
+                    continue;
+                int present = kv_get(c->db, NULL, key, kl, &v, &vl) == 0;
+                if (present)
+                    kv_free(v);
+                else if (!whole && have >= r->stored)
+                    continue; /* a hole, and the record says no bytes are missing */
                 mark_lost(c, r, idx, marker);
-            marked = n;
+                marked++;
+            }
         }
         if (marked) {
             c->res->problems++;
@@ -685,11 +746,11 @@ static int mark_salvage_losses(struct ck *c, const kv_lost *lost)
                     "kvfs fsck: inode %llu: %llu chunks may have been lost in the kvcore salvage "
                     "(%s): marked, reads of them fail with EIO\n",
                     (unsigned long long)r->ino, (unsigned long long)marked,
-                    whole ? "its inode record may be stale" : "their keys lie in a lost range");
+                    whole ? "its inode record may be stale too" : "their keys lie in a lost range");
         }
     }
     free(marker);
-    return 0;
+    return rc;
 }
 
 /* Writes a record for every inode rebuilt from its chunks, marking first the chunks it may
