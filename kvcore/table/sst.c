@@ -1074,8 +1074,10 @@ static int si_load(struct sst_iter *it, uint32_t i)
     return si_load_ahead(it, i, 0);
 }
 
-/* After the block iterator ran off the end of its block, moves on to the next non-empty one. */
-static void si_skip_forward(struct sst_iter *it)
+/* After the block iterator ran off the end of its block, moves on to the next non-empty one.
+ * Only a step of next() (stepping) reads ahead: a seek that lands past its block's last key
+ * (between it and the index separator) moves on too, but says nothing about a scan. */
+static void si_skip_forward(struct sst_iter *it, int stepping)
 {
     while (it->ref.cb && !block_iter_valid(&it->bi)) {
         if ((it->status = block_iter_status(&it->bi)) != 0)
@@ -1084,9 +1086,10 @@ static void si_skip_forward(struct sst_iter *it)
             si_unload(it);
             return;
         }
-        it->ahead = it->ahead == 0                         ? SST_READAHEAD_START_BLOCKS
-                    : it->ahead < SST_READAHEAD_MAX_BLOCKS ? it->ahead * 2
-                                                           : SST_READAHEAD_MAX_BLOCKS;
+        if (stepping)
+            it->ahead = it->ahead == 0                         ? SST_READAHEAD_START_BLOCKS
+                        : it->ahead < SST_READAHEAD_MAX_BLOCKS ? it->ahead * 2
+                                                               : SST_READAHEAD_MAX_BLOCKS;
         if (si_load_ahead(it, it->blk + 1, it->ahead) != 0)
             return;
         block_iter_seek_first(&it->bi);
@@ -1125,7 +1128,7 @@ static void si_seek_first(iter *base)
     if (si_load(it, 0) != 0)
         return;
     block_iter_seek_first(&it->bi);
-    si_skip_forward(it);
+    si_skip_forward(it, 0);
 }
 
 static void si_seek_last(iter *base)
@@ -1154,7 +1157,7 @@ static void si_seek(iter *base, slice target)
     if (si_load(it, i) != 0)
         return;
     block_iter_seek(&it->bi, target);
-    si_skip_forward(it);
+    si_skip_forward(it, 0);
 }
 
 static void si_next(iter *base)
@@ -1164,7 +1167,7 @@ static void si_next(iter *base)
     if (!si_valid(base))
         return;
     block_iter_next(&it->bi);
-    si_skip_forward(it);
+    si_skip_forward(it, 1);
 }
 
 static void si_prev(iter *base)
