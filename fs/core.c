@@ -620,6 +620,7 @@ int fs_open(kv_db *db, const struct fs_config *cfg, uint32_t root_uid, uint32_t 
     pthread_mutex_init(&fs->rename_mu, NULL);
     pthread_mutex_init(&fs->itab_mu, NULL);
     pthread_mutex_init(&fs->alloc_mu, NULL);
+    pthread_mutex_init(&fs->dirs_mu, NULL);
     for (int i = 0; i < FS_NSTRIPES; i++)
         pthread_mutex_init(&fs->stripes[i], NULL);
 
@@ -669,6 +670,9 @@ static void fs_free(struct fs *fs, int reclaim)
 {
     if (!fs)
         return;
+    /* Directories the kernel never released (the daemon stops on a signal) hold a snapshot and
+     * an iterator, which must go before the caller's kv_close. */
+    fs_closedir_all(fs);
     /* Nothing references any inode any more: finish unlinked-but-open files now rather than at
      * the next mount. A failure leaves the orphan keys, which the next mount processes. */
     if (reclaim && fs->opened && !fs->cfg.read_only)
@@ -686,6 +690,7 @@ static void fs_free(struct fs *fs, int reclaim)
     pthread_mutex_destroy(&fs->rename_mu);
     pthread_mutex_destroy(&fs->itab_mu);
     pthread_mutex_destroy(&fs->alloc_mu);
+    pthread_mutex_destroy(&fs->dirs_mu);
     free(fs);
 }
 

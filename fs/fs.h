@@ -56,10 +56,12 @@ struct fs_entry {
 int fs_open(kv_db *db, const struct fs_config *cfg, uint32_t root_uid, uint32_t root_gid,
             struct fs **out);
 /* Frees fs. Inodes still referenced with no links keep their orphan keys and are reclaimed by
- * the next fs_open(). No other call may be running. NULL is a no-op. */
+ * the next fs_open(). Directory streams still open are closed (their snapshots released, so
+ * kv_close may follow). No other call may be running. NULL is a no-op. */
 void fs_close(struct fs *fs);
 /* Frees fs doing nothing to the store: what a crash of the daemon leaves behind (orphans stay
- * for the next fs_open()). For tests and for exits that must not touch the store. */
+ * for the next fs_open()); open directory streams are closed as by fs_close. For tests and for
+ * exits that must not touch the store. */
 void fs_abandon(struct fs *fs);
 
 /* With FUSE's writeback cache the kernel owns the mtime/ctime of written files and sends them

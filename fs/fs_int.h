@@ -51,7 +51,16 @@ struct fs {
     unsigned itab_bits;    /* protected by itab_mu */
     size_t itab_count;     /* protected by itab_mu: entries in the table */
     pthread_mutex_t alloc_mu;
+    pthread_mutex_t dirs_mu; /* a leaf lock: nothing is taken while holding it */
+    struct fs_dir *dirs;     /* protected by dirs_mu: open directory streams (readdir.c) */
 };
+
+/* ---- Directory streams (readdir.c) ------------------------------------------------------- */
+
+/* Closes every directory stream still open, releasing its snapshot and iterator (kv_close
+ * requires that): a daemon stopped by a signal gets no releasedir for the directories that
+ * are open. For fs_close/fs_abandon only: no other call on fs may be running. */
+void fs_closedir_all(struct fs *fs);
 
 /* ---- Locks (core.c) ----------------------------------------------------------------------- */
 

@@ -591,7 +591,10 @@ static int run_mount(struct mount_opts *o, struct fuse_args *args, const char *s
     } else {
         fuse_loop_cfg_set_clone_fd(lc, 1);
         fuse_loop_cfg_set_max_threads(lc, 16);
-        ret = fuse_session_loop_mt(se, lc) ? 1 : 0;
+        /* 0, -errno, or the number of the signal (SIGTERM, SIGINT, SIGHUP) that stopped the
+         * loop: a stop by signal is an orderly shutdown, which exits 0 like an unmount once
+         * the store is closed. */
+        ret = fuse_session_loop_mt(se, lc) < 0 ? 1 : 0;
         fuse_loop_cfg_destroy(lc);
     }
     fuse_session_unmount(se);

@@ -20,6 +20,8 @@ struct fs_dir {
     uint64_t it_pos; /* position (name index) the iterator is at; valid if positioned */
     int positioned;
     uint8_t prefix[9];
+    int listed;                 /* in fs->dirs (opened successfully, not yet closed) */
+    struct fs_dir *prev, *next; /* fs->dirs, protected by fs->dirs_mu */
 };
 
 int fs_opendir(struct fs *fs, uint64_t ino, struct fs_dir **out)
@@ -53,6 +55,13 @@ int fs_opendir(struct fs *fs, uint64_t ino, struct fs_dir **out)
     }
     d->parent = in.parent;
     fs_key_prefix(d->prefix, FS_KEY_DIRENT, ino);
+    pthread_mutex_lock(&fs->dirs_mu);
+    d->next = fs->dirs;
+    if (d->next)
+        d->next->prev = d;
+    fs->dirs = d;
+    d->listed = 1;
+    pthread_mutex_unlock(&fs->dirs_mu);
     *out = d;
     return 0;
 }
@@ -61,10 +70,37 @@ void fs_closedir(struct fs *fs, struct fs_dir *d)
 {
     if (!d)
         return;
+    if (d->listed) {
+        pthread_mutex_lock(&fs->dirs_mu);
+        if (d->prev)
+            d->prev->next = d->next;
+        else
+            fs->dirs = d->next;
+        if (d->next)
+            d->next->prev = d->prev;
+        d->listed = 0;
+        pthread_mutex_unlock(&fs->dirs_mu);
+    }
     kv_iter_free(d->it);
     if (d->snap)
         kv_snapshot_free(fs->db, d->snap);
     free(d);
+}
+
+void fs_closedir_all(struct fs *fs)
+{
+    struct fs_dir *d;
+
+    pthread_mutex_lock(&fs->dirs_mu);
+    d = fs->dirs;
+    fs->dirs = NULL;
+    pthread_mutex_unlock(&fs->dirs_mu);
+    while (d) {
+        struct fs_dir *next = d->next;
+        d->listed = 0; /* already off the list */
+        fs_closedir(fs, d);
+        d = next;
+    }
 }
 
 static int at_prefix(struct fs_dir *d)
