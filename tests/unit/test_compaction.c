@@ -730,15 +730,42 @@ static void hr_setup(fixture *fx)
     ck_assert_int_eq(version_set_num_level_files(fx->vs, 0), 4);
 }
 
-/* A store through a new fault env (returned) with hr_setup's tables; L1 is never scored for
- * compaction here. */
-static fault_env *hr_open(fixture *fx, const char *tag, uint64_t seed)
+/* A manual compaction of all of `level` into level + 1, with the env halted after
+ * `halt_after` more mutating operations (0: never); returns its status. */
+static int hr_compact(fixture *fx, fault_env *fe, int level, uint64_t halt_after)
+{
+    if (halt_after)
+        fault_env_halt_after(fe, halt_after);
+    pthread_mutex_lock(&fx->mu);
+    compaction *c = version_set_compact_range(fx->vs, level, NULL, NULL);
+    pthread_mutex_unlock(&fx->mu);
+    ck_assert_ptr_nonnull(c);
+    compaction_stats st;
+    int rc = compaction_run(c, fx->seq, NULL, &st);
+    pthread_mutex_lock(&fx->mu);
+    if (rc == 0)
+        rc = compaction_install(c);
+    compaction_free(c);
+    pthread_mutex_unlock(&fx->mu);
+    return rc;
+}
+
+/* A store through a new fault env (returned) with hr_setup's tables; levels are never scored
+ * for compaction here. level 1: everything one level further down (the updates in L1, which
+ * is then compacted into L2, the tables of both levels being deleted step by step). */
+static fault_env *hr_open(fixture *fx, const char *tag, uint64_t seed, int level)
 {
     fault_env *fe = fault_env_new(seed);
     ck_assert_ptr_nonnull(fe);
     fx_init_env(fx, tag, KV_COMPACTION_LEVELED, fault_env_env(fe));
     fx->opts.level1_bytes = 64 << 20;
     hr_setup(fx);
+    if (level == 1) {
+        ck_assert_int_eq(hr_compact(fx, fe, 1, 0), 0);
+        ck_assert_int_eq(hr_compact(fx, fe, 0, 0), 0);
+        ck_assert_int_ge(version_set_num_level_files(fx->vs, 1), 3);
+        ck_assert_int_ge(version_set_num_level_files(fx->vs, 2), 20);
+    }
     return fe;
 }
 
@@ -755,7 +782,7 @@ static uint64_t max_number_in_level(fixture *fx, int level)
 START_TEST(test_compaction_l0_to_l1_frees_its_l1_inputs_as_it_goes)
 {
     fixture fx;
-    fault_env *fe = hr_open(&fx, "cmp-steps", 11);
+    fault_env *fe = hr_open(&fx, "cmp-steps", 11, 0);
     uint64_t l0 = version_set_num_level_bytes(fx.vs, 0), l1 = version_set_num_level_bytes(fx.vs, 1);
     /* Room for the L0 inputs written again and a few tables: installing only at the end
      * would need all of L1 again (and did: ENOSPC). */
@@ -802,7 +829,7 @@ END_TEST
 START_TEST(test_compaction_picker_takes_the_oldest_l0_tables_that_fit_the_free_space)
 {
     fixture fx;
-    fault_env *fe = hr_open(&fx, "cmp-l0-bound", 12);
+    fault_env *fe = hr_open(&fx, "cmp-l0-bound", 12, 0);
     version *v = version_set_current(fx.vs);
     uint64_t newest[3], oldest_size = v->files[0][3]->size;
     for (int i = 0; i < 3; i++)
@@ -836,49 +863,34 @@ START_TEST(test_compaction_picker_takes_the_oldest_l0_tables_that_fit_the_free_s
 }
 END_TEST
 
-/* Runs an L0 -> L1 of the whole of L0 with the env halted after `halt_after` more mutating
- * operations (0: never); returns its status. */
-static int hr_compact(fixture *fx, fault_env *fe, uint64_t halt_after)
-{
-    if (halt_after)
-        fault_env_halt_after(fe, halt_after);
-    pthread_mutex_lock(&fx->mu);
-    compaction *c = version_set_compact_range(fx->vs, 0, NULL, NULL);
-    pthread_mutex_unlock(&fx->mu);
-    ck_assert_ptr_nonnull(c);
-    compaction_stats st;
-    int rc = compaction_run(c, fx->seq, NULL, &st);
-    pthread_mutex_lock(&fx->mu);
-    if (rc == 0)
-        rc = compaction_install(c);
-    compaction_free(c);
-    pthread_mutex_unlock(&fx->mu);
-    return rc;
-}
-
-START_TEST(test_compaction_steps_read_right_in_memory_and_after_a_crash_at_any_point)
+/* Halts the env at `trials - 1` points spread over a compaction of all of `level`, then checks
+ * reads of the version in memory, and of the store after a power cut, and that the
+ * compaction completes from there. Returns how many halts left a partly installed result. */
+static int hr_crash_points(int level, int trials)
 {
     /* A run without faults, to count its mutating operations. */
     fixture fx;
-    fault_env *fe = hr_open(&fx, "cmp-steps-count", 13);
+    fault_env *fe = hr_open(&fx, "cmp-steps-count", 13, level);
     uint64_t m0 = fault_env_mutations(fe);
-    ck_assert_int_eq(hr_compact(&fx, fe, 0), 0);
+    ck_assert_int_eq(hr_compact(&fx, fe, level, 0), 0);
     uint64_t total = fault_env_mutations(fe) - m0;
     fx_done(&fx);
     fault_env_free(fe);
     ck_assert_uint_gt(total, 40);
 
-    int partial = 0, trials = 16;
+    int partial = 0;
     for (int t = 1; t < trials; t++) {
-        fe = hr_open(&fx, "cmp-steps-crash", 13 + (uint64_t)t);
-        uint64_t l1_max = max_number_in_level(&fx, 1);
-        int rc = hr_compact(&fx, fe, total * (uint64_t)t / (uint64_t)trials);
-        ck_assert_msg(rc != 0, "trial %d: the compaction finished though halted", t);
+        fe = hr_open(&fx, "cmp-steps-crash", 13 + (uint64_t)t, level);
+        uint64_t out_max = max_number_in_level(&fx, level + 1);
+        int rc = hr_compact(&fx, fe, level, total * (uint64_t)t / (uint64_t)trials);
+        ck_assert_msg(rc != 0, "level %d, trial %d: the compaction finished though halted", level,
+                      t);
         /* The version left in memory by the failed compaction reads right... */
         check_levels(&fx);
         check_model(&fx, HR_KEYS, "key%06d");
-        if (version_set_num_level_files(fx.vs, 0) == 4 && max_number_in_level(&fx, 1) > l1_max)
-            partial++; /* some steps installed, L0 still there */
+        if (version_set_num_level_files(fx.vs, level) > 0 &&
+            max_number_in_level(&fx, level + 1) > out_max)
+            partial++; /* some steps installed, some inputs still there */
         /* ...and so does what a power loss now leaves on disk. */
         fx_close_vs(&fx);
         ck_assert_int_eq(fault_env_crash(fe, FAULT_CRASH_DROP_UNSYNCED), 0);
@@ -886,14 +898,21 @@ START_TEST(test_compaction_steps_read_right_in_memory_and_after_a_crash_at_any_p
         check_levels(&fx);
         check_model(&fx, HR_KEYS, "key%06d");
         /* And the compaction completes from there. */
-        ck_assert_int_eq(hr_compact(&fx, fe, 0), 0);
-        ck_assert_int_eq(version_set_num_level_files(fx.vs, 0), 0);
+        ck_assert_int_eq(hr_compact(&fx, fe, level, 0), 0);
+        ck_assert_int_eq(version_set_num_level_files(fx.vs, level), 0);
         check_levels(&fx);
         check_model(&fx, HR_KEYS, "key%06d");
         fx_done(&fx);
         fault_env_free(fe);
     }
-    ck_assert_int_ge(partial, trials / 3);
+    return partial;
+}
+
+START_TEST(test_compaction_steps_read_right_in_memory_and_after_a_crash_at_any_point)
+{
+    int trials = 16;
+    ck_assert_int_ge(hr_crash_points(0, trials), trials / 3); /* L0 -> L1 */
+    ck_assert_int_ge(hr_crash_points(1, trials), trials / 3); /* L1 -> L2 */
 }
 END_TEST
 
