@@ -120,12 +120,18 @@ ssize_t fs_getxattr(struct fs *fs, uint64_t ino, const char *name, void *buf, si
         free(text);
         return n;
     }
+    /* The inode first: it tells a missing inode (-ENOENT) from a missing attribute, and most
+     * inodes never had an xattr (no flag; fsck holds every xattr to its inode's flag), so the
+     * kernel's security.capability query before each write costs one lookup, not two. */
+    rc = fs_inode_load(fs, NULL, ino, &in, NULL, NULL);
+    if (rc)
+        return rc;
+    if (!(in.flags & FS_INODE_F_XATTR))
+        return -ENODATA;
     klen = fs_key_xattr(key, ino, name, nlen);
     rc = kv_get(fs->db, NULL, key, klen, &val, &vlen);
-    if (rc == KV_ENOTFOUND) {
-        rc = fs_inode_load(fs, NULL, ino, &in, NULL, NULL);
-        return rc ? rc : -ENODATA;
-    }
+    if (rc == KV_ENOTFOUND)
+        return -ENODATA;
     if (rc)
         return fs_kv_errno(rc);
     n = copy_out(val, vlen, buf, size);
