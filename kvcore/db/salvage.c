@@ -9,6 +9,7 @@
  *     later batches without the lost one could leave a file with some new and some old bytes;
  *     the prefix is a state the store really was in.
  *  3. The manifest is replayed (without opening tables) and every live table is verified.
+ *     In a value-log store every segment is verified too (vlog_check_dir_ex, as kv_check).
  *  4. If the manifest's records or any live table are damaged, the store is rebuilt: every data
  *     block that verifies (table/sst.h sst_scan) of every table - the live set, or every table
  *     in the directory when the manifest cannot be trusted - and every good WAL record are
@@ -19,6 +20,11 @@
  *     manifest naming only them (log_number above every log: the logs were merged) is synced
  *     before CURRENT is switched to it atomically. Until that switch nothing the store uses
  *     has changed; after it the replaced files are obsolete and the next open deletes them.
+ *     A segment with a damaged record also forces a rebuild: each pointer into such a segment
+ *     is read in full and its value, if it verifies, written inline in the new tables; a key
+ *     whose newest value cannot be read (damaged, beyond the end of its segment, or in a
+ *     missing one) is dropped and reported lost. After the switch nothing points into the
+ *     damaged segments, and they are renamed to <name>.damaged.
  * The original of every file changed or found damaged is first copied beside itself as
  * "<name>.damaged" (a name kvcore never touches).
  *
@@ -549,12 +555,64 @@ static int check_table(struct salvage *s, struct salvage_table *t)
     return rc;
 }
 
+int salvage_vlog_damaged(const struct salvage *s, uint64_t seg)
+{
+    for (size_t i = 0; i < s->nvbad; i++)
+        if (s->vbad[i] == seg)
+            return 1;
+    return 0;
+}
+
+/* vlog_check_dir_ex's callback: notes a damaged segment (once). */
+static void note_damaged_segment(void *ctx, uint64_t seg)
+{
+    struct salvage *s = ctx;
+    if (salvage_vlog_damaged(s, seg))
+        return;
+    if (s->nvbad == s->vbad_cap) {
+        size_t ncap = s->vbad_cap ? s->vbad_cap * 2 : 8;
+        uint64_t *nv = realloc(s->vbad, ncap * sizeof(*nv));
+        if (!nv) {
+            s->vbad_oom = 1;
+            return;
+        }
+        s->vbad = nv;
+        s->vbad_cap = ncap;
+    }
+    s->vbad[s->nvbad++] = seg;
+}
+
+/* Step 3b: in a value-log store, finds the segments holding a damaged record (*need = 1 if
+ * any). Returns 0 or an error. */
+static int salvage_segments(struct salvage *s, int *need)
+{
+    int rc = vlog_marker_exists(s->env, s->dir);
+    if (rc <= 0)
+        return rc;
+    s->vlog_mode = 1;
+    uint64_t problems = 0;
+    rc = vlog_check_dir_ex(s->dir, s->env, &s->log, &problems, NULL, note_damaged_segment, s);
+    if (rc == 0 && s->vbad_oom)
+        rc = KV_ENOMEM;
+    if (rc == 0 && s->nvbad) {
+        *need = 1;
+        kv_log(&s->log, KV_LOG_WARN,
+               "salvage: %zu value-log segments hold damaged records: rebuilding (their values "
+               "that verify move into the new tables; keys whose value is damaged are lost)",
+               s->nvbad);
+    }
+    return rc;
+}
+
 /* Steps 3 and 4: decides whether a rebuild is needed and does it. */
 static int salvage_tables(struct salvage *s)
 {
     enum filename_type type;
     uint64_t number;
     int rc = load_manifest(s), need = 0;
+    if (rc != 0)
+        return rc;
+    rc = salvage_segments(s, &need);
     if (rc != 0)
         return rc;
     if (!s->manifest_ok) {
@@ -637,6 +695,7 @@ int kv_salvage_ex(const char *path, const kv_options *opts, kv_lost **lost, kv_s
         s.env->unlock(lock);
     env_free_names(s.names, s.n);
     tables_free(&s);
+    free(s.vbad);
     s.st.lost_ranges = s.nlost;
     if (st)
         *st = s.st;

@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "db/filename.h"
+#include "db/vlog.h"
 #include "kvcore/kv.h"
 #include "util/coding.h"
 #include "util/env.h"
@@ -58,6 +59,13 @@ struct salvage {
     size_t ntables, tables_cap;
     struct salvage_range *lost;
     size_t nlost, lost_cap;
+    /* Value log (step 3b): the store is in value-log mode; the segments kv_check counts as
+     * damaged (numbers); the value log opened read-only for the rebuild (NULL: none). */
+    int vlog_mode;
+    uint64_t *vbad;
+    size_t nvbad, vbad_cap;
+    int vbad_oom;
+    vlog *vl;
 };
 
 /* "dir/name" + suffix, malloc'd (caller frees); NULL if out of memory. */
@@ -74,5 +82,7 @@ int salvage_lost_add(struct salvage *s, const slice *lo, int lo_inclusive, const
  * nothing CURRENT names has changed and the files it wrote are deleted. Returns 0 or an
  * error (logged). */
 int salvage_rebuild(struct salvage *s);
+/* 1 if value-log segment `seg` holds a damaged record (step 3b), else 0. */
+int salvage_vlog_damaged(const struct salvage *s, uint64_t seg);
 
 #endif /* KV_SALVAGE_H */

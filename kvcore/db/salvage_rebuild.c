@@ -8,6 +8,12 @@
  * version of each key (a deletion drops the key: nothing older remains below) and is cut into
  * tables of about target_file_size (in the last level; with size-tiered compaction one run in
  * level 0) by an iterator that table_build reads one window at a time.
+ *
+ * In a value-log store that iterator also checks each pointer it keeps (value_check): into a
+ * segment with a damaged record it reads the record in full and writes the value inline if it
+ * verifies; elsewhere it checks that the record lies inside its segment. A key whose newest
+ * value fails is dropped and reported as a one-key lost range. WAL records are checked as
+ * recovery checks them (vlog_verify_batch).
  */
 #include "db/batch.h"
 #include "db/filename.h"
@@ -217,6 +223,78 @@ static int src_open(struct salvage *s, struct salvage_table *t, iter **out)
     return 0;
 }
 
+/* Whether a WAL record dropped for a bad value pointer is a torn tail or damage. */
+struct tail_check {
+    uint64_t newest;    /* the newest segment */
+    int newest_damaged; /* it holds a damaged record */
+    int damage;         /* result: a pointer goes elsewhere, or into damage */
+};
+
+static int bad_ptr_put(void *ctx, uint64_t seq, slice key, slice value)
+{
+    struct tail_check *tc = ctx;
+    uint64_t seg, off;
+    uint32_t size, vlen;
+    (void)seq;
+    (void)key;
+    if (!vlog_parse_pointer(value, &seg, &off, &size, &vlen))
+        tc->damage |= value.size > 0 && (unsigned char)value.data[0] != VLOG_TAG_INLINE;
+    else if (seg != tc->newest || tc->newest_damaged)
+        tc->damage = 1;
+    return 0;
+}
+
+static int lost_key_put(void *ctx, uint64_t seq, slice key, slice value)
+{
+    (void)seq;
+    (void)value;
+    return salvage_lost_add(ctx, &key, 1, &key, NULL);
+}
+
+static int lost_key_del(void *ctx, uint64_t seq, slice key)
+{
+    (void)seq;
+    return salvage_lost_add(ctx, &key, 1, &key, NULL);
+}
+
+/* The newest value-log segment in the directory (0: none). */
+static uint64_t newest_segment(const struct salvage *s)
+{
+    enum filename_type type;
+    uint64_t number, newest = 0;
+    for (size_t i = 0; i < s->n; i++)
+        if (filename_parse(s->names[i], &type, &number) && type == FILE_TYPE_VLOG &&
+            number > newest)
+            newest = number;
+    return newest;
+}
+
+/* A WAL record whose value pointers do not all lead to sound records (vlog_verify_batch) is
+ * dropped with the rest of its log, as recovery drops it. It is a crash's torn tail if every
+ * pointer goes into the newest segment and that segment has no damaged record: then, as for
+ * recovery, nothing is reported. Otherwise (damage) every key of the dropped records is
+ * reported lost. Returns 0 or an error. */
+static int drop_bad_pointer_tail(struct salvage *s, const char *name, wal_reader *r, slice rec)
+{
+    struct tail_check tc = {newest_segment(s), 0, 0};
+    tc.newest_damaged = salvage_vlog_damaged(s, tc.newest);
+    batch_handler check = {bad_ptr_put, NULL, &tc};
+    if (batch_iterate(rec, &check) != 0)
+        tc.damage = 1; /* malformed: not a crash's doing */
+    kv_log(&s->log, tc.damage ? KV_LOG_ERROR : KV_LOG_WARN,
+           "salvage: %s: record ending at offset %" PRIu64
+           " points at a value-log record that is %s; the records from it on are dropped%s",
+           name, wal_reader_good_offset(r), tc.damage ? "damaged" : "not there (torn tail)",
+           tc.damage ? " and their keys reported lost" : "");
+    if (!tc.damage)
+        return 0;
+    batch_handler lost = {lost_key_put, lost_key_del, s};
+    int rc = batch_iterate(rec, &lost);
+    while (rc != KV_ENOMEM && wal_read_record(r, &rec) == 1)
+        rc = batch_iterate(rec, &lost); /* a malformed batch: the keys before the fault */
+    return rc == KV_ENOMEM ? rc : 0;
+}
+
 /* Replays every good record of the logs that hold data not yet in a table (all logs when the
  * manifest cannot say) into *mem. Logs were already cut back to their last good record. */
 static int logs_into_memtable(struct salvage *s, memtable *mem)
@@ -239,6 +317,15 @@ static int logs_into_memtable(struct salvage *s, memtable *mem)
         if (rc != 0)
             break;
         while ((rc = wal_read_record(r, &rec)) == 1) {
+            int vrc = s->vl ? vlog_verify_batch(s->vl, rec) : 0;
+            if (vrc == KV_ECORRUPT) {
+                rc = drop_bad_pointer_tail(s, s->names[i], r, rec);
+                break;
+            }
+            if (vrc != 0) {
+                rc = vrc;
+                break;
+            }
             int brc = batch_insert_into_memtable(rec, mem);
             if (brc == KV_ECORRUPT) {
                 /* Its checksum holds: the writer made it. Keep the prefix, as for damage. */
@@ -269,11 +356,83 @@ static int logs_into_memtable(struct salvage *s, memtable *mem)
 struct out_iter {
     iter base;
     iter *m;
-    int started;
+    struct salvage *s;
+    int started, status;
     uint64_t limit, window;
     uint64_t max_seq, keys;
-    buf user; /* user key of the entry being left behind */
+    buf user;    /* user key of the entry being left behind */
+    buf val;     /* the value written inline, when inl */
+    buf scratch; /* vlog_resolve's */
+    int inl;
+    uint64_t size_seg, size_bytes; /* the last segment whose size was looked up (0: none) */
+    int size_missing;
 };
+
+enum { VALUE_KEEP, VALUE_INLINE, VALUE_LOST };
+
+/* A value-log store: whether the pointer `enc` of user key `u` can stay (VALUE_KEEP), was read
+ * and verified into o->val because its segment holds damage (VALUE_INLINE), or leads nowhere
+ * sound (VALUE_LOST: logged). Returns one of those or an error. */
+static int value_check(struct out_iter *o, slice u, slice enc)
+{
+    struct salvage *s = o->s;
+    uint64_t seg, off;
+    uint32_t size, vlen;
+    const char *why = NULL;
+    if (enc.size > 0 && (unsigned char)enc.data[0] == VLOG_TAG_INLINE)
+        return VALUE_KEEP;
+    if (!vlog_parse_pointer(enc, &seg, &off, &size, &vlen)) {
+        seg = off = 0;
+        why = "a malformed stored value";
+    } else if (salvage_vlog_damaged(s, seg)) {
+        slice out;
+        int rc = vlog_resolve(s->vl, u, enc, &o->scratch, &out);
+        if (rc == KV_ECORRUPT)
+            why = "a damaged record";
+        else if (rc != 0)
+            return rc;
+        else {
+            buf_clear(&o->val);
+            char tag = (char)VLOG_TAG_INLINE;
+            if (buf_append(&o->val, &tag, 1) != 0 || buf_append(&o->val, out.data, out.size) != 0)
+                return KV_ENOMEM;
+            return VALUE_INLINE;
+        }
+    } else {
+        if (seg != o->size_seg) {
+            char name[FILENAME_MAX_LEN];
+            snprintf(name, sizeof name, "%06" PRIu64 ".vlog", seg);
+            char *p = salvage_join(s->dir, name, "");
+            int rc = p ? s->env->file_size(s->env, p, &o->size_bytes) : KV_ENOMEM;
+            free(p);
+            if (rc != 0 && rc != KV_ENOTFOUND)
+                return rc;
+            o->size_seg = seg;
+            o->size_missing = rc == KV_ENOTFOUND;
+        }
+        if (o->size_missing)
+            why = "a missing segment";
+        else if (off > o->size_bytes || size > o->size_bytes - off)
+            why = "a record beyond the end of its segment";
+        else
+            return VALUE_KEEP;
+    }
+    char hex[2 * 64 + 2];
+    size_t n = u.size < 64 ? u.size : 64, h = 0;
+    for (size_t j = 0; j < n; j++, h += 2)
+        snprintf(hex + h, 3, "%02x", (unsigned char)u.data[j]);
+    if (n < u.size)
+        hex[h++] = '+';
+    hex[h] = '\0';
+    kv_log(&s->log, KV_LOG_ERROR,
+           "salvage: key %s lost: its value points at %s (%06" PRIu64 ".vlog offset %" PRIu64
+           ", %" PRIu32 " bytes)",
+           hex, why, seg, off, size);
+    s->st.entries_lost++;
+    s->st.bytes_lost += size;
+    int rc = salvage_lost_add(s, &u, 1, &u, NULL);
+    return rc != 0 ? rc : VALUE_LOST;
+}
 
 /* Skips every entry of the merger with user key `u`. */
 static void out_skip_user(struct out_iter *o, slice u)
@@ -286,15 +445,22 @@ static void out_skip_user(struct out_iter *o, slice u)
     }
 }
 
-/* Moves to the newest entry of the next user key that is not deleted. */
+/* Moves to the newest entry of the next user key that is not deleted (nor lost). */
 static void out_settle(struct out_iter *o)
 {
-    while (iter_valid(o->m)) {
+    o->inl = 0;
+    while (iter_valid(o->m) && o->status == 0) {
         ikey_parsed pk;
         if (!ikey_parse(iter_key(o->m), &pk))
             return; /* cannot happen: sources are checked; the writer refuses it */
-        if (pk.type != IKEY_TYPE_DELETION)
-            return;
+        if (pk.type != IKEY_TYPE_DELETION) {
+            int v = o->s->vl ? value_check(o, pk.user_key, iter_value(o->m)) : VALUE_KEEP;
+            if (v < 0)
+                o->status = v;
+            o->inl = v == VALUE_INLINE;
+            if (v != VALUE_LOST)
+                return;
+        }
         buf_clear(&o->user);
         if (buf_append(&o->user, pk.user_key.data, pk.user_key.size) != 0)
             return;
@@ -305,7 +471,7 @@ static void out_settle(struct out_iter *o)
 static int out_valid(const iter *it)
 {
     const struct out_iter *o = (const struct out_iter *)it;
-    return o->window < o->limit && iter_valid(o->m);
+    return o->status == 0 && o->window < o->limit && iter_valid(o->m);
 }
 
 static void out_seek_first(iter *it)
@@ -323,7 +489,7 @@ static void out_next(iter *it)
 {
     struct out_iter *o = (struct out_iter *)it;
     slice k = iter_key(o->m), u = ikey_user_key(k);
-    o->window += k.size + iter_value(o->m).size;
+    o->window += k.size + (o->inl ? o->val.len : iter_value(o->m).size);
     o->keys++;
     buf_clear(&o->user);
     if (buf_append(&o->user, u.data, u.size) != 0)
@@ -339,12 +505,14 @@ static slice out_key(const iter *it)
 
 static slice out_value(const iter *it)
 {
-    return iter_value(((const struct out_iter *)it)->m);
+    const struct out_iter *o = (const struct out_iter *)it;
+    return o->inl ? buf_slice(&o->val) : iter_value(o->m);
 }
 
 static int out_status(const iter *it)
 {
-    return iter_status(((const struct out_iter *)it)->m);
+    const struct out_iter *o = (const struct out_iter *)it;
+    return o->status ? o->status : iter_status(o->m);
 }
 
 static void out_unsupported(iter *it)
@@ -438,10 +606,13 @@ static int write_tables(struct salvage *s, iter *merged, table_cache *tc, uint64
     memset(&o, 0, sizeof o);
     iter_init(&o.base, &out_ops);
     o.m = merged;
+    o.s = s;
     o.limit = s->opts->target_file_size ? s->opts->target_file_size : (2u << 20);
     if (s->opts->compaction_style == KV_COMPACTION_TIERED)
         o.limit = UINT64_MAX; /* one run: tiered runs are never cut */
     buf_init(&o.user);
+    buf_init(&o.val);
+    buf_init(&o.scratch);
     *outs = NULL;
     *nout = 0;
     for (;;) {
@@ -468,10 +639,12 @@ static int write_tables(struct salvage *s, iter *merged, table_cache *tc, uint64
             break;
     }
     if (rc == 0)
-        rc = iter_status(merged);
+        rc = out_status(&o.base);
     s->st.keys_written = o.keys;
     *max_seq = o.max_seq;
     buf_free(&o.user);
+    buf_free(&o.val);
+    buf_free(&o.scratch);
     return rc;
 }
 
@@ -520,6 +693,47 @@ static void log_lost_range(struct salvage *s, size_t i)
            l->has_filter ? " (less what the table's Bloom filter rules out)" : "");
 }
 
+/* After the switch: nothing points into a damaged segment any more; each is renamed to
+ * <name>.damaged (so kv_check no longer counts it) and the directory synced. */
+static int set_aside_segments(struct salvage *s)
+{
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < s->nvbad; i++) {
+        char name[FILENAME_MAX_LEN];
+        snprintf(name, sizeof name, "%06" PRIu64 ".vlog", s->vbad[i]);
+        char *from = salvage_join(s->dir, name, ""), *to = salvage_join(s->dir, name, ".damaged");
+        rc = from && to ? s->env->rename(s->env, from, to) : KV_ENOMEM;
+        if (rc == KV_ENOTFOUND)
+            rc = 0; /* a missing segment was never counted; a rerun finds it moved */
+        else if (rc == 0)
+            s->st.files_fixed++;
+        else
+            kv_log(&s->log, KV_LOG_ERROR, "salvage: cannot rename %s to %s.damaged: %s", name, name,
+                   kv_strerror(rc));
+        free(from);
+        free(to);
+    }
+    if (rc == 0 && s->nvbad)
+        rc = s->env->sync_dir(s->env, s->dir);
+    return rc;
+}
+
+/* Opens the value log read-only for the rebuild's pointer checks (s->vl; none unless the
+ * store is in value-log mode). */
+static int open_vlog(struct salvage *s)
+{
+    if (!s->vlog_mode)
+        return 0;
+    kv_options o = *s->opts;
+    vlog_db_ops ops;
+    memset(&ops, 0, sizeof ops);
+    o.read_only = 1;
+    int rc = vlog_open(s->dir, s->env, &s->log, &o, 0, &ops, &s->vl);
+    if (rc != 0)
+        kv_log(&s->log, KV_LOG_ERROR, "salvage: cannot open the value log: %s", kv_strerror(rc));
+    return rc;
+}
+
 int salvage_rebuild(struct salvage *s)
 {
     iter **srcs = calloc(s->ntables + 1, sizeof(*srcs));
@@ -531,6 +745,8 @@ int salvage_rebuild(struct salvage *s)
     uint64_t max_seq = 0;
     if (!srcs || !mem || !tc)
         rc = KV_ENOMEM;
+    if (rc == 0)
+        rc = open_vlog(s);
     for (size_t i = 0; rc == 0 && i < s->ntables; i++) {
         iter *it;
         rc = src_open(s, &s->tables[i], &it);
@@ -611,6 +827,7 @@ int salvage_rebuild(struct salvage *s)
         kv_log(&s->log, KV_LOG_ERROR, "salvage: rebuild failed (%s); the store is unchanged",
                kv_strerror(rc));
     } else {
+        rc = set_aside_segments(s);
         s->st.rebuilt = 1;
         for (size_t i = 0; i < s->nlost; i++)
             log_lost_range(s, i);
@@ -625,6 +842,8 @@ int salvage_rebuild(struct salvage *s)
                s->st.bytes_lost, s->st.entries_lost, s->nlost, manifest_number);
     }
     outs_free(outs, nout);
+    vlog_close(s->vl);
+    s->vl = NULL;
     if (mem)
         memtable_unref(mem);
     table_cache_free(tc);

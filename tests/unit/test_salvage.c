@@ -27,11 +27,13 @@ static kv_lost *lostset; /* what the last salvage_ok() lost */
 static int nlost;
 static int compress; /* zstd blocks (the default is raw: many small blocks) */
 static int tiered;   /* size-tiered compaction */
+static int vlogged;  /* a value-log store: every value is a pointer into small segments */
 
 static void setup(void)
 {
     compress = 0;
     tiered = 0;
+    vlogged = 0;
     tdir = tu_tempdir("salvage");
     ck_assert_ptr_nonnull(tdir);
 }
@@ -57,6 +59,11 @@ static void opts_init(kv_options *o)
     o->log_fn = quiet;
     o->compression = compress;
     o->compaction_style = tiered ? KV_COMPACTION_TIERED : KV_COMPACTION_LEVELED;
+    if (vlogged) {
+        o->value_log_threshold = 64;        /* every value (> 100 bytes) */
+        o->value_log_segment_bytes = 16384; /* about 10 segments */
+        o->value_log_gc_percent = 100;      /* no garbage here anyway */
+    }
 }
 
 static void key_of(int i, char *k, size_t n)
@@ -874,6 +881,144 @@ START_TEST(test_fsck_marks_what_a_salvage_lost_as_eio_and_keeps_the_rest)
 }
 END_TEST
 
+/* The value-log segments of the test store, in number order; returns how many (<= max). */
+static int segments(char names[][32], int max)
+{
+    DIR *d = opendir(tdir);
+    struct dirent *e;
+    int n = 0;
+    ck_assert_ptr_nonnull(d);
+    while ((e = readdir(d)) != NULL) {
+        size_t l = strlen(e->d_name);
+        if (l < 6 || l >= 32 || strcmp(e->d_name + l - 5, ".vlog") != 0)
+            continue;
+        ck_assert_int_lt(n, max);
+        int at = n++;
+        while (at > 0 && strcmp(names[at - 1], e->d_name) > 0) {
+            strcpy(names[at], names[at - 1]);
+            at--;
+        }
+        strcpy(names[at], e->d_name);
+    }
+    closedir(d);
+    return n;
+}
+
+/* Reads every key: each returns its exact value or KV_ECORRUPT; returns how many failed. */
+static int count_corrupt_reads(void)
+{
+    kv_options o;
+    kv_db *db;
+    char k[32], v[160];
+    int bad = 0;
+    opts_init(&o);
+    o.create_if_missing = 0;
+    ck_assert_int_eq(kv_open(tdir, &o, &db), 0);
+    for (int i = 0; i < NKEYS; i++) {
+        void *got;
+        size_t glen;
+        key_of(i, k, sizeof k);
+        val_of(i, v, sizeof v);
+        int rc = kv_get(db, NULL, k, strlen(k), &got, &glen);
+        if (rc == KV_ECORRUPT) {
+            bad++;
+            continue;
+        }
+        ck_assert_int_eq(rc, 0);
+        ck_assert_uint_eq(glen, strlen(v));
+        ck_assert_int_eq(memcmp(got, v, glen), 0);
+        kv_free(got);
+    }
+    ck_assert_int_eq(kv_close(db), 0);
+    return bad;
+}
+
+/* A bit flip in the middle of an older segment, whose values the flushed tables (flush) or
+ * the WAL (!flush) point at: kv_check reports it, a read of that one value is KV_ECORRUPT,
+ * and a salvage keeps every other value, reports exactly the key it lost and sets the segment
+ * aside, after which the store checks clean and takes new writes. */
+static void salvage_damaged_segment(int flush)
+{
+    char segs[64][32], damaged[40];
+    kv_options o;
+    uint64_t problems = 0;
+    vlogged = 1;
+    make_store(flush);
+    int nseg = segments(segs, 64);
+    ck_assert_int_ge(nseg, 3);
+    flip_byte(segs[1], file_size(segs[1]) / 2, 0);
+    opts_init(&o);
+    ck_assert_int_eq(kv_check(tdir, &o, NULL, NULL, &problems), KV_ECORRUPT);
+    ck_assert_uint_eq(problems, 1);
+    ck_assert_int_eq(count_corrupt_reads(), 1);
+
+    kv_salvage_stats st = salvage_ok();
+    ck_assert_int_eq(st.rebuilt, 1);
+    ck_assert_int_eq(nlost, 1);
+    ck_assert_uint_eq(st.keys_written, NKEYS - 1);
+    ck_assert_int_eq(check_keys(), NKEYS - 1);
+    int outside_missing = 0, inside = 0;
+    kv_db *db;
+    ck_assert_int_eq(kv_open(tdir, &o, &db), 0);
+    for (int i = 0; i < NKEYS; i++) {
+        char k[32];
+        void *got;
+        size_t glen;
+        key_of(i, k, sizeof k);
+        int rc = kv_get(db, NULL, k, strlen(k), &got, &glen);
+        if (rc == 0)
+            kv_free(got);
+        inside += in_lost_range(k);
+        outside_missing += rc == KV_ENOTFOUND && !in_lost_range(k);
+    }
+    ck_assert_int_eq(inside, 1);
+    ck_assert_int_eq(outside_missing, 0);
+    ck_assert_int_eq(kv_put(db, "after", 5, "x", 1, 1), 0);
+    ck_assert_int_eq(kv_close(db), 0);
+    snprintf(damaged, sizeof damaged, "%s.damaged", segs[1]);
+    ck_assert_int_gt(file_size(damaged), 0);
+    ck_assert_int_eq(file_size(segs[1]), -1);
+    ck_assert_int_eq(kv_check(tdir, &o, NULL, NULL, &problems), 0);
+}
+
+START_TEST(test_salvage_keeps_every_intact_value_of_a_damaged_segment_tables)
+{
+    salvage_damaged_segment(1);
+}
+END_TEST
+
+START_TEST(test_salvage_keeps_every_intact_value_of_a_damaged_segment_wal)
+{
+    salvage_damaged_segment(0);
+}
+END_TEST
+
+/* A table is damaged and an older segment lost its end: the rebuild drops exactly the keys
+ * whose values lay past the cut (reported lost) and keeps the rest. */
+START_TEST(test_salvage_drops_keys_whose_values_lie_past_a_truncated_segment)
+{
+    char segs[64][32], table[256];
+    vlogged = 1;
+    make_store(1);
+    int nseg = segments(segs, 64);
+    ck_assert_int_ge(nseg, 3);
+    long size = file_size(segs[1]);
+    char *p = path_of(segs[1]);
+    ck_assert_int_eq(truncate(p, size - 1000), 0);
+    free(p);
+    int unreadable = count_corrupt_reads();
+    ck_assert_int_ge(unreadable, 1);
+    ck_assert_int_le(unreadable, 1000 / 100 + 1); /* records are > 100 bytes */
+    ck_assert(tu_dir_find_suffix(tdir, ".sst", table, sizeof table));
+    flip_byte(table, 0, 40); /* the footer: loses no entry itself */
+
+    kv_salvage_stats st = salvage_ok();
+    ck_assert_int_eq(st.rebuilt, 1);
+    ck_assert_int_eq(nlost, unreadable);
+    ck_assert_int_eq(check_keys(), NKEYS - unreadable);
+}
+END_TEST
+
 static Suite *salvage_suite(void)
 {
     Suite *s = suite_create("salvage");
@@ -901,6 +1046,9 @@ static Suite *salvage_suite(void)
     tcase_add_test(tc, test_salvage_that_fails_on_any_io_leaves_a_store_a_second_salvage_repairs);
     tcase_add_test(tc, test_salvage_keeps_a_tiered_store_tiered);
     tcase_add_test(tc, test_salvage_never_shows_an_older_version_outside_the_lost_ranges);
+    tcase_add_test(tc, test_salvage_keeps_every_intact_value_of_a_damaged_segment_tables);
+    tcase_add_test(tc, test_salvage_keeps_every_intact_value_of_a_damaged_segment_wal);
+    tcase_add_test(tc, test_salvage_drops_keys_whose_values_lie_past_a_truncated_segment);
     suite_add_tcase(s, tc);
     TCase *fs = tcase_create("fsck");
     tcase_add_checked_fixture(fs, tfs_setup, fs_teardown);
