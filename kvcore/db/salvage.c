@@ -563,11 +563,13 @@ int salvage_vlog_damaged(const struct salvage *s, uint64_t seg)
     return 0;
 }
 
-/* vlog_check_dir_ex's callback: notes a damaged segment (once). */
-static void note_damaged_segment(void *ctx, uint64_t seg)
+/* vlog_check_dir_ex's callback: notes a damaged segment (once), or counts a torn tail. */
+static void note_segment(void *ctx, uint64_t seg, int damaged)
 {
     struct salvage *s = ctx;
-    if (salvage_vlog_damaged(s, seg))
+    if (!damaged)
+        s->vtorn++;
+    if (!damaged || salvage_vlog_damaged(s, seg))
         return;
     if (s->nvbad == s->vbad_cap) {
         size_t ncap = s->vbad_cap ? s->vbad_cap * 2 : 8;
@@ -582,8 +584,11 @@ static void note_damaged_segment(void *ctx, uint64_t seg)
     s->vbad[s->nvbad++] = seg;
 }
 
-/* Step 3b: in a value-log store, finds the segments holding a damaged record (*need = 1 if
- * any). Returns 0 or an error. */
+/* Step 3b: in a value-log store, finds the segments holding a damaged record, and those whose
+ * end looks torn (*need = 1 if any: a torn tail is what a crash leaves in the newest segment,
+ * but also what a truncation leaves anywhere, and then pointers may lead past the end; the
+ * rebuild checks every pointer's bounds, and loses nothing when there are none). Returns 0 or
+ * an error. */
 static int salvage_segments(struct salvage *s, int *need)
 {
     int rc = vlog_marker_exists(s->env, s->dir);
@@ -591,7 +596,7 @@ static int salvage_segments(struct salvage *s, int *need)
         return rc;
     s->vlog_mode = 1;
     uint64_t problems = 0;
-    rc = vlog_check_dir_ex(s->dir, s->env, &s->log, &problems, NULL, note_damaged_segment, s);
+    rc = vlog_check_dir_ex(s->dir, s->env, &s->log, &problems, NULL, note_segment, s);
     if (rc == 0 && s->vbad_oom)
         rc = KV_ENOMEM;
     if (rc == 0 && s->nvbad) {
@@ -600,6 +605,12 @@ static int salvage_segments(struct salvage *s, int *need)
                "salvage: %zu value-log segments hold damaged records: rebuilding (their values "
                "that verify move into the new tables; keys whose value is damaged are lost)",
                s->nvbad);
+    } else if (rc == 0 && s->vtorn) {
+        *need = 1;
+        kv_log(&s->log, KV_LOG_WARN,
+               "salvage: %zu value-log segments end in a torn tail: rebuilding (keys whose value "
+               "lies past a segment's end are lost)",
+               s->vtorn);
     }
     return rc;
 }

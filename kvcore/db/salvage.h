@@ -65,6 +65,7 @@ struct salvage {
     uint64_t *vbad;
     size_t nvbad, vbad_cap;
     int vbad_oom;
+    size_t vtorn; /* segments whose end is a torn tail */
     vlog *vl;
 };
 

@@ -1485,7 +1485,8 @@ int vlog_check_dir(const char *dir, const kv_env *env, const kv_logger *log, uin
 }
 
 int vlog_check_dir_ex(const char *dir, const kv_env *env, const kv_logger *log, uint64_t *problems,
-                      uint64_t *bytes, void (*damaged)(void *ctx, uint64_t seg), void *dctx)
+                      uint64_t *bytes, void (*note)(void *ctx, uint64_t seg, int damaged),
+                      void *nctx)
 {
     vlog tmp;
     memset(&tmp, 0, sizeof(tmp));
@@ -1513,8 +1514,8 @@ int vlog_check_dir_ex(const char *dir, const kv_env *env, const kv_logger *log, 
         rc = open_for_scan(&tmp, seg, &f, &fsize);
         if (rc == KV_ECORRUPT || rc == KV_EVERSION) {
             (*problems)++;
-            if (damaged)
-                damaged(dctx, seg);
+            if (note)
+                note(nctx, seg, 1);
             rc = 0;
             continue;
         }
@@ -1528,12 +1529,14 @@ int vlog_check_dir_ex(const char *dir, const kv_env *env, const kv_logger *log, 
                        "vlog %06" PRIu64 ".vlog: %" PRIu64 " bytes at offset %" PRIu64
                        " are the torn tail of an interrupted write",
                        seg, fsize - off, off);
+                if (note)
+                    note(nctx, seg, 0);
             } else if (torn == 0) {
                 kv_log(log, KV_LOG_ERROR,
                        "vlog %06" PRIu64 ".vlog: damaged record at offset %" PRIu64, seg, off);
                 (*problems)++;
-                if (damaged)
-                    damaged(dctx, seg);
+                if (note)
+                    note(nctx, seg, 1);
             } else {
                 rc = torn;
             }

@@ -165,10 +165,12 @@ void vlog_gc_kick(vlog *v);
  * or an I/O error. */
 int vlog_check_dir(const char *dir, const kv_env *env, const kv_logger *log, uint64_t *problems,
                    uint64_t *bytes);
-/* Added (salvage): vlog_check_dir that also calls damaged(dctx, number) (if not NULL) once
- * for each segment it counts as damaged (a bad header or a damaged record; not a torn tail). */
+/* Added (salvage): vlog_check_dir that also calls note(nctx, number, 1) (if note is not NULL)
+ * for each segment it counts as damaged (a bad header or a damaged record), and
+ * note(nctx, number, 0) for each whose end it takes for a torn tail. */
 int vlog_check_dir_ex(const char *dir, const kv_env *env, const kv_logger *log, uint64_t *problems,
-                      uint64_t *bytes, void (*damaged)(void *ctx, uint64_t seg), void *dctx);
+                      uint64_t *bytes, void (*note)(void *ctx, uint64_t seg, int damaged),
+                      void *nctx);
 
 /* Parses a pointer value (with its tag). 1 and fills the fields if well formed, else 0. */
 int vlog_parse_pointer(slice enc, uint64_t *seg, uint64_t *off, uint32_t *size, uint32_t *vlen);
