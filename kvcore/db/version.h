@@ -169,7 +169,9 @@ int version_set_needs_compaction(const version_set *vs);
 
 typedef struct compaction compaction;
 
-/* Picks the most needed compaction (leveled or size-tiered, as opts say), or NULL if none. */
+/* Picks the most needed compaction (leveled or size-tiered, as opts say), or NULL if none.
+ * Leveled L0 -> L1 takes at most a quarter of the free space in L0 inputs (the oldest L0
+ * tables that fit, at least one), so that a nearly full disk can still compact. */
 compaction *version_set_pick_compaction(version_set *vs);
 /* A compaction of every table in `level` overlapping [begin, end] (NULL slices' data: unbounded)
  * into level + 1, or NULL if nothing overlaps. */
@@ -196,11 +198,16 @@ typedef struct compaction_stats {
 /* Runs the merge without mu held: reads the inputs, drops entries shadowed by a newer entry
  * that every snapshot >= smallest_snapshot also sees, drops tombstones at the bottom level
  * when nothing older lies below, and writes output tables (temp name, sync, rename) of about
- * target_file_size. Fills the compaction's edit. `shutting_down` (if non-NULL) is polled to
- * abandon early. On failure, outputs written so far are deleted. */
+ * target_file_size (at most 1/64 of the file system). A leveled compaction installs its
+ * result in steps as it goes (takes mu for each; compaction.c "Bounded headroom"): the outputs
+ * so far with the input tables of levels >= 1 the merge has passed, whose files it then
+ * deletes unless an older version uses them. `shutting_down` (if non-NULL) is polled to
+ * abandon early. On failure, the outputs not yet installed are deleted; installed steps stay
+ * (the version is valid, partly compacted). */
 int compaction_run(compaction *c, uint64_t smallest_snapshot, const volatile int *shutting_down,
                    compaction_stats *st);
-/* Installs the compaction's result (mu held): log_and_apply of its edit. */
+/* Installs the rest of the compaction's result (mu held): log_and_apply of one edit adding
+ * the outputs no step installed and deleting the remaining inputs (L0 inputs always here). */
 int compaction_install(compaction *c);
 /* Added (value log): fn(ctx, stored_value) is called by compaction_run for every value entry it
  * drops, so that the value log can count the records that became garbage. Call before
