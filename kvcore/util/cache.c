@@ -25,7 +25,8 @@
  * thread. Slabs are mapped from the OS and returned only by cache_free; what they hold is
  * bounded by the peak of live values, which the capacity bounds (charges are slot sizes).
  * Pool invariants (under mem_mu):
- *  5. Every slot of every slab is either on its class's free list or owned by one caller.
+ *  5. Every slot of every slab is owned by one caller, on its class's free list, or (never used
+ *     yet) at or after carve[k] in the class's newest slab, carve_left[k] of them.
  *  6. A class's slabs hold slots of that class's size only.
  */
 #include "util/cache.h"
@@ -95,7 +96,9 @@ struct cache {
     shard *shards;
     pthread_mutex_t mem_mu;
     mem_slot *free_slots[CACHE_MEM_CLASSES]; /* protected by mem_mu */
-    mem_slab *slabs;                         /* protected by mem_mu */
+    char *carve[CACHE_MEM_CLASSES]; /* mem_mu: next never-used slot of the class's newest slab */
+    size_t carve_left[CACHE_MEM_CLASSES]; /* mem_mu: never-used slots left there */
+    mem_slab *slabs;                      /* protected by mem_mu */
 };
 
 static uint64_t hash_key(slice key)
@@ -427,8 +430,9 @@ static size_t mem_class_of(size_t n)
     return (n + CACHE_MEM_CLASS_BYTES - 1) / CACHE_MEM_CLASS_BYTES - 1;
 }
 
-/* Maps a slab for class k and puts all its slots on the free list. mem_mu held. Returns 0 or
- * -1 if the OS has no memory. The slab header takes the first slot. */
+/* Maps a new slab for class k, whose never-used slots are then carved off one by one (so its
+ * pages become resident only as slots are used). mem_mu held. Returns 0, or -1 if the OS has
+ * no memory. The slab header takes the first slot. */
 static int mem_grow_locked(cache *c, size_t k)
 {
     size_t slot = (k + 1) * CACHE_MEM_CLASS_BYTES;
@@ -439,14 +443,8 @@ static int mem_grow_locked(cache *c, size_t k)
     mem_slab *slab = p;
     slab->next = c->slabs;
     c->slabs = slab;
-    /* Slots after the header, pushed in reverse so the lowest address is handed out first
-     * (pages are touched in order as the slab fills). */
-    size_t first = slot, nslots = (CACHE_SLAB_BYTES - first) / slot;
-    for (size_t i = nslots; i-- > 0;) {
-        mem_slot *m = (mem_slot *)(void *)((char *)p + first + i * slot);
-        m->next = c->free_slots[k];
-        c->free_slots[k] = m;
-    }
+    c->carve[k] = (char *)p + slot;
+    c->carve_left[k] = (CACHE_SLAB_BYTES - slot) / slot;
     return 0;
 }
 
@@ -459,10 +457,14 @@ void *cache_mem_alloc(cache *c, size_t n, size_t *alloc_size)
     size_t k = mem_class_of(n);
     void *p = NULL;
     pthread_mutex_lock(&c->mem_mu);
-    if (c->free_slots[k] || mem_grow_locked(c, k) == 0) {
+    if (c->free_slots[k]) {
         mem_slot *m = c->free_slots[k];
         c->free_slots[k] = m->next;
         p = m;
+    } else if (c->carve_left[k] > 0 || mem_grow_locked(c, k) == 0) {
+        p = c->carve[k];
+        c->carve[k] += (k + 1) * CACHE_MEM_CLASS_BYTES;
+        c->carve_left[k]--;
     }
     pthread_mutex_unlock(&c->mem_mu);
     *alloc_size = (k + 1) * CACHE_MEM_CLASS_BYTES;

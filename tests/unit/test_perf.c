@@ -314,6 +314,23 @@ START_TEST(test_perf_cache_memory_freed_by_one_thread_is_reused_by_another)
     ck_assert_int_eq(((unsigned char *)p)[4099], 0x5a);
     cache_mem_free(c, q, 4200);
     cache_mem_free(c, p, 4100);
+    /* Slots carved across several slabs never overlap, and freed ones are handed out again
+     * before new ones are carved. */
+    enum { MANY = 300 };
+    unsigned char *many[MANY];
+    for (int i = 0; i < MANY; i++) {
+        many[i] = cache_mem_alloc(c, 4200, &got);
+        ck_assert_ptr_nonnull(many[i]);
+        memset(many[i], i & 0xff, 4200);
+    }
+    for (int i = 0; i < MANY; i++)
+        for (int b = 0; b < 4200; b += 599)
+            ck_assert_int_eq(many[i][b], i & 0xff);
+    cache_mem_free(c, many[17], 4200);
+    void *again = cache_mem_alloc(c, 4200, &got);
+    ck_assert_ptr_eq(again, many[17]);
+    for (int i = 0; i < MANY; i++)
+        cache_mem_free(c, many[i], 4200);
     /* Larger values come from malloc and are charged exactly their size. */
     void *big = cache_mem_alloc(c, CACHE_MEM_MAX_BYTES + 1, &got);
     ck_assert_ptr_nonnull(big);
