@@ -341,6 +341,28 @@ START_TEST(test_perf_cache_memory_freed_by_one_thread_is_reused_by_another)
 }
 END_TEST
 
+/* One table of n keys (about 150 blocks for 20000) and a store reopened on it, so that every
+ * block a scan needs is a cache miss. */
+static kv_db *open_one_table(int n, size_t cache_bytes)
+{
+    kv_options o;
+    kv_options_init(&o);
+    o.compression = 0;
+    o.block_cache_bytes = cache_bytes;
+    kv_db *db = NULL;
+    ck_assert_int_eq(kv_open(g_dir, &o, &db), 0);
+    char k[32], v[64];
+    for (int i = 0; i < n; i++) {
+        snprintf(k, sizeof k, "key%08d", i);
+        snprintf(v, sizeof v, "value-%08d-%020d", i, i);
+        ck_assert_int_eq(kv_put(db, k, strlen(k), v, strlen(v), 0), 0);
+    }
+    ck_assert_int_eq(kv_flush(db), 0);
+    kv_close(db);
+    ck_assert_int_eq(kv_open(g_dir, &o, &db), 0);
+    return db;
+}
+
 /* Many threads reading through a small block cache (constant eviction, blocks freed by other
  * threads than the ones that read them) get every value right. */
 struct read_job {
@@ -357,7 +379,7 @@ static void *read_job_main(void *arg)
         s = s * 1103515245u + 12345u;
         int x = (int)((s >> 8) % (unsigned)j->n);
         snprintf(k, sizeof k, "key%08d", x);
-        snprintf(want, sizeof want, "value-%08d-%040d", x, x);
+        snprintf(want, sizeof want, "value-%08d-%020d", x, x);
         void *val;
         size_t vlen;
         if (kv_get(j->db, NULL, k, strlen(k), &val, &vlen) != 0) {
@@ -373,20 +395,8 @@ static void *read_job_main(void *arg)
 
 START_TEST(test_perf_threads_reading_through_an_evicting_cache_get_exact_values)
 {
-    kv_options o;
-    kv_options_init(&o);
-    o.compression = 0;
-    o.block_cache_bytes = 64u << 10; /* a handful of blocks */
-    kv_db *db = NULL;
-    ck_assert_int_eq(kv_open(g_dir, &o, &db), 0);
     const int n = 20000;
-    char k[32], v[64];
-    for (int i = 0; i < n; i++) {
-        snprintf(k, sizeof k, "key%08d", i);
-        snprintf(v, sizeof v, "value-%08d-%040d", i, i);
-        ck_assert_int_eq(kv_put(db, k, strlen(k), v, strlen(v), 0), 0);
-    }
-    ck_assert_int_eq(kv_flush(db), 0);
+    kv_db *db = open_one_table(n, 64u << 10); /* a cache of a handful of blocks */
     pthread_t t[4];
     struct read_job j[4];
     for (int i = 0; i < 4; i++) {
@@ -448,28 +458,6 @@ START_TEST(test_perf_slice_compare_matches_bytewise_order)
     ck_assert_int_gt(slice_compare(slice_make(hi, sizeof hi), slice_make(lo, sizeof lo)), 0);
 }
 END_TEST
-
-/* One table of n keys (about 150 blocks for 20000) and a store reopened on it, so that every
- * block a scan needs is a cache miss. */
-static kv_db *open_one_table(int n, size_t cache_bytes)
-{
-    kv_options o;
-    kv_options_init(&o);
-    o.compression = 0;
-    o.block_cache_bytes = cache_bytes;
-    kv_db *db = NULL;
-    ck_assert_int_eq(kv_open(g_dir, &o, &db), 0);
-    char k[32], v[64];
-    for (int i = 0; i < n; i++) {
-        snprintf(k, sizeof k, "key%08d", i);
-        snprintf(v, sizeof v, "value-%08d-%020d", i, i);
-        ck_assert_int_eq(kv_put(db, k, strlen(k), v, strlen(v), 0), 0);
-    }
-    ck_assert_int_eq(kv_flush(db), 0);
-    kv_close(db);
-    ck_assert_int_eq(kv_open(g_dir, &o, &db), 0);
-    return db;
-}
 
 /* Counts the entries of a forward scan from the first key, checking each; returns the count
  * and the iterator's final status in *status. */
