@@ -56,12 +56,19 @@ struct vlog {
     /* Writer state (invariant 1): leader only, under wmu. */
     pthread_mutex_t wmu;
     env_file *wf;
-    uint64_t active; /* number of the segment wf appends to; 0: none yet */
+    uint64_t active; /* number of the segment wf appends to; 0: none yet (written under mu too) */
     uint64_t wsize;  /* its size */
     int dirty;       /* appended since the last sync */
     int wfailed;     /* an append or sync failed: continue in a new segment */
     buf wbuf;        /* records of the group being committed */
     kv_batch *out;   /* the committed group (pointers) */
+    /* Leader only, filled before wmu is taken so that no callback into the db (which takes
+     * its mu) runs under wmu: file numbers for the rotations a commit may need, and the
+     * verdicts of points_at for its GC ops, in order. */
+    uint64_t *numbers;
+    size_t nnumbers, capnumbers;
+    unsigned char *verdicts;
+    size_t nverdicts, capverdicts, next_verdict;
 
     pthread_mutex_t mu; /* protects everything below */
     struct vlog_seg *segs;
@@ -273,6 +280,8 @@ static void vlog_free(vlog *v)
     free(v->segs);
     free(v->pins);
     free(v->recovered);
+    free(v->numbers);
+    free(v->verdicts);
     buf_free(&v->wbuf);
     if (v->out)
         kv_batch_free(v->out);
@@ -545,7 +554,10 @@ static int rotate(vlog *v)
     int rc = close_active(v);
     if (rc != 0)
         return rc;
-    uint64_t number = v->ops.new_file_number(v->ops.ctx);
+    if (v->nnumbers == 0)
+        return KV_EINVAL;            /* cannot happen: vlog_commit_batch reserved enough */
+    uint64_t number = v->numbers[0]; /* the oldest: segment numbers must only grow */
+    memmove(v->numbers, v->numbers + 1, --v->nnumbers * sizeof(*v->numbers));
     char path[SEG_PATH_SIZE(v)];
     env_file *f;
     rc = v->env->open_writable(v->env, seg_path(v, number, path, sizeof(path)), &f);
@@ -564,6 +576,8 @@ static int rotate(vlog *v)
         pthread_mutex_lock(&v->mu);
         rc = push_seg(v, number, sizeof(h));
         v->bytes_written += sizeof(h);
+        if (rc == 0)
+            v->active = number; /* read by the GC under mu */
         pthread_mutex_unlock(&v->mu);
     }
     if (rc != 0) {
@@ -574,7 +588,6 @@ static int rotate(vlog *v)
         return rc;
     }
     v->wf = f;
-    v->active = number;
     v->wsize = sizeof(h);
     v->dirty = 1;
     return 0;
@@ -611,8 +624,30 @@ static int commit_record(vlog *v, slice key, slice rec)
 struct commit_ctx {
     vlog *v;
     uint64_t user_bytes;
-    int has_records;
+    uint64_t records, record_bytes;
 };
+
+/* Decides a GC op now, before wmu is taken (see `verdicts`). Leader only. */
+static int add_verdict(vlog *v, slice key, slice value)
+{
+    slice in = slice_make(value.data + 1, value.size - 1);
+    uint64_t seg, off;
+    if (!coding_slice_get_varint64(&in, &seg) || !coding_slice_get_varint64(&in, &off))
+        return KV_EINVAL; /* cannot happen: built by add_gc_op */
+    int live = v->ops.points_at(v->ops.ctx, key, seg, off);
+    if (live < 0)
+        return live;
+    if (v->nverdicts == v->capverdicts) {
+        size_t cap = v->capverdicts ? v->capverdicts * 2 : 64;
+        unsigned char *p = realloc(v->verdicts, cap);
+        if (!p)
+            return KV_ENOMEM;
+        v->verdicts = p;
+        v->capverdicts = cap;
+    }
+    v->verdicts[v->nverdicts++] = (unsigned char)live;
+    return 0;
+}
 
 static int scan_put(void *ctx, uint64_t seq, slice key, slice value)
 {
@@ -622,11 +657,37 @@ static int scan_put(void *ctx, uint64_t seq, slice key, slice value)
         return KV_EINVAL; /* cannot happen: staged values carry a tag */
     unsigned tag = (unsigned char)value.data[0];
     if (tag == VLOG_TAG_STAGED || tag == VLOG_TAG_GC) {
-        cc->has_records = 1;
+        cc->records++;
+        cc->record_bytes += value.size;
+        if (tag == VLOG_TAG_GC) {
+            int rc = add_verdict(cc->v, key, value);
+            if (rc != 0)
+                return rc;
+        }
     } else if (tag != VLOG_TAG_INLINE) {
         return KV_EINVAL;
     }
     cc->user_bytes += key.size + value.size - 1;
+    return 0;
+}
+
+/* Reserves the file numbers a commit of `records` records, `bytes` in all, may need: a segment
+ * closes only when the next record does not fit, so each rotation but two is paid for by half
+ * a segment of this commit's bytes or by a record larger than that. Leader only, before wmu. */
+static int reserve_numbers(vlog *v, uint64_t records, uint64_t bytes)
+{
+    uint64_t need = bytes / (v->segment_bytes / 2 + 1) + 3;
+    if (need > records + 1)
+        need = records + 1;
+    if (need > v->capnumbers) {
+        uint64_t *p = realloc(v->numbers, need * sizeof(*p));
+        if (!p)
+            return KV_ENOMEM;
+        v->numbers = p;
+        v->capnumbers = need;
+    }
+    while (v->nnumbers < need)
+        v->numbers[v->nnumbers++] = v->ops.new_file_number(v->ops.ctx);
     return 0;
 }
 
@@ -649,11 +710,11 @@ static int commit_put(void *ctx, uint64_t seq, slice key, slice value)
     slice rec = slice_make(value.data + 1, value.size - 1);
     if (tag == VLOG_TAG_GC) {
         uint64_t seg, off;
-        if (!coding_slice_get_varint64(&rec, &seg) || !coding_slice_get_varint64(&rec, &off))
-            return KV_EINVAL;
-        int live = v->ops.points_at(v->ops.ctx, key, seg, off);
-        if (live <= 0)
-            return live; /* moved on since the GC looked: the newer write stays */
+        if (!coding_slice_get_varint64(&rec, &seg) || !coding_slice_get_varint64(&rec, &off) ||
+            v->next_verdict >= v->nverdicts)
+            return KV_EINVAL; /* cannot happen: checked by the scan */
+        if (!v->verdicts[v->next_verdict++])
+            return 0; /* moved on since the GC looked: the newer write stays */
     }
     return commit_record(v, key, rec);
 }
@@ -687,14 +748,17 @@ int vlog_commit_batch(vlog *v, const kv_batch *staged, int sync, const kv_batch 
                       uint64_t *user_bytes)
 {
     *out = NULL;
-    struct commit_ctx cc = {v, 0, 0};
+    struct commit_ctx cc = {v, 0, 0, 0};
     batch_handler scan = {scan_put, scan_del, &cc};
+    v->nverdicts = v->next_verdict = 0;
     int rc = batch_iterate(buf_slice(&staged->rep), &scan);
     *user_bytes = cc.user_bytes;
+    if (rc == 0 && cc.records > 0)
+        rc = reserve_numbers(v, cc.records, cc.record_bytes);
     if (rc != 0)
         return rc;
     pthread_mutex_lock(&v->wmu);
-    if (!cc.has_records) {
+    if (cc.records == 0) {
         rc = sync ? sync_active(v) : 0;
         pthread_mutex_unlock(&v->wmu);
         if (rc == 0)

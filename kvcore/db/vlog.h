@@ -29,11 +29,11 @@
  *  4. The segment table (segs) only grows at the end (numbers increase) and loses entries only
  *     by GC deletion.
  *
- * Locks: wmu (the writer's state) before mu (segment table, pins, counters). The db's mu may be
- * held when calling any vlog function. The only callbacks made with a vlog lock held are the
- * leader's, inside vlog_commit_batch with wmu held (new_file_number, points_at take the db's
- * mu): no other thread ever waits for the db's mu while holding wmu (vlog_sync never rotates),
- * and the leader itself takes wmu under the db's mu only outside vlog_commit_batch.
+ * Locks: the db's mu (if held by the caller) before wmu (the writer's state) before mu (segment
+ * table, pins, counters). vlog never calls back into the db with wmu or mu held: the leader
+ * reserves file numbers and decides its GC ops (points_at) before it takes wmu. The GC's own
+ * locks (gc_run_mu: one pass at a time; gc_mu: the thread's flags) are taken without the db's
+ * mu, and gc_run_mu is held while the GC writes through the db.
  */
 #ifndef KV_VLOG_H
 #define KV_VLOG_H
@@ -68,8 +68,8 @@ typedef struct vlog vlog;
 typedef struct vlog_db_ops {
     /* A fresh file number for a new segment (takes the db's mu). */
     uint64_t (*new_file_number)(void *ctx);
-    /* Leader only, during vlog_commit_batch: 1 if key's newest value is the pointer to
-     * (seg, off), 0 if not, or an error. */
+    /* 1 if key's newest value is the pointer to (seg, off), 0 if not, or an error. Called by
+     * the GC, and by the leader in vlog_commit_batch (so no other write can intervene). */
     int (*points_at)(void *ctx, slice key, uint64_t seg, uint64_t off);
     /* GC: applies a batch of VLOG_TAG_GC ops as a synced write on its own (never joined with
      * other writers); *last_seq and *log_number receive values at least as large as the
