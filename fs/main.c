@@ -758,16 +758,48 @@ static int lock_store(const char *store)
     return fd;
 }
 
+/* fsck --repair's kvcore step: kv_salvage_ex (the store's lock released for it, then taken
+ * again into *lock_fd) and its report, then kv_check again into *problems. *lost receives what
+ * the salvage lost (caller frees); *salvaged counts the files it repaired. Returns kv_check's
+ * result. */
+static int fsck_salvage(const char *store, kv_options *ko, int tty, int *lock_fd, kv_lost **lost,
+                        uint64_t *salvaged, uint64_t *problems)
+{
+    kv_salvage_stats sst;
+    int rc;
+
+    /* kv_salvage fixes a damaged CURRENT and cuts damaged logs back (keeping *.damaged
+     * copies); what it cannot fix, the second check reports. */
+    if (*lock_fd >= 0)
+        close(*lock_fd); /* kv_salvage takes it for itself */
+    *lock_fd = -1;
+    rc = kv_salvage_ex(store, ko, lost, &sst);
+    *salvaged += sst.files_fixed;
+    printf("kvfs fsck: kvcore salvage %s: %" PRIu64 " files repaired%s\n",
+           rc ? "incomplete" : "done", sst.files_fixed,
+           sst.files_fixed ? " (originals kept as <name>.damaged)" : "");
+    if (sst.rebuilt)
+        printf("kvfs fsck: store rebuilt: %" PRIu64 " keys kept; lost %" PRIu64 " blocks, %" PRIu64
+               " bytes, at least %" PRIu64 " entries, in %" PRIu64 " key ranges\n",
+               sst.keys_written, sst.blocks_lost, sst.bytes_lost, sst.entries_lost,
+               sst.lost_ranges);
+    *lock_fd = lock_store(store);
+    *problems = 0;
+    rc = kv_check(store, ko, tty ? check_progress : NULL, NULL, problems);
+    if (tty)
+        fprintf(stderr, "\n");
+    return rc;
+}
+
 static int cmd_fsck(int argc, char **argv)
 {
     const char *store = NULL;
-    int repair = 0, tty = isatty(2), rc, lock_fd;
+    int repair = 0, tty = isatty(2), rc, lock_fd, salvage_ran = 0, want_salvage;
     uint64_t problems = 0, salvaged = 0;
     struct fsck_result res;
     kv_options ko;
     kv_db *db = NULL;
     kv_lost *lost = NULL; /* what kv_salvage_ex lost, for the filesystem-level repair */
-    kv_salvage_stats sst;
 
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--repair") == 0 || strcmp(argv[i], "-y") == 0)
@@ -799,60 +831,51 @@ static int cmd_fsck(int argc, char **argv)
             close(lock_fd);
         return EXIT_FSCK_ERRORS;
     }
-    if (repair && (rc == KV_ECORRUPT || problems)) {
-        /* kv_salvage fixes a damaged CURRENT and cuts damaged logs back (keeping *.damaged
-         * copies); what it cannot fix, the second check reports. */
-        if (lock_fd >= 0)
-            close(lock_fd); /* kv_salvage takes it for itself */
-        lock_fd = -1;
-        rc = kv_salvage_ex(store, &ko, &lost, &sst);
-        salvaged = sst.files_fixed;
-        printf("kvfs fsck: kvcore salvage %s: %" PRIu64 " files repaired%s\n",
-               rc ? "incomplete" : "done", salvaged,
-               salvaged ? " (originals kept as <name>.damaged)" : "");
-        if (sst.rebuilt)
-            printf("kvfs fsck: store rebuilt: %" PRIu64 " keys kept; lost %" PRIu64
-                   " blocks, %" PRIu64 " bytes, at least %" PRIu64 " entries, in %" PRIu64
-                   " key ranges\n",
-                   sst.keys_written, sst.blocks_lost, sst.bytes_lost, sst.entries_lost,
-                   sst.lost_ranges);
-        lock_fd = lock_store(store);
-        problems = 0;
-        rc = kv_check(store, &ko, tty ? check_progress : NULL, NULL, &problems);
-        if (tty)
-            fprintf(stderr, "\n");
-        if (rc && rc != KV_ECORRUPT) {
+    want_salvage = repair && (rc == KV_ECORRUPT || problems);
+    for (;;) {
+        if (want_salvage) {
+            want_salvage = 0;
+            salvage_ran = 1;
+            rc = fsck_salvage(store, &ko, tty, &lock_fd, &lost, &salvaged, &problems);
+            if (rc && rc != KV_ECORRUPT) {
+                report_open_error(store, rc);
+                if (lock_fd >= 0)
+                    close(lock_fd);
+                kv_lost_free(lost);
+                return EXIT_FSCK_ERRORS;
+            }
+        }
+        if (rc == KV_ECORRUPT || problems) {
+            printf("kvfs fsck: %" PRIu64 " checksum or structure failures in %s (see above); "
+                   "not repairable here\n",
+                   problems, store);
+        }
+        ko.read_only = !repair;
+        if (repair && lock_fd >= 0) {
+            close(lock_fd); /* kv_open takes it for itself */
+            lock_fd = -1;
+        }
+        rc = open_store(store, &ko, &db);
+        if (rc) {
             report_open_error(store, rc);
             if (lock_fd >= 0)
                 close(lock_fd);
             kv_lost_free(lost);
             return EXIT_FSCK_ERRORS;
         }
-    }
-    if (rc == KV_ECORRUPT || problems) {
-        printf("kvfs fsck: %" PRIu64 " checksum or structure failures in %s (see above); "
-               "not repairable here\n",
-               problems, store);
-    }
-    ko.read_only = !repair;
-    if (repair && lock_fd >= 0) {
-        close(lock_fd); /* kv_open takes it for itself */
-        lock_fd = -1;
-    }
-    rc = open_store(store, &ko, &db);
-    if (rc) {
-        report_open_error(store, rc);
-        if (lock_fd >= 0)
-            close(lock_fd);
+        rc = fs_fsck_ex(db, repair, lost, tty ? key_progress : NULL, NULL, &res);
+        if (tty)
+            fprintf(stderr, "\n");
+        kv_close(db);
         kv_lost_free(lost);
-        return EXIT_FSCK_ERRORS;
+        lost = NULL;
+        if (rc != -EIO || !repair || salvage_ran)
+            break;
+        /* A value kv_check could not judge (past the end of a value-log segment cut short,
+         * which looks like a crash's torn tail) failed to read: salvage, then check again. */
+        printf("kvfs fsck: reading the store failed with EIO: running the kvcore salvage\n");
+        want_salvage = 1;
     }
-    rc = fs_fsck_ex(db, repair, lost, tty ? key_progress : NULL, NULL, &res);
-    if (tty)
-        fprintf(stderr, "\n");
-    kv_close(db);
-    kv_lost_free(lost);
-    lost = NULL;
     if (lock_fd >= 0)
         close(lock_fd);
     if (rc) {

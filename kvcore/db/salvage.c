@@ -9,7 +9,9 @@
  *     later batches without the lost one could leave a file with some new and some old bytes;
  *     the prefix is a state the store really was in.
  *  3. The manifest is replayed (without opening tables) and every live table is verified.
- *     In a value-log store every segment is verified too (vlog_check_dir_ex, as kv_check).
+ *     In a value-log store every segment is verified too (vlog_check_dir_ex, as kv_check);
+ *     if nothing needs a rebuild, a dry run of it checks that every newest value pointer leads
+ *     inside an existing segment (a segment cut at a record boundary, or deleted, looks sound).
  *  4. If the manifest's records or any live table are damaged, the store is rebuilt: every data
  *     block that verifies (table/sst.h sst_scan) of every table - the live set, or every table
  *     in the directory when the manifest cannot be trusted - and every good WAL record are
@@ -297,6 +299,10 @@ static void tables_free(struct salvage *s)
 int salvage_lost_add(struct salvage *s, const slice *lo, int lo_inclusive, const slice *hi,
                      const slice *filter)
 {
+    if (s->dry) {
+        s->dry_failed = 1;
+        return 0;
+    }
     if (s->nlost == s->lost_cap) {
         size_t ncap = s->lost_cap ? s->lost_cap * 2 : 16;
         struct salvage_range *nl = realloc(s->lost, ncap * sizeof(*nl));
@@ -647,6 +653,22 @@ static int salvage_tables(struct salvage *s)
             s->tables[i].damaged = 1;
             need = 1;
         }
+    }
+    if (!need && s->vlog_mode) {
+        /* Step 3c: a pointer past the end of a segment cut at a record boundary, or into a
+         * missing segment, is damage no check of the files alone can see. */
+        kv_salvage_stats saved = s->st;
+        s->dry = 1;
+        rc = salvage_rebuild(s);
+        s->dry = 0;
+        s->st = saved;
+        if (rc != 0)
+            return rc;
+        need = s->dry_failed;
+        if (need)
+            kv_log(&s->log, KV_LOG_WARN,
+                   "salvage: values that the store points at are missing from the value log: "
+                   "rebuilding");
     }
     return need ? salvage_rebuild(s) : 0;
 }

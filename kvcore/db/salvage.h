@@ -66,6 +66,9 @@ struct salvage {
     size_t nvbad, vbad_cap;
     int vbad_oom;
     size_t vtorn; /* segments whose end is a torn tail */
+    /* A dry run of the rebuild (step 3c): reads every source as the rebuild would and sets
+     * dry_failed where the rebuild would lose something, writing and logging nothing. */
+    int dry, dry_failed;
     vlog *vl;
 };
 
@@ -78,9 +81,9 @@ int salvage_keep_original(struct salvage *s, const char *name);
  * Returns 0 or KV_ENOMEM. */
 int salvage_lost_add(struct salvage *s, const slice *lo, int lo_inclusive, const slice *hi,
                      const slice *filter);
-/* Step 4: merges the good entries of s->tables and of the logs into new tables, writes a new
- * manifest naming only them and switches CURRENT to it (salvage_rebuild.c). On failure
- * nothing CURRENT names has changed and the files it wrote are deleted. Returns 0 or an
+/* Step 4 (or with s->dry, step 3c): merges the good entries of s->tables and of the logs into new
+ * tables, writes a new manifest naming only them and switches CURRENT to it (salvage_rebuild.c). On
+ * failure nothing CURRENT names has changed and the files it wrote are deleted. Returns 0 or an
  * error (logged). */
 int salvage_rebuild(struct salvage *s);
 /* 1 if value-log segment `seg` holds a damaged record (step 3b), else 0. */

@@ -281,11 +281,12 @@ static int drop_bad_pointer_tail(struct salvage *s, const char *name, wal_reader
     batch_handler check = {bad_ptr_put, NULL, &tc};
     if (batch_iterate(rec, &check) != 0)
         tc.damage = 1; /* malformed: not a crash's doing */
-    kv_log(&s->log, tc.damage ? KV_LOG_ERROR : KV_LOG_WARN,
-           "salvage: %s: record ending at offset %" PRIu64
-           " points at a value-log record that is %s; the records from it on are dropped%s",
-           name, wal_reader_good_offset(r), tc.damage ? "damaged" : "not there (torn tail)",
-           tc.damage ? " and their keys reported lost" : "");
+    if (!s->dry)
+        kv_log(&s->log, tc.damage ? KV_LOG_ERROR : KV_LOG_WARN,
+               "salvage: %s: record ending at offset %" PRIu64
+               " points at a value-log record that is %s; the records from it on are dropped%s",
+               name, wal_reader_good_offset(r), tc.damage ? "damaged" : "not there (torn tail)",
+               tc.damage ? " and their keys reported lost" : "");
     if (!tc.damage)
         return 0;
     batch_handler lost = {lost_key_put, lost_key_del, s};
@@ -424,10 +425,11 @@ static int value_check(struct out_iter *o, slice u, slice enc)
     if (n < u.size)
         hex[h++] = '+';
     hex[h] = '\0';
-    kv_log(&s->log, KV_LOG_ERROR,
-           "salvage: key %s lost: its value points at %s (%06" PRIu64 ".vlog offset %" PRIu64
-           ", %" PRIu32 " bytes)",
-           hex, why, seg, off, size);
+    if (!s->dry)
+        kv_log(&s->log, KV_LOG_ERROR,
+               "salvage: key %s lost: its value points at %s (%06" PRIu64 ".vlog offset %" PRIu64
+               ", %" PRIu32 " bytes)",
+               hex, why, seg, off, size);
     s->st.entries_lost++;
     s->st.bytes_lost += size;
     int rc = salvage_lost_add(s, &u, 1, &u, NULL);
@@ -615,7 +617,13 @@ static int write_tables(struct salvage *s, iter *merged, table_cache *tc, uint64
     buf_init(&o.scratch);
     *outs = NULL;
     *nout = 0;
-    for (;;) {
+    if (s->dry) {
+        o.limit = UINT64_MAX;
+        out_seek_first(&o.base);
+        while (out_valid(&o.base))
+            out_next(&o.base);
+    }
+    for (; !s->dry;) {
         file_meta meta;
         if (*nout == cap) {
             size_t ncap = cap ? cap * 2 : 8;
@@ -734,49 +742,11 @@ static int open_vlog(struct salvage *s)
     return rc;
 }
 
-int salvage_rebuild(struct salvage *s)
+/* The rest of the rebuild once its tables are written: the manifest, the originals of what
+ * is replaced, the switch of CURRENT (or, on failure, the removal of what was written). */
+static int finish_rebuild(struct salvage *s, int rc, file_meta *outs, size_t nout, uint64_t next,
+                          uint64_t max_seq)
 {
-    iter **srcs = calloc(s->ntables + 1, sizeof(*srcs));
-    int nsrc = 0, rc = 0;
-    memtable *mem = memtable_new();
-    table_cache *tc = table_cache_new(s->dir, s->env, 16, NULL, &s->log, 1);
-    file_meta *outs = NULL;
-    size_t nout = 0;
-    uint64_t max_seq = 0;
-    if (!srcs || !mem || !tc)
-        rc = KV_ENOMEM;
-    if (rc == 0)
-        rc = open_vlog(s);
-    for (size_t i = 0; rc == 0 && i < s->ntables; i++) {
-        iter *it;
-        rc = src_open(s, &s->tables[i], &it);
-        if (rc == 0 && it)
-            srcs[nsrc++] = it;
-    }
-    if (rc == 0)
-        rc = logs_into_memtable(s, mem);
-    if (rc == 0) {
-        srcs[nsrc] = memtable_iter_new(mem);
-        if (!srcs[nsrc])
-            rc = KV_ENOMEM;
-        else
-            nsrc++;
-    }
-    if (rc != 0) {
-        for (int i = 0; i < nsrc; i++)
-            iter_free(srcs[i]);
-        nsrc = 0;
-    }
-    iter *merged = rc == 0 ? merger_new(srcs, nsrc) : NULL;
-    if (rc == 0 && !merged)
-        rc = KV_ENOMEM;
-
-    uint64_t next = s->max_number + 1;
-    if (s->has_counters && s->next_file > next)
-        next = s->next_file;
-    if (rc == 0)
-        rc = write_tables(s, merged, tc, &next, &outs, &nout, &max_seq);
-    iter_free(merged); /* reports every table's stats and losses */
     if (rc == 0 && s->has_counters && s->last_seq > max_seq)
         max_seq = s->last_seq;
     uint64_t manifest_number = next++;
@@ -841,6 +811,54 @@ int salvage_rebuild(struct salvage *s)
                nout, s->st.keys_written, s->ntables, s->st.entries_read, s->st.blocks_lost,
                s->st.bytes_lost, s->st.entries_lost, s->nlost, manifest_number);
     }
+    return rc;
+}
+
+int salvage_rebuild(struct salvage *s)
+{
+    iter **srcs = calloc(s->ntables + 1, sizeof(*srcs));
+    int nsrc = 0, rc = 0;
+    memtable *mem = memtable_new();
+    table_cache *tc = table_cache_new(s->dir, s->env, 16, NULL, &s->log, 1);
+    file_meta *outs = NULL;
+    size_t nout = 0;
+    uint64_t max_seq = 0;
+    if (!srcs || !mem || !tc)
+        rc = KV_ENOMEM;
+    if (rc == 0)
+        rc = open_vlog(s);
+    for (size_t i = 0; rc == 0 && i < s->ntables; i++) {
+        iter *it;
+        rc = src_open(s, &s->tables[i], &it);
+        if (rc == 0 && it)
+            srcs[nsrc++] = it;
+    }
+    if (rc == 0)
+        rc = logs_into_memtable(s, mem);
+    if (rc == 0) {
+        srcs[nsrc] = memtable_iter_new(mem);
+        if (!srcs[nsrc])
+            rc = KV_ENOMEM;
+        else
+            nsrc++;
+    }
+    if (rc != 0) {
+        for (int i = 0; i < nsrc; i++)
+            iter_free(srcs[i]);
+        nsrc = 0;
+    }
+    iter *merged = rc == 0 ? merger_new(srcs, nsrc) : NULL;
+    if (rc == 0 && !merged)
+        rc = KV_ENOMEM;
+
+    uint64_t next = s->max_number + 1;
+    if (s->has_counters && s->next_file > next)
+        next = s->next_file;
+    if (rc == 0)
+        rc = write_tables(s, merged, tc, &next, &outs, &nout, &max_seq);
+    iter_free(merged); /* reports every table's stats and losses */
+    if (!s->dry)
+        rc = finish_rebuild(s, rc, outs, nout, next, max_seq);
     outs_free(outs, nout);
     vlog_close(s->vl);
     s->vl = NULL;

@@ -1017,6 +1017,38 @@ START_TEST(test_salvage_drops_keys_whose_values_lie_past_a_truncated_segment)
 }
 END_TEST
 
+/* An older segment is gone, or cut back to its header: nothing looks damaged to kv_check, yet
+ * the store points into it. A salvage finds that, drops and reports exactly those keys. */
+static void salvage_lost_segment(int remove_it)
+{
+    char segs[64][32];
+    vlogged = 1;
+    make_store(1);
+    ck_assert_int_ge(segments(segs, 64), 3);
+    char *p = path_of(segs[1]);
+    ck_assert_int_eq(remove_it ? unlink(p) : truncate(p, 16), 0);
+    free(p);
+    int unreadable = count_corrupt_reads();
+    ck_assert_int_ge(unreadable, 16384 / 200);
+
+    kv_salvage_stats st = salvage_ok();
+    ck_assert_int_eq(st.rebuilt, 1);
+    ck_assert_int_eq(nlost, unreadable);
+    ck_assert_int_eq(check_keys(), NKEYS - unreadable);
+}
+
+START_TEST(test_salvage_drops_the_keys_of_a_missing_segment)
+{
+    salvage_lost_segment(1);
+}
+END_TEST
+
+START_TEST(test_salvage_drops_the_keys_of_a_segment_cut_to_its_header)
+{
+    salvage_lost_segment(0);
+}
+END_TEST
+
 START_TEST(test_salvage_leaves_a_sound_value_log_store_alone)
 {
     kv_options o;
@@ -1066,6 +1098,8 @@ static Suite *salvage_suite(void)
     tcase_add_test(tc, test_salvage_keeps_every_intact_value_of_a_damaged_segment_wal);
     tcase_add_test(tc, test_salvage_drops_keys_whose_values_lie_past_a_truncated_segment);
     tcase_add_test(tc, test_salvage_leaves_a_sound_value_log_store_alone);
+    tcase_add_test(tc, test_salvage_drops_the_keys_of_a_missing_segment);
+    tcase_add_test(tc, test_salvage_drops_the_keys_of_a_segment_cut_to_its_header);
     suite_add_tcase(s, tc);
     TCase *fs = tcase_create("fsck");
     tcase_add_checked_fixture(fs, tfs_setup, fs_teardown);
