@@ -54,6 +54,14 @@
  * before the smallest key of the first input not yet passed (the merge has not reached it),
  * so the output level stays sorted and disjoint. A compaction that fails after some steps
  * leaves a valid, partly compacted version; the next compaction picks up from it.
+ *
+ * Invariants of a compaction installing in steps (compaction_check_invariants, debug builds):
+ *  1. passed[w] <= reached[w] <= inputs[w].n, and nothing of L0 is ever passed or reached.
+ *  2. n_installed <= n_outputs; installed outputs are no longer pending outputs.
+ *  3. The last installed output ends below the smallest key of the first output-level input
+ *     still in the version (inputs[1].f[passed[1]]): the output level never overlaps.
+ *  4. Until the input version is released its files are alive; after it, every file in the
+ *     compaction's lists holds a version_file_ref (holds_file_refs).
  */
 #include "db/version.h"
 
@@ -925,6 +933,24 @@ static int step_possible(compaction *c, slice user_key)
            slice_compare(user_key, ikey_user_key(smallest_of(below->f[c->reached[1]]))) <= 0;
 }
 
+#ifndef NDEBUG
+/* The invariants above, for debug builds: 1 if they hold. */
+static int compaction_check_invariants(const compaction *c)
+{
+    for (int w = 0; w < 2; w++)
+        if (c->passed[w] > c->reached[w] || c->reached[w] > c->inputs[w].n ||
+            (c->level + w == 0 && c->reached[w] != 0))
+            return 0;
+    if (c->n_installed > c->n_outputs)
+        return 0;
+    if (c->n_installed > 0 && c->passed[1] < c->inputs[1].n &&
+        slice_compare(ikey_user_key(largest_of(c->outputs[c->n_installed - 1])),
+                      ikey_user_key(smallest_of(c->inputs[1].f[c->passed[1]]))) >= 0)
+        return 0;
+    return c->input_version != NULL || c->holds_file_refs;
+}
+#endif
+
 /* One step: syncs the directory, proves the new outputs readable, and installs them while
  * deleting the reached inputs in one version edit; then deletes those inputs' files unless an
  * older version still uses them. The open output must be finished. Called without mu. */
@@ -987,6 +1013,7 @@ static int install_step(compaction *c)
     free(live);
     c->step_input = 0;
     c->step_output = 0;
+    assert(compaction_check_invariants(c));
     return 0;
 }
 
@@ -1150,6 +1177,7 @@ int compaction_install(compaction *c)
 {
     if (!c->ran && !compaction_is_trivial_move(c))
         return KV_EINVAL; /* cannot happen: install before a successful run */
+    assert(compaction_check_invariants(c));
     version_edit e;
     version_edit_init(&e);
     int rc = 0;
