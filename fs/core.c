@@ -204,11 +204,14 @@ int fs_itab_referenced(struct fs *fs, uint64_t ino)
 
 /* ---- Store helpers ------------------------------------------------------------------------ */
 
-/* The kernel's clock for file times (current_time(): the coarse clock, one tick's
- * resolution), as local filesystems use. With the writeback cache the kernel sets mtime/ctime
- * itself on a write and only if they differ from its clock: a file created with a finer time
- * has its times marked dirty by the first write and flushed with an extra SETATTR (tar -x and
- * cp -a of 200 files: 802 -> 603 SETATTR). Taking the same clock keeps the two in step. */
+/* File times from the kernel's clock for them (current_time(): the coarse clock, one tick's
+ * resolution, as local filesystems use). With the writeback cache the kernel sets mtime/ctime
+ * itself on a write, and marks them for an extra SETATTR, whenever they differ from its
+ * clock: a file created with a finer time always did. Since kernel 6.13 current_time() may
+ * return a finer "floor" instead (after a multigrain filesystem took one), which no user
+ * clock shows, so this helps only part of the time: tar -x of 200 files 802 -> 691..761
+ * SETATTR, cp -a 603 -> 478..535 (machine under load). Times we set are then never ahead of
+ * the kernel's own, so a write just after a create never moves mtime back. */
 void fs_now(struct timespec *ts)
 {
     if (clock_gettime(CLOCK_REALTIME_COARSE, ts) != 0)
@@ -426,7 +429,7 @@ static int reclaim_loaded(struct fs *fs, uint64_t ino, const struct fs_inode *in
     /* With the inode at hand, skip scans that cannot find anything: no chunk when nothing is
      * stored (invariant 4), no xattr without the flag. Without it (a reclaim interrupted by a
      * crash), scan both. */
-    if (in && in->stored > 0)
+    if (in && in->stored > 0 && in->size > 0)
         point = in->size / fs->chunk_size < FS_RECLAIM_POINT_CHUNKS;
     if ((!in || in->stored > 0) && !point)
         rc = fs_delete_prefix(fs, FS_KEY_CHUNK, ino);
