@@ -16,13 +16,13 @@
 #include "table/sst.h"
 
 #include <assert.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <zstd.h>
 
 #include "table/block.h"
 #include "table/bloom.h"
+#include "table/compress.h"
 #include "table/sst_format.h"
 #include "util/checksum.h"
 #include "util/ikey.h"
@@ -30,19 +30,8 @@
 /* Output is collected and handed to the env in pieces of about this size. */
 #define SST_WRITE_BUFFER (64 * 1024)
 
-/* Adaptive compression. zstd spends as much time failing on random or already-compressed data
- * as it spends succeeding on text, and a block that does not shrink by 1/8 is stored raw, so
- * that work is wasted. After a failed attempt the builder skips the next 1, 2, 4, ... up to
- * SST_COMPRESS_MAX_SKIP blocks while attempts keep failing; once the skip runs out the next
- * block is tried again (a periodic probe), and one success resets the backoff. A block met
- * while skipping still gets a cheap probe (a byte histogram of at most SST_PROBE_SAMPLES
- * sampled bytes): if its order-0 entropy says a byte-wise coder alone would save 1/8, zstd is
- * tried anyway, so compressible blocks that follow incompressible ones are not stored raw.
- * The cap is small because the probe cannot see LZ-only redundancy: with 8, kvfs's copy of
- * /usr/share/doc takes 81.0 MiB on disk (80.9 always trying, 81.5 with a cap of 32) while a
- * 256 MiB fio write costs the daemon 76 CPU ticks (193 always trying, 64 with 32). */
-#define SST_COMPRESS_MAX_SKIP 8
-#define SST_PROBE_SAMPLES 1024
+/* Blocks are compressed adaptively (table/compress.h): after failed attempts the builder skips
+ * blocks unless a cheap entropy probe says they would shrink. */
 
 /* ---- Building ---------------------------------------------------------------------------- */
 
@@ -63,9 +52,8 @@ struct sst_builder {
     buf wbuf; /* output not yet appended to f */
     buf zbuf; /* compression output */
     ZSTD_CCtx *cctx;
-    unsigned compress_fail_streak; /* attempts failed in a row (adaptive compression) */
-    unsigned compress_skip;        /* blocks still to skip unless the probe says compressible */
-    uint64_t compress_attempts;    /* blocks handed to zstd */
+    compress_state cstate;      /* adaptive compression (compress.h) */
+    uint64_t compress_attempts; /* blocks handed to zstd */
 };
 
 int sst_builder_new(env_file *f, const sst_options *opts, sst_builder **out)
@@ -131,58 +119,6 @@ uint64_t sst_builder_compress_attempts(const sst_builder *b)
     return b->compress_attempts;
 }
 
-/* log2(x) in 1/256ths for 1 <= x <= 2^23, by linear interpolation between powers of two
- * (error under 0.09 bits: ample for a yes/no probe). */
-static uint32_t log2_q8(uint32_t x)
-{
-    uint32_t e = 31u - (uint32_t)__builtin_clz(x);
-    return e * 256u + ((x << 8) >> e) - 256u;
-}
-
-/* Whether a sample of the block's bytes has an order-0 entropy of at most 7 bits a byte, that
- * is, whether even a byte-wise entropy coder would save 1/8. Random bytes measure about 7.8
- * on this sample size (the estimate runs low on few samples), so they stay well above. */
-static int looks_compressible(slice contents)
-{
-    uint32_t hist[256] = {0};
-    size_t stride = contents.size / SST_PROBE_SAMPLES, n = 0;
-    stride = stride < 1 ? 1 : stride | 1; /* odd: no aliasing with power-of-two record sizes */
-    for (size_t i = 0; i < contents.size; i += stride, n++)
-        hist[(unsigned char)contents.data[i]]++;
-    if (n == 0)
-        return 0;
-    /* Entropy-coded size in bits = sum over symbols of c * log2(n / c). */
-    uint64_t bits_q8 = 0;
-    uint32_t log_n = log2_q8((uint32_t)n);
-    for (int c = 0; c < 256; c++)
-        if (hist[c])
-            bits_q8 += (uint64_t)hist[c] * (log_n - log2_q8(hist[c]));
-    return bits_q8 <= (uint64_t)n * 7u * 256u;
-}
-
-/* Whether to hand this block to zstd (see "Adaptive compression" above). */
-static int should_try_compress(sst_builder *b, slice contents)
-{
-    if (b->compress_skip == 0)
-        return 1;
-    b->compress_skip--;
-    return looks_compressible(contents);
-}
-
-/* Records the outcome of a compression attempt in the backoff state. */
-static void note_compress_result(sst_builder *b, int saved)
-{
-    if (saved) {
-        b->compress_fail_streak = 0;
-        b->compress_skip = 0;
-        return;
-    }
-    if (b->compress_fail_streak < 16)
-        b->compress_fail_streak++;
-    unsigned skip = 1u << (b->compress_fail_streak - 1);
-    b->compress_skip = skip < SST_COMPRESS_MAX_SKIP ? skip : SST_COMPRESS_MAX_SKIP;
-}
-
 /* Writes contents + trailer (compressing if allowed and worth it); returns its handle. */
 static int write_block(sst_builder *b, slice contents, int allow_compress, uint64_t *off,
                        uint64_t *size)
@@ -190,23 +126,22 @@ static int write_block(sst_builder *b, slice contents, int allow_compress, uint6
     slice stored = contents;
     unsigned char type = SST_BLOCK_RAW;
     if (allow_compress && b->cctx && contents.size <= SST_MAX_COMPRESSED_RAW_SIZE &&
-        should_try_compress(b, contents)) {
+        compress_should_try(&b->cstate, contents)) {
         size_t bound = ZSTD_compressBound(contents.size);
         buf_clear(&b->zbuf);
         if (buf_reserve(&b->zbuf, CODING_MAX_VARINT32 + bound) != 0)
             return KV_ENOMEM;
         char *p = coding_put_varint32(b->zbuf.data, (uint32_t)contents.size);
         size_t hdr = (size_t)(p - b->zbuf.data);
-        size_t z = ZSTD_compressCCtx(b->cctx, p, bound, contents.data, contents.size,
-                                     b->o.compression_level);
         /* Keep it compressed only if that saves at least 1/8 of the block. */
-        int saved = !ZSTD_isError(z) && hdr + z <= contents.size - contents.size / 8;
-        if (saved) {
+        size_t limit = contents.size - contents.size / 8;
+        size_t z = compress_try(&b->cstate, b->cctx, p, bound, contents, b->o.compression_level,
+                                limit > hdr ? limit - hdr : 0);
+        if (z > 0) {
             stored = slice_make(b->zbuf.data, hdr + z);
             type = SST_BLOCK_ZSTD;
         }
         b->compress_attempts++;
-        note_compress_result(b, saved);
     }
     if (buf_reserve(&b->wbuf, stored.size + SST_TRAILER_SIZE) != 0)
         return KV_ENOMEM;
@@ -450,37 +385,6 @@ static int corrupt(const sst_reader *r, const char *what, uint64_t off, const ch
     return KV_ECORRUPT;
 }
 
-static pthread_key_t dctx_key;
-static pthread_once_t dctx_once = PTHREAD_ONCE_INIT;
-static int dctx_key_ok;
-
-static void dctx_free(void *p)
-{
-    ZSTD_freeDCtx(p);
-}
-
-static void dctx_key_init(void)
-{
-    dctx_key_ok = pthread_key_create(&dctx_key, dctx_free) == 0;
-}
-
-/* This thread's decompression context (created on first use; freed at thread exit). */
-static ZSTD_DCtx *thread_dctx(void)
-{
-    pthread_once(&dctx_once, dctx_key_init);
-    if (!dctx_key_ok)
-        return NULL;
-    ZSTD_DCtx *d = pthread_getspecific(dctx_key);
-    if (d == NULL) {
-        d = ZSTD_createDCtx();
-        if (d != NULL && pthread_setspecific(dctx_key, d) != 0) {
-            ZSTD_freeDCtx(d);
-            d = NULL;
-        }
-    }
-    return d;
-}
-
 /* Checks the block whose size bytes + trailer were read into cb->data and returns its
  * uncompressed contents in *out: cb itself, or (compressed) a new block from pool, cb being
  * freed. On failure cb is freed and the failed check logged. */
@@ -510,17 +414,16 @@ static int finish_block(sst_reader *r, const char *what, uint64_t off, uint64_t 
         return corrupt(r, what, off, "bad uncompressed size");
     }
     struct cached_block *raw = cached_block_alloc(pool, raw_size);
-    ZSTD_DCtx *d = thread_dctx();
-    if (raw == NULL || d == NULL) {
-        cached_block_free(raw);
+    if (raw == NULL) {
         cached_block_free(cb);
         return KV_ENOMEM;
     }
-    size_t z = ZSTD_decompressDCtx(d, raw->data, raw_size, p, (size_t)(cb->data + size - p));
+    int rc = compress_decompress(slice_make(p, (size_t)(cb->data + size - p)), raw->data, raw_size);
     cached_block_free(cb);
-    if (ZSTD_isError(z) || z != raw_size) {
+    if (rc != 0) {
         cached_block_free(raw);
-        return corrupt(r, what, off, "zstd decompression failed or wrong size");
+        return rc == KV_ECORRUPT ? corrupt(r, what, off, "zstd decompression failed or wrong size")
+                                 : rc;
     }
     raw->contents = slice_make(raw->data, raw_size);
     *out = raw;
