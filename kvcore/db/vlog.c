@@ -16,11 +16,11 @@
 #include <zstd.h>
 
 #include "db/filename.h"
+#include "table/compress.h"
+#include "util/cache.h"
 #include "util/checksum.h"
 
 #define VLOG_MIN_COMPRESS 128          /* values shorter than this are never compressed */
-#define VLOG_COMPRESS_BACKOFF 8        /* after this many failures in a row ... */
-#define VLOG_COMPRESS_PROBE_EVERY 32   /* ... only every 32nd value is tried */
 #define VLOG_GC_BATCH_BYTES (1u << 20) /* a GC write carries at most about this much */
 #define VLOG_MAX_POINTER 32            /* tag + 2 varint64 + 2 varint32 */
 #define VLOG_GC_SEGMENTS_PER_PASS 4    /* segments collected per GC pass at most */
@@ -30,7 +30,6 @@ struct vlog_seg {
     uint64_t number;
     uint64_t size;    /* bytes in the file, header included */
     uint64_t garbage; /* estimated bytes of dead records */
-    env_file *rf;     /* readable handle, opened on first read */
     int damaged;      /* GC met a record it could not read: never deleted */
     int moved;        /* GC moved its live records; deleted once gc_* say it is safe */
     uint64_t gc_epoch, gc_seq, gc_log;
@@ -52,6 +51,10 @@ struct vlog {
     int gc_percent;
     int compression, level;
     int read_only;
+    /* Readable segment handles by number (charge 1 each, LRU; see VLOG_OPEN_SEGMENTS). A read
+     * holds a reference while it reads, so eviction never closes a handle in use. Lookups,
+     * opens and inserts happen under mu, so that a deleted segment is never re-inserted. */
+    cache *handles;
 
     /* Writer state (invariant 1): leader only, under wmu. */
     pthread_mutex_t wmu;
@@ -83,7 +86,7 @@ struct vlog {
     uint64_t measures; /* segments measured (measure_garbage) */
 
     /* Adaptive compression (any thread; a race only shifts when the next probe happens). */
-    unsigned compress_failures, compress_skipped;
+    compress_state cstate;
 
     /* GC thread. gc_mu protects the flags; gc_run_mu makes passes exclusive. */
     pthread_mutex_t gc_mu, gc_run_mu;
@@ -145,53 +148,6 @@ static int cmp_seg(const void *a, const void *b)
 {
     uint64_t x = ((const struct vlog_seg *)a)->number, y = ((const struct vlog_seg *)b)->number;
     return x < y ? -1 : x > y;
-}
-
-static pthread_key_t cctx_key, dctx_key;
-static pthread_once_t zstd_once = PTHREAD_ONCE_INIT;
-static int zstd_keys_ok;
-
-static void cctx_free(void *p)
-{
-    ZSTD_freeCCtx(p);
-}
-
-static void dctx_free(void *p)
-{
-    ZSTD_freeDCtx(p);
-}
-
-static void zstd_keys_init(void)
-{
-    zstd_keys_ok = pthread_key_create(&cctx_key, cctx_free) == 0 &&
-                   pthread_key_create(&dctx_key, dctx_free) == 0;
-}
-
-/* This thread's zstd contexts (created on first use, freed at thread exit); NULL if none. */
-static ZSTD_CCtx *thread_cctx(void)
-{
-    pthread_once(&zstd_once, zstd_keys_init);
-    if (!zstd_keys_ok)
-        return NULL;
-    ZSTD_CCtx *c = pthread_getspecific(cctx_key);
-    if (c == NULL && (c = ZSTD_createCCtx()) != NULL && pthread_setspecific(cctx_key, c) != 0) {
-        ZSTD_freeCCtx(c);
-        c = NULL;
-    }
-    return c;
-}
-
-static ZSTD_DCtx *thread_dctx(void)
-{
-    pthread_once(&zstd_once, zstd_keys_init);
-    if (!zstd_keys_ok)
-        return NULL;
-    ZSTD_DCtx *d = pthread_getspecific(dctx_key);
-    if (d == NULL && (d = ZSTD_createDCtx()) != NULL && pthread_setspecific(dctx_key, d) != 0) {
-        ZSTD_freeDCtx(d);
-        d = NULL;
-    }
-    return d;
 }
 
 /* ---- Marker and open --------------------------------------------------------------------- */
@@ -275,8 +231,7 @@ static int scan_segments(vlog *v)
 
 static void vlog_free(vlog *v)
 {
-    for (size_t i = 0; i < v->nsegs; i++)
-        env_close(v->segs[i].rf);
+    cache_free(v->handles); /* closes every handle: no read is running any more */
     free(v->segs);
     free(v->pins);
     free(v->recovered);
@@ -333,7 +288,8 @@ int vlog_open(const char *dir, const kv_env *env, const kv_logger *log, const kv
     pthread_cond_init(&v->gc_cv, &ca);
     pthread_condattr_destroy(&ca);
     v->out = kv_batch_new();
-    int rc = v->dir && v->out ? 0 : KV_ENOMEM;
+    v->handles = cache_new(VLOG_OPEN_SEGMENTS(opts->max_open_files));
+    int rc = v->dir && v->out && v->handles ? 0 : KV_ENOMEM;
     if (rc == 0 && !exists) {
         char h[VLOG_SEGMENT_HEADER_SIZE];
         put_header(h);
@@ -420,17 +376,6 @@ static size_t encode_pointer(char *p, uint64_t seg, uint64_t off, uint32_t size,
 }
 
 /* Whether to hand this value to zstd: after a run of failures only every Nth is tried. */
-static int should_compress(vlog *v, size_t n)
-{
-    if (!v->compression || n < VLOG_MIN_COMPRESS)
-        return 0;
-    unsigned f = __atomic_load_n(&v->compress_failures, __ATOMIC_RELAXED);
-    if (f < VLOG_COMPRESS_BACKOFF)
-        return 1;
-    unsigned s = __atomic_add_fetch(&v->compress_skipped, 1, __ATOMIC_RELAXED);
-    return s % VLOG_COMPRESS_PROBE_EVERY == 0;
-}
-
 /* Appends tag + record(key, value) to b. */
 static int build_record(vlog *v, buf *b, slice key, slice value)
 {
@@ -438,7 +383,9 @@ static int build_record(vlog *v, buf *b, slice key, slice value)
         return KV_EINVAL;
     size_t start = b->len;
     int type = VLOG_RECORD_RAW;
-    size_t bound = should_compress(v, value.size) ? ZSTD_compressBound(value.size) : 0;
+    int try_zstd =
+        v->compression && value.size >= VLOG_MIN_COMPRESS && compress_should_try(&v->cstate, value);
+    size_t bound = try_zstd ? ZSTD_compressBound(value.size) : 0;
     int rc = buf_reserve(b, 1 + VLOG_RECORD_HEADER_SIZE + key.size +
                                 (bound > value.size ? bound : value.size));
     if (rc != 0)
@@ -448,15 +395,12 @@ static int build_record(vlog *v, buf *b, slice key, slice value)
     memcpy(body, key.data, key.size);
     size_t stored = value.size;
     if (bound > 0) {
-        ZSTD_CCtx *c = thread_cctx();
-        size_t z =
-            c ? ZSTD_compressCCtx(c, body + key.size, bound, value.data, value.size, v->level) : 0;
-        if (c && !ZSTD_isError(z) && z <= value.size - value.size / 8) {
+        /* Kept compressed only if that saves at least 1/8. */
+        size_t z = compress_try(&v->cstate, compress_thread_cctx(), body + key.size, bound, value,
+                                v->level, value.size - value.size / 8);
+        if (z > 0) {
             type = VLOG_RECORD_ZSTD;
             stored = z;
-            __atomic_store_n(&v->compress_failures, 0, __ATOMIC_RELAXED);
-        } else {
-            __atomic_add_fetch(&v->compress_failures, 1, __ATOMIC_RELAXED);
         }
     }
     if (type == VLOG_RECORD_RAW)
@@ -790,27 +734,46 @@ int vlog_sync(vlog *v)
 
 /* ---- Reads ------------------------------------------------------------------------------- */
 
-/* The readable handle of segment `number` (opened on first use), or NULL with *rc set. The
- * handle stays valid while the caller holds a pin (invariant 3). */
-static env_file *seg_reader(vlog *v, uint64_t number, int *rc, uint64_t *size)
+static void seg_key(char *k, uint64_t number)
 {
+    coding_put_fixed64(k, number);
+}
+
+static void close_handle(slice key, void *value)
+{
+    (void)key;
+    env_close(value);
+}
+
+/* A reference to the readable handle of segment `number` (from the cache, or opened now), or
+ * NULL with *rc set; release it with cache_release(v->handles, h). *size receives the segment's
+ * size. The segment itself stays while the caller holds a pin (invariant 3). */
+static cache_handle *seg_reader(vlog *v, uint64_t number, int *rc, uint64_t *size)
+{
+    char k[8];
+    seg_key(k, number);
     *rc = 0;
     *size = 0;
     pthread_mutex_lock(&v->mu);
     long i = find_seg(v, number);
-    env_file *f = NULL;
+    cache_handle *h = NULL;
     if (i < 0) {
         *rc = KV_ECORRUPT;
-    } else if ((*size = v->segs[i].size, f = v->segs[i].rf) == NULL) {
+    } else if ((*size = v->segs[i].size, h = cache_lookup(v->handles, slice_make(k, 8))) == NULL) {
         char path[SEG_PATH_SIZE(v)];
+        env_file *f = NULL;
         *rc = v->env->open_readable(v->env, seg_path(v, number, path, sizeof(path)), &f);
-        if (*rc == 0)
-            v->segs[i].rf = f;
-        else
-            f = NULL;
+        if (*rc == 0 &&
+            (h = cache_insert(v->handles, slice_make(k, 8), f, 1, close_handle)) == NULL)
+            *rc = KV_ENOMEM; /* the deleter closed f */
     }
     pthread_mutex_unlock(&v->mu);
-    return f;
+    return h;
+}
+
+uint64_t vlog_open_segments(vlog *v)
+{
+    return cache_total_charge(v->handles);
 }
 
 /* Checks record `rec` (size bytes, read from seg at off): checksum, sizes, key (if key.data),
@@ -846,12 +809,13 @@ static int decode_record(vlog *v, uint64_t seg, uint64_t off, slice rec, slice k
         unsigned long long claimed = ZSTD_getFrameContentSize(stored, slen);
         if (claimed != vlen)
             return corrupt(v, seg, off, "zstd frame size disagrees with the record");
-        ZSTD_DCtx *d = thread_dctx();
-        if (!d || buf_reserve(scratch, (size_t)vlen + 1) != 0)
+        if (buf_reserve(scratch, (size_t)vlen + 1) != 0)
             return KV_ENOMEM;
-        size_t z = ZSTD_decompressDCtx(d, scratch->data, vlen, stored, slen);
-        if (ZSTD_isError(z) || z != vlen)
+        int rc = compress_decompress(slice_make(stored, slen), scratch->data, vlen);
+        if (rc == KV_ECORRUPT)
             return corrupt(v, seg, off, "zstd decompression failed or wrong size");
+        if (rc != 0)
+            return rc;
         scratch->len = vlen;
     }
     *out = buf_slice(scratch);
@@ -863,21 +827,26 @@ static int read_record(vlog *v, uint64_t seg, uint64_t off, uint32_t size, buf *
 {
     int rc;
     uint64_t seg_size;
-    env_file *f = seg_reader(v, seg, &rc, &seg_size);
-    if (!f) {
+    cache_handle *h = seg_reader(v, seg, &rc, &seg_size);
+    if (!h) {
         if (rc == KV_ECORRUPT || rc == KV_ENOTFOUND)
             return corrupt(v, seg, off, "pointer to a segment that does not exist");
         kv_log(&v->log, KV_LOG_ERROR, "vlog %06" PRIu64 ".vlog: cannot open: %s", seg,
                kv_strerror(rc));
         return rc;
     }
-    if (off > seg_size || size > seg_size - off)
-        return corrupt(v, seg, off, "record runs past the end of the segment");
-    buf_clear(raw);
-    if (buf_reserve(raw, size) != 0)
-        return KV_ENOMEM;
     size_t got = 0;
-    rc = env_pread(f, raw->data, size, off, &got);
+    if (off > seg_size || size > seg_size - off) {
+        rc = corrupt(v, seg, off, "record runs past the end of the segment");
+    } else {
+        buf_clear(raw);
+        rc = buf_reserve(raw, size) != 0 ? KV_ENOMEM : 0;
+    }
+    if (rc == 0)
+        rc = env_pread(cache_value(h), raw->data, size, off, &got);
+    cache_release(v->handles, h);
+    if (rc == KV_ECORRUPT || rc == KV_ENOMEM)
+        return rc;
     if (rc != 0) {
         kv_log(&v->log, KV_LOG_ERROR,
                "vlog %06" PRIu64 ".vlog: read of %" PRIu32 " bytes at offset %" PRIu64 ": %s", seg,
@@ -1333,15 +1302,15 @@ static int collect(vlog *v)
             return deleted;
         pthread_mutex_lock(&v->mu);
         long i = find_seg(v, cand.number);
-        env_file *rf = NULL;
         if (i >= 0) {
-            rf = v->segs[i].rf;
+            char k[8];
+            seg_key(k, cand.number);
+            cache_erase(v->handles, slice_make(k, 8)); /* a read still using it keeps it open */
             memmove(&v->segs[i], &v->segs[i + 1], (v->nsegs - (size_t)i - 1) * sizeof(*v->segs));
             v->nsegs--;
             v->gc_deleted++;
         }
         pthread_mutex_unlock(&v->mu);
-        env_close(rf);
         char path[SEG_PATH_SIZE(v)];
         int rc = v->env->unlink(v->env, seg_path(v, cand.number, path, sizeof(path)));
         if (rc != 0 && rc != KV_ENOTFOUND)

@@ -29,6 +29,12 @@
  *  4. The segment table (segs) only grows at the end (numbers increase) and loses entries only
  *     by GC deletion.
  *
+ * Open files: reads go through a cache of at most VLOG_OPEN_SEGMENTS(max_open_files) readable
+ * segment handles (LRU; a quarter of kv_options.max_open_files, at least 4), on top of the
+ * table cache's max_open_files; the active segment's append handle and the short-lived handles
+ * of a GC pass or a check (one at a time) come on top of that. So a store holds at most about
+ * 1.25 * max_open_files + 3 + (WAL, MANIFEST, LOCK, LOG) files open, whatever its size.
+ *
  * Locks: the db's mu (if held by the caller) before wmu (the writer's state) before mu (segment
  * table, pins, counters). vlog never calls back into the db with wmu or mu held: the leader
  * reserves file numbers and decides its GC ops (points_at) before it takes wmu. The GC's own
@@ -61,6 +67,10 @@
 #define VLOG_RECORD_HEADER_SIZE 21
 #define VLOG_RECORD_RAW 0
 #define VLOG_RECORD_ZSTD 1
+
+/* The bound on cached readable segment handles for a given kv_options.max_open_files. */
+#define VLOG_OPEN_SEGMENTS(max_open_files)                                                         \
+    ((max_open_files) / 4 > 4 ? (size_t)(max_open_files) / 4 : 4u)
 
 typedef struct vlog vlog;
 
@@ -125,6 +135,9 @@ int vlog_resolve(vlog *v, slice key, slice enc, buf *scratch, slice *out);
 /* Pins the current GC epoch: no segment that a read view taken after this call can reach is
  * deleted until vlog_unpin(). Returns the epoch to pass to vlog_unpin. Thread-safe. */
 uint64_t vlog_pin(vlog *v);
+/* Readable segment handles open now (at most VLOG_OPEN_SEGMENTS, more only while that many
+ * reads run at once). Thread-safe. */
+uint64_t vlog_open_segments(vlog *v);
 void vlog_unpin(vlog *v, uint64_t epoch);
 
 /* ---- Recovery ---- */

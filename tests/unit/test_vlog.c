@@ -587,6 +587,60 @@ START_TEST(test_vlog_background_gc_bounds_space_under_overwrite)
 }
 END_TEST
 
+/* Reads go through at most VLOG_OPEN_SEGMENTS handles however many segments exist: a store with
+ * five times as many segments as the bound reads every value back, in two different orders
+ * (so handles are evicted and reopened), and never has more handles open than the bound. */
+START_TEST(test_vlog_reads_more_segments_than_open_handle_bound)
+{
+    char *dir = tu_ck_tempdir("vlog_handles");
+    kv_options o;
+    vlog_opts(&o, 100, 16 * 1024);
+    o.compression = 0;
+    o.max_open_files = 16;
+    kv_db *db = tu_ck_open(dir, &o);
+    size_t bound = VLOG_OPEN_SEGMENTS(16);
+    ck_assert_uint_eq(bound, 4);
+    tu_model m;
+    tu_model_init(&m);
+    enum { N = 160 };
+    char v[3000];
+    for (int i = 0; i < N; i++) {
+        char k[16];
+        key_of(k, i);
+        make_value(v, sizeof(v), 2 * i + 1, 0); /* odd: random, stays this size */
+        ck_assert_int_eq(kv_put(db, k, strlen(k), v, sizeof(v), 0), 0);
+        tu_model_put(&m, k, strlen(k), v, sizeof(v));
+    }
+    kv_stats st;
+    ck_assert_int_eq(kv_get_stats(db, &st), 0);
+    ck_assert_uint_ge(st.vlog_segments, 5 * bound);
+    for (int pass = 0; pass < 2; pass++) {
+        for (int j = 0; j < N; j++) {
+            int i = pass == 0 ? j : (j * 37) % N; /* 37 is prime to N: a permutation */
+            char k[16];
+            key_of(k, i);
+            void *got;
+            size_t gl;
+            ck_assert_int_eq(kv_get(db, NULL, k, strlen(k), &got, &gl), 0);
+            make_value(v, sizeof(v), 2 * i + 1, 0);
+            ck_assert_msg(gl == sizeof(v) && memcmp(got, v, gl) == 0, "%s: wrong value", k);
+            kv_free(got);
+            ck_assert_uint_le(vlog_open_segments(db->vlog), bound);
+        }
+        ck_assert_uint_eq(vlog_open_segments(db->vlog), bound);
+    }
+    check_all(db, NULL, &m); /* scans too */
+    ck_assert_uint_le(vlog_open_segments(db->vlog), bound);
+    ck_assert_int_eq(kv_close(db), 0);
+    db = tu_ck_open(dir, &o);
+    check_all(db, NULL, &m);
+    ck_assert_uint_le(vlog_open_segments(db->vlog), bound);
+    ck_assert_int_eq(kv_close(db), 0);
+    tu_model_free(&m);
+    tu_ck_rmtempdir(&dir);
+}
+END_TEST
+
 static Suite *vlog_suite(void)
 {
     Suite *s = suite_create("vlog");
@@ -603,6 +657,7 @@ static Suite *vlog_suite(void)
     tcase_add_test(tc, test_vlog_mode_is_fixed_when_the_store_is_created);
     tcase_add_test(tc, test_vlog_crash_keeps_synced_writes_and_never_returns_torn_values);
     tcase_add_test(tc, test_vlog_segments_rotate_and_are_named_as_files_of_the_store);
+    tcase_add_test(tc, test_vlog_reads_more_segments_than_open_handle_bound);
     suite_add_tcase(s, tc);
     return s;
 }
