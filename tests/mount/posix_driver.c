@@ -2056,6 +2056,9 @@ static void setup_unpriv(const char *dir)
     OK(chmod("pjd-suid", 06555), "chmod pjd-suid 06555");
     make_str("pjd-rootrw", "w");
     OK(chmod("pjd-rootrw", 0666), "chmod pjd-rootrw 0666");
+    make_str("capfile", "c");
+    OK(chmod("capfile", 06777), "chmod capfile 06777 (set-id, writable by anyone)");
+    OK(set_file_caps("capfile"), "set security.capability on capfile");
     OK(mkdir("sticky/rootd", 0777), "mkdir sticky/rootd");
     OK(mkdir("mysticky", 0755), "mkdir mysticky");
     make_str("mysticky/rootf", "r");
@@ -2254,6 +2257,18 @@ static void t_unpriv(const char *dir)
         close(fd);
     CHK((lst("suid").st_mode & 07777) == 0755, "pwrite cleared setuid (mode %o)",
         lst("suid").st_mode & 07777);
+    {
+        char cbuf[64];
+        fd = open("capfile", O_WRONLY);
+        CHK(fd >= 0 && write(fd, "u", 1) == 1, "write to root's set-id file with capabilities");
+        if (fd >= 0)
+            close(fd);
+        CHK((lst("capfile").st_mode & 07777) == 0777,
+            "a write by another user cleared setuid and setgid (mode %o)",
+            lst("capfile").st_mode & 07777);
+        ERR(getxattr("capfile", "security.capability", cbuf, sizeof cbuf), ENODATA,
+            "a write by another user removed security.capability");
+    }
 
     t_unpriv_pjd();
 }
