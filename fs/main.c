@@ -758,6 +758,17 @@ static int lock_store(const char *store)
     return fd;
 }
 
+/* Test hook (tests/mount/corrupt.sh): with KVFS_FSCK_KILL_AT=salvage or =marked, fsck dies
+ * of SIGKILL right after that step of a repair, as a crash or a kill -9 there would. */
+static void fsck_kill_point(const char *step)
+{
+    const char *at = getenv("KVFS_FSCK_KILL_AT");
+    if (at && strcmp(at, step) == 0) {
+        fflush(NULL); /* what it printed so far, as a terminal would have shown it */
+        raise(SIGKILL);
+    }
+}
+
 /* fsck --repair's kvcore step: kv_salvage_ex (the store's lock released for it, then taken
  * again into *lock_fd) and its report, then kv_check again into *problems. *lost receives what
  * the salvage lost (caller frees); *salvaged counts the files it repaired. Returns kv_check's
@@ -783,6 +794,7 @@ static int fsck_salvage(const char *store, kv_options *ko, int tty, int *lock_fd
                " bytes, at least %" PRIu64 " entries, in %" PRIu64 " key ranges\n",
                sst.keys_written, sst.blocks_lost, sst.bytes_lost, sst.entries_lost,
                sst.lost_ranges);
+    fsck_kill_point("salvage");
     *lock_fd = lock_store(store);
     *problems = 0;
     rc = kv_check(store, ko, tty ? check_progress : NULL, NULL, problems);
@@ -832,6 +844,25 @@ static int cmd_fsck(int argc, char **argv)
         return EXIT_FSCK_ERRORS;
     }
     want_salvage = repair && (rc == KV_ECORRUPT || problems);
+    if (!want_salvage) {
+        /* An interrupted repair: its salvage recorded what it lost (kv_lost_pending) but the
+         * chunks that depended on it may not be marked yet. */
+        int lrc = kv_lost_pending(store, &ko, &lost);
+        if (lrc) {
+            report_open_error(store, lrc);
+            if (lock_fd >= 0)
+                close(lock_fd);
+            return EXIT_FSCK_ERRORS;
+        }
+        if (lost && !repair) {
+            printf("kvfs fsck: an interrupted repair left %zu lost key ranges whose files are "
+                   "not marked yet: run kvfs fsck --repair\n",
+                   kv_lost_count(lost));
+            problems++;
+            kv_lost_free(lost);
+            lost = NULL;
+        }
+    }
     for (;;) {
         if (want_salvage) {
             want_salvage = 0;
@@ -869,6 +900,13 @@ static int cmd_fsck(int argc, char **argv)
         kv_close(db);
         kv_lost_free(lost);
         lost = NULL;
+        if (rc == 0 && repair) {
+            fsck_kill_point("marked");
+            /* Every chunk that depended on a lost entry is marked: the record may go. */
+            int lrc = kv_lost_clear(store, &ko);
+            if (lrc)
+                fprintf(stderr, "kvfs fsck: cannot remove %s/LOST: %s\n", store, kv_strerror(lrc));
+        }
         if (rc != -EIO || !repair || salvage_ran)
             break;
         /* A value kv_check could not judge (past the end of a value-log segment cut short,

@@ -28,7 +28,9 @@
  *     missing one) is dropped and reported lost. After the switch nothing points into the
  *     damaged segments, and they are renamed to <name>.damaged.
  * The original of every file changed or found damaged is first copied beside itself as
- * "<name>.damaged" (a name kvcore never touches).
+ * "<name>.damaged" (a name kvcore never touches). What a rebuild lost is written to the LOST
+ * file before the switch and reported again by every salvage until the caller, done with it,
+ * calls kv_lost_clear (so a caller killed before it acted on the losses can finish).
  *
  * What a lost block held is unknown; its key range is not: between the keys (or index
  * separators) of the blocks around it. Those ranges go to the caller (kv_salvage_ex), since
@@ -49,6 +51,7 @@
 #include "kvcore/kv.h"
 #include "table/bloom.h"
 #include "table/sst.h"
+#include "util/checksum.h"
 #include "util/env.h"
 #include "util/ikey.h"
 #include "util/log.h"
@@ -59,6 +62,14 @@
 #include <string.h>
 
 #define SALVAGE_COPY_CHUNK (1u << 20)
+/* The LOST file (kvcore/FORMAT.md "Salvage"): on-disk, never change. */
+#define SALVAGE_LOST_NAME "LOST"
+#define SALVAGE_LOST_MAGIC UINT64_C(0x010054534f4c766b) /* "kvLOST\0\x01" little-endian */
+#define SALVAGE_LOST_VERSION 1
+#define SALVAGE_LOST_HAS_LO 1
+#define SALVAGE_LOST_HAS_HI 2
+#define SALVAGE_LOST_LO_INCLUSIVE 4
+#define SALVAGE_LOST_HAS_FILTER 8
 
 /* "dir/name" + suffix, malloc'd; NULL if out of memory. */
 char *salvage_join(const char *dir, const char *name, const char *suffix)
@@ -386,6 +397,155 @@ void kv_lost_free(kv_lost *l)
     free(l);
 }
 
+/* ---- The LOST file: what salvages lost, until the caller has acted on it ------------------- */
+
+int salvage_lost_persist(struct salvage *s)
+{
+    buf b;
+    int rc = 0;
+    if (s->nlost == 0)
+        return 0;
+    buf_init(&b);
+    rc |= buf_append_fixed64(&b, SALVAGE_LOST_MAGIC);
+    rc |= buf_append_fixed32(&b, SALVAGE_LOST_VERSION);
+    rc |= buf_append_fixed32(&b, (uint32_t)s->nlost);
+    for (size_t i = 0; rc == 0 && i < s->nlost; i++) {
+        const struct salvage_range *r = &s->lost[i];
+        unsigned char flags = (unsigned char)((r->has_lo ? SALVAGE_LOST_HAS_LO : 0) |
+                                              (r->has_hi ? SALVAGE_LOST_HAS_HI : 0) |
+                                              (r->lo_inclusive ? SALVAGE_LOST_LO_INCLUSIVE : 0) |
+                                              (r->has_filter ? SALVAGE_LOST_HAS_FILTER : 0));
+        rc |= buf_append(&b, &flags, 1);
+        rc |= buf_append_length_prefixed(&b, buf_slice(&r->lo));
+        rc |= buf_append_length_prefixed(&b, buf_slice(&r->hi));
+        rc |= buf_append_length_prefixed(&b, buf_slice(&r->filter));
+    }
+    if (rc == 0)
+        rc = buf_append_fixed64(&b, checksum_value(b.data, b.len));
+    rc = rc ? KV_ENOMEM : env_write_file_atomic(s->env, s->dir, SALVAGE_LOST_NAME, b.data, b.len);
+    if (rc != 0)
+        kv_log(&s->log, KV_LOG_ERROR, "salvage: cannot write %s/%s: %s", s->dir, SALVAGE_LOST_NAME,
+               kv_strerror(rc));
+    buf_free(&b);
+    return rc;
+}
+
+/* Logs a failed check of the LOST file and returns KV_ECORRUPT. */
+static int lost_corrupt(struct salvage *s, size_t off, const char *check)
+{
+    kv_log(&s->log, KV_LOG_ERROR, "salvage: %s/%s: offset %zu: %s", s->dir, SALVAGE_LOST_NAME, off,
+           check);
+    return KV_ECORRUPT;
+}
+
+/* Adds the ranges of the LOST file, if there is one, to s->lost. Returns 0, KV_ECORRUPT
+ * (logged: what an interrupted repair lost is then unknown, and nothing may guess it), or an
+ * I/O error. */
+static int lost_load(struct salvage *s)
+{
+    char *p = salvage_join(s->dir, SALVAGE_LOST_NAME, ""), *data = NULL;
+    size_t len = 0;
+    int rc = p ? env_read_file(s->env, p, &data, &len) : KV_ENOMEM;
+    free(p);
+    if (rc == KV_ENOTFOUND)
+        return 0;
+    if (rc != 0)
+        return rc;
+    uint32_t ver = 0, count = 0;
+    slice in = slice_make(data, len);
+    uint64_t magic = 0;
+    if (len < 24)
+        rc = lost_corrupt(s, 0, "shorter than its header and checksum");
+    else if (checksum_value(data, len - 8) != coding_get_fixed64(data + len - 8))
+        rc = lost_corrupt(s, len - 8, "checksum mismatch");
+    else if (!coding_slice_get_fixed64(&in, &magic) || magic != SALVAGE_LOST_MAGIC)
+        rc = lost_corrupt(s, 0, "bad magic");
+    else if (!coding_slice_get_fixed32(&in, &ver) || ver != SALVAGE_LOST_VERSION)
+        rc = lost_corrupt(s, 8, "unknown version");
+    else if (!coding_slice_get_fixed32(&in, &count))
+        rc = lost_corrupt(s, 12, "no count");
+    in.size -= in.size >= 8 ? 8 : in.size; /* the checksum */
+    for (uint32_t i = 0; rc == 0 && i < count; i++) {
+        slice lo, hi, filter;
+        size_t at = (size_t)(in.data - data);
+        unsigned char flags = in.size ? (unsigned char)in.data[0] : 0xff;
+        if (in.size)
+            in = slice_make(in.data + 1, in.size - 1);
+        if (flags & ~(SALVAGE_LOST_HAS_LO | SALVAGE_LOST_HAS_HI | SALVAGE_LOST_LO_INCLUSIVE |
+                      SALVAGE_LOST_HAS_FILTER) ||
+            !coding_slice_get_length_prefixed(&in, &lo) ||
+            !coding_slice_get_length_prefixed(&in, &hi) ||
+            !coding_slice_get_length_prefixed(&in, &filter)) {
+            rc = lost_corrupt(s, at, "malformed range");
+            break;
+        }
+        rc = salvage_lost_add(s, flags & SALVAGE_LOST_HAS_LO ? &lo : NULL,
+                              !!(flags & SALVAGE_LOST_LO_INCLUSIVE),
+                              flags & SALVAGE_LOST_HAS_HI ? &hi : NULL,
+                              flags & SALVAGE_LOST_HAS_FILTER ? &filter : NULL);
+    }
+    if (rc == 0 && in.size != 0)
+        rc = lost_corrupt(s, (size_t)(in.data - data), "bytes after the last range");
+    free(data);
+    if (rc == 0 && count)
+        kv_log(&s->log, KV_LOG_WARN,
+               "salvage: %s holds %" PRIu32 " key ranges an earlier salvage lost and its caller "
+               "has not finished with: reported again",
+               SALVAGE_LOST_NAME, count);
+    return rc;
+}
+
+/* Sets up a salvage of the store at path with (a copy in *o of) opts, or the defaults. */
+static void salvage_init(struct salvage *s, kv_options *o, const kv_options *opts, const char *path)
+{
+    if (opts)
+        *o = *opts;
+    else
+        kv_options_init(o);
+    memset(s, 0, sizeof *s);
+    s->env = o->env ? o->env : env_posix();
+    s->dir = path;
+    s->opts = o;
+    kv_logger_init(&s->log, o);
+}
+
+/* Hands s->lost over to a new *lost (if rc is 0 and lost is not NULL; none: NULL when
+ * !keep_empty), else frees it. Returns rc, or KV_ENOMEM. */
+static int lost_hand_over(struct salvage *s, int rc, kv_lost **lost, int keep_empty)
+{
+    if (rc == 0 && lost && (s->nlost || keep_empty)) {
+        *lost = malloc(sizeof **lost);
+        if (*lost) {
+            (*lost)->r = s->lost;
+            (*lost)->n = s->nlost;
+            return 0;
+        }
+        rc = KV_ENOMEM;
+    }
+    ranges_free(s->lost, s->nlost);
+    return rc;
+}
+
+int kv_lost_pending(const char *path, const kv_options *opts, kv_lost **lost)
+{
+    kv_options o;
+    struct salvage s;
+    *lost = NULL;
+    salvage_init(&s, &o, opts, path);
+    return lost_hand_over(&s, lost_load(&s), lost, 0);
+}
+
+int kv_lost_clear(const char *path, const kv_options *opts)
+{
+    const kv_env *env = opts && opts->env ? opts->env : env_posix();
+    char *p = salvage_join(path, SALVAGE_LOST_NAME, "");
+    int rc = p ? env->unlink(env, p) : KV_ENOMEM;
+    free(p);
+    if (rc == KV_ENOTFOUND)
+        return 0;
+    return rc == 0 ? env->sync_dir(env, path) : rc;
+}
+
 /* ---- Step 3: the manifest and the live tables ----------------------------------------------- */
 
 /* Applies one decoded edit to the table list; returns a static reason if it does not fit. */
@@ -688,15 +848,7 @@ int kv_salvage_ex(const char *path, const kv_options *opts, kv_lost **lost, kv_s
         *lost = NULL;
     if (!path || !*path)
         return KV_EINVAL;
-    if (opts)
-        o = *opts;
-    else
-        kv_options_init(&o);
-    memset(&s, 0, sizeof s);
-    s.env = o.env ? o.env : env_posix();
-    s.dir = path;
-    s.opts = &o;
-    kv_logger_init(&s.log, &o);
+    salvage_init(&s, &o, opts, path);
 
     rc = s.env->list_dir(s.env, path, &s.names, &s.n);
     if (rc != 0)
@@ -717,6 +869,8 @@ int kv_salvage_ex(const char *path, const kv_options *opts, kv_lost **lost, kv_s
     char *lp = salvage_join(path, "LOCK", "");
     rc = lp ? s.env->lock(s.env, lp, &lock) : KV_ENOMEM;
     free(lp);
+    if (rc == 0)
+        rc = lost_load(&s);
     if (rc == 0)
         rc = salvage_current(&s);
     for (size_t i = 0; rc == 0 && i < s.n; i++)
@@ -746,17 +900,7 @@ int kv_salvage_ex(const char *path, const kv_options *opts, kv_lost **lost, kv_s
         else
             rc = kv_close(db);
     }
-    if (rc == 0 && lost) {
-        *lost = malloc(sizeof **lost);
-        if (*lost) {
-            (*lost)->r = s.lost;
-            (*lost)->n = s.nlost;
-            return 0;
-        }
-        rc = KV_ENOMEM;
-    }
-    ranges_free(s.lost, s.nlost);
-    return rc;
+    return lost_hand_over(&s, rc, lost, 1);
 }
 
 int kv_salvage(const char *path, const kv_options *opts, uint64_t *fixed)

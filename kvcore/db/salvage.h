@@ -86,6 +86,11 @@ int salvage_lost_add(struct salvage *s, const slice *lo, int lo_inclusive, const
  * failure nothing CURRENT names has changed and the files it wrote are deleted. Returns 0 or an
  * error (logged). */
 int salvage_rebuild(struct salvage *s);
+/* Writes every range in s->lost (those of earlier salvages that LOST still held included) to
+ * the LOST file atomically; nothing if there are none. Called before CURRENT is switched, so
+ * that what a rebuild lost outlives an interruption of its caller. Returns 0 or an I/O error
+ * (logged). */
+int salvage_lost_persist(struct salvage *s);
 /* 1 if value-log segment `seg` holds a damaged record (step 3b), else 0. */
 int salvage_vlog_damaged(const struct salvage *s, uint64_t seg);
 

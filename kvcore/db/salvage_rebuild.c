@@ -775,6 +775,8 @@ static int finish_rebuild(struct salvage *s, int rc, file_meta *outs, size_t nou
         rc = salvage_keep_original(s, s->manifest);
         s->st.files_fixed++;
     }
+    if (rc == 0)
+        rc = salvage_lost_persist(s);
     int switching = rc == 0;
     if (rc == 0)
         rc = filename_set_current(s->env, s->dir, manifest_number);

@@ -319,7 +319,21 @@ run_case() {
         MOUNT_FAILED=$((MOUNT_FAILED + 1))
     fi
 
-    timeout -k 5 120 "$KVFS_BIN" fsck --repair "$STORE" >"$MT_DIR/repair.out" 2>&1
+    : >"$MT_DIR/repair.out"
+    if [ -n "${KILL_AT:-}" ]; then
+        # A repair killed right after the kvcore salvage, or after marking the files but
+        # before dropping the record of the losses: the rerun below must finish the marking.
+        KVFS_FSCK_KILL_AT=$KILL_AT timeout -k 5 120 "$KVFS_BIN" fsck --repair "$STORE" \
+            >"$MT_DIR/repair.out" 2>&1
+        rrc=$?
+        [ $rrc -eq 137 ] || mt_fail "$CASE: fsck --repair was to be killed at $KILL_AT, exit $rrc"
+        if grep -q "salvage: lost key range" "$MT_DIR/repair.out"; then
+            [ -s "$STORE/LOST" ] || mt_fail "$CASE: killed at $KILL_AT with losses but no LOST file"
+            KILLED_WITH_LOSSES=$((KILLED_WITH_LOSSES + 1))
+        fi
+        CASE="$CASE (killed at $KILL_AT, rerun)"
+    fi
+    timeout -k 5 120 "$KVFS_BIN" fsck --repair "$STORE" >>"$MT_DIR/repair.out" 2>&1
     rrc=$?
     [ $rrc -ne 124 ] && [ $rrc -lt 128 ] || mt_fail "$CASE: fsck --repair crashed or hung ($rrc)"
     [ $rrc -le 1 ] ||
@@ -334,6 +348,7 @@ run_case() {
     stop_mount
     timeout -k 5 60 "$KVFS_BIN" fsck "$STORE" >"$MT_DIR/fsck2.out" 2>&1 ||
         mt_fail "$CASE: fsck not clean after a successful repair: $(tail -n 5 "$MT_DIR/fsck2.out")"
+    [ ! -e "$STORE/LOST" ] || mt_fail "$CASE: LOST is still there after a completed repair"
     REPAIRED=$((REPAIRED + 1))
 
     # Numbers: what the salvage kept and lost, what the filesystem lost.
@@ -367,6 +382,21 @@ for c in "${CASES[@]}"; do
     [ -z "${CORRUPT_KINDS:-}" ] || [[ " $CORRUPT_KINDS " == *" ${c%% *} "* ]] || continue
     run_case $c
 done
+# An interrupted repair resumes: a few cases that lose data again, with fsck --repair killed
+# after each of its steps first.
+KILLED_WITH_LOSSES=0
+if [ -z "${CORRUPT_KINDS:-}" ] || [[ " $CORRUPT_KINDS " == *" kill "* ]]; then
+    kill_data=$("$SC" regions "$PRISTINE/$oldest.sst" | awk '$1 == "data" {print $2 + 1; exit}')
+    oldest_seg=$(echo "$segs" | head -n 1)
+    kill_seg_off=$(($("$SC" size "$PRISTINE/$oldest_seg") / 2))
+    for c in "sst $oldest.sst data flip $kill_data" "vlog $oldest_seg middle flip $kill_seg_off"; do
+        for KILL_AT in salvage marked; do
+            run_case $c
+        done
+    done
+    KILL_AT=
+    [ $KILLED_WITH_LOSSES -gt 0 ] || mt_fail "no killed repair had lost anything: the resume went untested"
+fi
 mt_log "$NCASES cases: mount refused $MOUNT_FAILED, served $SERVED ($EIO_CASES with EIO)," \
     "repaired $REPAIRED ($REBUILT rebuilt by kv_salvage), WAL damage dropped data silently $SILENT"
 echo "per kind (sums over its cases; $((${#FILES[@]} + ${#TAILS[@]})) files per case):"

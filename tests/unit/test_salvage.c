@@ -834,7 +834,20 @@ START_TEST(test_fsck_marks_what_a_salvage_lost_as_eio_and_keeps_the_rest)
     opts_init(&o);
     ck_assert_int_eq(kv_salvage_ex(tdir, &o, &fs_lost, &st), 0);
     ck_assert_int_eq(st.rebuilt, 1);
-    ck_assert_uint_ge(kv_lost_count(fs_lost), 1);
+    size_t nranges = kv_lost_count(fs_lost);
+    ck_assert_uint_ge(nranges, 1);
+    /* The caller is killed before it marks anything: what was lost is on disk (LOST), and a
+     * second salvage (which has nothing left to rebuild) and kv_lost_pending report it. */
+    kv_lost_free(fs_lost);
+    fs_lost = NULL;
+    ck_assert_int_gt(file_size("LOST"), 0);
+    ck_assert_int_eq(kv_salvage_ex(tdir, &o, &fs_lost, &st), 0);
+    ck_assert_int_eq(st.rebuilt, 0);
+    ck_assert_uint_eq(kv_lost_count(fs_lost), nranges);
+    kv_lost_free(fs_lost);
+    fs_lost = NULL;
+    ck_assert_int_eq(kv_lost_pending(tdir, &o, &fs_lost), 0);
+    ck_assert_uint_eq(kv_lost_count(fs_lost), nranges);
     tdir = saved;
 
     /* The filesystem-level repair marks what may be lost; then fsck is clean. */
@@ -847,6 +860,11 @@ START_TEST(test_fsck_marks_what_a_salvage_lost_as_eio_and_keeps_the_rest)
     ck_assert_int_eq(kv_close(db), 0);
     ck_assert_uint_gt(res.lost_chunks, 0);
     ck_assert_uint_gt(res.damaged_files, 0);
+    /* Marked: the record goes, and nothing is pending any more. */
+    kv_lost *none = NULL;
+    ck_assert_int_eq(kv_lost_clear(tfs_dir, &o), 0);
+    ck_assert_int_eq(kv_lost_pending(tfs_dir, &o, &none), 0);
+    ck_assert_ptr_null(none);
     struct fsck_result again = tfs_fsck_closed(0);
     ck_assert_uint_eq(again.problems, 0);
     ck_assert_uint_eq(again.lost_chunks, res.lost_chunks);
@@ -979,6 +997,21 @@ static void salvage_damaged_segment(int flush)
     ck_assert_int_gt(file_size(damaged), 0);
     ck_assert_int_eq(file_size(segs[1]), -1);
     ck_assert_int_eq(kv_check(tdir, &o, NULL, NULL, &problems), 0);
+
+    /* The LOST record is checked: damaged, it is reported, never taken for "nothing lost". */
+    kv_lost *pending = NULL;
+    ck_assert_int_eq(kv_lost_pending(tdir, &o, &pending), 0);
+    ck_assert_uint_eq(kv_lost_count(pending), 1);
+    kv_lost_free(pending);
+    pending = NULL;
+    flip_byte("LOST", 20, 0);
+    ck_assert_int_eq(kv_lost_pending(tdir, &o, &pending), KV_ECORRUPT);
+    ck_assert_ptr_null(pending);
+    kv_lost *again = NULL;
+    ck_assert_int_eq(kv_salvage_ex(tdir, &o, &again, NULL), KV_ECORRUPT);
+    ck_assert_int_eq(kv_lost_clear(tdir, &o), 0);
+    ck_assert_int_eq(kv_lost_pending(tdir, &o, &pending), 0);
+    ck_assert_ptr_null(pending);
 }
 
 START_TEST(test_salvage_keeps_every_intact_value_of_a_damaged_segment_tables)

@@ -328,6 +328,15 @@ void kv_lost_range(const kv_lost *l, size_t i, const void **lo, size_t *lolen, i
  * it existed, or show an older value than the one lost. 0: the key is as it was. */
 int kv_lost_may_contain(const kv_lost *l, const void *key, size_t klen);
 void kv_lost_free(kv_lost *l); /* NULL is a no-op */
+/* Added (salvage): a rebuild records what it lost in the store's LOST file before it switches
+ * CURRENT, and kv_salvage_ex reports those ranges again (with any new ones) until the caller
+ * has acted on them all and calls kv_lost_clear, so an interrupted caller can finish.
+ * kv_lost_pending loads them without salvaging: *lost is NULL if there are none. Returns 0,
+ * KV_ECORRUPT (the file is damaged, logged), or an I/O error. Call with no kv_db open. */
+int kv_lost_pending(const char *path, const kv_options *opts, kv_lost **lost);
+/* Added (salvage): deletes the LOST file (durably). Returns 0 (also if there is none) or an
+ * I/O error. */
+int kv_lost_clear(const char *path, const kv_options *opts);
 
 #ifdef __cplusplus
 }
