@@ -71,6 +71,7 @@
 #include <string.h>
 
 #include "db/filename.h"
+#include "db/reserve.h"
 #include "table/sst.h"
 #include "util/env.h"
 #include "util/ikey.h"
@@ -79,12 +80,10 @@
 #define TIERED_MAX_MERGE 32
 #define EXPANDED_COMPACTION_FACTOR 25 /* x target_file_size */
 #define GRANDPARENT_OVERLAP_FACTOR 10 /* x target_file_size */
-/* Bounded headroom (see the top): no output table exceeds 1/TABLE_DISK_FRACTION of the file
- * system (nor less than TABLE_MIN_CAP), so that a step - about one input table of the output
- * level - needs little of a small disk; and L0 -> L1 takes at most 1/L0_HEADROOM_FRACTION of
- * the free space in L0 inputs, the oldest first. */
-#define TABLE_DISK_FRACTION 64
-#define TABLE_MIN_CAP (UINT64_C(1) << 20)
+/* Bounded headroom (see the top): no output table exceeds reserve_table_cap() (1/64 of the
+ * file system, not below 1 MiB; the automatic space reserve is sized from it), so that a step
+ * - about one input table of the output level - needs little of a small disk; and L0 -> L1
+ * takes at most 1/L0_HEADROOM_FRACTION of the free space in L0 inputs, the oldest first. */
 #define L0_HEADROOM_FRACTION 4
 
 typedef struct file_list {
@@ -297,11 +296,7 @@ static compaction *compaction_new(version_set *vs, int level, int output_level)
     c->max_output_size = target_size(version_set_get_ctx(vs)->opts);
     uint64_t avail, total;
     disk_space(version_set_get_ctx(vs), &avail, &total);
-    uint64_t cap = total / TABLE_DISK_FRACTION;
-    if (cap < TABLE_MIN_CAP)
-        cap = TABLE_MIN_CAP;
-    if (c->max_output_size > cap)
-        c->max_output_size = cap;
+    c->max_output_size = reserve_table_cap(c->max_output_size, total == UINT64_MAX ? 0 : total);
     return c;
 }
 

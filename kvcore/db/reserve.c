@@ -1,11 +1,19 @@
 /* reserve.c - the space reserve and low-space mode (see reserve.h).
  *
- * Sizes. want = reserve_bytes (KV_RESERVE_AUTO: the larger of 2 x target_file_size and
- * memtable_bytes + target_file_size: the WAL of a batch of deletions, the flush of a full
- * memtable, and a compaction writing about one output table before its inputs go), capped at
- * 1/8 of the file system. The mode ends when free space
- * >= want + margin, margin = max(want / 4, 1 MiB): after the reserve is taken back there is
- * still room for a little work, so the store does not flip straight back into the mode.
+ * Sizes. want = reserve_bytes, or for KV_RESERVE_AUTO what getting out of a full disk needs
+ * once the reserve is released (reserve_auto_bytes):
+ *     memtable_bytes                   the deletions' WAL and the flush of their memtable
+ *   + 2 x reserve_table_cap()          a compaction step: about one output table is written
+ *                                      before the input table it replaces is deleted, and
+ *                                      one more for the step's L0 share / cut slack
+ *   + segment x (100 - gc%) / 100      value log only: GC frees a segment by moving its live
+ *                                      records first, and collects only segments with at least
+ *                                      value_log_gc_percent garbage, so it moves at most that
+ * Compaction installs its result in steps (compaction.c, "Bounded headroom"), so nothing needs
+ * room for a whole level. Any value is capped at 1/8 of the file system. The mode ends when
+ * free space >= want + margin, margin = max(want / 4, 1 MiB): after the reserve is taken back
+ * there is still room for a little work, so the store does not flip straight back into the
+ * mode.
  */
 #include "db/reserve.h"
 
@@ -17,8 +25,14 @@
 #include <string.h>
 #include <time.h>
 
+#include "db/vlog.h"
+
 #define RESERVE_MIN_MARGIN (UINT64_C(1) << 20)
 #define RESERVE_CAP_DIVISOR 8
+#define RESERVE_TABLE_DISK_FRACTION 64
+#define RESERVE_TABLE_MIN_CAP (UINT64_C(1) << 20)
+#define RESERVE_VLOG_SEGMENT_DEFAULT (UINT64_C(64) << 20) /* vlog.c's defaults */
+#define RESERVE_VLOG_GC_PERCENT_DEFAULT 50
 #define RESERVE_BACKOFF_MIN_US 50000   /* first free-space check after entering the mode */
 #define RESERVE_BACKOFF_MAX_US 2000000 /* the monitor checks at least this often */
 #define RESERVE_HOLD_OFF_US 10000000   /* after a release, the released space is left alone */
@@ -163,6 +177,31 @@ static void *monitor_main(void *arg)
     return NULL;
 }
 
+uint64_t reserve_table_cap(uint64_t target_file_size, uint64_t fs_total)
+{
+    uint64_t cap = fs_total / RESERVE_TABLE_DISK_FRACTION;
+    if (fs_total == 0 || cap < RESERVE_TABLE_MIN_CAP)
+        cap = fs_total == 0 ? UINT64_MAX : RESERVE_TABLE_MIN_CAP;
+    return target_file_size < cap ? target_file_size : cap;
+}
+
+uint64_t reserve_auto_bytes(const kv_options *opts, int value_log, uint64_t fs_total)
+{
+    uint64_t want = (uint64_t)opts->memtable_bytes +
+                    2 * reserve_table_cap((uint64_t)opts->target_file_size, fs_total);
+    if (value_log) {
+        uint64_t seg = opts->value_log_segment_bytes ? opts->value_log_segment_bytes
+                                                     : RESERVE_VLOG_SEGMENT_DEFAULT;
+        int pct = opts->value_log_gc_percent > 0 && opts->value_log_gc_percent <= 100
+                      ? opts->value_log_gc_percent
+                      : RESERVE_VLOG_GC_PERCENT_DEFAULT;
+        want += seg / 100 * (uint64_t)(100 - pct) + seg % 100 * (uint64_t)(100 - pct) / 100;
+    }
+    if (fs_total > 0 && want > fs_total / RESERVE_CAP_DIVISOR)
+        want = fs_total / RESERVE_CAP_DIVISOR;
+    return want;
+}
+
 int reserve_open(const char *dir, const kv_options *opts, const kv_env *env, const kv_logger *log,
                  db_reserve **out)
 {
@@ -188,16 +227,14 @@ int reserve_open(const char *dir, const kv_options *opts, const kv_env *env, con
     pthread_condattr_destroy(&ca);
 
     uint64_t want = opts->reserve_bytes;
-    if (want == KV_RESERVE_AUTO) { /* the flush of a full memtable, or a compaction output */
-        want = 2 * (uint64_t)opts->target_file_size;
-        if (want < (uint64_t)opts->memtable_bytes + opts->target_file_size)
-            want = (uint64_t)opts->memtable_bytes + opts->target_file_size;
-    }
     if (!env->preallocate || !env->free_space)
         want = 0; /* an env that cannot do it: no reserve, no mode */
     uint64_t total = 0, avail = 0;
     if (want > 0) {
         avail = avail_bytes(r, &total);
+        if (want == KV_RESERVE_AUTO)
+            want = reserve_auto_bytes(
+                opts, opts->value_log_threshold > 0 || vlog_marker_exists(env, dir) == 1, total);
         if (total > 0 && want > total / RESERVE_CAP_DIVISOR)
             want = total / RESERVE_CAP_DIVISOR;
     }

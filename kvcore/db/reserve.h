@@ -29,6 +29,17 @@ typedef struct db_reserve db_reserve;
 /* The name of the reserve file inside a store directory. See kvcore/FORMAT.md. */
 #define RESERVE_FILENAME "RESERVE"
 
+/* The largest table a compaction writes on a file system of fs_total bytes (0: unknown):
+ * target_file_size, but at most 1/64 of the file system (not below 1 MiB), so that a
+ * compaction step - about one table in, one out - needs little of a small disk. Pure. */
+uint64_t reserve_table_cap(uint64_t target_file_size, uint64_t fs_total);
+
+/* The size of an automatic reserve (KV_RESERVE_AUTO) for a store with these sanitized opts,
+ * value_log set if it keeps a value log, on a file system of fs_total bytes (0: unknown): what
+ * recovery from a full disk needs (the formula and why: reserve.c), capped at 1/8 of
+ * fs_total. Pure. */
+uint64_t reserve_auto_bytes(const kv_options *opts, int value_log, uint64_t fs_total);
+
 /* Prepares the reserve of the store in dir (opts sanitized; env, log and dir must outlive
  * it), before recovery writes anything: if the file system's free space is below the margin
  * an existing RESERVE is released at once (recovery may need the room) and the store starts

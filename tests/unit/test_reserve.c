@@ -10,12 +10,14 @@
 #include <unistd.h>
 
 #include "checkutil.h"
+#include "db/reserve.h"
 #include "fault_env.h"
 #include "kvcore/kv.h"
 #include "testutil.h"
 
 #define VAL_LEN 1000
 #define NKEYS 400
+#define AUTO_RESERVE ((64 + 2 * 128) << 10) /* small_opts: memtable + 2 tables */
 
 static char *g_dir;
 
@@ -41,7 +43,7 @@ static kv_options small_opts(const kv_env *env)
     kv_options o;
     kv_options_init(&o);
     o.memtable_bytes = 64 << 10;
-    o.target_file_size = 128 << 10; /* reserve: 256 KiB */
+    o.target_file_size = 128 << 10; /* reserve: 320 KiB */
     o.level1_bytes = 512 << 10;
     o.block_cache_bytes = 1 << 20;
     o.compression = 0; /* sizes in this test are the bytes written */
@@ -109,9 +111,9 @@ START_TEST(test_reserve_full_disk_refuses_writes_accepts_deletes_and_recovers)
     kv_db *db = open_db(&o);
     kv_stats st;
     get_stats(db, &st);
-    ck_assert_uint_eq(st.reserve_bytes, 256 << 10);
+    ck_assert_uint_eq(st.reserve_bytes, AUTO_RESERVE);
     ck_assert_uint_eq(st.low_space, 0);
-    ck_assert_int_eq(reserve_file_size(), 256 << 10);
+    ck_assert_int_eq(reserve_file_size(), AUTO_RESERVE);
 
     tu_model m;
     tu_model_init(&m);
@@ -169,8 +171,8 @@ START_TEST(test_reserve_full_disk_refuses_writes_accepts_deletes_and_recovers)
     tu_model_put(&m, "new", 3, v, VAL_LEN);
     get_stats(db, &st);
     ck_assert_uint_eq(st.low_space, 0);
-    ck_assert_uint_eq(st.reserve_bytes, 256 << 10);
-    ck_assert_int_eq(reserve_file_size(), 256 << 10);
+    ck_assert_uint_eq(st.reserve_bytes, AUTO_RESERVE);
+    ck_assert_int_eq(reserve_file_size(), AUTO_RESERVE);
     for (int i = 0; i < 200; i++) {
         key_of(k, sizeof k, 100000 + i);
         val_of(v, i, 2);
@@ -208,7 +210,7 @@ START_TEST(test_reserve_monitor_ends_low_space_mode_without_writes)
         ck_assert_int_lt(tries, 500);
         usleep(10000);
     }
-    ck_assert_int_eq(reserve_file_size(), 256 << 10);
+    ck_assert_int_eq(reserve_file_size(), AUTO_RESERVE);
     kv_close(db);
     tu_model_free(&m);
     fault_env_free(fe);
@@ -285,7 +287,7 @@ START_TEST(test_reserve_is_released_at_open_on_a_full_disk)
     db = open_db(&o);
     get_stats(db, &st);
     ck_assert_uint_eq(st.low_space, 0);
-    ck_assert_int_eq(reserve_file_size(), 256 << 10);
+    ck_assert_int_eq(reserve_file_size(), AUTO_RESERVE);
     tu_ck_scan_forward(db, NULL, &m);
     kv_close(db);
     tu_model_free(&m);
@@ -368,6 +370,64 @@ START_TEST(test_reserve_has_the_configured_size_and_destroy_removes_it)
     kv_close(db);
     ck_assert_int_eq(kv_destroy(g_dir, &o), 0);
     ck_assert_int_ne(stat(g_dir, &sb), 0); /* nothing left behind, not even the directory */
+}
+END_TEST
+
+START_TEST(test_reserve_auto_size_is_a_memtable_two_capped_tables_and_a_gc_move)
+{
+    kv_options o;
+    kv_options_init(&o);
+    o.memtable_bytes = 4 << 20;
+    o.target_file_size = 32 << 20;
+    o.value_log_segment_bytes = 64 << 20;
+    o.value_log_gc_percent = 50;
+    const uint64_t mib = 1 << 20;
+    /* Unknown disk: tables at their target size, no cap. */
+    ck_assert_uint_eq(reserve_auto_bytes(&o, 0, 0), (4 + 2 * 32) * mib);
+    /* 1 GiB: tables capped at 1/64 (16 MiB); the value log adds the live half of a segment. */
+    ck_assert_uint_eq(reserve_table_cap(32 * mib, 1024 * mib), 16 * mib);
+    ck_assert_uint_eq(reserve_auto_bytes(&o, 0, 1024 * mib), (4 + 2 * 16) * mib);
+    ck_assert_uint_eq(reserve_auto_bytes(&o, 1, 1024 * mib), (4 + 2 * 16 + 32) * mib);
+    o.value_log_gc_percent = 75; /* GC moves at most a quarter of a segment */
+    ck_assert_uint_eq(reserve_auto_bytes(&o, 1, 1024 * mib), (4 + 2 * 16 + 16) * mib);
+    /* 256 MiB: 4 MiB tables; without the value log 12 MiB, with it capped at 1/8. */
+    ck_assert_uint_eq(reserve_auto_bytes(&o, 0, 256 * mib), (4 + 2 * 4) * mib);
+    ck_assert_uint_eq(reserve_auto_bytes(&o, 1, 256 * mib), 28 * mib);
+    o.value_log_gc_percent = 50;
+    ck_assert_uint_eq(reserve_auto_bytes(&o, 1, 256 * mib), 32 * mib);
+    /* A tiny disk: tables never below 1 MiB (or their target), the whole still 1/8. */
+    ck_assert_uint_eq(reserve_table_cap(32 * mib, 16 * mib), mib);
+    ck_assert_uint_eq(reserve_table_cap(mib / 2, 16 * mib), mib / 2);
+    ck_assert_uint_eq(reserve_auto_bytes(&o, 0, 16 * mib), 2 * mib);
+}
+END_TEST
+
+START_TEST(test_reserve_auto_size_counts_the_value_log_of_the_store)
+{
+    kv_options o = small_opts(NULL);
+    kv_db *db = open_db(&o);
+    kv_stats st;
+    get_stats(db, &st);
+    /* memtable + 2 tables; the real disk is large enough for no cap to apply */
+    ck_assert_uint_eq(st.reserve_bytes, (64 + 2 * 128) << 10);
+    ck_assert_int_eq(reserve_file_size(), (64 + 2 * 128) << 10);
+    kv_close(db);
+    ck_assert_int_eq(kv_destroy(g_dir, &o), 0);
+
+    o.value_log_threshold = 512;
+    o.value_log_segment_bytes = 1 << 20;
+    o.value_log_gc_percent = 50;
+    db = open_db(&o);
+    get_stats(db, &st);
+    ck_assert_uint_eq(st.reserve_bytes, (64 + 2 * 128 + 512) << 10);
+    kv_close(db);
+    /* The store keeps its value log when opened without the threshold (VLOG marker). */
+    o.value_log_threshold = 0;
+    db = open_db(&o);
+    get_stats(db, &st);
+    ck_assert_uint_eq(st.reserve_bytes, (64 + 2 * 128 + 512) << 10);
+    ck_assert_int_eq(reserve_file_size(), (64 + 2 * 128 + 512) << 10);
+    kv_close(db);
 }
 END_TEST
 
@@ -499,6 +559,8 @@ static Suite *reserve_suite(void)
     tcase_add_test(tc, test_reserve_is_released_at_open_on_a_full_disk);
     tcase_add_test(tc, test_reserve_compaction_that_cannot_fit_fails_cleanly);
     tcase_add_test(tc, test_reserve_has_the_configured_size_and_destroy_removes_it);
+    tcase_add_test(tc, test_reserve_auto_size_is_a_memtable_two_capped_tables_and_a_gc_move);
+    tcase_add_test(tc, test_reserve_auto_size_counts_the_value_log_of_the_store);
     tcase_add_test(tc, test_reserve_full_compaction_needs_room_for_one_table_at_a_time);
     tcase_add_test(tc, test_reserve_full_compaction_reclaims_deleted_l0_data_before_rewriting_l1);
     suite_add_tcase(s, tc);

@@ -84,8 +84,11 @@ typedef struct kv_options {
     const struct kv_env *env;  /* NULL: the POSIX environment; tests inject faults here */
     /* Added: bytes kept allocated in the store's RESERVE file so that a full disk can be
      * recovered from (see "Full disk" below and kvcore/FORMAT.md). KV_RESERVE_AUTO (the
-     * default): max(2 x target_file_size, memtable_bytes + target_file_size), room for the
-     * flush of a full memtable. Any value is capped at 1/8 of the file system's size.
+     * default): memtable_bytes + 2 x the table size compaction writes (target_file_size, at
+     * most 1/64 of the file system) + with the value log the live share of a segment GC may
+     * move (value_log_segment_bytes x (100 - value_log_gc_percent) %): room to flush the
+     * deletions, take a compaction step and free a segment. Any value is capped at 1/8 of the
+     * file system's size.
      * 0: no reserve and no low-space mode (a full disk then fails every write until space
      * comes back from outside). */
     uint64_t reserve_bytes;
