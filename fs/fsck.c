@@ -34,6 +34,8 @@ struct ck_inode {
     uint64_t lost; /* lost-chunk markers seen */
     int adopted;   /* its record was lost: rebuilt from its chunks (see adopt_chunk) */
     uint32_t flags;
+    char *name;           /* for the report of damaged files (name_damaged): one of its names */
+    uint64_t name_parent; /* the directory that holds that name */
 };
 
 struct ck {
@@ -558,13 +560,8 @@ static void verdict(struct ck *c)
             problem(c, "directory %llu: parent %llu but named in %llu", (unsigned long long)r->ino,
                     (unsigned long long)r->parent, (unsigned long long)r->dirent_parent))
             fix_inode(c, r->ino, set_parent, &r->dirent_parent);
-        if (r->lost) {
-            c->res->damaged_files++;
-            fprintf(stderr,
-                    "kvfs fsck: inode %llu: %llu chunks lost in a kvcore salvage read as EIO "
-                    "(remove or truncate the file to clear them)\n",
-                    (unsigned long long)r->ino, (unsigned long long)r->lost);
-        }
+        if (r->lost)
+            c->res->damaged_files++; /* named by report_damaged */
         if (S_ISREG(r->mode) && r->stored != r->seen_stored &&
             problem(c, "inode %llu: stored bytes %llu, chunks hold %llu",
                     (unsigned long long)r->ino, (unsigned long long)r->stored,
@@ -575,6 +572,72 @@ static void verdict(struct ck *c)
 
 /* The first chunk index in [0, n) whose key is above range i's lower bound (hi == 0) or
  * above its upper bound (hi == 1); n if none. Chunk keys of one inode grow with the index. */
+/* scan_fn of the naming pass: keeps one name of each directory and each damaged file. */
+static int name_dirent(struct ck *c, const uint8_t *k, size_t kl, const uint8_t *v, size_t vl)
+{
+    uint64_t parent, child;
+    const char *name;
+    size_t nlen;
+    uint8_t dtype;
+    struct ck_inode *ch;
+
+    if (fs_key_parse_named(k, kl, FS_KEY_DIRENT, &parent, &name, &nlen) != 0 ||
+        fs_dirent_decode(v, vl, &child, &dtype) != 0)
+        return 0; /* reported by scan_dirent */
+    ch = ck_find(c, child);
+    if (!ch || ch->name || !(ch->lost || S_ISDIR(ch->mode)))
+        return 0;
+    ch->name = malloc(nlen + 1);
+    if (!ch->name)
+        return -ENOMEM;
+    memcpy(ch->name, name, nlen);
+    ch->name[nlen] = '\0';
+    ch->name_parent = parent;
+    return 0;
+}
+
+/* Writes into out (size n) the path of r from the names kept by name_dirent: "" if some
+ * directory on the way has no name (or the chain loops). */
+static void path_of(struct ck *c, const struct ck_inode *r, char *out, size_t n)
+{
+    size_t len = 0, depth = 0;
+    out[0] = '\0';
+    while (r && r->ino != FS_ROOT_INO) {
+        size_t nl = r->name ? strlen(r->name) : 0;
+        if (!r->name || ++depth > 4096 || len + nl + 1 >= n) {
+            out[0] = '\0';
+            return;
+        }
+        memmove(out + nl + 1, out, len + 1); /* prepend "/name" */
+        out[0] = '/';
+        memcpy(out + 1, r->name, nl);
+        len += nl + 1;
+        r = ck_find(c, r->name_parent);
+    }
+    if (!r)
+        out[0] = '\0';
+}
+
+/* Names every file holding lost-chunk markers, by path where it has one: one more scan of the
+ * dirents keeps a name for each such file and each directory. Returns 0 or -errno. */
+static int report_damaged(struct ck *c)
+{
+    char path[4096];
+    int rc = scan(c, FS_KEY_DIRENT, name_dirent);
+    for (size_t i = 0; rc == 0 && i < c->cap; i++) {
+        struct ck_inode *r = &c->tab[i];
+        if (!r->ino || r->bad || !r->lost || (r->links == 0 && r->nlink == 0))
+            continue;
+        path_of(c, r, path, sizeof path);
+        fprintf(stderr,
+                "kvfs fsck: %s%sinode %llu%s: %llu chunks lost in a kvcore salvage read as EIO "
+                "(remove or truncate the file to clear them)\n",
+                path[0] ? path : "", path[0] ? " (" : "", (unsigned long long)r->ino,
+                path[0] ? ")" : " (no path names it)", (unsigned long long)r->lost);
+    }
+    return rc;
+}
+
 static uint64_t lost_bound(const kv_lost *lost, size_t i, uint64_t ino, uint64_t n, int hi)
 {
     const void *lo, *up;
@@ -879,9 +942,13 @@ int fs_fsck_ex(kv_db *db, int repair, const kv_lost *lost,
         rc = scan(&c, FS_KEY_ORPHAN, scan_orphan);
     if (rc == 0)
         verdict(&c);
+    if (rc == 0 && res->damaged_files)
+        rc = report_damaged(&c);
 out:
     if (progress)
         progress(pctx, c.keys);
+    for (size_t i = 0; c.tab && i < c.cap; i++)
+        free(c.tab[i].name);
     free(c.tab);
     return rc;
 }

@@ -240,6 +240,11 @@ check_files() {
             mt_fail "$CASE ($phase): $name is missing: $err"
         fi
         [[ $err == *"Input/output error"* ]] || mt_fail "$CASE ($phase): reading $name: $err (want EIO)"
+        if [ "$phase" = repaired ]; then
+            # fsck names a damaged file by its path, not only by its inode number.
+            grep -Fq "kvfs fsck: /${name#./} (inode ${INO[$name]}): " "$MT_DIR/repair.out" ||
+                mt_fail "$CASE ($phase): $name reads EIO but fsck --repair did not name its path"
+        fi
         EIOS=$((EIOS + 1))
     done
     # Metadata paths too: listing and xattrs fail only with EIO.
