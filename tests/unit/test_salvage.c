@@ -1082,6 +1082,68 @@ START_TEST(test_salvage_drops_the_keys_of_a_segment_cut_to_its_header)
 }
 END_TEST
 
+/* Only the WAL points into the newest segment. Damage there (a whole record that fails its
+ * checksum) drops that WAL record and the rest of the log, as recovery would, but reports
+ * every dropped key as lost; a cut (what a crash leaves) drops them silently, as recovery
+ * does. Either way every key before it keeps its value. */
+static void salvage_newest_segment(int cut)
+{
+    char segs[64][32];
+    vlogged = 1;
+    make_store(0);
+    int nseg = segments(segs, 64);
+    ck_assert_int_ge(nseg, 3);
+    const char *newest = segs[nseg - 1];
+    long size = file_size(newest);
+    if (cut) {
+        char *p = path_of(newest);
+        ck_assert_int_eq(truncate(p, size / 2), 0);
+        free(p);
+    } else {
+        flip_byte(newest, size / 2, 0);
+    }
+    kv_salvage_stats st = salvage_ok();
+    ck_assert_int_eq(st.rebuilt, 1);
+    int present = check_keys(), first_missing = -1;
+    ck_assert_int_gt(present, NKEYS / 2);
+    ck_assert_int_lt(present, NKEYS);
+    kv_options o;
+    kv_db *db;
+    opts_init(&o);
+    ck_assert_int_eq(kv_open(tdir, &o, &db), 0);
+    for (int i = 0; i < NKEYS; i++) {
+        char k[32];
+        void *got;
+        size_t glen;
+        key_of(i, k, sizeof k);
+        int rc = kv_get(db, NULL, k, strlen(k), &got, &glen);
+        if (rc == 0) {
+            kv_free(got);
+            ck_assert_int_eq(first_missing, -1); /* a prefix of the writes survives */
+            ck_assert(!in_lost_range(k));
+        } else {
+            ck_assert_int_eq(rc, KV_ENOTFOUND);
+            if (first_missing < 0)
+                first_missing = i;
+            ck_assert_int_eq(in_lost_range(k), !cut);
+        }
+    }
+    ck_assert_int_eq(kv_close(db), 0);
+    ck_assert_int_eq(nlost, cut ? 0 : NKEYS - present);
+}
+
+START_TEST(test_salvage_reports_wal_records_whose_value_is_damaged_as_lost)
+{
+    salvage_newest_segment(0);
+}
+END_TEST
+
+START_TEST(test_salvage_drops_wal_records_past_a_torn_segment_like_recovery)
+{
+    salvage_newest_segment(1);
+}
+END_TEST
+
 START_TEST(test_salvage_leaves_a_sound_value_log_store_alone)
 {
     kv_options o;
@@ -1131,6 +1193,8 @@ static Suite *salvage_suite(void)
     tcase_add_test(tc, test_salvage_keeps_every_intact_value_of_a_damaged_segment_wal);
     tcase_add_test(tc, test_salvage_drops_keys_whose_values_lie_past_a_truncated_segment);
     tcase_add_test(tc, test_salvage_leaves_a_sound_value_log_store_alone);
+    tcase_add_test(tc, test_salvage_reports_wal_records_whose_value_is_damaged_as_lost);
+    tcase_add_test(tc, test_salvage_drops_wal_records_past_a_torn_segment_like_recovery);
     tcase_add_test(tc, test_salvage_drops_the_keys_of_a_missing_segment);
     tcase_add_test(tc, test_salvage_drops_the_keys_of_a_segment_cut_to_its_header);
     suite_add_tcase(s, tc);
