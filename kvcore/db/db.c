@@ -1034,11 +1034,14 @@ static void db_vlog_dropped(void *ctx, slice value)
  * merging). */
 static int bg_compact(kv_db *db, struct db_manual *m)
 {
-    /* Full disk: level -1, or an automatic attempt after ENOSPC, merges L0 in place; that
-     * reclaims what was deleted since L0 was flushed without rewriting L1 (reserve.h). */
-    int merge_l0 = m ? m->level < 0 : db->bg_nospace;
+    /* Full disk: a manual level -1 (kv_compact_range after its L0 -> L1 found no room)
+     * merges L0 in place, which reclaims what was deleted since L0 was flushed without
+     * rewriting L1. An automatic retry after ENOSPC does not: merging in place needs room for
+     * all of L0, while the picker's L0 -> L1 takes only the oldest L0 tables that fit in the
+     * free space and installs in steps (compaction.c, "Bounded headroom"). */
+    int merge_l0 = m && m->level < 0;
     compaction *c = merge_l0 ? version_set_merge_level0(db->vs) : NULL;
-    if (!c && !(m && m->level < 0))
+    if (!merge_l0)
         c = m ? version_set_compact_range(db->vs, m->level, m->begin, m->end)
               : version_set_pick_compaction(db->vs);
     if (!c)

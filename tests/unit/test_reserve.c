@@ -547,6 +547,61 @@ START_TEST(test_reserve_full_compaction_reclaims_deleted_l0_data_before_rewritin
 }
 END_TEST
 
+START_TEST(test_reserve_compaction_after_enospc_moves_what_fits_instead_of_all_of_level0)
+{
+    fault_env *fe = fault_env_new(7);
+    kv_options o = small_opts(fault_env_env(fe));
+    o.reserve_bytes = 0;
+    o.l0_compaction_trigger = o.l0_slowdown_trigger = o.l0_stop_trigger = 1000;
+    kv_db *db = open_db(&o);
+    tu_model m;
+    tu_model_init(&m);
+    char k[32], v[VAL_LEN];
+    for (int t = 0; t < 8; t++) { /* 8 L0 tables of ~60 KiB, none overwriting another */
+        for (int i = 0; i < 60; i++) {
+            snprintf(k, sizeof k, "key%02d-%04d", i % 10, t * 100 + i);
+            val_of(v, i, t);
+            ck_assert_int_eq(kv_put(db, k, strlen(k), v, VAL_LEN, 0), 0);
+            tu_model_put(&m, k, strlen(k), v, VAL_LEN);
+        }
+        ck_assert_int_eq(kv_flush(db), 0);
+    }
+    kv_close(db);
+    /* Less room than one table: the first L0 -> L1 attempt fails with ENOSPC. */
+    o.l0_compaction_trigger = 4;
+    fault_env_set_space_limit(fe, 40 << 10);
+    db = open_db(&o);
+    kv_stats st;
+    for (int tries = 0;; tries++) {
+        ck_assert_int_lt(tries, 1000);
+        get_stats(db, &st);
+        if (st.background_errors > 0)
+            break;
+        usleep(10000);
+    }
+    ck_assert_uint_ge(st.level_files[0], 6); /* at most a trivial move of the oldest went */
+    /* Room for a few tables but not for all of L0 (>= 360 KiB): merging L0 in place can never
+     * fit, moving its oldest tables down a few at a time can. */
+    fault_env_set_space_limit(fe, 300 << 10);
+    for (int tries = 0;; tries++) {
+        ck_assert_msg(tries < 1000, "L0 still has %d tables after an ENOSPC",
+                      (int)st.level_files[0]);
+        get_stats(db, &st);
+        if (st.level_files[0] < 4)
+            break;
+        usleep(10000);
+    }
+    tu_ck_scan_forward(db, NULL, &m);
+    fault_env_set_space_limit(fe, UINT64_MAX);
+    kv_close(db);
+    db = open_db(&o);
+    tu_ck_scan_forward(db, NULL, &m);
+    kv_close(db);
+    tu_model_free(&m);
+    fault_env_free(fe);
+}
+END_TEST
+
 static Suite *reserve_suite(void)
 {
     Suite *s = suite_create("reserve");
@@ -563,6 +618,8 @@ static Suite *reserve_suite(void)
     tcase_add_test(tc, test_reserve_auto_size_counts_the_value_log_of_the_store);
     tcase_add_test(tc, test_reserve_full_compaction_needs_room_for_one_table_at_a_time);
     tcase_add_test(tc, test_reserve_full_compaction_reclaims_deleted_l0_data_before_rewriting_l1);
+    tcase_add_test(tc,
+                   test_reserve_compaction_after_enospc_moves_what_fits_instead_of_all_of_level0);
     suite_add_tcase(s, tc);
     return s;
 }
