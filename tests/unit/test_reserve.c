@@ -431,6 +431,20 @@ START_TEST(test_reserve_auto_size_counts_the_value_log_of_the_store)
 }
 END_TEST
 
+/* The end of a full-disk test: db reads as m, and so does the store reopened with the disk's
+ * space back; closes db and frees m and fe. */
+static void finish_after_full_disk(kv_db *db, fault_env *fe, const kv_options *o, tu_model *m)
+{
+    tu_ck_scan_forward(db, NULL, m);
+    fault_env_set_space_limit(fe, UINT64_MAX);
+    kv_close(db);
+    db = open_db(o);
+    tu_ck_scan_forward(db, NULL, m);
+    kv_close(db);
+    tu_model_free(m);
+    fault_env_free(fe);
+}
+
 /* Spreads keys over the key space, so that every table of a level overlaps the next level's. */
 static void scattered_key(char *k, size_t n, int i)
 {
@@ -487,14 +501,7 @@ START_TEST(test_reserve_full_compaction_needs_room_for_one_table_at_a_time)
     ck_assert_msg(rc == 0, "full compaction with 350 KiB free: %s", kv_strerror(rc));
     get_stats(db, &st);
     ck_assert_uint_eq(st.level_files[0] + st.level_files[1], 0);
-    tu_ck_scan_forward(db, NULL, &m);
-    fault_env_set_space_limit(fe, UINT64_MAX);
-    kv_close(db);
-    db = open_db(&o);
-    tu_ck_scan_forward(db, NULL, &m);
-    kv_close(db);
-    tu_model_free(&m);
-    fault_env_free(fe);
+    finish_after_full_disk(db, fe, &o, &m);
 }
 END_TEST
 
@@ -536,14 +543,7 @@ START_TEST(test_reserve_full_compaction_reclaims_deleted_l0_data_before_rewritin
     ck_assert_msg(rc == 0, "full compaction with 150 KiB free: %s", kv_strerror(rc));
     get_stats(db, &st);
     ck_assert_uint_eq(st.level_files[0], 0);
-    tu_ck_scan_forward(db, NULL, &m);
-    fault_env_set_space_limit(fe, UINT64_MAX);
-    kv_close(db);
-    db = open_db(&o);
-    tu_ck_scan_forward(db, NULL, &m);
-    kv_close(db);
-    tu_model_free(&m);
-    fault_env_free(fe);
+    finish_after_full_disk(db, fe, &o, &m);
 }
 END_TEST
 
@@ -591,14 +591,7 @@ START_TEST(test_reserve_compaction_after_enospc_moves_what_fits_instead_of_all_o
             break;
         usleep(10000);
     }
-    tu_ck_scan_forward(db, NULL, &m);
-    fault_env_set_space_limit(fe, UINT64_MAX);
-    kv_close(db);
-    db = open_db(&o);
-    tu_ck_scan_forward(db, NULL, &m);
-    kv_close(db);
-    tu_model_free(&m);
-    fault_env_free(fe);
+    finish_after_full_disk(db, fe, &o, &m);
 }
 END_TEST
 
