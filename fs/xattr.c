@@ -276,6 +276,18 @@ char *fs_format_stats(kv_db *db)
     fprintf(f, "%-28s %16" PRIu64 "\n", "low-space mode", st.low_space);
     fprintf(f, "%-28s %16" PRIu64 "\n", "space reserve bytes", st.reserve_bytes);
     fprintf(f, "%-28s %16" PRIu64 "\n", "space reserve releases", st.reserve_releases);
+    fprintf(f, "%-28s %16" PRIu64 "\n", "value log segments", st.vlog_segments);
+    fprintf(f, "%-28s %16" PRIu64 "\n", "value log bytes", st.vlog_bytes);
+    fprintf(f, "%-28s %16" PRIu64 "\n", "value log garbage bytes", st.vlog_garbage_bytes);
+    fprintf(f, "%-28s %16" PRIu64 "\n", "value log bytes written", st.vlog_bytes_written);
+    fprintf(f, "%-28s %16" PRIu64 "\n", "value log gc runs", st.vlog_gc_runs);
+    fprintf(f, "%-28s %16" PRIu64 "\n", "value log gc bytes moved", st.vlog_gc_bytes_moved);
+    fprintf(f, "%-28s %16" PRIu64 "\n", "value log gc deleted", st.vlog_gc_segments_deleted);
+    fprintf(f, "%-28s %16" PRIu64 "\n", "value log open files", st.vlog_open_segments);
+    fprintf(f, "%-28s %16" PRIu64 "\n", "value log held segments", st.vlog_held_segments);
+    fprintf(f, "%-28s %16" PRIu64 "\n", "value log held bytes", st.vlog_held_bytes);
+    fprintf(f, "%-28s %16" PRIu64 "\n", "value log held seconds", st.vlog_held_seconds);
+    fprintf(f, "%-28s %16" PRIu64 "\n", "value log damaged segments", st.vlog_damaged_segments);
     if (fclose(f) != 0) {
         free(text);
         return NULL;

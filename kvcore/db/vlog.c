@@ -25,14 +25,17 @@
 #define VLOG_MAX_POINTER 32            /* tag + 2 varint64 + 2 varint32 */
 #define VLOG_GC_SEGMENTS_PER_PASS 4    /* segments collected per GC pass at most */
 #define VLOG_MEASURES_PER_PASS 8       /* segments whose garbage is measured per pass at most */
+#define VLOG_HELD_WARN_SECS 300 /* a moved segment kept this long is logged (again each time) */
 
 struct vlog_seg {
     uint64_t number;
     uint64_t size;    /* bytes in the file, header included */
     uint64_t garbage; /* estimated bytes of dead records */
-    int damaged;      /* GC met a record it could not read: never deleted */
+    int damaged;      /* GC met a record it could not read: never deleted (see gc_segment) */
     int moved;        /* GC moved its live records; deleted once gc_* say it is safe */
     uint64_t gc_epoch, gc_seq, gc_log;
+    uint64_t moved_at, warned_at; /* monotonic seconds: when GC moved it, when we last said that
+                                     its deletion is held back (collect) */
     uint64_t measured_at; /* bytes_written when its garbage was last measured (measure_garbage) */
 };
 
@@ -109,6 +112,13 @@ static int corrupt(const vlog *v, uint64_t seg, uint64_t off, const char *check)
     kv_log(&v->log, KV_LOG_ERROR, "vlog %06" PRIu64 ".vlog: record at offset %" PRIu64 ": %s", seg,
            off, check);
     return KV_ECORRUPT;
+}
+
+static uint64_t now_secs(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec;
 }
 
 /* Index of segment `number` in segs, or -1. mu held. */
@@ -1050,11 +1060,20 @@ void vlog_note_dropped(vlog *v, slice enc)
 void vlog_get_stats(vlog *v, kv_stats *st)
 {
     pthread_mutex_lock(&v->mu);
-    uint64_t total = 0, garbage = 0;
+    uint64_t total = 0, garbage = 0, now = now_secs();
     for (size_t i = 0; i < v->nsegs; i++) {
-        total += v->segs[i].size;
-        garbage += v->segs[i].moved ? v->segs[i].size : v->segs[i].garbage;
+        const struct vlog_seg *s = &v->segs[i];
+        total += s->size;
+        garbage += s->moved ? s->size : s->garbage;
+        st->vlog_damaged_segments += s->damaged != 0;
+        if (s->moved) {
+            st->vlog_held_segments++;
+            st->vlog_held_bytes += s->size;
+            if (now - s->moved_at > st->vlog_held_seconds)
+                st->vlog_held_seconds = now - s->moved_at;
+        }
     }
+    st->vlog_open_segments = cache_total_charge(v->handles);
     st->vlog_segments = v->nsegs;
     st->vlog_bytes = total;
     st->vlog_garbage_bytes = garbage;
@@ -1208,7 +1227,81 @@ static int open_for_scan(vlog *v, uint64_t seg, env_file **f, uint64_t *fsize)
     return rc;
 }
 
-/* Moves the live records of segment seg. Sets *moved; marks it moved (or damaged). */
+static int looks_torn(env_file *f, uint64_t off, uint64_t fsize);
+
+/* Whether the record at p (its header in h, at least VLOG_RECORD_HEADER_SIZE bytes) fits in the
+ * file and verifies; *size receives its size. The record is read into *rec if not all in h
+ * (hn bytes), which costs *budget that many bytes: 2 if the budget is spent. 1, 0, 2 or an
+ * error. Quiet: used to look for records after a damaged one. */
+static int record_verifies(env_file *f, uint64_t p, uint64_t fsize, const char *h, size_t hn,
+                           buf *rec, uint64_t *size, uint64_t *budget)
+{
+    uint64_t klen = coding_get_fixed32(h + 9), slen = coding_get_fixed32(h + 13);
+    uint32_t vlen = coding_get_fixed32(h + 17);
+    *size = VLOG_RECORD_HEADER_SIZE + klen + slen;
+    unsigned type = (unsigned char)h[8];
+    if (type > VLOG_RECORD_ZSTD || (type == VLOG_RECORD_RAW && slen != vlen) || p > fsize ||
+        *size > fsize - p)
+        return 0;
+    if (*size <= hn)
+        return checksum_value(h + 8, (size_t)*size - 8) == coding_get_fixed64(h);
+    if (*size > *budget)
+        return 2;
+    *budget -= *size;
+    buf_clear(rec);
+    if (buf_reserve(rec, (size_t)*size) != 0)
+        return KV_ENOMEM;
+    size_t got;
+    int rc = env_pread(f, rec->data, (size_t)*size, p, &got);
+    if (rc != 0)
+        return rc;
+    return got == *size && checksum_value(rec->data + 8, got - 8) == coding_get_fixed64(rec->data);
+}
+
+/* Looks for the first offset in [from, fsize) where a whole record verifies (after a damaged
+ * record, whose own sizes cannot be trusted: a false match needs a 64-bit checksum to agree,
+ * and a record found here is moved only if a pointer names exactly its offset). Returns 1 with
+ * *at set, 0 if there is none, 2 if it gave up (headers that look plausible in damaged bytes
+ * made it read more than twice the file: the caller must assume records may follow), or an
+ * error. Reads the tail once, 1 MiB at a time. */
+static int find_next_record(env_file *f, uint64_t from, uint64_t fsize, buf *rec, uint64_t *at)
+{
+    uint64_t budget = 2 * fsize + VLOG_GC_BATCH_BYTES;
+    enum { CHUNK = 1 << 20 };
+    char *chunk = malloc(CHUNK);
+    if (!chunk)
+        return KV_ENOMEM;
+    int rc = 0;
+    for (uint64_t base = from; rc == 0 && base + VLOG_RECORD_HEADER_SIZE <= fsize;) {
+        size_t want = (size_t)(fsize - base < CHUNK ? fsize - base : CHUNK), got = 0;
+        rc = env_pread(f, chunk, want, base, &got);
+        if (rc != 0 || got < VLOG_RECORD_HEADER_SIZE)
+            break;
+        size_t i;
+        for (i = 0; i + VLOG_RECORD_HEADER_SIZE <= got && rc == 0; i++) {
+            uint64_t size;
+            int ok = record_verifies(f, base + i, fsize, chunk + i, got - i, rec, &size, &budget);
+            if (ok == 1) {
+                *at = base + i;
+                rc = 1;
+            } else if (ok != 0) {
+                rc = ok;
+            }
+        }
+        if (rc == 0)
+            base += i; /* the next chunk starts where a header no longer fitted */
+    }
+    free(chunk);
+    return rc;
+}
+
+/* Moves the live records of segment seg. Sets *moved; marks it moved, or damaged if it holds a
+ * record that cannot be read: then every live record GC can still find (before it, and after
+ * it from the next record that verifies) is moved all the same, but the segment is kept, since
+ * the unreadable bytes may hold a live value (fsck --repair decides what is lost). The
+ * exception is the segment that was being appended when the process last stopped
+ * (newest_at_open): an unreadable end there, cut off by the end of the file or zeros, with no
+ * record after it, is the torn tail of a crash, which nothing durable points into. */
 static int gc_segment(vlog *v, uint64_t seg, uint64_t *moved)
 {
     env_file *f;
@@ -1223,8 +1316,37 @@ static int gc_segment(vlog *v, uint64_t seg, uint64_t *moved)
     if (!b)
         rc = KV_ENOMEM;
     uint64_t off = VLOG_SEGMENT_HEADER_SIZE, next = 0, last_seq = 0, log_number = 0;
+    uint64_t first_bad = 0, bad = 0;
     int r = 1, cut;
-    while (rc == 0 && (r = next_record(v, f, seg, off, fsize, &rec, &next, &cut)) == 1) {
+    while (rc == 0 && (r = next_record(v, f, seg, off, fsize, &rec, &next, &cut)) != 0) {
+        if (r == KV_ECORRUPT) {
+            uint64_t at = 0;
+            r = find_next_record(f, off + 1, fsize, &rec, &at);
+            int torn =
+                r == 0 && seg == v->newest_at_open ? (cut ? 1 : looks_torn(f, off, fsize)) : 0;
+            if (r == 2)
+                r = 0; /* cannot tell: keep the segment as damaged */
+            if (r < 0 || torn < 0) {
+                rc = r < 0 ? r : torn;
+            } else if (torn) {
+                kv_log(&v->log, KV_LOG_INFO,
+                       "vlog %06" PRIu64 ".vlog: %" PRIu64 " bytes at offset %" PRIu64
+                       " are the torn tail of an interrupted write",
+                       seg, fsize - off, off);
+            } else {
+                if (bad++ == 0)
+                    first_bad = off;
+                if (r == 1) {
+                    off = at;
+                    continue;
+                }
+            }
+            break;
+        }
+        if (r < 0) {
+            rc = r;
+            break;
+        }
         slice key =
             slice_make(rec.data + VLOG_RECORD_HEADER_SIZE, coding_get_fixed32(rec.data + 9));
         int live = v->ops.points_at(v->ops.ctx, key, seg, off);
@@ -1240,44 +1362,70 @@ static int gc_segment(vlog *v, uint64_t seg, uint64_t *moved)
         }
         off = next;
     }
-    if (rc == 0 && r < 0) {
-        /* Records after a bad one cannot be found: the segment must stay. */
-        pthread_mutex_lock(&v->mu);
-        long i = find_seg(v, seg);
-        if (i >= 0)
-            v->segs[i].damaged = 1;
-        pthread_mutex_unlock(&v->mu);
-        kv_log(&v->log, KV_LOG_WARN,
-               "vlog %06" PRIu64 ".vlog: unreadable record at offset %" PRIu64
-               "; the segment is kept (kv_check reports whether it is damage or a torn tail)",
-               seg, off);
-        rc = r == KV_ECORRUPT ? 0 : r;
-        r = -1;
-    }
     /* The final write (possibly empty) also yields the sequence and WAL that make the move
      * safe: every older read view and WAL may still reach the segment. */
-    if (rc == 0 && r == 0)
+    if (rc == 0)
         rc = v->ops.gc_write(v->ops.ctx, b, &last_seq, &log_number);
-    if (rc == 0 && r == 0) {
+    if (rc == 0) {
         pthread_mutex_lock(&v->mu);
         long i = find_seg(v, seg);
         if (i >= 0) {
             struct vlog_seg *s = &v->segs[i];
-            s->moved = 1;
-            s->gc_epoch = v->epoch++; /* readers pinned from now on see the moved records */
-            s->gc_seq = last_seq;
-            s->gc_log = log_number;
+            if (bad) {
+                s->damaged = 1;
+            } else {
+                s->moved = 1;
+                s->gc_epoch = v->epoch++; /* readers pinned from now on see the moved records */
+                s->gc_seq = last_seq;
+                s->gc_log = log_number;
+                s->moved_at = s->warned_at = now_secs();
+            }
         }
         v->gc_runs++;
         v->gc_bytes += *moved;
         pthread_mutex_unlock(&v->mu);
     }
+    if (rc == 0 && bad)
+        kv_log(&v->log, KV_LOG_WARN,
+               "vlog %06" PRIu64 ".vlog: %" PRIu64
+               " unreadable records, the first at offset %" PRIu64 "; GC moved the %" PRIu64
+               " live bytes it could read and keeps the segment, which "
+               "may hold live values: run fsck --repair (kvfs) or kv_salvage",
+               seg, bad, first_bad, *moved);
     env_close(f);
     if (b)
         kv_batch_free(b);
     buf_free(&rec);
     buf_free(&scratch);
     return rc;
+}
+
+/* Logs (at most once per VLOG_HELD_WARN_SECS) the moved segments whose deletion has waited that
+ * long, and what holds them: a read view (iterator, or a get still running) pinned before the
+ * move, or else a snapshot older than the move or a WAL not yet flushed (gc_safe). Takes mu. */
+static void warn_held(vlog *v, uint64_t min_pinned)
+{
+    uint64_t now = now_secs(), n = 0, bytes = 0, oldest = 0, by_reader = 0;
+    pthread_mutex_lock(&v->mu);
+    for (size_t i = 0; i < v->nsegs; i++) {
+        struct vlog_seg *s = &v->segs[i];
+        if (!s->moved || now - s->moved_at < VLOG_HELD_WARN_SECS ||
+            now - s->warned_at < VLOG_HELD_WARN_SECS)
+            continue;
+        s->warned_at = now;
+        n++;
+        bytes += s->size;
+        by_reader += s->gc_epoch >= min_pinned;
+        if (now - s->moved_at > oldest)
+            oldest = now - s->moved_at;
+    }
+    pthread_mutex_unlock(&v->mu);
+    if (n > 0)
+        kv_log(&v->log, KV_LOG_WARN,
+               "vlog: %" PRIu64 " segments (%" PRIu64 " bytes) emptied by GC up to %" PRIu64
+               " s ago cannot be deleted yet: %" PRIu64 " are held by an iterator opened before "
+               "GC moved them, the others by an older snapshot (or a WAL that a flush will end)",
+               n, bytes, oldest, by_reader);
 }
 
 static int collect(vlog *v)
@@ -1298,8 +1446,10 @@ static int collect(vlog *v)
             }
         }
         pthread_mutex_unlock(&v->mu);
-        if (!found || v->ops.gc_safe(v->ops.ctx, cand.gc_seq, cand.gc_log) != 1)
+        if (!found || v->ops.gc_safe(v->ops.ctx, cand.gc_seq, cand.gc_log) != 1) {
+            warn_held(v, min_pinned);
             return deleted;
+        }
         pthread_mutex_lock(&v->mu);
         long i = find_seg(v, cand.number);
         if (i >= 0) {

@@ -29,6 +29,24 @@
  *  4. The segment table (segs) only grows at the end (numbers increase) and loses entries only
  *     by GC deletion.
  *
+ * Long-lived readers: a snapshot, an iterator or a kv_get that is still running keeps every
+ * segment GC empties after it began (invariant 3), and an unflushed WAL keeps the segments its
+ * records' old pointers name. What they hold is at most what was rewritten (overwritten or
+ * deleted, then moved by GC) while they lived, plus one segment: never more than the bytes
+ * written since the oldest of them began. kv_stats shows it (vlog_held_segments, _bytes, and
+ * _seconds: how long the oldest has waited), and the GC logs a warning, naming whether an
+ * iterator or a snapshot/WAL holds them, once a held segment has waited VLOG_HELD_WARN_SECS
+ * (5 minutes; again every 5 minutes while it lasts). Releasing the snapshot or iterator (or a
+ * flush, for a WAL) lets the next GC pass delete them.
+ *
+ * Damaged segments: a segment with a record that cannot be read (checksum, sizes) is never
+ * deleted, since the unreadable bytes may be a live value. GC still moves every live record it
+ * can read (before the damage and after it, from the next record that verifies), so only the
+ * damaged values keep it; kv_stats counts it (vlog_damaged_segments), the GC logs it, and
+ * kv_check reports it for fsck --repair / kv_salvage. An unreadable end of the segment that was
+ * being appended when the process last stopped, cut off by the end of the file or zeros with no
+ * record after it, is a crash's torn tail instead, and the segment is collected as usual.
+ *
  * Open files: reads go through a cache of at most VLOG_OPEN_SEGMENTS(max_open_files) readable
  * segment handles (LRU; a quarter of kv_options.max_open_files, at least 4), on top of the
  * table cache's max_open_files; the active segment's append handle and the short-lived handles
@@ -156,7 +174,8 @@ int vlog_sync_recovered(vlog *v);
 /* Compaction dropped an entry whose stored value is `enc`: counts its record as garbage of its
  * segment. Thread-safe; cheap; ignores inline values. */
 void vlog_note_dropped(vlog *v, slice enc);
-/* Adds the value-log counters to *st. Thread-safe. */
+/* Adds the value-log counters to *st (the vlog_* fields; *st is zeroed by the caller).
+ * Thread-safe. */
 void vlog_get_stats(vlog *v, kv_stats *st);
 /* Runs one GC pass: picks the closed segment with the largest garbage share (at least
  * opts.value_log_gc_percent, or any garbage with `force`), moves its live records, and deletes

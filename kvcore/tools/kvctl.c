@@ -257,6 +257,18 @@ static int cmd_stats(kv_db *db)
     print_stat("last_sequence", st.last_sequence);
     print_stat("table_cache_open_files", st.table_cache_open_files);
     print_stat("background_errors", st.background_errors);
+    print_stat("vlog_segments", st.vlog_segments);
+    print_stat("vlog_bytes", st.vlog_bytes);
+    print_stat("vlog_garbage_bytes", st.vlog_garbage_bytes);
+    print_stat("vlog_bytes_written", st.vlog_bytes_written);
+    print_stat("vlog_gc_runs", st.vlog_gc_runs);
+    print_stat("vlog_gc_bytes_moved", st.vlog_gc_bytes_moved);
+    print_stat("vlog_gc_segments_deleted", st.vlog_gc_segments_deleted);
+    print_stat("vlog_open_segments", st.vlog_open_segments);
+    print_stat("vlog_held_segments", st.vlog_held_segments);
+    print_stat("vlog_held_bytes", st.vlog_held_bytes);
+    print_stat("vlog_held_seconds", st.vlog_held_seconds);
+    print_stat("vlog_damaged_segments", st.vlog_damaged_segments);
     return 0;
 }
 

@@ -332,6 +332,11 @@ START_TEST(test_vlog_gc_respects_snapshots_and_iterators)
     kv_stats st;
     ck_assert_int_eq(kv_get_stats(db, &st), 0);
     ck_assert_uint_eq(st.vlog_gc_segments_deleted, 0);
+    /* What they hold back is visible. */
+    ck_assert_uint_gt(st.vlog_held_segments, 0);
+    ck_assert_uint_eq(st.vlog_held_segments, st.vlog_gc_runs);
+    ck_assert_uint_gt(st.vlog_held_bytes, (uint64_t)st.vlog_held_segments * 16 * 1024);
+    ck_assert_uint_le(st.vlog_held_bytes, st.vlog_bytes);
     kv_snapshot_free(db, snap);
     ck_assert_int_eq(vlog_gc_collect(db->vlog), 0); /* the iterator still pins them */
     size_t n = 0;
@@ -347,6 +352,9 @@ START_TEST(test_vlog_gc_respects_snapshots_and_iterators)
     ck_assert_uint_eq(n, old.n);
     kv_iter_free(it);
     ck_assert_int_gt(vlog_gc_collect(db->vlog), 0); /* now they go */
+    ck_assert_int_eq(kv_get_stats(db, &st), 0);
+    ck_assert_uint_eq(st.vlog_held_segments, 0);
+    ck_assert_uint_eq(st.vlog_held_bytes, 0);
     check_all(db, NULL, &cur);
     ck_assert_int_eq(kv_close(db), 0);
     tu_model_free(&old);
@@ -587,6 +595,156 @@ START_TEST(test_vlog_background_gc_bounds_space_under_overwrite)
 }
 END_TEST
 
+/* The path of the segment with the smallest number in dir. */
+static void oldest_segment(const char *dir, char *out, size_t n)
+{
+    char **names;
+    size_t count;
+    ck_assert_int_eq(env_posix()->list_dir(env_posix(), dir, &names, &count), 0);
+    uint64_t best = UINT64_MAX;
+    for (size_t i = 0; i < count; i++) {
+        enum filename_type t;
+        uint64_t num;
+        if (filename_parse(names[i], &t, &num) && t == FILE_TYPE_VLOG && num < best)
+            best = num;
+    }
+    env_free_names(names, count);
+    ck_assert_uint_ne(best, UINT64_MAX);
+    filename_vlog(out, n, dir, best);
+}
+
+/* Key i gets (or is checked to have) its random value of version ver, n <= 5000 bytes (odd
+ * seeds of make_value: incompressible, so records keep that size). */
+static void put_filled(kv_db *db, int i, int ver, size_t n)
+{
+    char k[16], v[5000];
+    key_of(k, i);
+    make_value(v, n, 2 * i + 1, ver);
+    ck_assert_int_eq(kv_put(db, k, strlen(k), v, n, 0), 0);
+}
+
+static void expect_filled(kv_db *db, int i, int ver, size_t n)
+{
+    char k[16], v[5000];
+    key_of(k, i);
+    make_value(v, n, 2 * i + 1, ver);
+    void *got;
+    size_t gl;
+    int rc = kv_get(db, NULL, k, strlen(k), &got, &gl);
+    ck_assert_msg(rc == 0, "get %s: %s", k, kv_strerror(rc));
+    ck_assert_msg(gl == n && memcmp(got, v, n) == 0, "get %s: wrong value", k);
+    kv_free(got);
+}
+
+/* A segment with a damaged record in its middle: GC moves every live record it can read, the
+ * ones before the damage and the ones after it, keeps the segment (the damaged value stays
+ * KV_ECORRUPT, never "not found") and counts it; after a reopen everything readable is read
+ * from its new place. */
+START_TEST(test_vlog_gc_moves_readable_records_of_damaged_segment_and_keeps_it)
+{
+    char *dir = tu_ck_tempdir("vlog_gc_damaged");
+    kv_options o;
+    vlog_opts(&o, 100, 0);
+    o.compression = 0;
+    o.value_log_gc_percent = 101;
+    enum { N = 10, BAD = 4, SZ = 5000 };
+    kv_db *db = tu_ck_open(dir, &o);
+    for (int i = 0; i < N; i++)
+        put_filled(db, i, 0, SZ);
+    ck_assert_int_eq(kv_close(db), 0);
+    db = tu_ck_open(dir, &o);
+    put_filled(db, N, 0, SZ); /* a second segment: the first is no longer the newest */
+    ck_assert_int_eq(kv_close(db), 0);
+
+    char seg[4096];
+    oldest_segment(dir, seg, sizeof(seg));
+    long rec = VLOG_RECORD_HEADER_SIZE + 9 + SZ; /* "key000000" */
+    flip_byte(seg, VLOG_SEGMENT_HEADER_SIZE + BAD * rec + VLOG_RECORD_HEADER_SIZE + 9 + 100);
+
+    db = tu_ck_open(dir, &o);
+    for (int i = 0; i < 3; i++)
+        put_filled(db, i, 1, SZ); /* garbage in the damaged segment */
+    uint64_t moved = 0;
+    ck_assert_int_eq(vlog_gc_run(db->vlog, 1, &moved), 0);
+    ck_assert_uint_eq(moved, (uint64_t)(N - 3 - 1) * (uint64_t)rec); /* all live but BAD */
+    for (int pass = 0; pass < 5; pass++) {
+        ck_assert_int_eq(vlog_gc_run(db->vlog, 1, NULL), 0);
+        ck_assert_int_eq(kv_flush(db), 0);
+        vlog_gc_collect(db->vlog);
+    }
+    kv_stats st;
+    ck_assert_int_eq(kv_get_stats(db, &st), 0);
+    ck_assert_uint_eq(st.vlog_damaged_segments, 1);
+    ck_assert_int_eq(access(seg, F_OK), 0); /* kept */
+    for (int pass = 0; pass < 2; pass++) {
+        for (int i = 0; i < N; i++) {
+            if (i == BAD) {
+                char k[16];
+                void *got;
+                size_t gl;
+                key_of(k, i);
+                ck_assert_int_eq(kv_get(db, NULL, k, strlen(k), &got, &gl), KV_ECORRUPT);
+            } else {
+                expect_filled(db, i, i < 3 ? 1 : 0, SZ);
+            }
+        }
+        ck_assert_int_eq(kv_close(db), 0);
+        db = tu_ck_open(dir, &o);
+    }
+    /* The readable records now live elsewhere: only BAD still points into the segment. */
+    ck_assert_int_eq(vlog_gc_run(db->vlog, 1, &moved), 0);
+    ck_assert_uint_eq(moved, 0);
+    ck_assert_int_eq(access(seg, F_OK), 0);
+    ck_assert_int_eq(kv_close(db), 0);
+    tu_ck_rmtempdir(&dir);
+}
+END_TEST
+
+/* The segment being appended when the process stopped may end in a torn record (cut off by the
+ * end of the file): nothing durable points there, so GC empties and deletes it like any other
+ * instead of keeping it as damaged forever. */
+START_TEST(test_vlog_gc_collects_segment_with_torn_tail_after_crash)
+{
+    char *dir = tu_ck_tempdir("vlog_gc_torn");
+    kv_options o;
+    vlog_opts(&o, 100, 0);
+    o.compression = 0;
+    o.value_log_gc_percent = 101;
+    enum { N = 10, SZ = 5000 };
+    kv_db *db = tu_ck_open(dir, &o);
+    for (int i = 0; i < N; i++)
+        put_filled(db, i, 0, SZ);
+    ck_assert_int_eq(kv_close(db), 0);
+    char seg[4096];
+    oldest_segment(dir, seg, sizeof(seg));
+    /* The first 200 bytes of a 5030-byte record: what a crash leaves of an unsynced append. */
+    char partial[200];
+    memset(partial, 0x5a, sizeof(partial));
+    coding_put_fixed32(partial + 9, 9);
+    coding_put_fixed32(partial + 13, SZ);
+    coding_put_fixed32(partial + 17, SZ);
+    partial[8] = VLOG_RECORD_RAW;
+    FILE *f = fopen(seg, "ab");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_uint_eq(fwrite(partial, 1, sizeof(partial), f), sizeof(partial));
+    fclose(f);
+
+    db = tu_ck_open(dir, &o);
+    for (int i = 0; i < N; i++)
+        put_filled(db, i, 1, SZ);
+    gc_until_quiet(db);
+    kv_stats st;
+    ck_assert_int_eq(kv_get_stats(db, &st), 0);
+    ck_assert_uint_eq(st.vlog_damaged_segments, 0);
+    ck_assert_uint_gt(st.vlog_gc_segments_deleted, 0);
+    ck_assert_int_ne(access(seg, F_OK), 0); /* deleted */
+    for (int i = 0; i < N; i++)
+        expect_filled(db, i, 1, SZ);
+    ck_assert_int_eq(kv_close(db), 0);
+    tu_ck_rmtempdir(&dir);
+}
+END_TEST
+
 /* Reads go through at most VLOG_OPEN_SEGMENTS handles however many segments exist: a store with
  * five times as many segments as the bound reads every value back, in two different orders
  * (so handles are evicted and reopened), and never has more handles open than the bound. */
@@ -602,29 +760,20 @@ START_TEST(test_vlog_reads_more_segments_than_open_handle_bound)
     ck_assert_uint_eq(bound, 4);
     tu_model m;
     tu_model_init(&m);
-    enum { N = 160 };
-    char v[3000];
+    enum { N = 160, SZ = 3000 };
     for (int i = 0; i < N; i++) {
-        char k[16];
+        put_filled(db, i, 0, SZ);
+        char k[16], v[SZ];
         key_of(k, i);
-        make_value(v, sizeof(v), 2 * i + 1, 0); /* odd: random, stays this size */
-        ck_assert_int_eq(kv_put(db, k, strlen(k), v, sizeof(v), 0), 0);
-        tu_model_put(&m, k, strlen(k), v, sizeof(v));
+        make_value(v, SZ, 2 * i + 1, 0);
+        tu_model_put(&m, k, strlen(k), v, SZ);
     }
     kv_stats st;
     ck_assert_int_eq(kv_get_stats(db, &st), 0);
     ck_assert_uint_ge(st.vlog_segments, 5 * bound);
     for (int pass = 0; pass < 2; pass++) {
         for (int j = 0; j < N; j++) {
-            int i = pass == 0 ? j : (j * 37) % N; /* 37 is prime to N: a permutation */
-            char k[16];
-            key_of(k, i);
-            void *got;
-            size_t gl;
-            ck_assert_int_eq(kv_get(db, NULL, k, strlen(k), &got, &gl), 0);
-            make_value(v, sizeof(v), 2 * i + 1, 0);
-            ck_assert_msg(gl == sizeof(v) && memcmp(got, v, gl) == 0, "%s: wrong value", k);
-            kv_free(got);
+            expect_filled(db, pass == 0 ? j : (j * 37) % N, 0, SZ); /* 37 prime to N */
             ck_assert_uint_le(vlog_open_segments(db->vlog), bound);
         }
         ck_assert_uint_eq(vlog_open_segments(db->vlog), bound);
@@ -658,6 +807,8 @@ static Suite *vlog_suite(void)
     tcase_add_test(tc, test_vlog_crash_keeps_synced_writes_and_never_returns_torn_values);
     tcase_add_test(tc, test_vlog_segments_rotate_and_are_named_as_files_of_the_store);
     tcase_add_test(tc, test_vlog_reads_more_segments_than_open_handle_bound);
+    tcase_add_test(tc, test_vlog_gc_moves_readable_records_of_damaged_segment_and_keeps_it);
+    tcase_add_test(tc, test_vlog_gc_collects_segment_with_torn_tail_after_crash);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -263,6 +263,14 @@ typedef struct kv_stats {
     uint64_t vlog_gc_runs;             /* segments whose live values GC moved */
     uint64_t vlog_gc_bytes_moved;      /* bytes GC re-appended */
     uint64_t vlog_gc_segments_deleted; /* segments GC deleted */
+    /* Added: value-log health. */
+    uint64_t vlog_open_segments;    /* readable segment files open (at most max_open_files / 4) */
+    uint64_t vlog_held_segments;    /* segments GC emptied whose deletion waits for an older
+                                       snapshot, iterator or unflushed WAL to end */
+    uint64_t vlog_held_bytes;       /* their size: space only ending those readers gives back */
+    uint64_t vlog_held_seconds;     /* how long the oldest of them has waited */
+    uint64_t vlog_damaged_segments; /* segments with an unreadable record: GC moved what it
+                                       could read and keeps them for fsck --repair */
 } kv_stats;
 
 /* Fills *st with a consistent-enough view of the engine's counters. Thread-safe. */
