@@ -71,7 +71,8 @@ typedef struct kv_options {
     int bloom_bits_per_key;    /* 0 disables Bloom filters */
     int sync_mode;             /* enum kv_sync_mode */
     int compaction_style;      /* enum kv_compaction_style */
-    int max_open_files;        /* bound on the table cache's open files */
+    int max_open_files;        /* bound on the table cache's open files; a value log keeps at
+                                  most a quarter as many segment files open besides */
     size_t target_file_size;   /* SSTable size produced by compaction */
     uint64_t level1_bytes;     /* size limit of L1; each further level is 10x */
     int l0_compaction_trigger; /* L0 file count that starts a compaction */
