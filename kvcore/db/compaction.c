@@ -526,6 +526,31 @@ static int seek_file_level(const version *v, const file_meta *f)
     return -1;
 }
 
+/* A leveled compaction of pick (a file of level) into level + 1: for L0 with every L0 table
+ * overlapping it, bounded by the free space (bound_level0_inputs); then the next level's
+ * inputs (setup_other_inputs). NULL if out of memory. */
+static compaction *leveled_compaction(version_set *vs, int level, file_meta *pick)
+{
+    const version *v = version_set_current(vs);
+    compaction *c = compaction_new(vs, level, level + 1);
+    if (c == NULL)
+        return NULL;
+    int rc = list_add(&c->inputs[0], pick);
+    if (rc == 0 && level == 0) {
+        slice s = ikey_user_key(smallest_of(pick)), l = ikey_user_key(largest_of(pick));
+        rc = overlapping_inputs(v, 0, &s, &l, &c->inputs[0]);
+        if (rc == 0)
+            rc = bound_level0_inputs(c);
+    }
+    if (rc == 0)
+        rc = setup_other_inputs(c);
+    if (rc) {
+        compaction_free(c);
+        return NULL;
+    }
+    return c;
+}
+
 compaction *version_set_pick_compaction(version_set *vs)
 {
     const kv_options *opts = version_set_get_ctx(vs)->opts;
@@ -558,23 +583,17 @@ compaction *version_set_pick_compaction(version_set *vs)
             return NULL;
         pick = seek;
     }
-    compaction *c = compaction_new(vs, level, level + 1);
-    if (c == NULL)
+    return leveled_compaction(vs, level, pick);
+}
+
+compaction *version_set_pick_reclaim(version_set *vs)
+{
+    const kv_options *opts = version_set_get_ctx(vs)->opts;
+    version *v = version_set_current(vs);
+    if (opts->compaction_style == KV_COMPACTION_TIERED || v->nfiles[0] == 0)
         return NULL;
-    int rc = list_add(&c->inputs[0], pick);
-    if (rc == 0 && level == 0) {
-        slice s = ikey_user_key(smallest_of(pick)), l = ikey_user_key(largest_of(pick));
-        rc = overlapping_inputs(v, 0, &s, &l, &c->inputs[0]);
-        if (rc == 0)
-            rc = bound_level0_inputs(c);
-    }
-    if (rc == 0)
-        rc = setup_other_inputs(c);
-    if (rc) {
-        compaction_free(c);
-        return NULL;
-    }
-    return c;
+    /* The oldest L0 table, with what overlaps it and fits (bound_level0_inputs). */
+    return leveled_compaction(vs, 0, v->files[0][v->nfiles[0] - 1]);
 }
 
 compaction *version_set_compact_range(version_set *vs, int level, const slice *begin,

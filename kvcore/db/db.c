@@ -1029,10 +1029,10 @@ static void db_vlog_dropped(void *ctx, slice value)
     vlog_note_dropped(ctx, value);
 }
 
-/* Runs one compaction: the manual one if m is set, else the most needed. Returns 0, 1 if
- * there was nothing to compact, or an error. Compaction thread, mu held (released while
- * merging). */
-static int bg_compact(kv_db *db, struct db_manual *m)
+/* Runs one compaction: the manual one if m is set, else with reclaim the low-space one
+ * (version_set_pick_reclaim), else the most needed. Returns 0, 1 if there was nothing to
+ * compact, or an error. Compaction thread, mu held (released while merging). */
+static int bg_compact(kv_db *db, struct db_manual *m, int reclaim)
 {
     /* Full disk: a manual level -1 (kv_compact_range after its L0 -> L1 found no room)
      * merges L0 in place, which reclaims what was deleted since L0 was flushed without
@@ -1042,8 +1042,9 @@ static int bg_compact(kv_db *db, struct db_manual *m)
     int merge_l0 = m && m->level < 0;
     compaction *c = merge_l0 ? version_set_merge_level0(db->vs) : NULL;
     if (!merge_l0)
-        c = m ? version_set_compact_range(db->vs, m->level, m->begin, m->end)
-              : version_set_pick_compaction(db->vs);
+        c = m         ? version_set_compact_range(db->vs, m->level, m->begin, m->end)
+            : reclaim ? version_set_pick_reclaim(db->vs)
+                      : version_set_pick_compaction(db->vs);
     if (!c)
         return 1;
     uint64_t smallest_snapshot = oldest_snapshot_seq(db);
@@ -1066,6 +1067,10 @@ static int bg_compact(kv_db *db, struct db_manual *m)
     db->compactions++;
     pthread_cond_broadcast(&db->bg_cv);
     delete_obsolete_files(db);
+    /* On a full disk the value log's space comes back only through its GC: the entries this
+     * compaction dropped may have made a segment collectable (it takes the most garbage). */
+    if (db->vlog && reserve_is_low(db->reserve))
+        vlog_gc_kick(db->vlog);
     return 0;
 }
 
@@ -1151,11 +1156,15 @@ static void *flush_main(void *arg)
     return NULL;
 }
 
-/* The compaction thread: manual compactions first, then whatever the version set asks for. */
+/* The compaction thread: manual compactions first, then whatever the version set asks for;
+ * in low-space mode with nothing due, L0 -> L1 compactions (version_set_pick_reclaim) that
+ * let the deletions accepted in the mode (flushed by the reserve's monitor) reclaim space,
+ * for as long as each takes tables out of L0 and again after each flush. */
 static void *compact_main(void *arg)
 {
     kv_db *db = arg;
-    uint64_t backoff = 0;
+    uint64_t backoff = 0, reclaim_flushes = UINT64_MAX;
+    int reclaim_l0 = -1;
     pthread_mutex_lock(&db->mu);
     while (!db->shutting_down) {
         struct db_manual *m = db->manual;
@@ -1171,20 +1180,29 @@ static void *compact_main(void *arg)
         }
         int rc;
         if (m) {
-            rc = bg_compact(db, m);
+            rc = bg_compact(db, m, 0);
             if (rc == 1)
                 rc = 0; /* nothing overlapped the range at this level */
             m->status = rc;
             m->done = 1;
             db->manual = NULL;
         } else if (version_set_needs_compaction(db->vs)) {
-            rc = bg_compact(db, NULL);
+            rc = bg_compact(db, NULL, 0);
             if (rc == 1) {
                 /* Scored as needed but nothing could be picked: wait for a change rather
                  * than spin. */
                 pthread_cond_wait(&db->work_cv, &db->mu);
                 continue;
             }
+        } else if (reserve_is_low(db->reserve) && version_set_num_level_files(db->vs, 0) > 0 &&
+                   (db->flushes != reclaim_flushes ||
+                    version_set_num_level_files(db->vs, 0) != reclaim_l0)) {
+            /* Not again with the same L0 until a flush: a failed or empty attempt stops. */
+            reclaim_flushes = db->flushes;
+            reclaim_l0 = version_set_num_level_files(db->vs, 0);
+            rc = bg_compact(db, NULL, 1);
+            if (rc == 1)
+                rc = 0;
         } else {
             pthread_cond_wait(&db->work_cv, &db->mu);
             continue;

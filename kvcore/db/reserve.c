@@ -352,6 +352,11 @@ int reserve_on_enospc(db_reserve *r, int background)
     return freed;
 }
 
+int reserve_is_low(db_reserve *r)
+{
+    return r ? __atomic_load_n(&r->low, __ATOMIC_ACQUIRE) : 0;
+}
+
 void reserve_get_stats(db_reserve *r, uint64_t *low, uint64_t *held, uint64_t *releases)
 {
     *low = *held = *releases = 0;

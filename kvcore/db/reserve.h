@@ -75,6 +75,9 @@ int reserve_admit(db_reserve *r, int flags);
  * now fit), else 0. NULL r: 0. Thread-safe. */
 int reserve_on_enospc(db_reserve *r, int background);
 
+/* 1 if the store is in low-space mode, else 0 (also for NULL r). Thread-safe, lock-free. */
+int reserve_is_low(db_reserve *r);
+
 /* For kv_get_stats: whether low-space mode is on, bytes held, releases so far. Thread-safe. */
 void reserve_get_stats(db_reserve *r, uint64_t *low, uint64_t *held, uint64_t *releases);
 

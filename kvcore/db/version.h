@@ -182,6 +182,11 @@ compaction *version_set_compact_range(version_set *vs, int level, const slice *b
  * deleted since it was flushed) without rewriting any deeper level, so it needs room only for
  * L0's live data: the way out when an L0 -> L1 compaction cannot fit. */
 compaction *version_set_merge_level0(version_set *vs);
+/* Added (full disk): in low-space mode, when no compaction is scored as due, an L0 -> L1 of
+ * the oldest L0 table and what overlaps it, bounded by the free space as the picker does,
+ * so that deletions flushed to L0 reclaim what they delete (at the bottom level their
+ * tombstones go too). NULL if L0 is empty, the style is tiered, or out of memory. mu held. */
+compaction *version_set_pick_reclaim(version_set *vs);
 /* Levels the compaction reads and writes, and whether it is a trivial move (one input table
  * that can be moved to the next level by a manifest edit alone). */
 int compaction_level(const compaction *c);

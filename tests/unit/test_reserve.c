@@ -595,6 +595,55 @@ START_TEST(test_reserve_compaction_after_enospc_moves_what_fits_instead_of_all_o
 }
 END_TEST
 
+START_TEST(test_reserve_low_space_mode_compacts_level0_deletions_before_any_trigger)
+{
+    fault_env *fe = fault_env_new(8);
+    kv_options o = small_opts(fault_env_env(fe));
+    o.l0_compaction_trigger = o.l0_slowdown_trigger = o.l0_stop_trigger = 1000;
+    kv_db *db = open_db(&o);
+    tu_model m;
+    tu_model_init(&m);
+    char k[32], v[VAL_LEN];
+    for (int i = 0; i < 200; i++) {
+        key_of(k, sizeof k, i);
+        val_of(v, i, 0);
+        ck_assert_int_eq(kv_put(db, k, strlen(k), v, VAL_LEN, 0), 0);
+    }
+    ck_assert_int_eq(kv_flush(db), 0);
+    kv_stats st;
+    get_stats(db, &st);
+    ck_assert_uint_ge(st.level_files[0], 2);
+    /* The disk fills: the reserve goes and the store enters low-space mode. */
+    fault_env_set_space_limit(fe, 8 << 10);
+    int rc = 0;
+    for (int i = 0; rc == 0; i++) {
+        ck_assert_int_lt(i, 1000);
+        snprintf(k, sizeof k, "more%06d", i);
+        val_of(v, i, 1);
+        if ((rc = kv_put(db, k, strlen(k), v, VAL_LEN, 0)) == 0)
+            tu_model_put(&m, k, strlen(k), v, VAL_LEN);
+    }
+    ck_assert_int_eq(rc, KV_ENOSPC);
+    get_stats(db, &st);
+    ck_assert_uint_eq(st.low_space, 1);
+    for (int i = 0; i < 200; i++) {
+        key_of(k, sizeof k, i);
+        ck_assert_int_eq(kv_delete(db, k, strlen(k), KV_WRITE_RESERVE), 0);
+    }
+    /* Far below any compaction trigger, the deletions reach L0 (the monitor's flush) and L0
+     * goes down into L1, where they drop the ~200 KiB they delete. */
+    for (int tries = 0;; tries++) {
+        get_stats(db, &st);
+        ck_assert_msg(tries < 1000, "low-space mode left %d L0 tables, %d KiB in L1",
+                      (int)st.level_files[0], (int)(st.level_bytes[1] >> 10));
+        if (st.level_files[0] == 0 && st.level_bytes[1] < (100 << 10))
+            break;
+        usleep(10000);
+    }
+    finish_after_full_disk(db, fe, &o, &m);
+}
+END_TEST
+
 static Suite *reserve_suite(void)
 {
     Suite *s = suite_create("reserve");
@@ -613,6 +662,7 @@ static Suite *reserve_suite(void)
     tcase_add_test(tc, test_reserve_full_compaction_reclaims_deleted_l0_data_before_rewriting_l1);
     tcase_add_test(tc,
                    test_reserve_compaction_after_enospc_moves_what_fits_instead_of_all_of_level0);
+    tcase_add_test(tc, test_reserve_low_space_mode_compacts_level0_deletions_before_any_trigger);
     suite_add_tcase(s, tc);
     return s;
 }
