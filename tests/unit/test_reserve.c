@@ -451,6 +451,19 @@ static void scattered_key(char *k, size_t n, int i)
     snprintf(k, n, "%08x-%d", (unsigned)((uint32_t)i * 2654435761u), i);
 }
 
+/* Puts keys 0 .. n-1 (named by key_fn, generation-0 values), into m too unless it is NULL. */
+static void put_keys(kv_db *db, tu_model *m, int n, void (*key_fn)(char *, size_t, int))
+{
+    char k[32], v[VAL_LEN];
+    for (int i = 0; i < n; i++) {
+        key_fn(k, sizeof k, i);
+        val_of(v, i, 0);
+        ck_assert_int_eq(kv_put(db, k, strlen(k), v, VAL_LEN, 0), 0);
+        if (m)
+            tu_model_put(m, k, strlen(k), v, VAL_LEN);
+    }
+}
+
 START_TEST(test_reserve_full_compaction_needs_room_for_one_table_at_a_time)
 {
     fault_env *fe = fault_env_new(5);
@@ -463,12 +476,7 @@ START_TEST(test_reserve_full_compaction_needs_room_for_one_table_at_a_time)
     tu_model m;
     tu_model_init(&m);
     char k[32], v[VAL_LEN];
-    for (int i = 0; i < 600; i++) {
-        scattered_key(k, sizeof k, i);
-        val_of(v, i, 0);
-        ck_assert_int_eq(kv_put(db, k, strlen(k), v, VAL_LEN, 0), 0);
-        tu_model_put(&m, k, strlen(k), v, VAL_LEN);
-    }
+    put_keys(db, &m, 600, scattered_key);
     /* Everything into L2: L0 -> L1 here, L1 -> L2 by the background work (L1 is over its
      * size) and by another full compaction once L2 exists. */
     kv_stats st;
@@ -604,11 +612,7 @@ START_TEST(test_reserve_low_space_mode_compacts_level0_deletions_before_any_trig
     tu_model m;
     tu_model_init(&m);
     char k[32], v[VAL_LEN];
-    for (int i = 0; i < 200; i++) {
-        key_of(k, sizeof k, i);
-        val_of(v, i, 0);
-        ck_assert_int_eq(kv_put(db, k, strlen(k), v, VAL_LEN, 0), 0);
-    }
+    put_keys(db, NULL, 200, key_of); /* all deleted below: not in the model */
     ck_assert_int_eq(kv_flush(db), 0);
     kv_stats st;
     get_stats(db, &st);
