@@ -531,6 +531,23 @@ static int run_mount(struct mount_opts *o, struct fuse_args *args, const char *s
         fprintf(stderr, "kvfs: bad sync '%s' (never, request or always)\n", o->sync);
         goto out;
     }
+    /* An interrupted `fsck --repair` leaves the key ranges it lost in the store's LOST file
+     * until it has marked the files that depended on them (reads of those chunks give EIO).
+     * Mounting before that would serve the lost chunks as holes or older bytes: refuse. */
+    kv_lost *lost = NULL;
+    rc = kv_lost_pending(store, &ko, &lost);
+    if (rc || lost) {
+        if (rc)
+            fprintf(stderr, "kvfs: %s: cannot read the list of lost key ranges: %s\n", store,
+                    kv_strerror(rc));
+        else
+            fprintf(stderr,
+                    "kvfs: %s: an interrupted repair left %zu lost key range(s) unmarked; "
+                    "run 'kvfs fsck --repair %s' to finish it before mounting\n",
+                    store, kv_lost_count(lost), store);
+        kv_lost_free(lost);
+        goto out;
+    }
     /* A daemon that was just unmounted may still be closing the store: wait for it a little,
      * but only when no kvfs is mounted from this store (then the lock is a real conflict). */
     for (int waited = 0;; waited++) {

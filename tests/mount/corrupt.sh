@@ -334,6 +334,11 @@ run_case() {
         [ $rrc -eq 137 ] || mt_fail "$CASE: fsck --repair was to be killed at $KILL_AT, exit $rrc"
         if grep -q "salvage: lost key range" "$MT_DIR/repair.out"; then
             [ -s "$STORE/LOST" ] || mt_fail "$CASE: killed at $KILL_AT with losses but no LOST file"
+            # Until a repair has marked what was lost, a mount would serve it unmarked.
+            ! try_mount "$clog.unfinished" ||
+                mt_fail "$CASE: mounted with an unfinished repair's LOST file in the store"
+            grep -q "interrupted repair" "$clog.unfinished" ||
+                mt_fail "$CASE: mount refused without saying why: $(head -n 3 "$clog.unfinished")"
             KILLED_WITH_LOSSES=$((KILLED_WITH_LOSSES + 1))
         fi
         CASE="$CASE (killed at $KILL_AT, rerun)"
