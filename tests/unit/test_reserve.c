@@ -648,6 +648,54 @@ START_TEST(test_reserve_low_space_mode_compacts_level0_deletions_before_any_trig
 }
 END_TEST
 
+START_TEST(test_reserve_low_space_mode_gives_back_value_log_segments_of_deleted_keys)
+{
+    fault_env *fe = fault_env_new(9);
+    kv_options o = small_opts(fault_env_env(fe));
+    o.value_log_threshold = 512;
+    o.value_log_segment_bytes = 128 << 10;
+    o.l0_compaction_trigger = o.l0_slowdown_trigger = o.l0_stop_trigger = 1000;
+    kv_db *db = open_db(&o);
+    tu_model m;
+    tu_model_init(&m);
+    put_keys(db, NULL, 400, key_of); /* ~400 KiB of values in the value log; deleted below */
+    ck_assert_int_eq(kv_flush(db), 0);
+    fault_env_set_space_limit(fe, 8 << 10);
+    char k[32], v[VAL_LEN];
+    int rc = 0;
+    for (int i = 0; rc == 0; i++) {
+        ck_assert_int_lt(i, 1000);
+        snprintf(k, sizeof k, "more%06d", i);
+        val_of(v, i, 1);
+        if ((rc = kv_put(db, k, strlen(k), v, VAL_LEN, 0)) == 0)
+            tu_model_put(&m, k, strlen(k), v, VAL_LEN);
+    }
+    ck_assert_int_eq(rc, KV_ENOSPC);
+    kv_stats st;
+    get_stats(db, &st);
+    ck_assert_uint_eq(st.low_space, 1);
+    uint64_t vlog_bytes = st.vlog_bytes;
+    ck_assert_uint_gt(vlog_bytes, 400 << 10);
+    for (int i = 0; i < 400; i++) {
+        key_of(k, sizeof k, i);
+        ck_assert_int_eq(kv_delete(db, k, strlen(k), KV_WRITE_RESERVE), 0);
+    }
+    /* Nobody compacts or collects by hand: the deletions are flushed, compacted out of L0 and
+     * the segments they emptied are deleted, all by the low-space mode itself. */
+    for (int tries = 0;; tries++) {
+        get_stats(db, &st);
+        ck_assert_msg(tries < 1000,
+                      "value log still %d KiB (was %d KiB) with %d KiB garbage, %d GC runs",
+                      (int)(st.vlog_bytes >> 10), (int)(vlog_bytes >> 10),
+                      (int)(st.vlog_garbage_bytes >> 10), (int)st.vlog_gc_runs);
+        if (st.vlog_bytes < vlog_bytes / 2)
+            break;
+        usleep(10000);
+    }
+    finish_after_full_disk(db, fe, &o, &m);
+}
+END_TEST
+
 static Suite *reserve_suite(void)
 {
     Suite *s = suite_create("reserve");
@@ -667,6 +715,7 @@ static Suite *reserve_suite(void)
     tcase_add_test(tc,
                    test_reserve_compaction_after_enospc_moves_what_fits_instead_of_all_of_level0);
     tcase_add_test(tc, test_reserve_low_space_mode_compacts_level0_deletions_before_any_trigger);
+    tcase_add_test(tc, test_reserve_low_space_mode_gives_back_value_log_segments_of_deleted_keys);
     suite_add_tcase(s, tc);
     return s;
 }
