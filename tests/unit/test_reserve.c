@@ -603,6 +603,23 @@ START_TEST(test_reserve_compaction_after_enospc_moves_what_fits_instead_of_all_o
 }
 END_TEST
 
+/* The disk fills (8 KiB left): new keys are written until one fails with KV_ENOSPC; the
+ * acknowledged ones go into m. */
+static void write_until_full(kv_db *db, fault_env *fe, tu_model *m)
+{
+    char k[32], v[VAL_LEN];
+    fault_env_set_space_limit(fe, 8 << 10);
+    int rc = 0;
+    for (int i = 0; rc == 0; i++) {
+        ck_assert_int_lt(i, 1000);
+        snprintf(k, sizeof k, "more%06d", i);
+        val_of(v, i, 1);
+        if ((rc = kv_put(db, k, strlen(k), v, VAL_LEN, 0)) == 0)
+            tu_model_put(m, k, strlen(k), v, VAL_LEN);
+    }
+    ck_assert_int_eq(rc, KV_ENOSPC);
+}
+
 START_TEST(test_reserve_low_space_mode_compacts_level0_deletions_before_any_trigger)
 {
     fault_env *fe = fault_env_new(8);
@@ -611,23 +628,14 @@ START_TEST(test_reserve_low_space_mode_compacts_level0_deletions_before_any_trig
     kv_db *db = open_db(&o);
     tu_model m;
     tu_model_init(&m);
-    char k[32], v[VAL_LEN];
+    char k[32];
     put_keys(db, NULL, 200, key_of); /* all deleted below: not in the model */
     ck_assert_int_eq(kv_flush(db), 0);
     kv_stats st;
     get_stats(db, &st);
     ck_assert_uint_ge(st.level_files[0], 2);
     /* The disk fills: the reserve goes and the store enters low-space mode. */
-    fault_env_set_space_limit(fe, 8 << 10);
-    int rc = 0;
-    for (int i = 0; rc == 0; i++) {
-        ck_assert_int_lt(i, 1000);
-        snprintf(k, sizeof k, "more%06d", i);
-        val_of(v, i, 1);
-        if ((rc = kv_put(db, k, strlen(k), v, VAL_LEN, 0)) == 0)
-            tu_model_put(&m, k, strlen(k), v, VAL_LEN);
-    }
-    ck_assert_int_eq(rc, KV_ENOSPC);
+    write_until_full(db, fe, &m);
     get_stats(db, &st);
     ck_assert_uint_eq(st.low_space, 1);
     for (int i = 0; i < 200; i++) {
@@ -660,17 +668,8 @@ START_TEST(test_reserve_low_space_mode_gives_back_value_log_segments_of_deleted_
     tu_model_init(&m);
     put_keys(db, NULL, 400, key_of); /* ~400 KiB of values in the value log; deleted below */
     ck_assert_int_eq(kv_flush(db), 0);
-    fault_env_set_space_limit(fe, 8 << 10);
-    char k[32], v[VAL_LEN];
-    int rc = 0;
-    for (int i = 0; rc == 0; i++) {
-        ck_assert_int_lt(i, 1000);
-        snprintf(k, sizeof k, "more%06d", i);
-        val_of(v, i, 1);
-        if ((rc = kv_put(db, k, strlen(k), v, VAL_LEN, 0)) == 0)
-            tu_model_put(&m, k, strlen(k), v, VAL_LEN);
-    }
-    ck_assert_int_eq(rc, KV_ENOSPC);
+    write_until_full(db, fe, &m);
+    char k[32];
     kv_stats st;
     get_stats(db, &st);
     ck_assert_uint_eq(st.low_space, 1);
