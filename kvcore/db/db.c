@@ -1296,19 +1296,33 @@ static int replay_log(kv_db *db, uint64_t number, memtable *mem, uint64_t *max_s
         return rc;
     }
     slice rec;
-    uint64_t records = 0;
+    uint64_t records = 0, skipped = 0;
+    uint64_t vlog_bad_end = 0; /* end offset of the first record whose value-log record is bad */
     struct insert_ctx ic = {0};
     while ((rc = wal_read_record(r, &rec)) == 1) {
         uint64_t end = wal_reader_good_offset(r);
-        if (db->vlog && vlog_verify_batch(db->vlog, rec) == KV_ECORRUPT) {
-            /* Its value-log record did not reach the disk (logged): an unsynced write, like
-             * a torn tail; nothing after it in this WAL is replayed. */
-            kv_log(&db->log, KV_LOG_WARN,
-                   "wal %06" PRIu64 ".log: record ending at offset %" PRIu64
-                   " points at a missing value-log record: dropped with the rest of the log",
-                   number, end);
-            rc = 0;
-            break;
+        if (vlog_bad_end) {
+            skipped++; /* read on only to learn how far this log's sync markers reach */
+            continue;
+        }
+        if (db->vlog) {
+            rc = vlog_verify_batch(db->vlog, rec);
+            if (rc == KV_ECORRUPT) {
+                /* Its value-log record is missing or bad (logged by vlog). Whether that is an
+                 * unsynced write (a torn tail: the segment is synced before every WAL sync, so
+                 * a power cut can lose it only if the WAL record was unsynced too) or damage
+                 * is decided below from the sync markers after it. */
+                vlog_bad_end = end;
+                rc = 0;
+                continue;
+            }
+            if (rc != 0) {
+                kv_log(&db->log, KV_LOG_ERROR,
+                       "wal %06" PRIu64 ".log: record ending at offset %" PRIu64
+                       ": cannot read its value-log records: %s",
+                       number, end, kv_strerror(rc));
+                break;
+            }
         }
         rc = insert_batch(mem, rec, &ic);
         if (rc != 0) {
@@ -1328,6 +1342,30 @@ static int replay_log(kv_db *db, uint64_t number, memtable *mem, uint64_t *max_s
         wal_reader_free(r);
         free(p);
         return rc;
+    }
+    if (vlog_bad_end) {
+        /* A marker proving the record synced makes its lost value-log record damage. */
+        uint64_t synced = wal_reader_synced_offset(r);
+        if (synced >= vlog_bad_end) {
+            kv_log(&db->log, db->opts.paranoid_checks ? KV_LOG_ERROR : KV_LOG_WARN,
+                   "wal %06" PRIu64 ".log: record ending at offset %" PRIu64
+                   " was synced (up to offset %" PRIu64 ") but its value-log record is damaged "
+                   "or missing: %s %" PRIu64 " later records",
+                   number, vlog_bad_end, synced,
+                   db->opts.paranoid_checks ? "refusing to drop it and the" : "dropped with the",
+                   skipped);
+            if (db->opts.paranoid_checks) {
+                wal_reader_free(r);
+                free(p);
+                return KV_ECORRUPT;
+            }
+        } else {
+            kv_log(&db->log, KV_LOG_WARN,
+                   "wal %06" PRIu64 ".log: record ending at offset %" PRIu64
+                   " points at a value-log record a power cut lost (the log is synced only up "
+                   "to offset %" PRIu64 "): dropped with the %" PRIu64 " records after it",
+                   number, vlog_bad_end, synced, skipped);
+        }
     }
     uint64_t dropped = wal_reader_dropped_bytes(r);
     uint64_t good = wal_reader_good_offset(r);
