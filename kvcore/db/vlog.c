@@ -1472,10 +1472,11 @@ static int collect(vlog *v)
     }
 }
 
-/* Measures the garbage of closed segments that much has been written since they were last
- * measured (compaction's count misses values still shadowed inside a memtable, and starts at 0
- * on open): walks the records, asks whether each is still its key's newest value, and replaces
- * the estimate by the dead bytes found. */
+/* Measures the garbage of closed segments that were never measured (every segment found at
+ * open: estimates live in memory, so a restart or power cut loses them) or that a quarter
+ * segment has been written since they were last measured (compaction's count misses values
+ * still shadowed inside a memtable, and starts at 0 on open): walks the records, asks whether
+ * each is still its key's newest value, and replaces the estimate by the dead bytes found. */
 static void measure_garbage(vlog *v)
 {
     for (int done = 0; done < VLOG_MEASURES_PER_PASS; done++) {
@@ -1485,11 +1486,13 @@ static void measure_garbage(vlog *v)
             struct vlog_seg *s = &v->segs[i];
             if (s->number == v->active || s->damaged || s->moved)
                 continue;
-            if (s->measured_at != UINT64_MAX &&
-                v->bytes_written - s->measured_at < v->segment_bytes / 4)
+            /* Never measured (found at open: its estimate died with the last run) comes
+             * first, then the longest since its last measurement. */
+            uint64_t rank = s->measured_at == UINT64_MAX ? 0 : s->measured_at + 1;
+            if (rank != 0 && v->bytes_written - s->measured_at < v->segment_bytes / 4)
                 continue;
-            if (s->measured_at < oldest) {
-                oldest = s->measured_at;
+            if (seg == 0 || rank < oldest) {
+                oldest = rank;
                 seg = s->number;
             }
         }
