@@ -8,7 +8,8 @@
  *                                      one more for the step's L0 share / cut slack
  *   + segment x (100 - gc%) / 100      value log only: GC frees a segment by moving its live
  *                                      records first, and collects only segments with at least
- *                                      value_log_gc_percent garbage, so it moves at most that
+ *                                      value_log_gc_percent garbage, so it moves at most that;
+ *                                      segment is vlog_segment_cap() (at most 1/32 of the disk)
  * Compaction installs its result in steps (compaction.c, "Bounded headroom"), so nothing needs
  * room for a whole level. Any value is capped at 1/8 of the file system. The mode ends when
  * free space >= want + margin, margin = max(want / 4, 1 MiB): after the reserve is taken back
@@ -31,11 +32,10 @@
 #define RESERVE_CAP_DIVISOR 8
 #define RESERVE_TABLE_DISK_FRACTION 64
 #define RESERVE_TABLE_MIN_CAP (UINT64_C(1) << 20)
-#define RESERVE_VLOG_SEGMENT_DEFAULT (UINT64_C(64) << 20) /* vlog.c's defaults */
-#define RESERVE_VLOG_GC_PERCENT_DEFAULT 50
-#define RESERVE_BACKOFF_MIN_US 50000   /* first free-space check after entering the mode */
-#define RESERVE_BACKOFF_MAX_US 2000000 /* the monitor checks at least this often */
-#define RESERVE_HOLD_OFF_US 10000000   /* after a release, the released space is left alone */
+#define RESERVE_VLOG_GC_PERCENT_DEFAULT 50 /* vlog.c's default */
+#define RESERVE_BACKOFF_MIN_US 50000       /* first free-space check after entering the mode */
+#define RESERVE_BACKOFF_MAX_US 2000000     /* the monitor checks at least this often */
+#define RESERVE_HOLD_OFF_US 10000000       /* after a release, the released space is left alone */
 
 struct db_reserve {
     const kv_env *env;
@@ -190,8 +190,7 @@ uint64_t reserve_auto_bytes(const kv_options *opts, int value_log, uint64_t fs_t
     uint64_t want = (uint64_t)opts->memtable_bytes +
                     2 * reserve_table_cap((uint64_t)opts->target_file_size, fs_total);
     if (value_log) {
-        uint64_t seg = opts->value_log_segment_bytes ? opts->value_log_segment_bytes
-                                                     : RESERVE_VLOG_SEGMENT_DEFAULT;
+        uint64_t seg = vlog_segment_cap(opts->value_log_segment_bytes, fs_total);
         int pct = opts->value_log_gc_percent > 0 && opts->value_log_gc_percent <= 100
                       ? opts->value_log_gc_percent
                       : RESERVE_VLOG_GC_PERCENT_DEFAULT;

@@ -259,6 +259,26 @@ static void vlog_free(vlog *v)
     free(v);
 }
 
+uint64_t vlog_segment_cap(uint64_t segment_bytes, uint64_t fs_total)
+{
+    uint64_t want = segment_bytes ? segment_bytes : VLOG_SEGMENT_DEFAULT_BYTES;
+    uint64_t cap = fs_total / VLOG_SEGMENT_DISK_FRACTION;
+    if (fs_total == 0)
+        return want;
+    if (cap < VLOG_SEGMENT_MIN_CAP)
+        cap = VLOG_SEGMENT_MIN_CAP;
+    return want < cap ? want : cap;
+}
+
+/* The file system's size under dir, or 0 when the env cannot tell. */
+static uint64_t fs_total_bytes(const kv_env *env, const char *dir)
+{
+    uint64_t avail = 0, total = 0;
+    if (!env->free_space || env->free_space(env, dir, &avail, &total) != 0)
+        return 0;
+    return total == UINT64_MAX ? 0 : total;
+}
+
 int vlog_open(const char *dir, const kv_env *env, const kv_logger *log, const kv_options *opts,
               int creating, const vlog_db_ops *ops, vlog **out)
 {
@@ -281,7 +301,7 @@ int vlog_open(const char *dir, const kv_env *env, const kv_logger *log, const kv
     v->log = *log;
     v->ops = *ops;
     v->threshold = opts->value_log_threshold;
-    v->segment_bytes = opts->value_log_segment_bytes ? opts->value_log_segment_bytes : 64u << 20;
+    v->segment_bytes = vlog_segment_cap(opts->value_log_segment_bytes, fs_total_bytes(env, dir));
     v->gc_percent = opts->value_log_gc_percent > 0 ? opts->value_log_gc_percent : 50;
     v->compression = opts->compression;
     v->level = opts->compression_level;

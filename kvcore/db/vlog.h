@@ -86,6 +86,14 @@
 #define VLOG_RECORD_RAW 0
 #define VLOG_RECORD_ZSTD 1
 
+/* Segment size when kv_options.value_log_segment_bytes is 0, and the cap by the disk: a segment
+ * is at most 1/VLOG_SEGMENT_DISK_FRACTION of the file system (not below VLOG_SEGMENT_MIN_CAP),
+ * since GC needs room for a segment's live records before it can delete it, and a store
+ * holds up to a segment of garbage per segment written since the last GC pass. */
+#define VLOG_SEGMENT_DEFAULT_BYTES (UINT64_C(64) << 20)
+#define VLOG_SEGMENT_DISK_FRACTION 32
+#define VLOG_SEGMENT_MIN_CAP (UINT64_C(1) << 20)
+
 /* The bound on cached readable segment handles for a given kv_options.max_open_files. */
 #define VLOG_OPEN_SEGMENTS(max_open_files)                                                         \
     ((max_open_files) / 4 > 4 ? (size_t)(max_open_files) / 4 : 4u)
@@ -116,6 +124,12 @@ typedef struct vlog_db_ops {
  * vlog_close() after every other use has ended. Single-threaded (kv_open). */
 int vlog_open(const char *dir, const kv_env *env, const kv_logger *log, const kv_options *opts,
               int creating, const vlog_db_ops *ops, vlog **out);
+/* The size at which segments are closed for kv_options.value_log_segment_bytes `segment_bytes`
+ * (0: VLOG_SEGMENT_DEFAULT_BYTES) on a file system of fs_total bytes (0: unknown, no cap): at
+ * most fs_total / VLOG_SEGMENT_DISK_FRACTION, but a cap never goes below VLOG_SEGMENT_MIN_CAP
+ * (a smaller segment_bytes is kept). vlog_open and the reserve (reserve_auto_bytes) both use
+ * it. Pure. */
+uint64_t vlog_segment_cap(uint64_t segment_bytes, uint64_t fs_total);
 /* Stops the GC thread if started, closes every segment (the active one synced first: a close
  * error is logged) and frees v. NULL is a no-op. */
 void vlog_close(vlog *v);

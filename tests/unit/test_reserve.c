@@ -384,17 +384,20 @@ START_TEST(test_reserve_auto_size_is_a_memtable_two_capped_tables_and_a_gc_move)
     const uint64_t mib = 1 << 20;
     /* Unknown disk: tables at their target size, no cap. */
     ck_assert_uint_eq(reserve_auto_bytes(&o, 0, 0), (4 + 2 * 32) * mib);
-    /* 1 GiB: tables capped at 1/64 (16 MiB); the value log adds the live half of a segment. */
+    /* 1 GiB: tables capped at 1/64 (16 MiB), segments at 1/32 (32 MiB); the value log adds
+     * the live half of a segment. */
     ck_assert_uint_eq(reserve_table_cap(32 * mib, 1024 * mib), 16 * mib);
     ck_assert_uint_eq(reserve_auto_bytes(&o, 0, 1024 * mib), (4 + 2 * 16) * mib);
-    ck_assert_uint_eq(reserve_auto_bytes(&o, 1, 1024 * mib), (4 + 2 * 16 + 32) * mib);
-    o.value_log_gc_percent = 75; /* GC moves at most a quarter of a segment */
     ck_assert_uint_eq(reserve_auto_bytes(&o, 1, 1024 * mib), (4 + 2 * 16 + 16) * mib);
-    /* 256 MiB: 4 MiB tables; without the value log 12 MiB, with it capped at 1/8. */
+    o.value_log_gc_percent = 75; /* GC moves at most a quarter of a segment */
+    ck_assert_uint_eq(reserve_auto_bytes(&o, 1, 1024 * mib), (4 + 2 * 16 + 8) * mib);
+    /* 256 MiB: 4 MiB tables, 8 MiB segments. */
     ck_assert_uint_eq(reserve_auto_bytes(&o, 0, 256 * mib), (4 + 2 * 4) * mib);
-    ck_assert_uint_eq(reserve_auto_bytes(&o, 1, 256 * mib), 28 * mib);
+    ck_assert_uint_eq(reserve_auto_bytes(&o, 1, 256 * mib), (4 + 2 * 4 + 2) * mib);
     o.value_log_gc_percent = 50;
-    ck_assert_uint_eq(reserve_auto_bytes(&o, 1, 256 * mib), 32 * mib);
+    ck_assert_uint_eq(reserve_auto_bytes(&o, 1, 256 * mib), (4 + 2 * 4 + 4) * mib);
+    /* 64 MiB: 1 MiB tables, 2 MiB segments. */
+    ck_assert_uint_eq(reserve_auto_bytes(&o, 1, 64 * mib), (4 + 2 * 1 + 1) * mib);
     /* A tiny disk: tables never below 1 MiB (or their target), the whole still 1/8. */
     ck_assert_uint_eq(reserve_table_cap(32 * mib, 16 * mib), mib);
     ck_assert_uint_eq(reserve_table_cap(mib / 2, 16 * mib), mib / 2);

@@ -87,6 +87,19 @@ static void check_all(kv_db *db, const kv_snapshot *snap, const tu_model *m)
     tu_ck_scan_backward(db, snap, m);
 }
 
+/* Ends a test: every value of m reads back, the store closes, kv_check finds no problem; frees
+ * m and removes the directory. */
+static void finish_clean(kv_db *db, char **dir, const kv_options *o, tu_model *m)
+{
+    check_all(db, NULL, m);
+    ck_assert_int_eq(kv_close(db), 0);
+    uint64_t problems = 1;
+    ck_assert_int_eq(kv_check(*dir, o, NULL, NULL, &problems), 0);
+    ck_assert_uint_eq(problems, 0);
+    tu_model_free(m);
+    tu_ck_rmtempdir(dir);
+}
+
 START_TEST(test_vlog_values_round_trip_through_flush_compaction_and_reopen)
 {
     char *dir = tu_ck_tempdir("vlog_rt");
@@ -295,13 +308,7 @@ START_TEST(test_vlog_gc_keeps_every_live_value_and_reclaims_space)
     check_all(db, NULL, &m);
     ck_assert_int_eq(kv_close(db), 0);
     db = tu_ck_open(dir, &o);
-    check_all(db, NULL, &m);
-    ck_assert_int_eq(kv_close(db), 0);
-    uint64_t problems = 1;
-    ck_assert_int_eq(kv_check(dir, &o, NULL, NULL, &problems), 0);
-    ck_assert_uint_eq(problems, 0);
-    tu_model_free(&m);
-    tu_ck_rmtempdir(&dir);
+    finish_clean(db, &dir, &o, &m);
 }
 END_TEST
 
@@ -822,13 +829,23 @@ START_TEST(test_vlog_gc_measures_segments_of_an_earlier_run_after_reopen)
     ck_assert_uint_gt(after.vlog_gc_segments_deleted, 0);
     /* Half of what was written is dead; allow the active segment and one being emptied. */
     ck_assert_uint_lt(after.vlog_bytes, before.vlog_bytes / 2 + 2 * 64 * 1024);
-    check_all(db, NULL, &m);
-    ck_assert_int_eq(kv_close(db), 0);
-    uint64_t problems = 1;
-    ck_assert_int_eq(kv_check(dir, &o, NULL, NULL, &problems), 0);
-    ck_assert_uint_eq(problems, 0);
-    tu_model_free(&m);
-    tu_ck_rmtempdir(&dir);
+    finish_clean(db, &dir, &o, &m);
+}
+END_TEST
+
+/* Segments are capped by the disk: at most 1/32 of the file system (never below 1 MiB unless
+ * asked for), the default 64 MiB on a large or unknown one; a store opened on a small disk
+ * rotates its segments at the cap. */
+START_TEST(test_vlog_segment_size_is_capped_by_the_disk)
+{
+    const uint64_t mib = UINT64_C(1) << 20;
+    ck_assert_uint_eq(vlog_segment_cap(0, 0), 64 * mib);
+    ck_assert_uint_eq(vlog_segment_cap(0, 4096 * mib), 64 * mib);
+    ck_assert_uint_eq(vlog_segment_cap(0, 512 * mib), 16 * mib);
+    ck_assert_uint_eq(vlog_segment_cap(8 * mib, 512 * mib), 8 * mib);
+    ck_assert_uint_eq(vlog_segment_cap(0, 16 * mib), mib);
+    ck_assert_uint_eq(vlog_segment_cap(64 * 1024, 16 * mib), 64 * 1024);
+    ck_assert_uint_eq(vlog_segment_cap(0, 1024 * 1024 * mib), 64 * mib);
 }
 END_TEST
 
@@ -852,6 +869,7 @@ static Suite *vlog_suite(void)
     tcase_add_test(tc, test_vlog_gc_moves_readable_records_of_damaged_segment_and_keeps_it);
     tcase_add_test(tc, test_vlog_gc_collects_segment_with_torn_tail_after_crash);
     tcase_add_test(tc, test_vlog_gc_measures_segments_of_an_earlier_run_after_reopen);
+    tcase_add_test(tc, test_vlog_segment_size_is_capped_by_the_disk);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -101,7 +101,9 @@ typedef struct kv_options {
      * it the threshold is ignored; in a store created with it, 0 keeps new values inline.
      * Default 0 (off). */
     size_t value_log_threshold;
-    uint64_t value_log_segment_bytes; /* a segment is closed at this size (default 64 MiB) */
+    /* A segment is closed at this size (default 64 MiB; at most 1/32 of the file system, not
+     * below 1 MiB, so that GC needs little room on a small disk). */
+    uint64_t value_log_segment_bytes;
     /* A closed segment whose estimated dead share reaches this percentage is collected in the
      * background: its live values are appended anew and the file deleted (default 50). */
     int value_log_gc_percent;
