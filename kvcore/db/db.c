@@ -1021,6 +1021,10 @@ static int bg_flush(kv_db *db)
     db->flush_bytes_written += bytes;
     pthread_cond_broadcast(&db->bg_cv);
     delete_obsolete_files(db);
+    /* Segments that GC emptied wait for the WAL of their moves to become obsolete (gc_safe asks
+     * for this flush): collect them now, not at the GC thread's next tick. */
+    if (db->vlog)
+        vlog_gc_kick(db->vlog);
     return 0;
 }
 
@@ -1615,19 +1619,33 @@ static int db_vlog_gc_write(void *ctx, const kv_batch *b, uint64_t *last_seq, ui
     return rc;
 }
 
+/* Whether every WAL <= log_number is obsolete. mu held. */
+static int db_wals_obsolete(kv_db *db, uint64_t log_number)
+{
+    /* Only WALs >= log_number hold unflushed writes; with nothing unflushed, none does. */
+    return version_set_log_number(db->vs) > log_number ||
+           (db->imm == NULL && memtable_num_entries(db->mem) == 0);
+}
+
 static int db_vlog_gc_safe(void *ctx, uint64_t seq, uint64_t log_number)
 {
     kv_db *db = ctx;
     pthread_mutex_lock(&db->mu);
     int snapshots_ok = db->snapshots.next == &db->snapshots || db->snapshots.next->sequence >= seq;
-    /* Only WALs >= log_number hold unflushed writes; with nothing unflushed, none does. */
-    int wal_ok = version_set_log_number(db->vs) > log_number ||
-                 (db->imm == NULL && memtable_num_entries(db->mem) == 0);
+    int wal_ok = db_wals_obsolete(db, log_number);
     /* The WAL of the move is still the current one: freeze it so that it becomes obsolete. */
     int flush = !wal_ok && db->logfile_number <= log_number && db->imm == NULL && !db->bg_error;
     pthread_mutex_unlock(&db->mu);
-    if (flush)
+    if (flush && snapshots_ok && kv_flush(db) == 0) {
+        /* Waited for the flush (it ends in success or a failure, as for kv_flush), so that
+         * the segment goes now rather than at a later pass: on a small disk written fast the
+         * emptied segments otherwise pile up, and a restart forgets that they were moved. */
+        pthread_mutex_lock(&db->mu);
+        wal_ok = db_wals_obsolete(db, log_number);
+        pthread_mutex_unlock(&db->mu);
+    } else if (flush) {
         db_write(db, NULL, 0, 1);
+    }
     return snapshots_ok && wal_ok;
 }
 

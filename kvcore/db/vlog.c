@@ -1628,6 +1628,9 @@ int vlog_gc_start(vlog *v)
 {
     if (v->read_only || v->gc_started)
         return 0;
+    /* The first pass at once: the segments found at open await their measurement, and a
+     * store restarted after a power cut may be short of space. */
+    v->gc_kicked = 1;
     if (pthread_create(&v->gc_thread, NULL, gc_main, v) != 0)
         return KV_ENOMEM;
     v->gc_started = 1;

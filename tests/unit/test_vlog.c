@@ -849,6 +849,33 @@ START_TEST(test_vlog_segment_size_is_capped_by_the_disk)
 }
 END_TEST
 
+/* A moved segment waits only for the WAL that holds the moves: the GC pass flushes it and
+ * deletes the segment itself, with writes still unflushed and no kv_flush by anyone. */
+START_TEST(test_vlog_gc_pass_flushes_the_wal_of_its_moves_and_deletes_the_segment)
+{
+    char *dir = tu_ck_tempdir("vlog_gc_flush");
+    kv_options o;
+    vlog_opts(&o, 100, 64 * 1024);
+    o.compression = 0;
+    o.memtable_bytes = 32u << 20;
+    o.value_log_gc_percent = 101; /* the background thread never picks: the test drives GC */
+    kv_db *db = tu_ck_open(dir, &o);
+    tu_model m;
+    tu_model_init(&m);
+    write_two_rounds(db, 200, &m);
+    put_version(db, 7, 2, &m); /* the memtable and its WAL are not empty */
+    kv_stats before, after;
+    ck_assert_int_eq(kv_get_stats(db, &before), 0);
+    uint64_t moved = 0;
+    ck_assert_int_eq(vlog_gc_run(db->vlog, 1, &moved), 0);
+    ck_assert_int_eq(kv_get_stats(db, &after), 0);
+    ck_assert_uint_eq(after.vlog_gc_runs, before.vlog_gc_runs + 1);
+    ck_assert_uint_eq(after.vlog_gc_segments_deleted, before.vlog_gc_segments_deleted + 1);
+    ck_assert_uint_gt(after.flushes, before.flushes);
+    finish_clean(db, &dir, &o, &m);
+}
+END_TEST
+
 static Suite *vlog_suite(void)
 {
     Suite *s = suite_create("vlog");
@@ -870,6 +897,7 @@ static Suite *vlog_suite(void)
     tcase_add_test(tc, test_vlog_gc_collects_segment_with_torn_tail_after_crash);
     tcase_add_test(tc, test_vlog_gc_measures_segments_of_an_earlier_run_after_reopen);
     tcase_add_test(tc, test_vlog_segment_size_is_capped_by_the_disk);
+    tcase_add_test(tc, test_vlog_gc_pass_flushes_the_wal_of_its_moves_and_deletes_the_segment);
     suite_add_tcase(s, tc);
     return s;
 }
