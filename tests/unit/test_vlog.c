@@ -797,6 +797,16 @@ START_TEST(test_vlog_reads_more_segments_than_open_handle_bound)
 }
 END_TEST
 
+/* Options for the GC tests whose writes all stay in one memtable (no compaction counts their
+ * garbage): 64 KiB segments, no compression, GC at gc_percent. */
+static void big_memtable_opts(kv_options *o, int gc_percent)
+{
+    vlog_opts(o, 100, 64 * 1024);
+    o->compression = 0;
+    o->memtable_bytes = 32u << 20;
+    o->value_log_gc_percent = gc_percent;
+}
+
 /* Garbage estimates live in memory: after a reopen (or a power cut) the GC measures the closed
  * segments it knows nothing about, so the garbage an earlier run left is collected without
  * waiting for new writes or compactions. The overwrites stay in one memtable, so no compaction
@@ -805,9 +815,7 @@ START_TEST(test_vlog_gc_measures_segments_of_an_earlier_run_after_reopen)
 {
     char *dir = tu_ck_tempdir("vlog_remeasure");
     kv_options o;
-    vlog_opts(&o, 100, 64 * 1024);
-    o.compression = 0;
-    o.memtable_bytes = 32u << 20;
+    big_memtable_opts(&o, 50);
     kv_db *db = tu_ck_open(dir, &o);
     tu_model m;
     tu_model_init(&m);
@@ -855,10 +863,7 @@ START_TEST(test_vlog_gc_pass_flushes_the_wal_of_its_moves_and_deletes_the_segmen
 {
     char *dir = tu_ck_tempdir("vlog_gc_flush");
     kv_options o;
-    vlog_opts(&o, 100, 64 * 1024);
-    o.compression = 0;
-    o.memtable_bytes = 32u << 20;
-    o.value_log_gc_percent = 101; /* the background thread never picks: the test drives GC */
+    big_memtable_opts(&o, 101); /* the background thread never picks: the test drives GC */
     kv_db *db = tu_ck_open(dir, &o);
     tu_model m;
     tu_model_init(&m);
