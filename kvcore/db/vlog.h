@@ -111,8 +111,9 @@ typedef struct vlog_db_ops {
      * other writers); *last_seq and *log_number receive values at least as large as the
      * write's last sequence and WAL number. */
     int (*gc_write)(void *ctx, const kv_batch *b, uint64_t *last_seq, uint64_t *log_number);
-    /* GC: 1 if no snapshot older than seq exists and every WAL <= log_number is obsolete. May
-     * ask for a memtable flush so that the WAL becomes obsolete. */
+    /* GC: 1 if no snapshot older than seq exists and every WAL <= log_number is obsolete.
+     * When only the current WAL stands in the way, flushes the memtable and waits for the
+     * flush (so that the segment goes in this pass). */
     int (*gc_safe)(void *ctx, uint64_t seq, uint64_t log_number);
     void *ctx;
 } vlog_db_ops;
