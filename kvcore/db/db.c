@@ -1636,15 +1636,18 @@ static int db_vlog_gc_safe(void *ctx, uint64_t seq, uint64_t log_number)
     /* The WAL of the move is still the current one: freeze it so that it becomes obsolete. */
     int flush = !wal_ok && db->logfile_number <= log_number && db->imm == NULL && !db->bg_error;
     pthread_mutex_unlock(&db->mu);
-    if (flush && snapshots_ok && kv_flush(db) == 0) {
-        /* Waited for the flush (it ends in success or a failure, as for kv_flush), so that
-         * the segment goes now rather than at a later pass: on a small disk written fast the
-         * emptied segments otherwise pile up, and a restart forgets that they were moved. */
-        pthread_mutex_lock(&db->mu);
-        wal_ok = db_wals_obsolete(db, log_number);
-        pthread_mutex_unlock(&db->mu);
+    if (flush && snapshots_ok) {
+        /* Wait for the flush (it ends in success or a failure, as for kv_flush), so that the
+         * segment goes now rather than at a later pass: on a small disk written fast the
+         * emptied segments otherwise pile up, and a restart forgets that they were moved. A
+         * failed flush is left to the flush thread's own retries. */
+        if (kv_flush(db) == 0) {
+            pthread_mutex_lock(&db->mu);
+            wal_ok = db_wals_obsolete(db, log_number);
+            pthread_mutex_unlock(&db->mu);
+        }
     } else if (flush) {
-        db_write(db, NULL, 0, 1);
+        db_write(db, NULL, 0, 1); /* a snapshot holds the segment anyway: do not wait */
     }
     return snapshots_ok && wal_ok;
 }
