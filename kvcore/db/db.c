@@ -1611,7 +1611,12 @@ static int db_vlog_points_at(void *ctx, slice key, uint64_t seg, uint64_t off)
 static int db_vlog_gc_write(void *ctx, const kv_batch *b, uint64_t *last_seq, uint64_t *log_number)
 {
     kv_db *db = ctx;
-    int rc = kv_batch_count(b) > 0 ? db_write_ex(db, b, 1, 0, 1) : 0;
+    int rc = 0;
+    if (kv_batch_count(b) > 0)
+        rc = db_write_ex(db, b, 1, 0, 1);
+    else
+        (void)db_write(db, NULL, 0, 0); /* a barrier: returns once the writers queued before it
+                                           are done (its bg_error, if any, is not the GC's) */
     pthread_mutex_lock(&db->mu);
     *last_seq = version_set_last_sequence(db->vs);
     *log_number = db->logfile_number;

@@ -1338,6 +1338,14 @@ static int gc_segment(vlog *v, uint64_t seg, uint64_t *moved)
     uint64_t off = VLOG_SEGMENT_HEADER_SIZE, next = 0, last_seq = 0, log_number = 0;
     uint64_t first_bad = 0, bad = 0;
     int r = 1, cut;
+    /* A leader appends its group's records, rotating `seg` out when it fills, before its WAL
+     * record and memtable insert make the pointers visible: picked in that window, seg holds
+     * records that points_at would call dead, and they would be deleted with seg while the
+     * memtable (then tables) still points at them. The empty write waits for every writer in
+     * flight; a later one can only append to a newer segment. So every pointer into seg is
+     * visible to points_at from here on. */
+    if (rc == 0)
+        rc = v->ops.gc_write(v->ops.ctx, b, &last_seq, &log_number);
     while (rc == 0 && (r = next_record(v, f, seg, off, fsize, &rec, &next, &cut)) != 0) {
         if (r == KV_ECORRUPT) {
             uint64_t at = 0;

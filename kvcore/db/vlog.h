@@ -109,7 +109,8 @@ typedef struct vlog_db_ops {
     int (*points_at)(void *ctx, slice key, uint64_t seg, uint64_t off);
     /* GC: applies a batch of VLOG_TAG_GC ops as a synced write on its own (never joined with
      * other writers); *last_seq and *log_number receive values at least as large as the
-     * write's last sequence and WAL number. */
+     * write's last sequence and WAL number. An empty batch writes nothing but returns only
+     * after every write queued before it has finished (its pointers are in the memtable). */
     int (*gc_write)(void *ctx, const kv_batch *b, uint64_t *last_seq, uint64_t *log_number);
     /* GC: 1 if no snapshot older than seq exists and every WAL <= log_number is obsolete.
      * When only the current WAL stands in the way, flushes the memtable and waits for the

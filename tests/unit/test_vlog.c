@@ -881,6 +881,176 @@ START_TEST(test_vlog_gc_pass_flushes_the_wal_of_its_moves_and_deletes_the_segmen
 }
 END_TEST
 
+/* A minimal database for the value log on its own (vlog_db_ops): keys map to stored values;
+ * a commit's pointers reach the map only when the test says so, like a write leader whose
+ * group is appended to the value log but not yet in the WAL and memtable. */
+#define MINI_KEYS 8
+struct mini_db {
+    vlog *v;
+    char keys[MINI_KEYS][16];
+    char vals[MINI_KEYS][32];
+    size_t vlens[MINI_KEYS];
+    int n;
+    uint64_t next_number;
+    kv_batch *pending; /* committed, not yet "in the memtable" */
+};
+
+static int mini_find(struct mini_db *m, slice key)
+{
+    for (int i = 0; i < m->n; i++)
+        if (strlen(m->keys[i]) == key.size && memcmp(m->keys[i], key.data, key.size) == 0)
+            return i;
+    return -1;
+}
+
+static int mini_put(void *ctx, uint64_t seq, slice key, slice value)
+{
+    (void)seq;
+    struct mini_db *m = ctx;
+    int i = mini_find(m, key);
+    if (i < 0) {
+        ck_assert_int_lt(m->n, MINI_KEYS);
+        i = m->n++;
+        ck_assert_uint_lt(key.size, sizeof(m->keys[i]));
+        memcpy(m->keys[i], key.data, key.size);
+        m->keys[i][key.size] = 0;
+    }
+    ck_assert_uint_le(value.size, sizeof(m->vals[i]));
+    memcpy(m->vals[i], value.data, value.size);
+    m->vlens[i] = value.size;
+    return 0;
+}
+
+static int mini_del(void *ctx, uint64_t seq, slice key)
+{
+    (void)ctx;
+    (void)seq;
+    (void)key;
+    return KV_EINVAL; /* the test deletes nothing */
+}
+
+/* The in-flight group reaches the "memtable". */
+static void mini_apply_pending(struct mini_db *m)
+{
+    if (!m->pending)
+        return;
+    batch_handler h = {mini_put, mini_del, m};
+    ck_assert_int_eq(batch_iterate(buf_slice(&m->pending->rep), &h), 0);
+    kv_batch_free(m->pending);
+    m->pending = NULL;
+}
+
+static uint64_t mini_new_number(void *ctx)
+{
+    return ((struct mini_db *)ctx)->next_number++;
+}
+
+static int mini_points_at(void *ctx, slice key, uint64_t seg, uint64_t off)
+{
+    struct mini_db *m = ctx;
+    int i = mini_find(m, key);
+    uint64_t s, o;
+    uint32_t size, vlen;
+    return i >= 0 &&
+           vlog_parse_pointer(slice_make(m->vals[i], m->vlens[i]), &s, &o, &size, &vlen) &&
+           s == seg && o == off;
+}
+
+/* A write waits for the writers before it: the in-flight group lands first. */
+static int mini_gc_write(void *ctx, const kv_batch *b, uint64_t *last_seq, uint64_t *log_number)
+{
+    struct mini_db *m = ctx;
+    mini_apply_pending(m);
+    if (kv_batch_count(b) > 0) {
+        const kv_batch *out;
+        uint64_t user_bytes;
+        int rc = vlog_commit_batch(m->v, b, 1, &out, &user_bytes);
+        if (rc != 0)
+            return rc;
+        batch_handler h = {mini_put, mini_del, m};
+        ck_assert_int_eq(batch_iterate(buf_slice(&out->rep), &h), 0);
+    }
+    *last_seq = 1;
+    *log_number = 1;
+    return 0;
+}
+
+static int mini_gc_safe(void *ctx, uint64_t seq, uint64_t log_number)
+{
+    (void)ctx;
+    (void)seq;
+    (void)log_number;
+    return 1; /* no snapshots, every WAL obsolete: only the pointers decide */
+}
+
+/* A group whose second record rotated the segment of its first out is still being written
+ * (its pointers are not in the memtable yet) when the GC picks that segment: the GC must not
+ * take the first record for garbage and delete the segment under it. It waits for the
+ * writer, moves the record, and the value reads back. */
+START_TEST(test_vlog_gc_waits_for_the_group_that_rotated_its_segment_out)
+{
+    char *dir = tu_ck_tempdir("vlog_inflight");
+    kv_options o;
+    vlog_opts(&o, 100, 4096);
+    o.compression = 0;
+    kv_logger log;
+    kv_logger_init(&log, &o);
+    struct mini_db m;
+    memset(&m, 0, sizeof(m));
+    m.next_number = 10;
+    vlog_db_ops ops = {mini_new_number, mini_points_at, mini_gc_write, mini_gc_safe, &m};
+    ck_assert_int_eq(vlog_open(dir, env_posix(), &log, &o, 1, &ops, &m.v), 0);
+    ck_assert_ptr_nonnull(m.v);
+
+    char v1[3000], v2[3000];
+    make_value(v1, sizeof(v1), 1, 0);
+    make_value(v2, sizeof(v2), 3, 0);
+    kv_batch *user = kv_batch_new(), *staged = NULL;
+    ck_assert_ptr_nonnull(user);
+    ck_assert_int_eq(kv_batch_put(user, "k1", 2, v1, sizeof(v1)), 0);
+    ck_assert_int_eq(kv_batch_put(user, "k2", 2, v2, sizeof(v2)), 0);
+    ck_assert_int_eq(vlog_stage_batch(m.v, user, &staged), 0);
+    const kv_batch *out;
+    uint64_t user_bytes;
+    ck_assert_int_eq(vlog_commit_batch(m.v, staged, 1, &out, &user_bytes), 0);
+    m.pending = kv_batch_new();
+    ck_assert_ptr_nonnull(m.pending);
+    buf_clear(&m.pending->rep);
+    ck_assert_int_eq(buf_append(&m.pending->rep, out->rep.data, out->rep.len), 0);
+    kv_stats st;
+    memset(&st, 0, sizeof(st));
+    vlog_get_stats(m.v, &st);
+    ck_assert_uint_eq(st.vlog_segments, 2); /* k1's segment is closed: the GC may pick it */
+
+    uint64_t moved = 0;
+    ck_assert_int_eq(vlog_gc_run(m.v, 1, &moved), 0);
+    mini_apply_pending(&m); /* (a no-op if the GC waited for the writer, as it must) */
+    ck_assert_uint_ge(moved, sizeof(v1));
+    const char *want[2] = {v1, v2};
+    for (int i = 0; i < 2; i++) {
+        char k[3] = {'k', (char)('1' + i), 0};
+        int at = mini_find(&m, slice_make(k, 2));
+        ck_assert_int_ge(at, 0);
+        buf scratch;
+        buf_init(&scratch);
+        slice got;
+        ck_assert_int_eq(vlog_resolve(m.v, slice_make(k, 2), slice_make(m.vals[at], m.vlens[at]),
+                                      &scratch, &got),
+                         0);
+        ck_assert_uint_eq(got.size, 3000);
+        ck_assert_mem_eq(got.data, want[i], 3000);
+        buf_free(&scratch);
+    }
+    memset(&st, 0, sizeof(st));
+    vlog_get_stats(m.v, &st);
+    ck_assert_uint_eq(st.vlog_gc_segments_deleted, 1); /* the emptied segment went */
+    vlog_close(m.v);
+    kv_batch_free(staged);
+    kv_batch_free(user);
+    tu_ck_rmtempdir(&dir);
+}
+END_TEST
+
 static Suite *vlog_suite(void)
 {
     Suite *s = suite_create("vlog");
@@ -903,6 +1073,7 @@ static Suite *vlog_suite(void)
     tcase_add_test(tc, test_vlog_gc_measures_segments_of_an_earlier_run_after_reopen);
     tcase_add_test(tc, test_vlog_segment_size_is_capped_by_the_disk);
     tcase_add_test(tc, test_vlog_gc_pass_flushes_the_wal_of_its_moves_and_deletes_the_segment);
+    tcase_add_test(tc, test_vlog_gc_waits_for_the_group_that_rotated_its_segment_out);
     suite_add_tcase(s, tc);
     return s;
 }
