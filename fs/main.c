@@ -904,6 +904,14 @@ static int cmd_fsck(int argc, char **argv)
             lock_fd = -1;
         }
         rc = open_store(store, &ko, &db);
+        if (rc == KV_ECORRUPT && repair && !salvage_ran) {
+            /* Damage only recovery can see (a synced WAL record whose value-log record is
+             * gone: kv_check takes a segment cut short for a crash's torn tail): salvage. */
+            printf("kvfs fsck: opening the store failed: %s: running the kvcore salvage\n",
+                   kv_strerror(rc));
+            want_salvage = 1;
+            continue;
+        }
         if (rc) {
             report_open_error(store, rc);
             if (lock_fd >= 0)

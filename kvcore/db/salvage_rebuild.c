@@ -271,9 +271,28 @@ static uint64_t newest_segment(const struct salvage *s)
 
 /* A WAL record whose value pointers do not all lead to sound records (vlog_verify_batch) is
  * dropped with the rest of its log, as recovery drops it. It is a crash's torn tail if every
- * pointer goes into the newest segment and that segment has no damaged record: then, as for
- * recovery, nothing is reported. Otherwise (damage) every key of the dropped records is
- * reported lost. Returns 0 or an error. */
+ * pointer goes into the newest segment, that segment has no damaged record and no sync marker
+ * of the log covers the record: then, as for recovery, nothing is reported. Otherwise (damage)
+ * every key of the dropped records is reported lost. Returns 0 or an error. */
+/* The offset up to which log `name`'s sync markers prove it durable (wal.h), read in a pass
+ * of its own; 0 if it has none or cannot be read. */
+static uint64_t log_synced_offset(struct salvage *s, const char *name)
+{
+    char *p = salvage_join(s->dir, name, "");
+    env_file *f;
+    wal_reader *r;
+    slice rec;
+    uint64_t synced = 0;
+    if (p && s->env->open_readable(s->env, p, &f) == 0 && wal_reader_new(f, &r) == 0) {
+        while (wal_read_record(r, &rec) == 1)
+            ;
+        synced = wal_reader_synced_offset(r);
+        wal_reader_free(r);
+    }
+    free(p);
+    return synced;
+}
+
 static int drop_bad_pointer_tail(struct salvage *s, const char *name, wal_reader *r, slice rec)
 {
     struct tail_check tc = {newest_segment(s), 0, 0};
@@ -281,6 +300,10 @@ static int drop_bad_pointer_tail(struct salvage *s, const char *name, wal_reader
     batch_handler check = {bad_ptr_put, NULL, &tc};
     if (batch_iterate(rec, &check) != 0)
         tc.damage = 1; /* malformed: not a crash's doing */
+    /* A segment cut short looks like a crash's torn tail, but not when the WAL's markers prove
+     * the record synced: the segment is synced before every WAL sync (recovery's rule). */
+    if (!tc.damage && log_synced_offset(s, name) >= wal_reader_good_offset(r))
+        tc.damage = 1;
     if (!s->dry)
         kv_log(&s->log, tc.damage ? KV_LOG_ERROR : KV_LOG_WARN,
                "salvage: %s: record ending at offset %" PRIu64
