@@ -14,6 +14,7 @@
 #include "fs.h"
 #include "fslog.h"
 #include "ll.h"
+#include "options.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -35,89 +36,6 @@
 #define KVFS_VERSION "0.1.0"
 
 enum { EXIT_FSCK_REPAIRED = 1, EXIT_FSCK_ERRORS = 4 };
-
-struct mount_opts {
-    char *store;
-    char *mountpoint;
-    int foreground;
-    int debug;
-    int read_only;
-    int no_default_permissions;
-    int help;
-    int version;
-    char *sync;
-    double attr_timeout;
-    double entry_timeout;
-    double negative_timeout;
-    char *cache_size;
-    char *memtable_size;
-    char *reserve;
-    char *log_level;
-    int writeback; /* -o writeback=0|1, default 1 */
-};
-
-enum {
-    KEY_FOREGROUND,
-    KEY_DEBUG,
-    KEY_RO,
-    KEY_HELP,
-    KEY_VERSION,
-    KEY_DISCARD,
-    KEY_NODEFPERM,
-};
-
-#define MOPT(t, m)                                                                                 \
-    {                                                                                              \
-        t, offsetof(struct mount_opts, m), 1                                                       \
-    }
-
-static const struct fuse_opt mount_optspec[] = {
-    MOPT("sync=%s", sync),
-    MOPT("attr_timeout=%lf", attr_timeout),
-    MOPT("entry_timeout=%lf", entry_timeout),
-    MOPT("negative_timeout=%lf", negative_timeout),
-    MOPT("cache_size=%s", cache_size),
-    MOPT("memtable_size=%s", memtable_size),
-    MOPT("reserve=%s", reserve),
-    MOPT("log_level=%s", log_level),
-    MOPT("writeback=%d", writeback),
-    FUSE_OPT_KEY("-f", KEY_FOREGROUND),
-    FUSE_OPT_KEY("foreground", KEY_FOREGROUND),
-    FUSE_OPT_KEY("-d", KEY_DEBUG),
-    FUSE_OPT_KEY("debug", KEY_DEBUG),
-    FUSE_OPT_KEY("ro", KEY_RO),
-    FUSE_OPT_KEY("-r", KEY_RO),
-    FUSE_OPT_KEY("-h", KEY_HELP),
-    FUSE_OPT_KEY("--help", KEY_HELP),
-    FUSE_OPT_KEY("-V", KEY_VERSION),
-    FUSE_OPT_KEY("--version", KEY_VERSION),
-    FUSE_OPT_KEY("default_permissions", KEY_DISCARD),
-    FUSE_OPT_KEY("nodefault_permissions", KEY_NODEFPERM),
-    /* fstab/mount(8) options with no meaning for a FUSE daemon, or which libfuse rejects */
-    FUSE_OPT_KEY("defaults", KEY_DISCARD),
-    FUSE_OPT_KEY("auto", KEY_DISCARD),
-    FUSE_OPT_KEY("noauto", KEY_DISCARD),
-    FUSE_OPT_KEY("user", KEY_DISCARD),
-    FUSE_OPT_KEY("users", KEY_DISCARD),
-    FUSE_OPT_KEY("nouser", KEY_DISCARD),
-    FUSE_OPT_KEY("owner", KEY_DISCARD),
-    FUSE_OPT_KEY("group", KEY_DISCARD),
-    FUSE_OPT_KEY("nofail", KEY_DISCARD),
-    FUSE_OPT_KEY("_netdev", KEY_DISCARD),
-    FUSE_OPT_KEY("nonempty", KEY_DISCARD),
-    FUSE_OPT_KEY("relatime", KEY_DISCARD),
-    FUSE_OPT_KEY("norelatime", KEY_DISCARD),
-    FUSE_OPT_KEY("strictatime", KEY_DISCARD),
-    FUSE_OPT_KEY("nostrictatime", KEY_DISCARD),
-    FUSE_OPT_KEY("lazytime", KEY_DISCARD),
-    FUSE_OPT_KEY("nolazytime", KEY_DISCARD),
-    FUSE_OPT_KEY("diratime", KEY_DISCARD),
-    FUSE_OPT_KEY("nodiratime", KEY_DISCARD),
-    FUSE_OPT_KEY("iversion", KEY_DISCARD),
-    FUSE_OPT_KEY("noiversion", KEY_DISCARD),
-    FUSE_OPT_KEY("comment=", KEY_DISCARD),
-    FUSE_OPT_END,
-};
 
 static void usage(FILE *f)
 {
@@ -161,97 +79,6 @@ static void usage(FILE *f)
             "with EIO, the rest reads normally; remove or truncate the file to clear it. Files\n"
             "whose directory entry was lost are linked into /lost+found as #INODE; a file whose\n"
             "inode was lost is rebuilt from its data (mode 0600, owner root).\n");
-}
-
-static int mount_opt_proc(void *data, const char *arg, int key, struct fuse_args *outargs)
-{
-    struct mount_opts *o = data;
-
-    switch (key) {
-    case FUSE_OPT_KEY_NONOPT:
-        if (!o->store) {
-            o->store = strdup(arg);
-            return 0;
-        }
-        if (!o->mountpoint) {
-            o->mountpoint = strdup(arg);
-            return 0;
-        }
-        fprintf(stderr, "kvfs: unexpected argument '%s'\n", arg);
-        return -1;
-    case FUSE_OPT_KEY_OPT:
-        if (strncmp(arg, "x-", 2) == 0)
-            return 0; /* x-systemd.* and friends: for other programs */
-        return 1;     /* libfuse's (rw, suid, dev, allow_other, ...) */
-    case KEY_FOREGROUND:
-        o->foreground = 1;
-        return 0;
-    case KEY_DEBUG:
-        o->debug = o->foreground = 1;
-        return 0;
-    case KEY_RO:
-        o->read_only = 1;
-        return 1; /* libfuse mounts read-only too */
-    case KEY_HELP:
-        o->help = 1;
-        return 0;
-    case KEY_VERSION:
-        o->version = 1;
-        return 0;
-    case KEY_NODEFPERM:
-        o->no_default_permissions = 1;
-        return 0;
-    case KEY_DISCARD:
-    default:
-        return 0;
-    }
-}
-
-/* "64M" -> bytes. Returns -1 if malformed. */
-static int parse_size(const char *s, size_t *out)
-{
-    char *end;
-    unsigned long long v;
-
-    errno = 0;
-    v = strtoull(s, &end, 10);
-    if (errno || end == s)
-        return -1;
-    switch (*end) {
-    case 'k':
-    case 'K':
-        v <<= 10, end++;
-        break;
-    case 'm':
-    case 'M':
-        v <<= 20, end++;
-        break;
-    case 'g':
-    case 'G':
-        v <<= 30, end++;
-        break;
-    default:
-        break;
-    }
-    if (*end == 'i' || *end == 'B')
-        end++;
-    if (*end == 'B')
-        end++;
-    if (*end)
-        return -1;
-    *out = (size_t)v;
-    return 0;
-}
-
-static int parse_log_level(const char *s)
-{
-    static const char *const names[] = {"error", "warn", "info", "debug"};
-    for (int i = 0; i < 4; i++)
-        if (strcmp(s, names[i]) == 0)
-            return i;
-    if (strcmp(s, "warning") == 0)
-        return FS_LOG_WARN;
-    return -1;
 }
 
 /* kvcore's messages while a store is being opened are held back: for the expected failures
@@ -483,7 +310,6 @@ static int run_mount(struct mount_opts *o, struct fuse_args *args, const char *s
     kv_options ko;
     kv_db *db = NULL;
     struct fs *fs = NULL;
-    size_t sz;
     int rc, ret = 1;
 
     /* One malloc arena for the whole daemon. By default glibc gives each FUSE worker thread
@@ -496,41 +322,8 @@ static int run_mount(struct mount_opts *o, struct fuse_args *args, const char *s
     init_kv_options(&ko);
     memset(&cfg, 0, sizeof cfg);
     memset(&ll, 0, sizeof ll);
-    ko.read_only = o->read_only;
-    if (o->cache_size) {
-        if (parse_size(o->cache_size, &sz)) {
-            fprintf(stderr, "kvfs: bad cache_size '%s'\n", o->cache_size);
-            goto out;
-        }
-        ko.block_cache_bytes = sz;
-    }
-    if (o->memtable_size) {
-        if (parse_size(o->memtable_size, &sz) || sz < 65536) {
-            fprintf(stderr, "kvfs: bad memtable_size '%s'\n", o->memtable_size);
-            goto out;
-        }
-        ko.memtable_bytes = sz;
-    }
-    if (o->reserve) {
-        if (parse_size(o->reserve, &sz)) {
-            fprintf(stderr, "kvfs: bad reserve '%s'\n", o->reserve);
-            goto out;
-        }
-        ko.reserve_bytes = sz;
-    }
-    ll.writeback = o->writeback != 0;
-    if (!o->sync || strcmp(o->sync, "request") == 0) {
-        ko.sync_mode = KV_SYNC_ON_REQUEST;
-    } else if (strcmp(o->sync, "never") == 0) {
-        ko.sync_mode = KV_SYNC_NEVER;
-    } else if (strcmp(o->sync, "always") == 0) {
-        ko.sync_mode = KV_SYNC_ALWAYS;
-        cfg.write_flags = KV_WRITE_SYNC;
-        ll.writeback = 0; /* write(2) must reach the WAL before it returns */
-    } else {
-        fprintf(stderr, "kvfs: bad sync '%s' (never, request or always)\n", o->sync);
+    if (mount_opts_apply(o, &ko, &cfg, &ll) != 0)
         goto out;
-    }
     /* An interrupted `fsck --repair` leaves the key ranges it lost in the store's LOST file
      * until it has marked the files that depended on them (reads of those chunks give EIO).
      * Mounting before that would serve the lost chunks as holes or older bytes: refuse. */
@@ -661,10 +454,7 @@ static int cmd_mount(int argc, char **argv)
     char store[PATH_MAX], mnt[PATH_MAX];
     int ret = 1, pfd[2] = {-1, -1}, ll;
 
-    memset(&o, 0, sizeof o);
-    o.attr_timeout = o.entry_timeout = o.negative_timeout = 1.0;
-    o.writeback = 1;
-    if (fuse_opt_parse(&args, &o, mount_optspec, mount_opt_proc) != 0)
+    if (mount_opts_parse(&args, &o) != 0)
         goto out;
     if (o.help) {
         usage(stdout);
@@ -680,18 +470,10 @@ static int cmd_mount(int argc, char **argv)
         usage(stderr);
         goto out;
     }
-    if (o.log_level) {
-        ll = parse_log_level(o.log_level);
-        if (ll < 0) {
-            fprintf(stderr, "kvfs: bad log_level '%s'\n", o.log_level);
-            goto out;
-        }
-        fs_log_set_level(ll);
-    }
-    if (o.attr_timeout < 0 || o.entry_timeout < 0 || o.negative_timeout < 0) {
-        fprintf(stderr, "kvfs: timeouts must not be negative\n");
+    if ((ll = mount_opts_check(&o)) < 0)
         goto out;
-    }
+    if (o.log_level)
+        fs_log_set_level(ll);
     if (prepare_paths(&o, store, mnt) != 0)
         goto out;
     if (add_mount_args(&args, &o, store) != 0) {
@@ -732,13 +514,7 @@ static int cmd_mount(int argc, char **argv)
     }
 out:
     fuse_opt_free_args(&args);
-    free(o.store);
-    free(o.mountpoint);
-    free(o.sync);
-    free(o.cache_size);
-    free(o.memtable_size);
-    free(o.reserve);
-    free(o.log_level);
+    mount_opts_free(&o);
     return ret;
 }
 

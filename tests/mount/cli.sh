@@ -51,6 +51,16 @@ rc=$?
 check "missing mount point refused" refused $rc
 check "  and the error names the mount point" grep -q "no-such-dir" "$MT_DIR/out"
 
+# Bad option values are refused with a line naming the option, and nothing is mounted.
+for opt in writeback=2 cache_size=99999999999999G cache_size=-1 memtable_size=1k sync=bogus \
+    entry_timeout=-1 attr_timeout=nan log_level=loud reserve=12X; do
+    kv mount -f -o "$opt" "$MT_DIR/optstore" "$MNT"
+    rc=$?
+    check "-o $opt refused" refused $rc
+    check "  and the error names it" grep -qE "${opt%%=*}|timeouts" "$MT_DIR/out"
+    check "  and nothing was mounted" eval '! mountpoint -q "$MNT"'
+done
+
 mkdir -p "$MT_DIR/notastore"
 echo "precious" >"$MT_DIR/notastore/hello.txt"
 kv mount -f "$MT_DIR/notastore" "$MNT"
