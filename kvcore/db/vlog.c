@@ -1172,7 +1172,7 @@ static int next_record(vlog *v, env_file *f, uint64_t seg, uint64_t off, uint64_
                        uint64_t *next, int *cut)
 {
     char h[VLOG_RECORD_HEADER_SIZE];
-    uint64_t size;
+    uint64_t size = 0; /* set whenever record_extent returns 1; gcc -O3 cannot see that */
     size_t got;
     int rc = record_extent(f, off, fsize, h, &size);
     *cut = rc == KV_ECORRUPT;
@@ -1200,7 +1200,7 @@ static int next_record(vlog *v, env_file *f, uint64_t seg, uint64_t off, uint64_
 static int next_record_key(env_file *f, uint64_t off, uint64_t fsize, buf *rec, uint64_t *next)
 {
     char h[VLOG_RECORD_HEADER_SIZE];
-    uint64_t size;
+    uint64_t size = 0; /* set whenever record_extent returns 1; gcc -O3 cannot see that */
     size_t got;
     int rc = record_extent(f, off, fsize, h, &size);
     if (rc != 1)
