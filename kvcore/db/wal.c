@@ -470,11 +470,13 @@ static int wal_read_at(wal_reader *r, uint64_t off, char *dst, size_t n, size_t 
 
 /* The heuristic for a log without markers (wal.h): sets *damaged to 1 if the dropped bytes
  * [from, end), which start with a complete bad record, hold non-zero bytes and no all-zero
- * page-aligned page. Returns 0 or an I/O error. */
+ * page-aligned page, nor an all-zero run from `from` to the end of its page followed by a page
+ * that starts with a non-zero byte (the first page lost, the next kept). Returns 0 or an I/O
+ * error. */
 static int wal_tail_looks_damaged(wal_reader *r, uint64_t from, uint64_t end, int *damaged)
 {
     char page[WAL_PAGE_SIZE];
-    int nonzero_seen = 0, hole_seen = 0;
+    int nonzero_seen = 0, hole_seen = 0, lost_rest = 0;
     /* The bytes before the first page boundary share a page with good records. */
     for (uint64_t pos = from; pos < end && !hole_seen;) {
         uint64_t page_end = (pos / WAL_PAGE_SIZE + 1) * WAL_PAGE_SIZE;
@@ -487,10 +489,22 @@ static int wal_tail_looks_damaged(wal_reader *r, uint64_t from, uint64_t end, in
         int zero = 1;
         for (size_t i = 0; i < got && zero; i++)
             zero = page[i] == 0;
-        if (!zero)
+        if (!zero) {
             nonzero_seen = 1;
-        else if (pos % WAL_PAGE_SIZE == 0)
-            hole_seen = 1;
+            /* The rest of the first page lost, the next kept whole: a power cut's doing. */
+            if (lost_rest && page[0] != 0)
+                hole_seen = 1;
+        } else if (pos % WAL_PAGE_SIZE == 0) {
+            hole_seen = 1; /* a page never written */
+        } else if (pos + got == page_end) {
+            /* Zeros from the bad record to the end of its page: a power cut that lost this
+             * page (which then holds only what was synced before `from`) may have kept the
+             * next page of the same append. Judged with the next page. */
+            lost_rest = 1;
+            pos += got;
+            continue;
+        }
+        lost_rest = 0;
         pos += got;
     }
     *damaged = nonzero_seen && !hole_seen;

@@ -1037,6 +1037,14 @@ START_TEST(test_wal_log_without_markers_is_judged_by_zero_pages)
         memset(copy + img.off[2], 0, 4000);
         read_verdict(copy, img.len, m, &tail, &synced);
         ck_assert_int_eq(tail, WAL_TAIL_DAMAGED);
+        /* Zeros from the bad record to the end of its page and a next page that starts with
+         * data: a power cut lost the first page of an append and kept the second. Torn. */
+        memcpy(copy, img.data, img.len);
+        ck_assert_uint_lt(img.off[2], 4096);
+        memset(copy + img.off[2], 0, 4096 - img.off[2]);
+        copy[4096] |= 1;
+        read_verdict(copy, img.len, m, &tail, &synced);
+        ck_assert_int_eq(tail, WAL_TAIL_UNSYNCED);
         /* All zeros to the end, or a cut: torn. */
         memcpy(copy, img.data, img.len);
         memset(copy + img.off[3], 0, img.len - img.off[3]);
