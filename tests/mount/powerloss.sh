@@ -17,7 +17,7 @@
 CYCLES=${POWERLOSS_CYCLES:-6}
 SEED=${POWERLOSS_SEED:-$(( $(date +%s) % 1000000 ))}
 FSLIST=${POWERLOSS_FS:-xfs ext4}
-IMG_SIZE=${POWERLOSS_IMG_SIZE:-512M}
+IMG_SIZE=${POWERLOSS_IMG_SIZE:-2G}
 while [ $# -gt 0 ]; do
     case $1 in
     --cycles) CYCLES=$2; shift 2 ;;
@@ -79,7 +79,10 @@ for fs in $FSLIST; do
     # waits for ends, and segments are 1/32 of the disk (16 MiB here); the segments moved
     # in the last second before a cut (held_segments in the per-cycle lines) are moved again
     # after the restart. Measured at 512 MiB: 13 runs (108 cuts) passed, at least 67 MiB free
-    # at every cut (was: 1 run in 4-6 failed with ENOSPC in `vlog append`).
+    # at every cut (was: 1 run in 4-6 failed with ENOSPC in `vlog append`). But the first CI
+    # run at 512 MiB failed with ENOSPC in the very first cycle (0 MiB of files alive, a
+    # `vlog append` refused; not reproduced by hand): until that is understood the default
+    # is back at 2 GiB. POWERLOSS_IMG_SIZE=512M reproduces the small-disk case.
     truncate -s "$IMG_SIZE" "$IMG" && "${mkfs[@]}" "$IMG" || mt_fail "cannot make the $fs image"
     LOOP=$(losetup -f --show "$IMG") || mt_fail "no loop device"
     mkdir -p "$XMNT"
