@@ -90,7 +90,8 @@ enum wal_tail {
  * (the manifest, older WALs, a WAL whose header never reached the disk) it judges by how a
  * power cut leaves a file: cut short ("truncated ..."), or holding never-written pages, so a
  * bad record is damage only if non-zero bytes follow it and no page-aligned WAL_PAGE_SIZE run
- * (the last one may end at the end of the file) of the dropped bytes is all zeros. Reading
+ * (the last one may end at the end of the file) of the dropped bytes is all zeros, nor a run
+ * from the bad record to the end of its page followed by a page whose first byte is not. Reading
  * the rest of the file may fail: wal_read_record() then returned the error. */
 enum wal_tail wal_reader_tail(const wal_reader *r);
 /* After the end: 1 if wal_reader_tail() rests on this log's sync markers, 0 if on the
