@@ -449,6 +449,9 @@ START_TEST(test_vlog_mode_is_fixed_when_the_store_is_created)
     vlog_opts(&o, 0, 0);
     db = tu_ck_open(dir, &o); /* threshold 0: old pointers still read, new values inline */
     ck_assert_ptr_nonnull(db->vlog);
+    /* The background GC may move the records the overwrites below make dead, and its appends
+     * count in vlog_bytes_written too (seen in CI: 1455 bytes); only the user's are asked about. */
+    vlog_gc_stop(db->vlog);
     check_all(db, NULL, &m);
     for (int i = 0; i < 16; i++)
         put_version(db, i, 2, &m);
@@ -827,6 +830,10 @@ START_TEST(test_vlog_gc_measures_segments_of_an_earlier_run_after_reopen)
         put_version(db, i, 1, &m);
     ck_assert_int_eq(kv_close(db), 0);
     db = tu_ck_open(dir, &o);
+    /* Only this test's passes run: the background GC, started by the open, would race them
+     * (its moves after the last flush below leave both copies on disk when the sizes are
+     * taken; CI saw 1758221 bytes against the bound of 1560778, twice). */
+    vlog_gc_stop(db->vlog);
     kv_stats before, after;
     ck_assert_int_eq(kv_get_stats(db, &before), 0);
     ck_assert_uint_gt(before.vlog_segments, 8);
@@ -837,11 +844,10 @@ START_TEST(test_vlog_gc_measures_segments_of_an_earlier_run_after_reopen)
     }
     ck_assert_int_eq(kv_get_stats(db, &after), 0);
     ck_assert_uint_gt(after.vlog_gc_segments_deleted, 0);
-    /* Half of what was written is dead; allow the active segment, and three more that the
-     * background GC thread may be moving or waiting to delete at the same time (seen under
-     * ASan in CI: 1758221 against a bound of 2 segments, 1640651). Without the measuring
-     * after reopen nothing would be collected at all (after == before). */
-    ck_assert_uint_lt(after.vlog_bytes, before.vlog_bytes / 2 + 4 * 64 * 1024);
+    /* Half of what was written is dead; allow the active segment and the one a move may have
+     * started. Without the measuring after reopen nothing would be collected at all
+     * (after == before). */
+    ck_assert_uint_lt(after.vlog_bytes, before.vlog_bytes / 2 + 2 * 64 * 1024);
     finish_clean(db, &dir, &o, &m);
 }
 END_TEST
