@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "kvcore/kv.h"
+#include "mem_file.h"
 #include "table/compress.h"
 #include "table/sst.h"
 #include "testutil.h"
@@ -13,54 +14,6 @@
 
 /* Every value is one file chunk as kvfs stores it: 64 KiB, so each becomes its own block. */
 #define CHUNK (64 * 1024)
-
-/* ---- An in-memory file ------------------------------------------------------------------- */
-
-typedef struct memfile {
-    env_file base;
-    buf *data; /* borrowed */
-} memfile;
-
-static int mem_pread(env_file *f, void *b, size_t n, uint64_t off, size_t *nread)
-{
-    memfile *m = (memfile *)f;
-    *nread = 0;
-    if (off >= m->data->len)
-        return 0;
-    size_t avail = m->data->len - (size_t)off;
-    *nread = n < avail ? n : avail;
-    memcpy(b, m->data->data + off, *nread);
-    return 0;
-}
-
-static int mem_append(env_file *f, const void *b, size_t n)
-{
-    return buf_append(((memfile *)f)->data, b, n);
-}
-
-static int mem_sync(env_file *f)
-{
-    (void)f;
-    return 0;
-}
-
-static int mem_close(env_file *f)
-{
-    free(f);
-    return 0;
-}
-
-static const kv_env mem_env = {
-    .pread = mem_pread, .append = mem_append, .sync = mem_sync, .close = mem_close};
-
-static memfile *mem_open(buf *data)
-{
-    memfile *m = calloc(1, sizeof(*m));
-    ck_assert_ptr_nonnull(m);
-    m->base.env = &mem_env;
-    m->data = data;
-    return m;
-}
 
 /* ---- Chunks of a given kind -------------------------------------------------------------- */
 
@@ -113,7 +66,7 @@ static void build(const char *kinds, int compression, uint64_t seed, built *out)
         fill_chunk(vals + i * CHUNK, (enum kind)kinds[i], &rng);
 
     buf_init(&out->file);
-    memfile *m = mem_open(&out->file);
+    tu_memfile *m = tu_memfile_open(&out->file);
     sst_options o = {.block_size = 4096,
                      .restart_interval = 16,
                      .compression = compression,
@@ -134,13 +87,14 @@ static void build(const char *kinds, int compression, uint64_t seed, built *out)
     out->attempts = sst_builder_compress_attempts(b);
     out->nblocks = n;
     sst_builder_free(b);
-    mem_close(&m->base);
+    env_close(&m->base);
 
     /* Whatever was decided per block, every value reads back exactly. */
     sst_read_options ro = {.verify_checksums = 1, .fill_cache = 0};
     sst_reader *r;
     ck_assert_int_eq(
-        sst_reader_open(&mem_open(&out->file)->base, out->file.len, "000001.sst", &ro, &r), 0);
+        sst_reader_open(&tu_memfile_open(&out->file)->base, out->file.len, "000001.sst", &ro, &r),
+        0);
     iter *it = sst_reader_iter_new(r, 0);
     size_t i = 0;
     for (iter_seek_first(it); iter_valid(it); iter_next(it), i++) {
