@@ -16,6 +16,7 @@
 #include <zstd.h>
 
 #include "db/filename.h"
+#include "db/wal.h"
 #include "table/compress.h"
 #include "util/cache.h"
 #include "util/checksum.h"
@@ -1672,32 +1673,14 @@ void vlog_gc_kick(vlog *v)
 
 /* ---- Offline check ----------------------------------------------------------------------- */
 
-/* Whether [off, fsize) of f looks like the torn tail of an interrupted append: all zeros, or
- * holding a whole page of zeros (unsynced pages come back in any order). 1, 0 or an error. */
+/* Whether [off, fsize) of f, from a bad record on, looks like the torn tail of an interrupted
+ * append: the zero-page rule of the record log (wal_tail_is_torn in wal.h), since a segment is
+ * appended the same way. 1, 0 or an error. */
 static int looks_torn(env_file *f, uint64_t off, uint64_t fsize)
 {
-    char page[4096];
-    int all_zero = 1;
-    uint64_t pos = off;
-    while (pos < fsize) {
-        size_t want = (size_t)(fsize - pos < sizeof(page) ? fsize - pos : sizeof(page));
-        if (pos % sizeof(page) != 0 && want > sizeof(page) - pos % sizeof(page))
-            want = sizeof(page) - pos % sizeof(page);
-        size_t got;
-        int rc = env_pread(f, page, want, pos, &got);
-        if (rc != 0)
-            return rc;
-        if (got == 0)
-            break;
-        int zero = 1;
-        for (size_t i = 0; i < got && zero; i++)
-            zero = page[i] == 0;
-        if (zero && pos % sizeof(page) == 0 && (got == sizeof(page) || pos + got == fsize))
-            return 1;
-        all_zero &= zero;
-        pos += got;
-    }
-    return all_zero;
+    int torn = 0;
+    int rc = wal_file_tail_is_torn(f, off, fsize, &torn);
+    return rc != 0 ? rc : torn;
 }
 
 int vlog_check_dir(const char *dir, const kv_env *env, const kv_logger *log, uint64_t *problems,

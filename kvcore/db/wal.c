@@ -451,9 +451,10 @@ static int wal_scan_markers(wal_reader *r, uint64_t from, uint64_t end)
     return rc;
 }
 
-/* Reads up to n bytes at off (memory or file); *got < n only at the end. */
-static int wal_read_at(wal_reader *r, uint64_t off, char *dst, size_t n, size_t *got)
+/* Reads up to n bytes at off of the reader's log (memory or file): a wal_read_fn. */
+static int wal_read_at(void *ctx, uint64_t off, char *dst, size_t n, size_t *got)
 {
+    wal_reader *r = ctx;
     *got = 0;
     if (!r->f) {
         if (off < r->mem.size) {
@@ -462,53 +463,60 @@ static int wal_read_at(wal_reader *r, uint64_t off, char *dst, size_t n, size_t 
         }
         return 0;
     }
-    int rc = env_pread(r->f, dst, n, off, got);
-    if (rc == 0 && *got > n) /* cannot happen: a broken env; refuse rather than trust it */
-        rc = KV_EIO;
-    return rc;
+    return env_pread(r->f, dst, n, off, got);
 }
 
-/* The heuristic for a log without markers (wal.h): sets *damaged to 1 if the dropped bytes
- * [from, end), which start with a complete bad record, hold non-zero bytes and no all-zero
- * page-aligned page, nor an all-zero run from `from` to the end of its page followed by a page
- * that starts with a non-zero byte (the first page lost, the next kept). Returns 0 or an I/O
- * error. */
-static int wal_tail_looks_damaged(wal_reader *r, uint64_t from, uint64_t end, int *damaged)
+int wal_tail_is_torn(wal_read_fn read, void *ctx, uint64_t from, uint64_t end, int *torn)
 {
     char page[WAL_PAGE_SIZE];
     int nonzero_seen = 0, hole_seen = 0, lost_rest = 0;
-    /* The bytes before the first page boundary share a page with good records. */
+    *torn = 0;
+    /* Read page by page; the bytes before the first page boundary share a page with good
+     * records. */
     for (uint64_t pos = from; pos < end && !hole_seen;) {
         uint64_t page_end = (pos / WAL_PAGE_SIZE + 1) * WAL_PAGE_SIZE;
         size_t want = (size_t)((page_end < end ? page_end : end) - pos), got = 0;
-        int rc = wal_read_at(r, pos, page, want, &got);
+        int rc = read(ctx, pos, page, want, &got);
+        if (rc == 0 && got > want) /* cannot happen: a broken reader; refuse to trust it */
+            rc = KV_EIO;
         if (rc != 0)
             return rc;
         if (got == 0)
-            break;
+            break; /* the file is shorter than `end`: nothing more to judge */
         int zero = 1;
         for (size_t i = 0; i < got && zero; i++)
             zero = page[i] == 0;
         if (!zero) {
             nonzero_seen = 1;
-            /* The rest of the first page lost, the next kept whole: a power cut's doing. */
+            /* The rest of the first page lost, the next kept: a power cut's doing. */
             if (lost_rest && page[0] != 0)
                 hole_seen = 1;
+            lost_rest = 0;
         } else if (pos % WAL_PAGE_SIZE == 0) {
-            hole_seen = 1; /* a page never written */
-        } else if (pos + got == page_end) {
+            hole_seen = got == want; /* a page never written (a short read proves nothing) */
+            lost_rest = 0;
+        } else {
             /* Zeros from the bad record to the end of its page: a power cut that lost this
              * page (which then holds only what was synced before `from`) may have kept the
              * next page of the same append. Judged with the next page. */
-            lost_rest = 1;
-            pos += got;
-            continue;
+            lost_rest = pos + got == page_end;
         }
-        lost_rest = 0;
+        if (got < want)
+            break; /* the file shrank under us */
         pos += got;
     }
-    *damaged = nonzero_seen && !hole_seen;
+    *torn = !nonzero_seen || hole_seen;
     return 0;
+}
+
+static int wal_file_read_at(void *ctx, uint64_t off, char *dst, size_t n, size_t *got)
+{
+    return env_pread(ctx, dst, n, off, got);
+}
+
+int wal_file_tail_is_torn(env_file *f, uint64_t from, uint64_t end, int *torn)
+{
+    return wal_tail_is_torn(wal_file_read_at, f, from, end, torn);
 }
 
 /* Ends the log at good_offset: dropped = file_size - good_offset; reason NULL if none. Then
@@ -532,7 +540,9 @@ static int wal_finish(wal_reader *r, uint64_t file_size, const char *reason)
     } else if (strncmp(reason, "truncated", 9) == 0) {
         rc = 0; /* a crash cuts a log short */
     } else {
-        rc = wal_tail_looks_damaged(r, r->good_offset, file_size, &damaged);
+        int torn = 0;
+        rc = wal_tail_is_torn(wal_read_at, r, r->good_offset, file_size, &torn);
+        damaged = !torn;
     }
     if (rc != 0)
         return wal_fail(r, rc);

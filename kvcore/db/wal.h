@@ -26,6 +26,7 @@
 #ifndef KV_WAL_H
 #define KV_WAL_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include "util/env.h"
 #include "util/slice.h"
@@ -88,11 +89,9 @@ enum wal_tail {
  * intact markers of this log after the bad record, up to the end of the file: damage iff one
  * proves a byte at or after the bad record durable (exact for power cuts). In a log without
  * (the manifest, older WALs, a WAL whose header never reached the disk) it judges by how a
- * power cut leaves a file: cut short ("truncated ..."), or holding never-written pages, so a
- * bad record is damage only if non-zero bytes follow it and no page-aligned WAL_PAGE_SIZE run
- * (the last one may end at the end of the file) of the dropped bytes is all zeros, nor a run
- * from the bad record to the end of its page followed by a page whose first byte is not. Reading
- * the rest of the file may fail: wal_read_record() then returned the error. */
+ * power cut leaves a file: cut short ("truncated ...": torn), or else by the zero-page rule
+ * of wal_tail_is_torn() below. Reading the rest of the file may fail: wal_read_record() then
+ * returned the error. */
 enum wal_tail wal_reader_tail(const wal_reader *r);
 /* After the end: 1 if wal_reader_tail() rests on this log's sync markers, 0 if on the
  * zero-page heuristic (or nothing was dropped). */
@@ -101,5 +100,22 @@ int wal_reader_tail_proven(const wal_reader *r);
  * markers found past the bad record); 0 if none. */
 uint64_t wal_reader_synced_offset(const wal_reader *r);
 void wal_reader_free(wal_reader *r);
+
+/* Reads up to n bytes at off into dst: 0 with *got <= n bytes read (fewer only at the end of
+ * the file), or an error. */
+typedef int (*wal_read_fn)(void *ctx, uint64_t off, char *dst, size_t n, size_t *got);
+/* The zero-page rule, for the bytes [from, end) dropped after a bad record at `from` of a log
+ * appended without sync markers (the WAL reader uses it; so does the value log for its newest
+ * segment, which is appended the same way). A power cut leaves pages never written back as
+ * zeros, possibly before pages that were. Sets *torn to 1 (a torn tail) if the bytes are all
+ * zeros, or a page-aligned WAL_PAGE_SIZE run of them (the last may end at `end`) is all zeros,
+ * or the bytes from `from` to the end of its page are all zeros and the next page starts with
+ * a non-zero byte (the first page of an append lost, the next kept); else 0 (damage). Reads
+ * through read(ctx, ...), page by page; a file shorter than `end` is judged by what it holds.
+ * Returns 0, or read's error (KV_EIO if it claims more than it was asked for), *torn then 0.
+ * Uses WAL_PAGE_SIZE bytes of stack; threads: as read allows. */
+int wal_tail_is_torn(wal_read_fn read, void *ctx, uint64_t from, uint64_t end, int *torn);
+/* wal_tail_is_torn() over [from, end) of f (borrowed). Any thread that may pread f. */
+int wal_file_tail_is_torn(env_file *f, uint64_t from, uint64_t end, int *torn);
 
 #endif /* KV_WAL_H */

@@ -1,7 +1,8 @@
 /* test_wal.c - the record log: round trips, torn tails, corruption, bounds and I/O errors.
  *
- * Most tests run the reader both over memory and over an in-memory env_file (memfile below),
- * which records how the reader reads so tests can check it never loads more than it must.
+ * Most tests run the reader both over memory and over an in-memory env_file (tu_memfile,
+ * mem_file.h), which records how the reader reads so tests can check it never loads more than it
+ * must.
  */
 #include <check.h>
 #include <stdint.h>
@@ -13,80 +14,11 @@
 
 #include "db/wal.h"
 #include "fault_env.h"
+#include "mem_file.h"
 #include "testutil.h"
 #include "util/checksum.h"
 #include "util/coding.h"
 #include "util/env.h"
-
-/* ---- An env_file over a memory buffer -------------------------------------------------- */
-
-typedef struct memfile {
-    env_file base;
-    char *data; /* points into the owner's buffer (not freed by close) */
-    size_t len, cap;
-    int fail_append_at; /* the Nth append (1-based) fails with KV_ENOSPC; 0: never */
-    int appends;
-    int fail_reads;      /* every pread fails with KV_EIO */
-    size_t max_read_req; /* the largest n passed to pread */
-    uint64_t bytes_read; /* bytes returned by pread */
-    int closed;
-} memfile;
-
-static int memfile_pread(env_file *f, void *b, size_t n, uint64_t off, size_t *nread)
-{
-    memfile *m = (memfile *)f;
-    *nread = 0;
-    if (n > m->max_read_req)
-        m->max_read_req = n;
-    if (m->fail_reads)
-        return KV_EIO;
-    if (off >= m->len)
-        return 0;
-    size_t k = m->len - (size_t)off < n ? m->len - (size_t)off : n;
-    memcpy(b, m->data + off, k);
-    *nread = k;
-    m->bytes_read += k;
-    return 0;
-}
-
-static int memfile_append(env_file *f, const void *b, size_t n)
-{
-    memfile *m = (memfile *)f;
-    m->appends++;
-    if (m->fail_append_at && m->appends >= m->fail_append_at)
-        return KV_ENOSPC;
-    ck_assert_uint_le(m->len + n, m->cap);
-    memcpy(m->data + m->len, b, n);
-    m->len += n;
-    return 0;
-}
-
-static int memfile_sync(env_file *f)
-{
-    return 0;
-}
-
-static int memfile_close(env_file *f)
-{
-    ((memfile *)f)->closed = 1;
-    return 0;
-}
-
-static const kv_env memfile_env = {
-    .pread = memfile_pread,
-    .append = memfile_append,
-    .sync = memfile_sync,
-    .close = memfile_close,
-};
-
-static void memfile_init(memfile *m, char *data, size_t len, size_t cap)
-{
-    memset(m, 0, sizeof(*m));
-    m->base.env = &memfile_env;
-    m->data = data;
-    m->len = len;
-    m->cap = cap;
-}
 
 /* ---- Building logs ------------------------------------------------------------------------ */
 
@@ -118,8 +50,9 @@ static void build_log(log_image *img, const size_t *sizes, size_t n)
     memset(img, 0, sizeof(*img));
     img->data = malloc(cap ? cap : 1);
     ck_assert_ptr_nonnull(img->data);
-    memfile *mf = malloc(sizeof(*mf));
-    memfile_init(mf, img->data, 0, cap);
+    int closed = 0;
+    tu_memfile *mf = tu_memfile_over(img->data, 0, cap);
+    mf->closed = &closed;
     wal_writer *w;
     ck_assert_int_eq(wal_writer_new(&mf->base, 0, &w), 0);
     for (size_t i = 0; i < n; i++) {
@@ -127,18 +60,17 @@ static void build_log(log_image *img, const size_t *sizes, size_t n)
         ck_assert_ptr_nonnull(img->payload[i]);
         fill_payload(img->payload[i], sizes[i], i);
         img->plen[i] = sizes[i];
-        img->off[i] = mf->len;
+        img->off[i] = mf->data->len;
         ck_assert_int_eq(wal_add_record(w, slice_make(img->payload[i], sizes[i])), 0);
-        ck_assert_uint_eq(wal_writer_size(w), mf->len);
+        ck_assert_uint_eq(wal_writer_size(w), mf->data->len);
     }
     ck_assert_int_eq(wal_writer_sync(w), 0);
     img->nrec = n;
-    img->len = mf->len;
-    img->off[n] = mf->len;
+    img->len = mf->data->len;
+    img->off[n] = mf->data->len;
     ck_assert_uint_eq(img->len, cap);
     ck_assert_int_eq(wal_writer_close(w), 0);
-    ck_assert(mf->closed);
-    free(mf);
+    ck_assert(closed);
 }
 
 static void free_log(log_image *img)
@@ -160,15 +92,17 @@ typedef struct read_result {
     size_t max_read_req; /* file mode: the largest pread request */
 } read_result;
 
-/* A reader over the first len bytes of data, from memory or through mf. */
-static wal_reader *reader_over(const char *data, size_t len, enum mode mode, memfile *mf)
+/* A reader over the first len bytes of data, from memory or through *mf (NULL in memory
+ * mode; owned by the reader). The reader never writes to data. */
+static wal_reader *reader_over(const char *data, size_t len, enum mode mode, tu_memfile **mf)
 {
     wal_reader *r;
+    *mf = NULL;
     if (mode == MODE_MEM) {
         ck_assert_int_eq(wal_reader_new_mem(slice_make(data, len), &r), 0);
     } else {
-        memfile_init(mf, (char *)data, len, len);
-        ck_assert_int_eq(wal_reader_new(&mf->base, &r), 0);
+        *mf = tu_memfile_over((char *)data, len, len);
+        ck_assert_int_eq(wal_reader_new(&(*mf)->base, &r), 0);
     }
     return r;
 }
@@ -177,8 +111,11 @@ static wal_reader *reader_over(const char *data, size_t len, enum mode mode, mem
 static read_result read_log(const char *data, size_t len, const log_image *img, enum mode mode)
 {
     read_result res = {0};
-    memfile mf;
+    tu_memfile *mf;
+    int closed = 0;
     wal_reader *r = reader_over(data, len, mode, &mf);
+    if (mf)
+        mf->closed = &closed;
     slice rec;
     int rc;
     while ((rc = wal_read_record(r, &rec)) == 1) {
@@ -197,10 +134,10 @@ static read_result read_log(const char *data, size_t len, const log_image *img, 
     res.dropped = wal_reader_dropped_bytes(r);
     res.reason = wal_reader_drop_reason(r);
     if (mode == MODE_FILE)
-        res.max_read_req = mf.max_read_req;
+        res.max_read_req = mf->max_read_req;
     wal_reader_free(r);
     if (mode == MODE_FILE)
-        ck_assert(mf.closed);
+        ck_assert(closed);
     return res;
 }
 
@@ -361,14 +298,8 @@ START_TEST(test_wal_unknown_record_type_is_dropped_as_bad_type)
     len += make_record(data + len, 3, "other", 5); /* 1 and 2 (sync marker) are taken */
     len += make_record(data + len, WAL_TYPE_FULL, "third", 5);
     for (enum mode m = MODE_MEM; m <= MODE_FILE; m++) {
-        wal_reader *r;
-        memfile mf;
-        if (m == MODE_MEM) {
-            ck_assert_int_eq(wal_reader_new_mem(slice_make(data, len), &r), 0);
-        } else {
-            memfile_init(&mf, data, len, len);
-            ck_assert_int_eq(wal_reader_new(&mf.base, &r), 0);
-        }
+        tu_memfile *mf;
+        wal_reader *r = reader_over(data, len, m, &mf);
         slice rec;
         ck_assert_int_eq(wal_read_record(r, &rec), 1);
         ck_assert(slice_equal(rec, slice_from_str("first")));
@@ -421,17 +352,16 @@ START_TEST(test_wal_huge_length_in_a_long_file_is_probed_not_allocated)
     ck_assert_ptr_nonnull(data);
     coding_put_fixed32(data + 8, 0xfffffff0u);
     data[12] = WAL_TYPE_FULL;
-    memfile mf;
-    memfile_init(&mf, data, len, len);
+    tu_memfile *mf = tu_memfile_over(data, len, len);
     wal_reader *r;
-    ck_assert_int_eq(wal_reader_new(&mf.base, &r), 0);
+    ck_assert_int_eq(wal_reader_new(&mf->base, &r), 0);
     slice rec;
     ck_assert_int_eq(wal_read_record(r, &rec), 0);
     ck_assert_uint_eq(wal_reader_good_offset(r), 0);
     ck_assert_uint_eq(wal_reader_dropped_bytes(r), len);
     ck_assert_str_eq(wal_reader_drop_reason(r), "truncated payload");
-    ck_assert_uint_le(mf.max_read_req, 256 * 1024);
-    ck_assert_uint_le(mf.bytes_read, 256 * 1024 + 100);
+    ck_assert_uint_le(mf->max_read_req, 256 * 1024);
+    ck_assert_uint_le(mf->bytes_read, 256 * 1024 + 100);
     wal_reader_free(r);
     free(data);
 }
@@ -447,17 +377,16 @@ START_TEST(test_wal_dropped_bytes_count_an_unread_tail)
     log_image img;
     build_log(&img, sizes, 8);
     img.data[WAL_HEADER_SIZE + 3] ^= 1;
-    memfile mf;
-    memfile_init(&mf, img.data, img.len, img.len);
+    tu_memfile *mf = tu_memfile_over(img.data, img.len, img.len);
     wal_reader *r;
-    ck_assert_int_eq(wal_reader_new(&mf.base, &r), 0);
+    ck_assert_int_eq(wal_reader_new(&mf->base, &r), 0);
     slice rec;
     ck_assert_int_eq(wal_read_record(r, &rec), 0);
     ck_assert_uint_eq(wal_reader_good_offset(r), 0);
     ck_assert_uint_eq(wal_reader_dropped_bytes(r), img.len);
     ck_assert_str_eq(wal_reader_drop_reason(r), "checksum mismatch");
     ck_assert_int_eq(wal_reader_tail(r), WAL_TAIL_DAMAGED);
-    ck_assert_uint_le(mf.max_read_req, 256 * 1024);
+    ck_assert_uint_le(mf->max_read_req, 256 * 1024);
     wal_reader_free(r);
     free_log(&img);
 }
@@ -509,21 +438,19 @@ END_TEST
 START_TEST(test_wal_failed_append_is_sticky)
 {
     char data[4096];
-    memfile *mf = malloc(sizeof(*mf));
-    memfile_init(mf, data, 0, sizeof(data));
-    mf->fail_append_at = 2;
+    tu_memfile *mf = tu_memfile_over(data, 0, sizeof(data));
+    mf->fail_appends_after = WAL_HEADER_SIZE + 3; /* the first record fits, the second not */
     wal_writer *w;
     ck_assert_int_eq(wal_writer_new(&mf->base, 0, &w), 0);
     ck_assert_int_eq(wal_add_record(w, slice_from_str("one")), 0);
     ck_assert_uint_eq(wal_writer_size(w), WAL_HEADER_SIZE + 3);
     ck_assert_int_eq(wal_add_record(w, slice_from_str("two")), KV_ENOSPC);
-    mf->fail_append_at = 0; /* even once the disk has room, the writer refuses */
+    mf->fail_appends_after = -1; /* even once the disk has room, the writer refuses */
     ck_assert_int_eq(wal_add_record(w, slice_from_str("three")), KV_ENOSPC);
     ck_assert_int_eq(wal_writer_sync(w), KV_ENOSPC);
     ck_assert_uint_eq(wal_writer_size(w), WAL_HEADER_SIZE + 3);
-    ck_assert_uint_eq(mf->len, WAL_HEADER_SIZE + 3);
+    ck_assert_uint_eq(mf->data->len, WAL_HEADER_SIZE + 3);
     ck_assert_int_eq(wal_writer_close(w), 0);
-    free(mf);
 }
 END_TEST
 
@@ -534,18 +461,18 @@ START_TEST(test_wal_failed_payload_append_of_a_large_record_is_sticky)
     size_t cap = 200000;
     char *data = malloc(cap);
     char *payload = calloc(1, 100000);
-    memfile *mf = malloc(sizeof(*mf));
-    memfile_init(mf, data, 0, cap);
+    tu_memfile *mf = tu_memfile_over(data, 0, cap);
     wal_writer *w;
     ck_assert_int_eq(wal_writer_new(&mf->base, 0, &w), 0);
     ck_assert_int_eq(wal_add_record(w, slice_from_str("a")), 0);
-    mf->fail_append_at = mf->appends + 2;
+    /* Room for the next record's header, not its payload. */
+    mf->fail_appends_after = (long)(mf->data->len + WAL_HEADER_SIZE);
     ck_assert_int_eq(wal_add_record(w, slice_make(payload, 100000)), KV_ENOSPC);
     ck_assert_int_eq(wal_add_record(w, slice_from_str("b")), KV_ENOSPC);
     ck_assert_uint_eq(wal_writer_size(w), WAL_HEADER_SIZE + 1);
-    ck_assert_uint_eq(mf->len, 2 * WAL_HEADER_SIZE + 1);
+    ck_assert_uint_eq(mf->data->len, 2 * WAL_HEADER_SIZE + 1);
     wal_reader *r;
-    ck_assert_int_eq(wal_reader_new_mem(slice_make(data, mf->len), &r), 0);
+    ck_assert_int_eq(wal_reader_new_mem(slice_make(data, mf->data->len), &r), 0);
     slice rec;
     ck_assert_int_eq(wal_read_record(r, &rec), 1);
     ck_assert_int_eq(wal_read_record(r, &rec), 0);
@@ -553,7 +480,6 @@ START_TEST(test_wal_failed_payload_append_of_a_large_record_is_sticky)
     ck_assert_str_eq(wal_reader_drop_reason(r), "truncated payload");
     wal_reader_free(r);
     ck_assert_int_eq(wal_writer_close(w), 0);
-    free(mf);
     free(payload);
     free(data);
 }
@@ -562,8 +488,7 @@ END_TEST
 START_TEST(test_wal_writer_size_starts_at_the_given_offset)
 {
     char data[256];
-    memfile *mf = malloc(sizeof(*mf));
-    memfile_init(mf, data, 0, sizeof(data));
+    tu_memfile *mf = tu_memfile_over(data, 0, sizeof(data));
     wal_writer *w;
     ck_assert_int_eq(wal_writer_new(&mf->base, 1000, &w), 0);
     ck_assert_uint_eq(wal_writer_size(w), 1000);
@@ -571,7 +496,6 @@ START_TEST(test_wal_writer_size_starts_at_the_given_offset)
     ck_assert_uint_eq(wal_writer_size(w), 1000 + WAL_HEADER_SIZE + 3);
     ck_assert_int_eq(wal_writer_close(w), 0);
     ck_assert_int_eq(wal_writer_close(NULL), 0);
-    free(mf);
 }
 END_TEST
 
@@ -580,14 +504,13 @@ START_TEST(test_wal_read_error_is_returned_and_sticky)
     size_t sizes[] = {10};
     log_image img;
     build_log(&img, sizes, 1);
-    memfile mf;
-    memfile_init(&mf, img.data, img.len, img.len);
-    mf.fail_reads = 1;
+    tu_memfile *mf = tu_memfile_over(img.data, img.len, img.len);
+    mf->fail_reads = 1;
     wal_reader *r;
-    ck_assert_int_eq(wal_reader_new(&mf.base, &r), 0);
+    ck_assert_int_eq(wal_reader_new(&mf->base, &r), 0);
     slice rec;
     ck_assert_int_eq(wal_read_record(r, &rec), KV_EIO);
-    mf.fail_reads = 0;
+    mf->fail_reads = 0;
     ck_assert_int_eq(wal_read_record(r, &rec), KV_EIO);
     ck_assert_uint_eq(wal_reader_dropped_bytes(r), 0);
     ck_assert_ptr_null(wal_reader_drop_reason(r));
@@ -654,16 +577,14 @@ END_TEST
 START_TEST(test_wal_record_over_4gib_is_refused_without_writing)
 {
     char data[64];
-    memfile *mf = malloc(sizeof(*mf));
-    memfile_init(mf, data, 0, sizeof(data));
+    tu_memfile *mf = tu_memfile_over(data, 0, sizeof(data));
     wal_writer *w;
     ck_assert_int_eq(wal_writer_new(&mf->base, 0, &w), 0);
     /* The size alone is checked; the pointer is never read. */
     ck_assert_int_eq(wal_add_record(w, slice_make(data, (size_t)UINT32_MAX + 1)), KV_EINVAL);
-    ck_assert_uint_eq(mf->len, 0);
+    ck_assert_uint_eq(mf->data->len, 0);
     ck_assert_int_eq(wal_add_record(w, slice_from_str("fine")), 0);
     ck_assert_int_eq(wal_writer_close(w), 0);
-    free(mf);
 }
 END_TEST
 
@@ -755,12 +676,12 @@ END_TEST
 
 /* ---- Sync markers ---------------------------------------------------------------------------- */
 
-/* A writer with markers over a memfile of `cap` bytes (lg). */
-static wal_writer *marker_writer(memfile *mf, char *lg, size_t cap, uint64_t nonce)
+/* A writer with markers over *mf, a file in the `cap` bytes of lg (owned by the writer). */
+static wal_writer *marker_writer(tu_memfile **mf, char *lg, size_t cap, uint64_t nonce)
 {
-    memfile_init(mf, lg, 0, cap);
+    *mf = tu_memfile_over(lg, 0, cap);
     wal_writer *w;
-    ck_assert_int_eq(wal_writer_new(&mf->base, 0, &w), 0);
+    ck_assert_int_eq(wal_writer_new(&(*mf)->base, 0, &w), 0);
     ck_assert_int_eq(wal_writer_enable_sync_markers(w, nonce), 0);
     return w;
 }
@@ -769,7 +690,7 @@ static wal_writer *marker_writer(memfile *mf, char *lg, size_t cap, uint64_t non
 static size_t read_verdict(const char *data, size_t len, enum mode mode, enum wal_tail *tail,
                            uint64_t *synced)
 {
-    memfile mf;
+    tu_memfile *mf;
     wal_reader *r = reader_over(data, len, mode, &mf);
     slice rec;
     size_t n = 0;
@@ -789,7 +710,7 @@ static size_t read_verdict(const char *data, size_t len, enum mode mode, enum wa
 /* wal_reader_tail_proven() after reading data to its end. */
 static int wal_tail_proven_for_test(const char *data, size_t len, enum mode mode)
 {
-    memfile mf;
+    tu_memfile *mf;
     wal_reader *r = reader_over(data, len, mode, &mf);
     slice rec;
     while (wal_read_record(r, &rec) == 1)
@@ -802,22 +723,22 @@ static int wal_tail_proven_for_test(const char *data, size_t len, enum mode mode
 START_TEST(test_wal_sync_marker_rides_in_the_append_after_a_sync)
 {
     static char lg[4096];
-    memfile mf;
+    tu_memfile *mf;
     wal_writer *w = marker_writer(&mf, lg, sizeof lg, 0x1234);
     ck_assert_int_eq(wal_add_record(w, slice_from_str("first")), 0);
-    ck_assert_int_eq(mf.appends, 1); /* the header marker came with the record */
-    ck_assert_uint_eq(mf.len, WAL_SYNC_RECORD_SIZE + WAL_HEADER_SIZE + 5);
+    ck_assert_int_eq(mf->appends, 1); /* the header marker came with the record */
+    ck_assert_uint_eq(mf->data->len, WAL_SYNC_RECORD_SIZE + WAL_HEADER_SIZE + 5);
     ck_assert_int_eq((unsigned char)lg[12], WAL_TYPE_SYNC);
     ck_assert_int_eq(wal_writer_sync(w), 0);
-    uint64_t durable = mf.len;
+    uint64_t durable = mf->data->len;
     ck_assert_int_eq(wal_add_record(w, slice_from_str("second")), 0);
-    ck_assert_int_eq(mf.appends, 2); /* still one append per record */
-    ck_assert_uint_eq(mf.len, durable + WAL_SYNC_RECORD_SIZE + WAL_HEADER_SIZE + 6);
+    ck_assert_int_eq(mf->appends, 2); /* still one append per record */
+    ck_assert_uint_eq(mf->data->len, durable + WAL_SYNC_RECORD_SIZE + WAL_HEADER_SIZE + 6);
     ck_assert_uint_eq(coding_get_fixed64(lg + durable + WAL_HEADER_SIZE + 8), durable);
     ck_assert_int_eq(wal_add_record(w, slice_from_str("third")), 0);
-    ck_assert_uint_eq(mf.len, durable + WAL_SYNC_RECORD_SIZE + 2 * WAL_HEADER_SIZE + 11);
-    ck_assert_uint_eq(wal_writer_size(w), mf.len);
-    size_t len = mf.len;
+    ck_assert_uint_eq(mf->data->len, durable + WAL_SYNC_RECORD_SIZE + 2 * WAL_HEADER_SIZE + 11);
+    ck_assert_uint_eq(wal_writer_size(w), mf->data->len);
+    size_t len = mf->data->len;
     ck_assert_int_eq(wal_writer_close(w), 0);
     for (enum mode m = MODE_MEM; m <= MODE_FILE; m++) {
         enum wal_tail tail;
@@ -832,27 +753,27 @@ END_TEST
 START_TEST(test_wal_lone_sync_marker_is_written_only_when_a_sync_is_unrecorded)
 {
     static char lg[4096];
-    memfile mf;
+    tu_memfile *mf;
     wal_writer *w = marker_writer(&mf, lg, sizeof lg, 7);
     ck_assert_int_eq(wal_add_sync_marker(w), 0); /* nothing synced: nothing to record */
-    ck_assert_uint_eq(mf.len, 0);
+    ck_assert_uint_eq(mf->data->len, 0);
     ck_assert_int_eq(wal_add_record(w, slice_from_str("a")), 0);
     ck_assert_int_eq(wal_add_sync_marker(w), 0);
     ck_assert_int_eq(wal_writer_sync(w), 0);
-    uint64_t durable = mf.len;
+    uint64_t durable = mf->data->len;
     ck_assert_int_eq(wal_add_sync_marker(w), 1);
-    ck_assert_uint_eq(mf.len, durable + WAL_SYNC_RECORD_SIZE);
+    ck_assert_uint_eq(mf->data->len, durable + WAL_SYNC_RECORD_SIZE);
     ck_assert_int_eq(wal_add_sync_marker(w), 0); /* already recorded */
     ck_assert_int_eq(wal_add_record(w, slice_from_str("b")), 0);
-    ck_assert_uint_eq(mf.len, durable + WAL_SYNC_RECORD_SIZE + WAL_HEADER_SIZE + 1);
+    ck_assert_uint_eq(mf->data->len, durable + WAL_SYNC_RECORD_SIZE + WAL_HEADER_SIZE + 1);
     ck_assert_int_eq(wal_writer_close(w), 0);
     /* A writer without markers (the manifest) never writes one. */
-    memfile_init(&mf, lg, 0, sizeof lg);
-    ck_assert_int_eq(wal_writer_new(&mf.base, 0, &w), 0);
+    mf = tu_memfile_over(lg, 0, sizeof lg);
+    ck_assert_int_eq(wal_writer_new(&mf->base, 0, &w), 0);
     ck_assert_int_eq(wal_add_record(w, slice_from_str("m")), 0);
     ck_assert_int_eq(wal_writer_sync(w), 0);
     ck_assert_int_eq(wal_add_sync_marker(w), 0);
-    ck_assert_uint_eq(mf.len, WAL_HEADER_SIZE + 1);
+    ck_assert_uint_eq(mf->data->len, WAL_HEADER_SIZE + 1);
     /* Markers can only be turned on for an empty log. */
     ck_assert_int_eq(wal_writer_enable_sync_markers(w, 1), KV_EINVAL);
     ck_assert_int_eq(wal_writer_close(w), 0);
@@ -864,7 +785,7 @@ END_TEST
 static size_t build_marker_log(char *lg, size_t cap, uint64_t nonce, int final_marker,
                                size_t group_end[3])
 {
-    memfile mf;
+    tu_memfile *mf;
     wal_writer *w = marker_writer(&mf, lg, cap, nonce);
     char payload[300];
     for (int g = 0; g < 3; g++) {
@@ -872,13 +793,13 @@ static size_t build_marker_log(char *lg, size_t cap, uint64_t nonce, int final_m
             fill_payload(payload, sizeof payload, (size_t)(g * 4 + i));
             ck_assert_int_eq(wal_add_record(w, slice_make(payload, sizeof payload)), 0);
         }
-        group_end[g] = mf.len;
+        group_end[g] = mf->data->len;
         if (g < 2 || final_marker)
             ck_assert_int_eq(wal_writer_sync(w), 0);
     }
     if (final_marker)
         ck_assert_int_eq(wal_add_sync_marker(w), 1);
-    size_t len = mf.len;
+    size_t len = mf->data->len;
     ck_assert_int_eq(wal_writer_close(w), 0);
     return len;
 }
@@ -975,24 +896,24 @@ START_TEST(test_wal_marker_of_another_log_proves_nothing)
     static char foreign[512], lg[8192], copy[8192];
     char big[200];
     memset(big, 'f', sizeof big);
-    memfile mf;
+    tu_memfile *mf;
     wal_writer *fw = marker_writer(&mf, foreign, sizeof foreign, 1111);
     ck_assert_int_eq(wal_add_record(fw, slice_make(big, sizeof big)), 0);
     ck_assert_int_eq(wal_writer_sync(fw), 0);
     ck_assert_int_eq(wal_add_sync_marker(fw), 1);
-    size_t flen = mf.len;
+    size_t flen = mf->data->len;
     ck_assert_int_eq(wal_writer_close(fw), 0);
     for (int same = 0; same <= 1; same++) {
         wal_writer *w = marker_writer(&mf, lg, sizeof lg, same ? 1111 : 2222);
         ck_assert_int_eq(wal_add_record(w, slice_from_str("synced")), 0);
         ck_assert_int_eq(wal_writer_sync(w), 0);
-        size_t durable = mf.len;
+        size_t durable = mf->data->len;
         ck_assert_int_eq(wal_add_record(w, slice_from_str("unsynced")), 0);
         size_t torn_at = durable + WAL_SYNC_RECORD_SIZE; /* after the marker saying durable */
         /* The copied log in a payload: its last marker claims a synced offset past torn_at. */
         ck_assert_uint_gt(flen - WAL_SYNC_RECORD_SIZE, torn_at);
         ck_assert_int_eq(wal_add_record(w, slice_make(foreign, flen)), 0);
-        size_t len = mf.len;
+        size_t len = mf->data->len;
         ck_assert_int_eq(wal_writer_close(w), 0);
         memcpy(copy, lg, len);
         copy[torn_at + 15] ^= 8; /* the unsynced record is torn */
@@ -1058,18 +979,110 @@ START_TEST(test_wal_log_without_markers_is_judged_by_zero_pages)
 }
 END_TEST
 
+/* ---- The zero-page rule (wal_tail_is_torn) ------------------------------------------------ */
+
+/* wal_tail_is_torn() over [from, len) of bytes, through a tu_memfile: 1 torn, 0 damage. */
+static int zero_page_verdict(char *bytes, size_t len, uint64_t from)
+{
+    tu_memfile *mf = tu_memfile_over(bytes, len, len);
+    int torn = -1;
+    ck_assert_int_eq(wal_file_tail_is_torn(&mf->base, from, len, &torn), 0);
+    ck_assert_uint_le(mf->max_read_req, WAL_PAGE_SIZE); /* page by page */
+    env_close(&mf->base);
+    ck_assert(torn == 0 || torn == 1);
+    return torn;
+}
+
+START_TEST(test_wal_zero_page_rule_tells_a_torn_tail_from_damage)
+{
+    enum { P = WAL_PAGE_SIZE };
+    static char b[4 * P];
+    memset(b, 'x', sizeof b);
+    uint64_t from = 1000; /* the bad record, inside the first page */
+    ck_assert_int_eq(zero_page_verdict(b, sizeof b, from), 0); /* data, no hole: damage */
+    ck_assert_int_eq(zero_page_verdict(b, from, from), 1);     /* nothing dropped */
+    /* All zeros to the end, from an unaligned start: torn. */
+    memset(b + from, 0, sizeof b - from);
+    ck_assert_int_eq(zero_page_verdict(b, sizeof b, from), 1);
+    /* A never-written aligned page among data: torn, wherever it is. */
+    for (int page = 1; page < 4; page++) {
+        memset(b, 'x', sizeof b);
+        memset(b + page * P, 0, P);
+        ck_assert_int_eq(zero_page_verdict(b, sizeof b, from), 1);
+        b[page * P + P / 2] = 1; /* one byte written: not a hole */
+        ck_assert_int_eq(zero_page_verdict(b, sizeof b, from), 0);
+    }
+    /* The last page may be short: all zeros to the end of the file is a hole. */
+    memset(b, 'x', sizeof b);
+    memset(b + 3 * P, 0, 100);
+    ck_assert_int_eq(zero_page_verdict(b, 3 * P + 100, from), 1);
+    ck_assert_int_eq(zero_page_verdict(b, 3 * P + 101, from), 0);
+    /* Zeros that do not fill an aligned page prove nothing. */
+    memset(b, 'x', sizeof b);
+    memset(b + P + 1, 0, P);
+    ck_assert_int_eq(zero_page_verdict(b, sizeof b, from), 0);
+    /* Zeros from the bad record to the end of its page, then a page that starts with data:
+     * the first page of an append lost, the next kept. Torn. */
+    memset(b, 'x', sizeof b);
+    memset(b + from, 0, P - from);
+    ck_assert_int_eq(zero_page_verdict(b, sizeof b, from), 1);
+    /* ... but not if the next page starts with a zero byte, or the zeros stop short. */
+    b[P] = 0;
+    ck_assert_int_eq(zero_page_verdict(b, sizeof b, from), 0);
+    b[P] = 'x';
+    b[P - 1] = 'x';
+    ck_assert_int_eq(zero_page_verdict(b, sizeof b, from), 0);
+    /* Zeros at the end of a later page followed by data are not the bad record's page. */
+    memset(b, 'x', sizeof b);
+    memset(b + P + 10, 0, P - 10);
+    ck_assert_int_eq(zero_page_verdict(b, sizeof b, from), 0);
+    /* A file shorter than `end` is judged by what it holds. */
+    memset(b, 'x', sizeof b);
+    tu_memfile *mf = tu_memfile_over(b, 2 * P, 2 * P);
+    int torn = -1;
+    ck_assert_int_eq(wal_file_tail_is_torn(&mf->base, from, 4 * P, &torn), 0);
+    ck_assert_int_eq(torn, 0);
+    env_close(&mf->base);
+}
+END_TEST
+
+/* A wal_read_fn that claims to have read one byte more than it was asked for. */
+static int read_too_much(void *ctx, uint64_t off, char *dst, size_t n, size_t *got)
+{
+    (void)ctx;
+    (void)off;
+    memset(dst, 0, n);
+    *got = n + 1;
+    return 0;
+}
+
+START_TEST(test_wal_zero_page_rule_returns_read_errors)
+{
+    static char b[2 * WAL_PAGE_SIZE];
+    tu_memfile *mf = tu_memfile_over(b, sizeof b, sizeof b);
+    mf->fail_reads = 1;
+    int torn = -1;
+    ck_assert_int_eq(wal_file_tail_is_torn(&mf->base, 10, sizeof b, &torn), KV_EIO);
+    ck_assert_int_eq(torn, 0);
+    env_close(&mf->base);
+    torn = -1;
+    ck_assert_int_eq(wal_tail_is_torn(read_too_much, NULL, 10, sizeof b, &torn), KV_EIO);
+    ck_assert_int_eq(torn, 0);
+}
+END_TEST
+
 START_TEST(test_wal_forged_or_misplaced_marker_ends_the_log)
 {
     /* A marker at offset 0 must say 0; a later one must carry the log's nonce and speak only
      * of bytes before itself. Each case ends the log there as "bad sync marker". */
     static char lg[1024];
-    memfile mf;
+    tu_memfile *mf;
     for (int c = 0; c < 3; c++) {
         wal_writer *w = marker_writer(&mf, lg, sizeof lg, 5);
         ck_assert_int_eq(wal_add_record(w, slice_from_str("one")), 0);
         ck_assert_int_eq(wal_writer_sync(w), 0);
         ck_assert_int_eq(wal_add_sync_marker(w), 1);
-        size_t len = mf.len;
+        size_t len = mf->data->len;
         ck_assert_int_eq(wal_writer_close(w), 0);
         size_t m = c == 0 ? 0 : len - WAL_SYNC_RECORD_SIZE; /* the marker to forge */
         char *pl = lg + m + WAL_HEADER_SIZE;
@@ -1125,6 +1138,8 @@ static Suite *wal_suite(void)
     tcase_add_test(tc, test_wal_marker_of_another_log_proves_nothing);
     tcase_add_test(tc, test_wal_log_without_markers_is_judged_by_zero_pages);
     tcase_add_test(tc, test_wal_forged_or_misplaced_marker_ends_the_log);
+    tcase_add_test(tc, test_wal_zero_page_rule_tells_a_torn_tail_from_damage);
+    tcase_add_test(tc, test_wal_zero_page_rule_returns_read_errors);
     suite_add_tcase(s, tc);
     return s;
 }
