@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_util.h"
 #include "kvcore/kv.h"
 #include "table/block.h"
 #include "util/ikey.h"
@@ -20,25 +21,15 @@ static int bytewise(slice a, slice b)
     return slice_compare(a, b);
 }
 
-/* Touches every byte of s so that a slice pointing out of bounds is caught. */
-static size_t touch(slice s)
-{
-    size_t sum = 0;
-    for (size_t i = 0; i < s.size; i++)
-        sum += (unsigned char)s.data[i];
-    return sum;
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 1)
         return 0;
     block_cmp_fn cmp = (data[0] & 1) ? ikey_compare : bytewise;
     size_t n = size - 1;
-    char *bytes = malloc(n ? n : 1);
+    char *bytes = fz_copy(data + 1, n);
     if (bytes == NULL)
         return 0;
-    memcpy(bytes, data + 1, n);
     block b;
     const char *why;
     if (block_init(&b, bytes, n, &why) != 0) {
@@ -52,7 +43,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t first_len = 0, last_len = 0;
     for (block_iter_seek_first(&it); block_iter_valid(&it); block_iter_next(&it)) {
         slice k = block_iter_key(&it);
-        sum += touch(k) + touch(block_iter_value(&it));
+        sum += fz_touch(k) + fz_touch(block_iter_value(&it));
         if (forward == 0) {
             first = malloc(k.size + 1);
             memcpy(first, k.data, k.size);
@@ -70,7 +61,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     block_iter_init(&it, &b, cmp, NULL);
     for (block_iter_seek_last(&it); block_iter_valid(&it); block_iter_prev(&it)) {
         slice k = block_iter_key(&it);
-        sum += touch(k) + touch(block_iter_value(&it));
+        sum += fz_touch(k) + fz_touch(block_iter_value(&it));
         if (backward == 0 && fstatus == 0 && forward > 0 &&
             (k.size != last_len || memcmp(k.data, last, k.size) != 0))
             abort(); /* the last entry differs between the two walks */
@@ -85,7 +76,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (first) {
         block_iter_seek(&it, slice_make(first, first_len));
         if (block_iter_valid(&it))
-            sum += touch(block_iter_key(&it));
+            sum += fz_touch(block_iter_key(&it));
     }
     if (last) {
         block_iter_seek(&it, slice_make(last, last_len));
@@ -97,7 +88,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     block_iter_seek(&it, slice_make(bytes, n < 12 ? n : 12));
     while (block_iter_valid(&it)) {
-        sum += touch(block_iter_value(&it));
+        sum += fz_touch(block_iter_value(&it));
         block_iter_prev(&it);
     }
     block_iter_release(&it);

@@ -11,6 +11,7 @@
 
 #include "db/version.h"
 #include "db/wal.h"
+#include "fuzz_util.h"
 #include "kvcore/kv.h"
 #include "util/ikey.h"
 
@@ -70,12 +71,9 @@ static void try_edit(slice in)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    /* A private copy of exactly `size` bytes, so ASan catches any read past the end. */
-    char *copy = malloc(size ? size : 1);
+    char *copy = fz_copy(data, size); /* ASan catches any read past its end */
     if (!copy)
         return 0;
-    if (size)
-        memcpy(copy, data, size);
 
     try_edit(slice_make(copy, size));
 

@@ -12,56 +12,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_util.h"
 #include "kvcore/kv.h"
 #include "table/sst.h"
 #include "table/sst_format.h"
 #include "util/cache.h"
-#include "util/checksum.h"
 #include "util/ikey.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-/* ---- An env_file over a byte array --------------------------------------------------------- */
-
-typedef struct memfile {
-    env_file base;
-    const char *data;
-    size_t size;
-} memfile;
-
-static int mem_pread(env_file *f, void *b, size_t n, uint64_t off, size_t *nread)
-{
-    memfile *m = (memfile *)f;
-    *nread = 0;
-    if (off >= m->size)
-        return 0;
-    size_t avail = m->size - (size_t)off;
-    *nread = n < avail ? n : avail;
-    memcpy(b, m->data + off, *nread);
-    return 0;
-}
-
-static int mem_close(env_file *f)
-{
-    free(f);
-    return 0;
-}
-
-static const kv_env mem_env = {.pread = mem_pread, .close = mem_close};
-
-static void quiet(void *ctx, int level, const char *msg)
-{
-}
-
-static const kv_logger quiet_log = {quiet, NULL, KV_LOG_DEBUG};
-
-static size_t touch(slice s)
-{
-    size_t sum = 0;
-    for (size_t i = 0; i < s.size; i++)
-        sum += (unsigned char)s.data[i];
-    return sum;
-}
 
 typedef struct found_ctx {
     size_t calls, sum;
@@ -71,37 +29,24 @@ static void on_found(void *ctx, slice k, slice v)
 {
     found_ctx *f = ctx;
     f->calls++;
-    f->sum += touch(k) + touch(v);
+    f->sum += fz_touch(k) + fz_touch(v);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    if (size < 1)
-        return 0;
-    int mode = data[0];
-    size_t n = size - 1;
-    char *bytes = malloc(n ? n : 1);
-    if (bytes == NULL)
-        return 0;
-    memcpy(bytes, data + 1, n);
-    if ((mode & 2) && n >= SST_FOOTER_SIZE) {
-        char *footer = bytes + n - SST_FOOTER_SIZE;
-        coding_put_fixed64(footer + SST_FOOTER_CHECKSUM,
-                           checksum_value(footer, SST_FOOTER_CHECKSUM));
-    }
-    memfile *m = calloc(1, sizeof(*m));
-    if (m == NULL) {
+    int mode;
+    size_t n;
+    char *bytes = fz_sst_image(data, size, &mode, &n);
+    env_file *f = bytes ? fz_memfile_open(bytes, n) : NULL;
+    if (f == NULL) {
         free(bytes);
         return 0;
     }
-    m->base.env = &mem_env;
-    m->data = bytes;
-    m->size = n;
     cache *c = (mode & 4) ? cache_new(16 << 10) : NULL;
     sst_read_options ro = {
-        .block_cache = c, .log = &quiet_log, .verify_checksums = !(mode & 1), .fill_cache = 1};
+        .block_cache = c, .log = fz_quiet_log(), .verify_checksums = !(mode & 1), .fill_cache = 1};
     sst_reader *r;
-    if (sst_reader_open(&m->base, n, "fuzz.sst", &ro, &r) != 0) {
+    if (sst_reader_open(f, n, "fuzz.sst", &ro, &r) != 0) {
         cache_free(c);
         free(bytes);
         return 0;
@@ -114,7 +59,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (it) {
         for (iter_seek_first(it); iter_valid(it); iter_next(it)) {
             slice k = iter_key(it);
-            sum += touch(k) + touch(iter_value(it));
+            sum += fz_touch(k) + fz_touch(iter_value(it));
             if (nkeys < 16 && (forward % 3) == 0) {
                 keys[nkeys] = malloc(k.size + 1);
                 memcpy(keys[nkeys], k.data, k.size);
@@ -125,7 +70,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
         int fstatus = iter_status(it);
         for (iter_seek_last(it); iter_valid(it); iter_prev(it)) {
-            sum += touch(iter_key(it));
+            sum += fz_touch(iter_key(it));
             if (++backward > n)
                 abort();
         }
@@ -134,7 +79,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         for (size_t i = 0; i < nkeys; i++) {
             iter_seek(it, slice_make(keys[i], klen[i]));
             if (iter_valid(it)) {
-                sum += touch(iter_key(it));
+                sum += fz_touch(iter_key(it));
                 iter_prev(it);
             }
         }

@@ -12,50 +12,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_util.h"
 #include "kvcore/kv.h"
 #include "table/block.h"
 #include "table/sst.h"
 #include "table/sst_format.h"
-#include "util/checksum.h"
 #include "util/coding.h"
 #include "util/ikey.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-typedef struct memfile {
-    env_file base;
-    const char *data;
-    size_t size;
-} memfile;
-
-static int mem_pread(env_file *f, void *b, size_t n, uint64_t off, size_t *nread)
-{
-    memfile *m = (memfile *)f;
-    *nread = 0;
-    if (off >= m->size)
-        return 0;
-    size_t avail = m->size - (size_t)off;
-    *nread = n < avail ? n : avail;
-    memcpy(b, m->data + off, *nread);
-    return 0;
-}
-
-static int mem_close(env_file *f)
-{
-    free(f);
-    return 0;
-}
-
-static const kv_env mem_env = {.pread = mem_pread, .close = mem_close};
-
-static void quiet(void *ctx, int level, const char *msg)
-{
-    (void)ctx;
-    (void)level;
-    (void)msg;
-}
-
-static const kv_logger quiet_log = {quiet, NULL, KV_LOG_DEBUG};
 
 typedef struct loss_ctx {
     uint64_t file_size, end, sum;
@@ -77,28 +42,16 @@ static void on_loss(void *ctx, const sst_scan_loss *l)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    if (size < 1)
-        return 0;
-    int mode = data[0];
-    size_t n = size - 1;
-    char *bytes = malloc(n ? n : 1);
-    memfile *m = calloc(1, sizeof(*m));
-    if (bytes == NULL || m == NULL) {
+    int mode;
+    size_t n;
+    char *bytes = fz_sst_image(data, size, &mode, &n);
+    env_file *f = bytes ? fz_memfile_open(bytes, n) : NULL;
+    if (f == NULL) {
         free(bytes);
-        free(m);
         return 0;
     }
-    memcpy(bytes, data + 1, n);
-    if ((mode & 2) && n >= SST_FOOTER_SIZE) {
-        char *footer = bytes + n - SST_FOOTER_SIZE;
-        coding_put_fixed64(footer + SST_FOOTER_CHECKSUM,
-                           checksum_value(footer, SST_FOOTER_CHECKSUM));
-    }
-    m->base.env = &mem_env;
-    m->data = bytes;
-    m->size = n;
     sst_scan *s;
-    if (sst_scan_open(&m->base, n, "fuzz.sst", &quiet_log, &s) != 0) {
+    if (sst_scan_open(f, n, "fuzz.sst", fz_quiet_log(), &s) != 0) {
         free(bytes);
         return 0;
     }

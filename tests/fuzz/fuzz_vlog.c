@@ -14,19 +14,13 @@
 #include <unistd.h>
 
 #include "db/vlog.h"
+#include "fuzz_util.h"
 #include "kvcore/kv.h"
 #include "util/coding.h"
 #include "util/env.h"
 #include "util/log.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-static void quiet(void *ctx, int level, const char *msg)
-{
-    (void)ctx;
-    (void)level;
-    (void)msg;
-}
 
 static char dir[64];
 
@@ -68,7 +62,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     kv_options o;
     kv_options_init(&o);
-    o.log_fn = quiet;
+    o.log_fn = fz_drop_message;
     o.read_only = 1;
     kv_logger lg;
     kv_logger_init(&lg, &o);

@@ -14,6 +14,7 @@
 #include "db/batch.h"
 #include "db/memtable.h"
 #include "db/wal.h"
+#include "fuzz_util.h"
 #include "kvcore/kv.h"
 #include "util/ikey.h"
 #include "util/iter.h"
@@ -44,12 +45,9 @@ static int sink_del(void *ctx, uint64_t seq, slice key)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    /* A private copy of exactly `size` bytes, so ASan catches any read past the end. */
-    char *copy = malloc(size ? size : 1);
+    char *copy = fz_copy(data, size); /* ASan catches any read past its end */
     if (!copy)
         return 0;
-    if (size)
-        memcpy(copy, data, size);
     wal_reader *r;
     if (wal_reader_new_mem(slice_make(copy, size), &r) != 0) {
         free(copy);
