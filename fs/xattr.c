@@ -288,6 +288,8 @@ char *fs_format_stats(kv_db *db)
     fprintf(f, "%-28s %16" PRIu64 "\n", "value log held bytes", st.vlog_held_bytes);
     fprintf(f, "%-28s %16" PRIu64 "\n", "value log held seconds", st.vlog_held_seconds);
     fprintf(f, "%-28s %16" PRIu64 "\n", "value log damaged segments", st.vlog_damaged_segments);
+    fprintf(f, "%-28s %16" PRIu64 "\n", "value log stalls", st.vlog_stalls);
+    fprintf(f, "%-28s %16" PRIu64 "\n", "value log stall micros", st.vlog_stall_micros);
     if (fclose(f) != 0) {
         free(text);
         return NULL;

@@ -540,6 +540,8 @@ static int write_group(kv_db *db, int sync)
     }
     if (rc == 0) {
         db->user_bytes_written += db->vlog ? vlog_user_bytes : ic.user_bytes;
+        if (db->vlog)
+            vlog_note_applied(db->vlog, count);
         return 0;
     }
     if (stage == 0) {
@@ -668,10 +670,13 @@ int kv_write(kv_db *db, const kv_batch *b, int flags)
     kv_batch *staged = NULL;
     if (db->vlog) {
         /* Compress and checksum large values on the caller's thread, not the leader's. */
-        int src = vlog_stage_batch(db->vlog, b, &staged);
+        uint64_t record_bytes = 0;
+        int src = vlog_stage_batch(db->vlog, b, &staged, &record_bytes);
         if (src != 0)
             return src;
         b = staged;
+        /* With free space short, wait here (holding nothing) while GC reclaims garbage. */
+        vlog_throttle(db->vlog, record_bytes);
     }
     int rc = reserve_admit(db->reserve, flags); /* low-space mode: KV_ENOSPC */
     if (rc == 0)
@@ -2035,7 +2040,7 @@ int kv_get_stats(kv_db *db, kv_stats *st)
     st->wal_syncs = db->wal_syncs;
     st->flushes = db->flushes;
     st->compactions = db->compactions;
-    st->stall_micros = db->stall_micros;
+    st->stall_micros = db->stall_micros + st->vlog_stall_micros;
     st->slowdowns = db->slowdowns;
     st->stops = db->stops;
     st->live_snapshots = db->live_snapshots;

@@ -26,7 +26,10 @@
 #define VLOG_MAX_POINTER 32            /* tag + 2 varint64 + 2 varint32 */
 #define VLOG_GC_SEGMENTS_PER_PASS 4    /* segments collected per GC pass at most */
 #define VLOG_MEASURES_PER_PASS 8       /* segments whose garbage is measured per pass at most */
-#define VLOG_HELD_WARN_SECS 300 /* a moved segment kept this long is logged (again each time) */
+#define VLOG_HELD_WARN_SECS 300    /* a moved segment kept this long is logged (again each time) */
+#define VLOG_SPACE_CHECK_DIVISOR 8 /* free space is read again after low_water / 8 appended */
+#define VLOG_FUTILE_MICROS 1000000 /* a futile pass for waiting writers stands this long */
+#define VLOG_FUTILE_MIN_MICROS 100000 /* ... or this long if writes were applied since */
 
 struct vlog_seg {
     uint64_t number;
@@ -37,7 +40,8 @@ struct vlog_seg {
     uint64_t gc_epoch, gc_seq, gc_log;
     uint64_t moved_at, warned_at; /* monotonic seconds: when GC moved it, when we last said that
                                      its deletion is held back (collect) */
-    uint64_t measured_at; /* bytes_written when its garbage was last measured (measure_garbage) */
+    uint64_t measured_at;  /* bytes_written when its garbage was last measured (measure_garbage) */
+    uint64_t measured_ops; /* ops_applied then */
 };
 
 struct vlog_pin {
@@ -88,6 +92,19 @@ struct vlog {
     uint64_t newest_at_open; /* the only segment a crash can have left short (invariant 2) */
     uint64_t bytes_written, gc_runs, gc_bytes, gc_deleted;
     uint64_t measures; /* segments measured (measure_garbage) */
+    /* Back-pressure (vlog_throttle). low_water 0: off (the env cannot tell free space). */
+    uint64_t low_water;
+    uint64_t space_avail, space_at; /* free bytes last read, and bytes_written then */
+    uint64_t ops_applied; /* write ops in the memtable so far (atomic; vlog_note_applied) */
+    /* A pass asked for by waiting writers found nothing to reclaim: when (monotonic us; 0: none
+     * since new garbage was counted) and ops_applied then. */
+    uint64_t futile_time, futile_ops;
+    int gc_running;  /* the GC thread runs passes (gc_main; cleared by vlog_gc_stop) */
+    int waiters;     /* writers waiting in vlog_throttle: the GC runs urgently */
+    uint64_t passes; /* passes the GC thread finished; pass_cv is broadcast after each */
+    int last_urgent, last_progress; /* whether the last pass ran for waiters, and did anything */
+    pthread_cond_t pass_cv;
+    uint64_t stalls, stall_micros;
 
     /* Adaptive compression (any thread; a race only shifts when the next probe happens). */
     compress_state cstate;
@@ -256,6 +273,7 @@ static void vlog_free(vlog *v)
     pthread_mutex_destroy(&v->gc_mu);
     pthread_mutex_destroy(&v->gc_run_mu);
     pthread_cond_destroy(&v->gc_cv);
+    pthread_cond_destroy(&v->pass_cv);
     free(v->dir);
     free(v);
 }
@@ -317,7 +335,10 @@ int vlog_open(const char *dir, const kv_env *env, const kv_logger *log, const kv
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&v->gc_cv, &ca);
+    pthread_cond_init(&v->pass_cv, &ca);
     pthread_condattr_destroy(&ca);
+    v->low_water = env->free_space ? VLOG_LOW_WATER_SEGMENTS * v->segment_bytes : 0;
+    v->space_avail = UINT64_MAX; /* read after the first low_water / 8 appended */
     v->out = kv_batch_new();
     v->handles = cache_new(VLOG_OPEN_SEGMENTS(opts->max_open_files));
     int rc = v->dir && v->out && v->handles ? 0 : KV_ENOMEM;
@@ -451,6 +472,7 @@ struct stage_ctx {
     vlog *v;
     kv_batch *out;
     buf scratch;
+    uint64_t record_bytes;
 };
 
 static int stage_put(void *ctx, uint64_t seq, slice key, slice value)
@@ -461,6 +483,7 @@ static int stage_put(void *ctx, uint64_t seq, slice key, slice value)
     int rc;
     if (value.size >= sc->v->threshold && sc->v->threshold > 0) {
         rc = build_record(sc->v, &sc->scratch, key, value);
+        sc->record_bytes += sc->scratch.len - 1; /* after the staged tag */
     } else {
         char tag = (char)VLOG_TAG_INLINE;
         rc = buf_append(&sc->scratch, &tag, 1);
@@ -479,10 +502,12 @@ static int stage_del(void *ctx, uint64_t seq, slice key)
     return kv_batch_delete(sc->out, key.data, key.size);
 }
 
-int vlog_stage_batch(vlog *v, const kv_batch *in, kv_batch **out)
+int vlog_stage_batch(vlog *v, const kv_batch *in, kv_batch **out, uint64_t *record_bytes)
 {
     *out = NULL;
-    struct stage_ctx sc = {v, kv_batch_new(), {0}};
+    if (record_bytes)
+        *record_bytes = 0;
+    struct stage_ctx sc = {v, kv_batch_new(), {0}, 0};
     if (!sc.out)
         return KV_ENOMEM;
     batch_handler h = {stage_put, stage_del, &sc};
@@ -493,6 +518,8 @@ int vlog_stage_batch(vlog *v, const kv_batch *in, kv_batch **out)
         return rc;
     }
     *out = sc.out;
+    if (record_bytes)
+        *record_bytes = sc.record_bytes;
     return 0;
 }
 
@@ -1077,6 +1104,7 @@ void vlog_note_dropped(vlog *v, slice enc)
         s->garbage += size;
         if (s->garbage > s->size)
             s->garbage = s->size;
+        v->futile_time = 0; /* new garbage: a waiting writer may ask the GC again */
     }
     pthread_mutex_unlock(&v->mu);
     if (i >= 0)
@@ -1107,14 +1135,16 @@ void vlog_get_stats(vlog *v, kv_stats *st)
     st->vlog_gc_runs = v->gc_runs;
     st->vlog_gc_bytes_moved = v->gc_bytes;
     st->vlog_gc_segments_deleted = v->gc_deleted;
+    st->vlog_stalls = v->stalls;
+    st->vlog_stall_micros = v->stall_micros;
     pthread_mutex_unlock(&v->mu);
 }
 
 /* ---- Garbage collection ------------------------------------------------------------------ */
 
 /* Picks the segment to collect: closed, not damaged or moved, the largest garbage share of at
- * least gc_percent (force: any). Returns its number, or 0. */
-static uint64_t pick_segment(vlog *v, int force)
+ * least min_percent (force: any). Returns its number, or 0. */
+static uint64_t pick_segment(vlog *v, int force, int min_percent)
 {
     pthread_mutex_lock(&v->mu);
     uint64_t best = 0;
@@ -1125,7 +1155,7 @@ static uint64_t pick_segment(vlog *v, int force)
             continue;
         uint64_t body = s->size > VLOG_SEGMENT_HEADER_SIZE ? s->size - VLOG_SEGMENT_HEADER_SIZE : 0;
         double share = body ? (double)s->garbage * 100.0 / (double)body : 100.0;
-        if ((force || share >= v->gc_percent) && share > best_share) {
+        if ((force || share >= min_percent) && share > best_share) {
             best = s->number;
             best_share = share;
         }
@@ -1511,11 +1541,12 @@ static int collect(vlog *v)
  * segment has been written since they were last measured (compaction's count misses values
  * still shadowed inside a memtable, and starts at 0 on open): walks the records, asks whether
  * each is still its key's newest value, and replaces the estimate by the dead bytes found. */
-static void measure_garbage(vlog *v)
+static void measure_garbage(vlog *v, int urgent)
 {
     for (int done = 0; done < VLOG_MEASURES_PER_PASS; done++) {
         pthread_mutex_lock(&v->mu);
         uint64_t seg = 0, oldest = UINT64_MAX;
+        uint64_t ops = __atomic_load_n(&v->ops_applied, __ATOMIC_ACQUIRE);
         for (size_t i = 0; i < v->nsegs; i++) {
             struct vlog_seg *s = &v->segs[i];
             if (s->number == v->active || s->damaged || s->moved)
@@ -1523,7 +1554,10 @@ static void measure_garbage(vlog *v)
             /* Never measured (found at open: its estimate died with the last run) comes
              * first, then the longest since its last measurement. */
             uint64_t rank = s->measured_at == UINT64_MAX ? 0 : s->measured_at + 1;
-            if (rank != 0 && v->bytes_written - s->measured_at < v->segment_bytes / 4)
+            /* Writers waiting for space (urgent): any write since (an overwrite or delete, even
+             * with an inline value) may have made some of its records dead. */
+            if (rank != 0 && (urgent ? s->measured_ops == ops
+                                     : v->bytes_written - s->measured_at < v->segment_bytes / 4))
                 continue;
             if (seg == 0 || rank < oldest) {
                 oldest = rank;
@@ -1559,6 +1593,7 @@ static void measure_garbage(vlog *v)
         if (i >= 0) {
             struct vlog_seg *s = &v->segs[i];
             s->measured_at = mark;
+            s->measured_ops = ops;
             v->measures++;
             if (r == 0)
                 s->garbage = fsize - VLOG_SEGMENT_HEADER_SIZE - live;
@@ -1575,7 +1610,9 @@ int vlog_gc_collect(vlog *v)
     return deleted;
 }
 
-int vlog_gc_run(vlog *v, int force, uint64_t *moved)
+/* One pass of vlog_gc_run; urgent: writers wait for space (vlog_throttle), so measure what
+ * changed at all and collect segments at half the usual share of garbage. */
+static int gc_pass(vlog *v, int force, int urgent, uint64_t *moved)
 {
     uint64_t m = 0;
     if (moved)
@@ -1585,11 +1622,12 @@ int vlog_gc_run(vlog *v, int force, uint64_t *moved)
     pthread_mutex_lock(&v->gc_run_mu);
     collect(v);
     if (!force)
-        measure_garbage(v);
+        measure_garbage(v, urgent);
     int rc = 0;
     uint64_t seg;
+    int min_percent = urgent ? (v->gc_percent + 1) / 2 : v->gc_percent;
     for (int n = 0; rc == 0 && n < (force ? 1 : VLOG_GC_SEGMENTS_PER_PASS) &&
-                    (seg = pick_segment(v, force)) != 0;
+                    (seg = pick_segment(v, force, min_percent)) != 0;
          n++) {
         uint64_t one = 0;
         rc = gc_segment(v, seg, &one);
@@ -1608,12 +1646,20 @@ int vlog_gc_run(vlog *v, int force, uint64_t *moved)
     return rc;
 }
 
+int vlog_gc_run(vlog *v, int force, uint64_t *moved)
+{
+    return gc_pass(v, force, 0, moved);
+}
+
 static void *gc_main(void *arg)
 {
     vlog *v = arg;
     pthread_mutex_lock(&v->gc_mu);
     while (!v->gc_stop) {
-        if (!v->gc_kicked) {
+        pthread_mutex_lock(&v->mu);
+        int urgent = v->waiters > 0;
+        pthread_mutex_unlock(&v->mu);
+        if (!v->gc_kicked && !urgent) {
             struct timespec ts;
             clock_gettime(CLOCK_MONOTONIC, &ts);
             ts.tv_sec += 1;
@@ -1625,10 +1671,15 @@ static void *gc_main(void *arg)
         pthread_mutex_unlock(&v->gc_mu);
         pthread_mutex_lock(&v->mu);
         uint64_t work = v->gc_runs + v->gc_deleted + v->measures;
+        urgent = v->waiters > 0;
         pthread_mutex_unlock(&v->mu);
-        int rc = vlog_gc_run(v, 0, NULL);
+        int rc = gc_pass(v, 0, urgent, NULL);
         pthread_mutex_lock(&v->mu);
         int progress = v->gc_runs + v->gc_deleted + v->measures != work;
+        v->passes++;
+        v->last_urgent = urgent;
+        v->last_progress = progress && rc == 0;
+        pthread_cond_broadcast(&v->pass_cv);
         pthread_mutex_unlock(&v->mu);
         pthread_mutex_lock(&v->gc_mu);
         if (progress && rc == 0)
@@ -1648,6 +1699,9 @@ int vlog_gc_start(vlog *v)
     if (pthread_create(&v->gc_thread, NULL, gc_main, v) != 0)
         return KV_ENOMEM;
     v->gc_started = 1;
+    pthread_mutex_lock(&v->mu);
+    v->gc_running = 1;
+    pthread_mutex_unlock(&v->mu);
     return 0;
 }
 
@@ -1655,6 +1709,10 @@ void vlog_gc_stop(vlog *v)
 {
     if (!v->gc_started)
         return;
+    pthread_mutex_lock(&v->mu);
+    v->gc_running = 0; /* no writer starts to wait now, and the waiting ones return */
+    pthread_cond_broadcast(&v->pass_cv);
+    pthread_mutex_unlock(&v->mu);
     pthread_mutex_lock(&v->gc_mu);
     v->gc_stop = 1;
     pthread_cond_signal(&v->gc_cv);
@@ -1669,6 +1727,112 @@ void vlog_gc_kick(vlog *v)
     v->gc_kicked = 1;
     pthread_cond_signal(&v->gc_cv);
     pthread_mutex_unlock(&v->gc_mu);
+}
+
+/* ---- Back-pressure ----------------------------------------------------------------------- */
+
+static uint64_t now_micros(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+/* Free space now: the last reading less what was appended since (an underestimate when GC
+ * deleted segments since, which the next reading corrects). mu held. */
+static uint64_t estimated_avail(const vlog *v)
+{
+    uint64_t since = v->bytes_written - v->space_at;
+    return v->space_avail > since ? v->space_avail - since : 0;
+}
+
+/* Reads the file system's free space (space_avail; UINT64_MAX if the env cannot tell now, which
+ * turns back-pressure off until the next reading). Takes mu: call without it. */
+static void read_space(vlog *v)
+{
+    pthread_mutex_lock(&v->mu);
+    uint64_t at = v->bytes_written;
+    pthread_mutex_unlock(&v->mu);
+    uint64_t avail = 0, total = 0;
+    if (v->env->free_space(v->env, v->dir, &avail, &total) != 0)
+        avail = UINT64_MAX;
+    pthread_mutex_lock(&v->mu);
+    v->space_avail = avail;
+    v->space_at = at;
+    pthread_mutex_unlock(&v->mu);
+}
+
+/* Whether a writer appending `need` bytes must wait for GC: free space short, the GC thread
+ * running, and no pass for waiting writers found nothing to reclaim lately - since compaction
+ * last counted new garbage, within VLOG_FUTILE_MICROS, or within VLOG_FUTILE_MIN_MICROS if
+ * writes were applied since (they may have made records dead). mu held. */
+static int must_wait(const vlog *v, uint64_t need, uint64_t now)
+{
+    if (!v->gc_running || estimated_avail(v) >= v->low_water + need)
+        return 0;
+    if (v->futile_time == 0 || now - v->futile_time >= VLOG_FUTILE_MICROS)
+        return 1;
+    return now - v->futile_time >= VLOG_FUTILE_MIN_MICROS &&
+           __atomic_load_n(&v->ops_applied, __ATOMIC_ACQUIRE) != v->futile_ops;
+}
+
+void vlog_note_applied(vlog *v, uint64_t ops)
+{
+    __atomic_add_fetch(&v->ops_applied, ops, __ATOMIC_RELEASE);
+}
+
+void vlog_throttle(vlog *v, uint64_t record_bytes)
+{
+    if (record_bytes == 0 || v->low_water == 0)
+        return;
+    pthread_mutex_lock(&v->mu);
+    int check = v->bytes_written - v->space_at >= v->low_water / VLOG_SPACE_CHECK_DIVISOR ||
+                must_wait(v, record_bytes, now_micros());
+    pthread_mutex_unlock(&v->mu);
+    if (!check)
+        return;
+    read_space(v);
+    uint64_t t0 = 0;
+    pthread_mutex_lock(&v->mu);
+    while (must_wait(v, record_bytes, now_micros())) {
+        if (t0 == 0) {
+            t0 = now_micros();
+            v->stalls++;
+        }
+        v->waiters++;
+        uint64_t pass = v->passes;
+        pthread_mutex_unlock(&v->mu);
+        vlog_gc_kick(v);
+        pthread_mutex_lock(&v->mu);
+        /* Wait for a pass that ran for the waiters (one already running when this writer came
+         * may have been an ordinary one: it does not count). */
+        int answered = 0;
+        while (v->gc_running && !answered) {
+            struct timespec ts;
+            clock_gettime(CLOCK_MONOTONIC, &ts);
+            ts.tv_sec += 1;
+            pthread_cond_timedwait(&v->pass_cv, &v->mu, &ts);
+            if (v->passes != pass && v->last_urgent)
+                answered = 1;
+            else
+                pass = v->passes;
+        }
+        v->waiters--;
+        if (answered && !v->last_progress) {
+            v->futile_time = now_micros();
+            v->futile_ops = __atomic_load_n(&v->ops_applied, __ATOMIC_ACQUIRE);
+            kv_log(&v->log, KV_LOG_INFO,
+                   "vlog: free space is below %" PRIu64 " bytes and GC finds nothing more to "
+                   "reclaim: writes go on until the disk is full",
+                   v->low_water);
+        }
+        pthread_mutex_unlock(&v->mu);
+        read_space(v);
+        pthread_mutex_lock(&v->mu);
+    }
+    if (t0 != 0)
+        v->stall_micros += now_micros() - t0;
+    pthread_mutex_unlock(&v->mu);
 }
 
 /* ---- Offline check ----------------------------------------------------------------------- */

@@ -93,6 +93,10 @@
 #define VLOG_SEGMENT_DEFAULT_BYTES (UINT64_C(64) << 20)
 #define VLOG_SEGMENT_DISK_FRACTION 32
 #define VLOG_SEGMENT_MIN_CAP (UINT64_C(1) << 20)
+/* Writers wait for GC while the file system has less than this many segments of free space
+ * (vlog_throttle): room for the GC's moves (VLOG_GC_SEGMENTS_PER_PASS segments per pass) and
+ * for the flushes that make its deletions safe. */
+#define VLOG_LOW_WATER_SEGMENTS 4
 
 /* The bound on cached readable segment handles for a given kv_options.max_open_files. */
 #define VLOG_OPEN_SEGMENTS(max_open_files)                                                         \
@@ -143,8 +147,28 @@ int vlog_marker_exists(const kv_env *env, const char *dir);
 
 /* Encodes the user batch `in` into a new staged batch *out (caller owns; kv_batch_free):
  * values >= threshold become staged records (compressed when that saves >= 1/8), others are
- * tagged inline. Any thread. Returns 0 or KV_ENOMEM. */
-int vlog_stage_batch(vlog *v, const kv_batch *in, kv_batch **out);
+ * tagged inline. *record_bytes (may be NULL) receives the bytes of the staged records, what
+ * the commit will append to the segments (0: the batch needs no room in the value log). Any
+ * thread. Returns 0 or KV_ENOMEM. */
+int vlog_stage_batch(vlog *v, const kv_batch *in, kv_batch **out, uint64_t *record_bytes);
+
+/* Back-pressure from garbage. A writer about to append `record_bytes` calls this first,
+ * without any lock: while the file system's free space is below the low-water mark
+ * (VLOG_LOW_WATER_SEGMENTS segments; read with env->free_space at most every 1/8 of the mark
+ * appended, and at every call below it) it waits for the background GC, which then runs
+ * without pause, measures again every segment measured before the last write, and collects
+ * any segment with at least half of value_log_gc_percent dead. It returns as soon as free
+ * space is above the mark, or when a pass it asked for found nothing to reclaim (the disk is
+ * full of live data: the append then meets the disk's own ENOSPC, and no writer waits again
+ * until compaction counts new garbage, or for 100 ms - 1 s after writes were applied since).
+ * Without free_space in the env, or without the GC thread (read-only, or stopped), it returns
+ * at once. The time waited is counted in kv_stats (vlog_stalls, vlog_stall_micros, and
+ * stall_micros). Thread-safe. An error of the GC is logged by the GC; the append decides. */
+void vlog_throttle(vlog *v, uint64_t record_bytes);
+/* The write leader inserted a group of `ops` operations into the memtable (db mu held): the
+ * GC's clock of changes, by which writers waiting for space have segments measured again.
+ * Thread-safe, lock-free. */
+void vlog_note_applied(vlog *v, uint64_t ops);
 /* Leader only: appends the staged records of `staged` to the active segment (rotating it when
  * full), syncs the segment if `sync`, and sets *out to a batch whose values are all inline or
  * pointers (either `staged` itself or a batch owned by v, valid until the next call). GC ops

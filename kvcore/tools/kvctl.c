@@ -269,6 +269,8 @@ static int cmd_stats(kv_db *db)
     print_stat("vlog_held_bytes", st.vlog_held_bytes);
     print_stat("vlog_held_seconds", st.vlog_held_seconds);
     print_stat("vlog_damaged_segments", st.vlog_damaged_segments);
+    print_stat("vlog_stalls", st.vlog_stalls);
+    print_stat("vlog_stall_micros", st.vlog_stall_micros);
     return 0;
 }
 

@@ -17,7 +17,7 @@
 CYCLES=${POWERLOSS_CYCLES:-6}
 SEED=${POWERLOSS_SEED:-$(( $(date +%s) % 1000000 ))}
 FSLIST=${POWERLOSS_FS:-xfs ext4}
-IMG_SIZE=${POWERLOSS_IMG_SIZE:-2G}
+IMG_SIZE=${POWERLOSS_IMG_SIZE:-512M}
 while [ $# -gt 0 ]; do
     case $1 in
     --cycles) CYCLES=$2; shift 2 ;;
@@ -71,21 +71,13 @@ for fs in $FSLIST; do
     ext4) mkfs=(mkfs.ext4 -q -F) ;;
     *) mt_fail "unknown file system $fs (xfs or ext4)" ;;
     esac
-    # Sized for durability, not capacity (POWERLOSS_IMG_SIZE overrides; the image is sparse,
-    # so the size is free; full disks are tested by enospc.sh and enospc_full.sh). The files
-    # alive are at most ~60 MiB, but a cycle writes ~50-100 MB of values and is cut after
-    # 0.3-2.5 s, so the value log carries the garbage GC has not reached yet: it measures
-    # the segments found at open at once, deletes a moved segment as soon as the flush it
-    # waits for ends, and segments are 1/32 of the disk (16 MiB here); the segments moved
-    # in the last second before a cut (held_segments in the per-cycle lines) are moved again
-    # after the restart. Measured at 512 MiB: 13 runs (108 cuts) passed, at least 67 MiB free
-    # at every cut (was: 1 run in 4-6 failed with ENOSPC in `vlog append`) - on a loaded
-    # machine. On a quiet one it fails every time (4 of 4, 2026-11-22): within the first two
-    # seconds the workload writes faster than value-log GC reclaims, the filesystem itself
-    # runs out (`vlog append failed: no space left on device`) and kvfs answers ENOSPC while
-    # its files hold under 60 MiB. Writes need back-pressure from value-log garbage (stall
-    # the writer while GC catches up) before this can go back to 512 MiB; until then the
-    # default is 2 GiB. POWERLOSS_IMG_SIZE=512M reproduces it.
+    # Sized for durability and a small disk (POWERLOSS_IMG_SIZE overrides; the image is sparse).
+    # The files alive are at most ~100 MiB, but a cycle writes ~50-200 MB of values in 0.3-2.5 s,
+    # so the value log carries garbage GC has not reached yet; segments are 1/32 of the disk
+    # (16 MiB here). On a quiet machine the workload used to outrun the GC and the disk really
+    # filled (`vlog append failed: no space left on device`, ENOSPC with under 60 MiB alive;
+    # 4 runs of 4 on 2026-11-22). Writers now wait for the GC while free space is below four
+    # segments (vlog_throttle; "stalls" in the per-cycle lines).
     truncate -s "$IMG_SIZE" "$IMG" && "${mkfs[@]}" "$IMG" || mt_fail "cannot make the $fs image"
     LOOP=$(losetup -f --show "$IMG") || mt_fail "no loop device"
     mkdir -p "$XMNT"
@@ -136,7 +128,7 @@ for fs in $FSLIST; do
         [ -n "$workers" ] && kill -STOP $workers
         # How much of the value log is garbage, and what its GC did, right before the cut.
         vstats=$(timeout 10 "$KVFS_BIN" stats "$MNT" 2>/dev/null |
-            awk '/^value log (bytes|garbage bytes|gc runs|gc deleted|held segments|held seconds) +[0-9]+$/ {
+            awk '/^value log (bytes|garbage bytes|gc runs|gc deleted|held segments|held seconds|stalls|stall micros) +[0-9]+$/ {
                 v = $NF; $NF = ""; sub(/^value log /, ""); sub(/ +$/, ""); gsub(/ /, "_")
                 printf "%s=%s ", $0, v }')
         mkdir "$MNT/burst$c" && for i in $(seq 1 40); do

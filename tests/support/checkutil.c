@@ -1,6 +1,7 @@
 /* checkutil.c - Check helpers shared by the unit suites (checkutil.h). */
 #include "checkutil.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "testutil.h"
@@ -38,6 +39,19 @@ void tu_ck_dir_unchanged(const char *dir, char *before)
     ck_assert_str_eq(before, after);
     free(before);
     free(after);
+}
+
+void tu_ck_xor_byte(const char *path, long off, int mask)
+{
+    FILE *f = fopen(path, "r+b");
+    ck_assert_msg(f != NULL, "cannot open %s", path);
+    ck_assert_int_eq(fseek(f, off, off < 0 ? SEEK_END : SEEK_SET), 0);
+    long at = ftell(f);
+    int c = fgetc(f);
+    ck_assert_msg(c != EOF, "%s has no byte at offset %ld", path, off);
+    ck_assert_int_eq(fseek(f, at, SEEK_SET), 0);
+    ck_assert_int_ne(fputc(c ^ mask, f), EOF);
+    ck_assert_int_eq(fclose(f), 0);
 }
 
 kv_db *tu_ck_open(const char *dir, const kv_options *o)

@@ -28,6 +28,10 @@ void tu_ck_rmtempdir(char **dir);
  * files, sizes and contents), then frees before. before must not be NULL. */
 void tu_ck_dir_unchanged(const char *dir, char *before);
 
+/* XORs the byte at offset off of the file at path with mask (off < 0: counted back from the
+ * end of the file, -1 being the last byte), asserting the file exists and holds that byte. */
+void tu_ck_xor_byte(const char *path, long off, int mask);
+
 /* kv_open(dir, o), asserting it returned 0 (the message names the error). Caller closes. */
 kv_db *tu_ck_open(const char *dir, const kv_options *o);
 

@@ -78,6 +78,10 @@ typedef struct tu_logbuf {
 /* Initialises lb empty (call once before use; tu_logbuf_destroy when done). */
 void tu_logbuf_init(tu_logbuf *lb);
 void tu_logbuf_destroy(tu_logbuf *lb);
+/* A kv_log_fn that drops kvcore's messages, for tests whose stores log expected errors:
+ * warnings and errors still go to stderr when $KV_TEST_VERBOSE is set. Any thread. */
+void tu_quiet_log(void *ctx, int level, const char *msg);
+
 /* A kv_log_fn: set options.log_fn = tu_logbuf_fn and options.log_ctx = lb. */
 void tu_logbuf_fn(void *ctx, int level, const char *msg);
 /* Forgets everything captured so far. */

@@ -31,13 +31,6 @@ static void teardown(void)
     tu_ck_rmtempdir(&g_dir);
 }
 
-static void quiet_log(void *ctx, int level, const char *msg)
-{
-    (void)ctx;
-    (void)level;
-    (void)msg;
-}
-
 static kv_options small_opts(const kv_env *env)
 {
     kv_options o;
@@ -47,7 +40,7 @@ static kv_options small_opts(const kv_env *env)
     o.level1_bytes = 512 << 10;
     o.block_cache_bytes = 1 << 20;
     o.compression = 0; /* sizes in this test are the bytes written */
-    o.log_fn = quiet_log;
+    o.log_fn = tu_quiet_log;
     o.env = env;
     return o;
 }
@@ -55,6 +48,22 @@ static kv_options small_opts(const kv_env *env)
 static kv_db *open_db(const kv_options *o)
 {
     return tu_ck_open(g_dir, o);
+}
+
+/* small_opts over a new fault env (seeded with seed, into *fe), whose space limit plays the
+ * full disk. */
+static kv_options fault_opts(uint64_t seed, fault_env **fe)
+{
+    *fe = fault_env_new(seed);
+    ck_assert_ptr_nonnull(*fe);
+    return small_opts(fault_env_env(*fe));
+}
+
+/* open_db(o), with m initialised empty: the model of what the store must hold. */
+static kv_db *open_with_model(const kv_options *o, tu_model *m)
+{
+    tu_model_init(m);
+    return open_db(o);
 }
 
 static void key_of(char *k, size_t n, int i)
@@ -66,6 +75,26 @@ static void val_of(char *v, int i, int gen)
 {
     memset(v, 'a' + (i + gen) % 26, VAL_LEN);
     snprintf(v, VAL_LEN, "v%d-%d", i, gen);
+}
+
+/* Puts key k with the value val_of(i, gen), asserting success; into m too unless it is NULL. */
+static void put_key(kv_db *db, tu_model *m, const char *k, int i, int gen)
+{
+    char v[VAL_LEN];
+    val_of(v, i, gen);
+    ck_assert_int_eq(kv_put(db, k, strlen(k), v, VAL_LEN, 0), 0);
+    if (m)
+        tu_model_put(m, k, strlen(k), v, VAL_LEN);
+}
+
+/* Puts keys 0 .. n-1 (named by key_fn, generation-gen values), into m too unless it is NULL. */
+static void put_keys(kv_db *db, tu_model *m, int n, int gen, void (*key_fn)(char *, size_t, int))
+{
+    char k[32];
+    for (int i = 0; i < n; i++) {
+        key_fn(k, sizeof k, i);
+        put_key(db, m, k, i, gen);
+    }
 }
 
 static int64_t reserve_file_size(void)
@@ -86,12 +115,7 @@ static void get_stats(kv_db *db, kv_stats *st)
 static void fill_until_full(kv_db *db, fault_env *fe, tu_model *m, uint64_t room)
 {
     char k[32], v[VAL_LEN];
-    for (int i = 0; i < NKEYS; i++) {
-        key_of(k, sizeof k, i);
-        val_of(v, i, 0);
-        ck_assert_int_eq(kv_put(db, k, strlen(k), v, VAL_LEN, 0), 0);
-        tu_model_put(m, k, strlen(k), v, VAL_LEN);
-    }
+    put_keys(db, m, NKEYS, 0, key_of);
     fault_env_set_space_limit(fe, room);
     int rc = 0;
     for (int i = NKEYS; i < NKEYS * 10 && rc == 0; i++) {
@@ -104,10 +128,24 @@ static void fill_until_full(kv_db *db, fault_env *fe, tu_model *m, uint64_t room
     ck_assert_msg(rc == KV_ENOSPC, "filling the disk ended with %s", kv_strerror(rc));
 }
 
+/* The end of a full-disk test: db reads as m, and so does the store reopened with the disk's
+ * space back; closes db and frees m and fe. */
+static void finish_after_full_disk(kv_db *db, fault_env *fe, const kv_options *o, tu_model *m)
+{
+    tu_ck_scan_forward(db, NULL, m);
+    fault_env_set_space_limit(fe, UINT64_MAX);
+    kv_close(db);
+    db = open_db(o);
+    tu_ck_scan_forward(db, NULL, m);
+    kv_close(db);
+    tu_model_free(m);
+    fault_env_free(fe);
+}
+
 START_TEST(test_reserve_full_disk_refuses_writes_accepts_deletes_and_recovers)
 {
-    fault_env *fe = fault_env_new(1);
-    kv_options o = small_opts(fault_env_env(fe));
+    fault_env *fe;
+    kv_options o = fault_opts(1, &fe);
     kv_db *db = open_db(&o);
     kv_stats st;
     get_stats(db, &st);
@@ -175,9 +213,7 @@ START_TEST(test_reserve_full_disk_refuses_writes_accepts_deletes_and_recovers)
     ck_assert_int_eq(reserve_file_size(), AUTO_RESERVE);
     for (int i = 0; i < 200; i++) {
         key_of(k, sizeof k, 100000 + i);
-        val_of(v, i, 2);
-        ck_assert_int_eq(kv_put(db, k, strlen(k), v, VAL_LEN, 0), 0);
-        tu_model_put(&m, k, strlen(k), v, VAL_LEN);
+        put_key(db, &m, k, i, 2);
     }
     tu_ck_scan_forward(db, NULL, &m);
 
@@ -195,11 +231,10 @@ END_TEST
 
 START_TEST(test_reserve_monitor_ends_low_space_mode_without_writes)
 {
-    fault_env *fe = fault_env_new(2);
-    kv_options o = small_opts(fault_env_env(fe));
-    kv_db *db = open_db(&o);
+    fault_env *fe;
+    kv_options o = fault_opts(2, &fe);
     tu_model m;
-    tu_model_init(&m);
+    kv_db *db = open_with_model(&o, &m);
     fill_until_full(db, fe, &m, 16 << 10);
     kv_stats st;
     get_stats(db, &st);
@@ -219,12 +254,11 @@ END_TEST
 
 START_TEST(test_reserve_deletions_in_low_space_mode_are_flushed_without_asking)
 {
-    fault_env *fe = fault_env_new(7);
-    kv_options o = small_opts(fault_env_env(fe));
+    fault_env *fe;
+    kv_options o = fault_opts(7, &fe);
     o.memtable_bytes = 4 << 20; /* the deletions alone would never fill it */
-    kv_db *db = open_db(&o);
     tu_model m;
-    tu_model_init(&m);
+    kv_db *db = open_with_model(&o, &m);
     fill_until_full(db, fe, &m, 48 << 10);
     kv_stats st;
     get_stats(db, &st);
@@ -253,18 +287,11 @@ END_TEST
 
 START_TEST(test_reserve_is_released_at_open_on_a_full_disk)
 {
-    fault_env *fe = fault_env_new(3);
-    kv_options o = small_opts(fault_env_env(fe));
-    kv_db *db = open_db(&o);
+    fault_env *fe;
+    kv_options o = fault_opts(3, &fe);
     tu_model m;
-    tu_model_init(&m);
-    char k[32], v[VAL_LEN];
-    for (int i = 0; i < NKEYS; i++) {
-        key_of(k, sizeof k, i);
-        val_of(v, i, 0);
-        ck_assert_int_eq(kv_put(db, k, strlen(k), v, VAL_LEN, 0), 0);
-        tu_model_put(&m, k, strlen(k), v, VAL_LEN);
-    }
+    kv_db *db = open_with_model(&o, &m);
+    put_keys(db, &m, NKEYS, 0, key_of);
     ck_assert_int_eq(kv_close(db), 0); /* the WAL holds unflushed writes */
 
     /* Not one byte free: recovery (the WAL's memtable flushed to a table, a new manifest)
@@ -277,6 +304,7 @@ START_TEST(test_reserve_is_released_at_open_on_a_full_disk)
     ck_assert_int_eq(reserve_file_size(), -1);
     tu_ck_scan_forward(db, NULL, &m);
     ck_assert_int_eq(kv_put(db, "x", 1, "y", 1, 0), KV_ENOSPC);
+    char k[32];
     key_of(k, sizeof k, 3);
     ck_assert_int_eq(kv_delete(db, k, strlen(k), KV_WRITE_RESERVE | KV_WRITE_SYNC), 0);
     tu_model_delete(&m, k, strlen(k));
@@ -297,23 +325,16 @@ END_TEST
 
 START_TEST(test_reserve_compaction_that_cannot_fit_fails_cleanly)
 {
-    fault_env *fe = fault_env_new(4);
-    kv_options o = small_opts(fault_env_env(fe));
+    fault_env *fe;
+    kv_options o = fault_opts(4, &fe);
     o.reserve_bytes = 0; /* no reserve: the compaction must run out of space */
     /* Every flushed table stays in L0 until kv_compact_range merges them all. */
     o.l0_compaction_trigger = o.l0_slowdown_trigger = o.l0_stop_trigger = 1000;
-    kv_db *db = open_db(&o);
-    ck_assert_int_eq(reserve_file_size(), -1);
     tu_model m;
-    tu_model_init(&m);
-    char k[32], v[VAL_LEN];
+    kv_db *db = open_with_model(&o, &m);
+    ck_assert_int_eq(reserve_file_size(), -1);
     for (int gen = 0; gen < 2; gen++)
-        for (int i = 0; i < NKEYS; i++) {
-            key_of(k, sizeof k, i);
-            val_of(v, i, gen);
-            ck_assert_int_eq(kv_put(db, k, strlen(k), v, VAL_LEN, 0), 0);
-            tu_model_put(&m, k, strlen(k), v, VAL_LEN);
-        }
+        put_keys(db, &m, NKEYS, gen, key_of);
     ck_assert_int_eq(kv_flush(db), 0);
     kv_stats st;
     get_stats(db, &st);
@@ -333,13 +354,7 @@ START_TEST(test_reserve_compaction_that_cannot_fit_fails_cleanly)
     ck_assert_uint_eq(st.low_space, 0);
     fault_env_set_space_limit(fe, UINT64_MAX);
     ck_assert_int_eq(kv_compact_range(db, NULL, 0, NULL, 0), 0);
-    tu_ck_scan_forward(db, NULL, &m);
-    kv_close(db);
-    db = open_db(&o);
-    tu_ck_scan_forward(db, NULL, &m);
-    kv_close(db);
-    tu_model_free(&m);
-    fault_env_free(fe);
+    finish_after_full_disk(db, fe, &o, &m);
 }
 END_TEST
 
@@ -434,52 +449,24 @@ START_TEST(test_reserve_auto_size_counts_the_value_log_of_the_store)
 }
 END_TEST
 
-/* The end of a full-disk test: db reads as m, and so does the store reopened with the disk's
- * space back; closes db and frees m and fe. */
-static void finish_after_full_disk(kv_db *db, fault_env *fe, const kv_options *o, tu_model *m)
-{
-    tu_ck_scan_forward(db, NULL, m);
-    fault_env_set_space_limit(fe, UINT64_MAX);
-    kv_close(db);
-    db = open_db(o);
-    tu_ck_scan_forward(db, NULL, m);
-    kv_close(db);
-    tu_model_free(m);
-    fault_env_free(fe);
-}
-
 /* Spreads keys over the key space, so that every table of a level overlaps the next level's. */
 static void scattered_key(char *k, size_t n, int i)
 {
     snprintf(k, n, "%08x-%d", (unsigned)((uint32_t)i * 2654435761u), i);
 }
 
-/* Puts keys 0 .. n-1 (named by key_fn, generation-0 values), into m too unless it is NULL. */
-static void put_keys(kv_db *db, tu_model *m, int n, void (*key_fn)(char *, size_t, int))
-{
-    char k[32], v[VAL_LEN];
-    for (int i = 0; i < n; i++) {
-        key_fn(k, sizeof k, i);
-        val_of(v, i, 0);
-        ck_assert_int_eq(kv_put(db, k, strlen(k), v, VAL_LEN, 0), 0);
-        if (m)
-            tu_model_put(m, k, strlen(k), v, VAL_LEN);
-    }
-}
-
 START_TEST(test_reserve_full_compaction_needs_room_for_one_table_at_a_time)
 {
-    fault_env *fe = fault_env_new(5);
-    kv_options o = small_opts(fault_env_env(fe));
+    fault_env *fe;
+    kv_options o = fault_opts(5, &fe);
     o.reserve_bytes = 0;
     o.target_file_size = 32 << 10;
     o.level1_bytes = 96 << 10; /* ~600 KiB of data: L1 and L2 */
     o.l0_compaction_trigger = o.l0_slowdown_trigger = o.l0_stop_trigger = 1000;
-    kv_db *db = open_db(&o);
     tu_model m;
-    tu_model_init(&m);
-    char k[32], v[VAL_LEN];
-    put_keys(db, &m, 600, scattered_key);
+    kv_db *db = open_with_model(&o, &m);
+    char k[32];
+    put_keys(db, &m, 600, 0, scattered_key);
     /* Everything into L2: L0 -> L1 here, L1 -> L2 by the background work (L1 is over its
      * size) and by another full compaction once L2 exists. */
     kv_stats st;
@@ -497,9 +484,7 @@ START_TEST(test_reserve_full_compaction_needs_room_for_one_table_at_a_time)
     /* Newer versions of a third of the keys, left in L0. */
     for (int i = 0; i < 600; i += 3) {
         scattered_key(k, sizeof k, i);
-        val_of(v, i, 1);
-        ck_assert_int_eq(kv_put(db, k, strlen(k), v, VAL_LEN, 0), 0);
-        tu_model_put(&m, k, strlen(k), v, VAL_LEN);
+        put_key(db, &m, k, i, 1);
     }
     ck_assert_int_eq(kv_flush(db), 0);
     get_stats(db, &st);
@@ -518,25 +503,21 @@ END_TEST
 
 START_TEST(test_reserve_full_compaction_reclaims_deleted_l0_data_before_rewriting_l1)
 {
-    fault_env *fe = fault_env_new(6);
-    kv_options o = small_opts(fault_env_env(fe));
+    fault_env *fe;
+    kv_options o = fault_opts(6, &fe);
     o.reserve_bytes = 0;
     o.l0_compaction_trigger = o.l0_slowdown_trigger = o.l0_stop_trigger = 1000;
-    kv_db *db = open_db(&o);
     tu_model m;
-    tu_model_init(&m);
-    char k[32], v[VAL_LEN];
+    kv_db *db = open_with_model(&o, &m);
+    char k[32];
     for (int i = 0; i < 300; i++) { /* kept data, in L1 */
         snprintf(k, sizeof k, "key%06d-keep", i);
-        val_of(v, i, 0);
-        ck_assert_int_eq(kv_put(db, k, strlen(k), v, VAL_LEN, 0), 0);
-        tu_model_put(&m, k, strlen(k), v, VAL_LEN);
+        put_key(db, &m, k, i, 0);
     }
     ck_assert_int_eq(kv_compact_range(db, NULL, 0, NULL, 0), 0);
     for (int i = 0; i < 400; i++) { /* data written, then deleted while still in L0 */
         snprintf(k, sizeof k, "key%06d-tmp", i);
-        val_of(v, i, 1);
-        ck_assert_int_eq(kv_put(db, k, strlen(k), v, VAL_LEN, 0), 0);
+        put_key(db, NULL, k, i, 1);
     }
     ck_assert_int_eq(kv_flush(db), 0);
     for (int i = 0; i < 400; i++) {
@@ -560,20 +541,17 @@ END_TEST
 
 START_TEST(test_reserve_compaction_after_enospc_moves_what_fits_instead_of_all_of_level0)
 {
-    fault_env *fe = fault_env_new(7);
-    kv_options o = small_opts(fault_env_env(fe));
+    fault_env *fe;
+    kv_options o = fault_opts(7, &fe);
     o.reserve_bytes = 0;
     o.l0_compaction_trigger = o.l0_slowdown_trigger = o.l0_stop_trigger = 1000;
-    kv_db *db = open_db(&o);
     tu_model m;
-    tu_model_init(&m);
-    char k[32], v[VAL_LEN];
+    kv_db *db = open_with_model(&o, &m);
+    char k[32];
     for (int t = 0; t < 8; t++) { /* 8 L0 tables of ~60 KiB, none overwriting another */
         for (int i = 0; i < 60; i++) {
             snprintf(k, sizeof k, "key%02d-%04d", i % 10, t * 100 + i);
-            val_of(v, i, t);
-            ck_assert_int_eq(kv_put(db, k, strlen(k), v, VAL_LEN, 0), 0);
-            tu_model_put(&m, k, strlen(k), v, VAL_LEN);
+            put_key(db, &m, k, i, t);
         }
         ck_assert_int_eq(kv_flush(db), 0);
     }
@@ -625,14 +603,13 @@ static void write_until_full(kv_db *db, fault_env *fe, tu_model *m)
 
 START_TEST(test_reserve_low_space_mode_compacts_level0_deletions_before_any_trigger)
 {
-    fault_env *fe = fault_env_new(8);
-    kv_options o = small_opts(fault_env_env(fe));
+    fault_env *fe;
+    kv_options o = fault_opts(8, &fe);
     o.l0_compaction_trigger = o.l0_slowdown_trigger = o.l0_stop_trigger = 1000;
-    kv_db *db = open_db(&o);
     tu_model m;
-    tu_model_init(&m);
+    kv_db *db = open_with_model(&o, &m);
     char k[32];
-    put_keys(db, NULL, 200, key_of); /* all deleted below: not in the model */
+    put_keys(db, NULL, 200, 0, key_of); /* all deleted below: not in the model */
     ck_assert_int_eq(kv_flush(db), 0);
     kv_stats st;
     get_stats(db, &st);
@@ -661,15 +638,14 @@ END_TEST
 
 START_TEST(test_reserve_low_space_mode_gives_back_value_log_segments_of_deleted_keys)
 {
-    fault_env *fe = fault_env_new(9);
-    kv_options o = small_opts(fault_env_env(fe));
+    fault_env *fe;
+    kv_options o = fault_opts(9, &fe);
     o.value_log_threshold = 512;
     o.value_log_segment_bytes = 128 << 10;
     o.l0_compaction_trigger = o.l0_slowdown_trigger = o.l0_stop_trigger = 1000;
-    kv_db *db = open_db(&o);
     tu_model m;
-    tu_model_init(&m);
-    put_keys(db, NULL, 400, key_of); /* ~400 KiB of values in the value log; deleted below */
+    kv_db *db = open_with_model(&o, &m);
+    put_keys(db, NULL, 400, 0, key_of); /* ~400 KiB of values in the value log; deleted below */
     ck_assert_int_eq(kv_flush(db), 0);
     write_until_full(db, fe, &m);
     char k[32];

@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "checkutil.h"
 #include "fs.h"
 #include "fault_env.h"
 #include "fs_fixture.h"
@@ -46,17 +47,10 @@ static void teardown(void)
     free(tdir);
 }
 
-static void quiet(void *ctx, int level, const char *msg)
-{
-    (void)ctx;
-    (void)level;
-    (void)msg;
-}
-
 static void opts_init(kv_options *o)
 {
     kv_options_init(o);
-    o->log_fn = quiet;
+    o->log_fn = tu_quiet_log;
     o->compression = compress;
     o->compaction_style = tiered ? KV_COMPACTION_TIERED : KV_COMPACTION_LEVELED;
     if (vlogged) {
@@ -107,13 +101,15 @@ static void make_store(int flush)
     ck_assert_int_eq(kv_close(db), 0);
 }
 
-/* Every key is either absent or holds exactly its value; returns how many are present. */
-static int check_keys(void)
+/* Reads every key of the store: each must hold exactly its value, or fail with `allowed`
+ * (KV_ENOTFOUND or KV_ECORRUPT), which *failed counts. Returns how many hold their value. */
+static int read_keys(int allowed, int *failed)
 {
     kv_options o;
     kv_db *db;
     char k[32], v[160];
     int present = 0;
+    *failed = 0;
     opts_init(&o);
     o.create_if_missing = 0;
     ck_assert_int_eq(kv_open(tdir, &o, &db), 0);
@@ -123,8 +119,10 @@ static int check_keys(void)
         key_of(i, k, sizeof k);
         val_of(i, v, sizeof v);
         int rc = kv_get(db, NULL, k, strlen(k), &got, &glen);
-        if (rc == KV_ENOTFOUND)
+        if (rc == allowed) {
+            (*failed)++;
             continue;
+        }
         ck_assert_int_eq(rc, 0);
         ck_assert_uint_eq(glen, strlen(v));
         ck_assert_int_eq(memcmp(got, v, glen), 0);
@@ -133,6 +131,25 @@ static int check_keys(void)
     }
     ck_assert_int_eq(kv_close(db), 0);
     return present;
+}
+
+/* kv_get of key i (its name into k, 32 bytes): the result code; a value read is freed. */
+static int get_rc(kv_db *db, int i, char *k)
+{
+    void *got;
+    size_t glen;
+    key_of(i, k, 32);
+    int rc = kv_get(db, NULL, k, strlen(k), &got, &glen);
+    if (rc == 0)
+        kv_free(got);
+    return rc;
+}
+
+/* Every key is either absent or holds exactly its value; returns how many are present. */
+static int check_keys(void)
+{
+    int missing;
+    return read_keys(KV_ENOTFOUND, &missing);
 }
 
 static char *path_of(const char *name)
@@ -144,20 +161,11 @@ static char *path_of(const char *name)
     return p;
 }
 
-static void flip_byte(const char *name, long off_from_start, long off_from_end)
+/* Flips a bit of the byte at off (< 0: counted back from the end) of the store's file name. */
+static void flip_byte(const char *name, long off)
 {
     char *p = path_of(name);
-    FILE *f = fopen(p, "r+b");
-    ck_assert_ptr_nonnull(f);
-    ck_assert_int_eq(
-        fseek(f, off_from_end ? -off_from_end : off_from_start, off_from_end ? SEEK_END : SEEK_SET),
-        0);
-    long at = ftell(f);
-    int c = fgetc(f);
-    ck_assert_int_ne(c, EOF);
-    ck_assert_int_eq(fseek(f, at, SEEK_SET), 0);
-    ck_assert_int_ne(fputc(c ^ 0x10, f), EOF);
-    ck_assert_int_eq(fclose(f), 0);
+    tu_ck_xor_byte(p, off, 0x10);
     free(p);
 }
 
@@ -182,20 +190,22 @@ static int open_rc(void)
     return rc;
 }
 
-START_TEST(test_salvage_leaves_a_sound_store_alone)
+/* A salvage of the test store fixes nothing and changes no file. */
+static void assert_salvage_changes_nothing(void)
 {
     kv_options o;
     uint64_t fixed = 99;
-    make_store(1);
     char *before = tu_dir_fingerprint(tdir);
-    ck_assert_ptr_nonnull(before);
     opts_init(&o);
     ck_assert_int_eq(kv_salvage(tdir, &o, &fixed), 0);
     ck_assert_uint_eq(fixed, 0);
-    char *after = tu_dir_fingerprint(tdir);
-    ck_assert_str_eq(before, after);
-    free(before);
-    free(after);
+    tu_ck_dir_unchanged(tdir, before);
+}
+
+START_TEST(test_salvage_leaves_a_sound_store_alone)
+{
+    make_store(1);
+    assert_salvage_changes_nothing();
     ck_assert_int_eq(check_keys(), NKEYS);
 }
 END_TEST
@@ -205,7 +215,7 @@ START_TEST(test_salvage_repoints_a_damaged_current)
     kv_options o;
     uint64_t fixed = 0;
     make_store(1);
-    flip_byte("CURRENT", 0, 0); /* "MANIFEST-..." -> "]ANIFEST-..." */
+    flip_byte("CURRENT", 0); /* "MANIFEST-..." -> "]ANIFEST-..." */
     ck_assert_int_eq(open_rc(), KV_ECORRUPT);
     opts_init(&o);
     ck_assert_int_eq(kv_salvage(tdir, &o, &fixed), 0);
@@ -240,7 +250,7 @@ START_TEST(test_salvage_cuts_a_damaged_log_back_and_keeps_the_original)
     ck_assert(tu_dir_find_suffix(tdir, ".log", log, sizeof log));
     long size = file_size(log);
     ck_assert_int_gt(size, 1000);
-    flip_byte(log, size / 2, 0);
+    flip_byte(log, size / 2);
     ck_assert_int_eq(open_rc(), KV_ECORRUPT); /* a damaged record, not a torn tail */
     opts_init(&o);
     ck_assert_int_eq(kv_salvage(tdir, &o, &fixed), 0);
@@ -417,6 +427,25 @@ static void table_layout(const char *name, struct layout *l)
     l->data_end = l->filter_size ? l->filter_off : l->index_off;
 }
 
+/* Makes the test store, flushed to one table: its name into sst (n bytes), its layout into
+ * *l. */
+static void make_table_store(char *sst, size_t n, struct layout *l)
+{
+    make_store(1);
+    ck_assert(tu_dir_find_suffix(tdir, ".sst", sst, n));
+    table_layout(sst, l);
+}
+
+/* Starts over in an empty directory with the test store flushed to one table (its name into
+ * sst, n bytes; its layout into *l) and a bit flipped in the middle of its data blocks. */
+static void fresh_store_with_a_damaged_block(char *sst, size_t n, struct layout *l)
+{
+    tu_rmtree(tdir);
+    ck_assert_int_eq(mkdir(tdir, 0700), 0);
+    make_table_store(sst, n, l);
+    flip_byte(sst, (long)(l->data_end / 2));
+}
+
 /* The table with the highest number (the newest). */
 static void newest_table(char *out, size_t n)
 {
@@ -454,10 +483,8 @@ START_TEST(test_salvage_drops_only_the_damaged_data_block)
     char sst[256];
     struct layout l;
     int inside = 0;
-    make_store(1);
-    ck_assert(tu_dir_find_suffix(tdir, ".sst", sst, sizeof sst));
-    table_layout(sst, &l);
-    flip_byte(sst, (long)(l.data_end / 2), 0);
+    make_table_store(sst, sizeof sst, &l);
+    flip_byte(sst, (long)(l.data_end / 2));
     assert_store_is_damaged();
     kv_salvage_stats st = salvage_ok();
     ck_assert_int_eq(st.rebuilt, 1);
@@ -511,11 +538,9 @@ static void salvage_loses_nothing(where_fn where)
 {
     char sst[256];
     struct layout l;
-    make_store(1);
-    ck_assert(tu_dir_find_suffix(tdir, ".sst", sst, sizeof sst));
-    table_layout(sst, &l);
+    make_table_store(sst, sizeof sst, &l);
     long off = where(&l);
-    flip_byte(sst, off >= 0 ? off : 0, off >= 0 ? 0 : -off);
+    flip_byte(sst, off);
     assert_store_is_damaged();
     kv_salvage_stats st = salvage_ok();
     ck_assert_int_eq(st.rebuilt, 1);
@@ -562,11 +587,9 @@ START_TEST(test_salvage_resyncs_after_a_damaged_block_when_the_index_is_damaged_
 {
     char sst[256];
     struct layout l;
-    make_store(1);
-    ck_assert(tu_dir_find_suffix(tdir, ".sst", sst, sizeof sst));
-    table_layout(sst, &l);
-    flip_byte(sst, (long)(l.data_end / 3), 0);
-    flip_byte(sst, (long)(l.index_off + l.index_size / 2), 0);
+    make_table_store(sst, sizeof sst, &l);
+    flip_byte(sst, (long)(l.data_end / 3));
+    flip_byte(sst, (long)(l.index_off + l.index_size / 2));
     kv_salvage_stats st = salvage_ok();
     ck_assert_uint_eq(st.blocks_lost, 1);
     int inside = 0, good = check_salvaged(expect_plain, &inside);
@@ -580,9 +603,7 @@ START_TEST(test_salvage_keeps_the_blocks_of_a_truncated_table)
 {
     char sst[256], *p;
     struct layout l;
-    make_store(1);
-    ck_assert(tu_dir_find_suffix(tdir, ".sst", sst, sizeof sst));
-    table_layout(sst, &l);
+    make_table_store(sst, sizeof sst, &l);
     p = path_of(sst);
     ck_assert_int_eq(truncate(p, l.size * 6 / 10), 0);
     free(p);
@@ -612,19 +633,25 @@ START_TEST(test_salvage_reports_a_missing_table_as_lost)
 }
 END_TEST
 
+/* The name of the manifest CURRENT names, into man (n bytes). */
+static void current_manifest(char *man, size_t n)
+{
+    char *cur = path_of("CURRENT");
+    FILE *f = fopen(cur, "r");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_ptr_nonnull(fgets(man, (int)n, f));
+    fclose(f);
+    free(cur);
+    man[strcspn(man, "\n")] = 0;
+}
+
 START_TEST(test_salvage_rebuilds_a_damaged_manifest_keeping_the_newest_versions)
 {
     char man[256];
     make_versions();
-    char *cur = path_of("CURRENT");
-    FILE *f = fopen(cur, "r");
-    ck_assert_ptr_nonnull(f);
-    ck_assert_ptr_nonnull(fgets(man, sizeof man, f));
-    fclose(f);
-    free(cur);
-    man[strcspn(man, "\n")] = 0;
+    current_manifest(man, sizeof man);
     long size = file_size(man);
-    flip_byte(man, 20, 0); /* the version snapshot */
+    flip_byte(man, 20); /* the version snapshot */
     ck_assert_int_eq(open_rc(), KV_ECORRUPT);
     kv_salvage_stats st = salvage_ok();
     ck_assert_int_eq(st.rebuilt, 1);
@@ -662,14 +689,8 @@ START_TEST(test_salvage_keeps_a_tiered_store_tiered)
     char man[256];
     tiered = 1;
     make_versions();
-    char *cur = path_of("CURRENT");
-    FILE *f = fopen(cur, "r");
-    ck_assert_ptr_nonnull(f);
-    ck_assert_ptr_nonnull(fgets(man, sizeof man, f));
-    fclose(f);
-    free(cur);
-    man[strcspn(man, "\n")] = 0;
-    flip_byte(man, 20, 0);
+    current_manifest(man, sizeof man);
+    flip_byte(man, 20);
     salvage_ok();
     ck_assert_int_eq(check_salvaged(expect_versions, NULL), NKEYS);
     kv_options o;
@@ -693,7 +714,7 @@ START_TEST(test_salvage_never_shows_an_older_version_outside_the_lost_ranges)
     make_versions();
     newest_table(sst, sizeof sst); /* the table of "new" values and deletions, over "old" */
     table_layout(sst, &l);
-    flip_byte(sst, (long)(l.data_end / 2), 0);
+    flip_byte(sst, (long)(l.data_end / 2));
     salvage_ok();
     ck_assert_int_eq(nlost, 1);
     int good = check_salvaged(expect_versions, &inside);
@@ -711,12 +732,7 @@ START_TEST(test_salvage_interrupted_anywhere_leaves_a_store_a_second_salvage_rep
     struct layout l;
     for (uint64_t n = 1;; n++) {
         ck_assert_uint_lt(n, 400);
-        tu_rmtree(tdir);
-        ck_assert_int_eq(mkdir(tdir, 0700), 0);
-        make_store(1);
-        ck_assert(tu_dir_find_suffix(tdir, ".sst", sst, sizeof sst));
-        table_layout(sst, &l);
-        flip_byte(sst, (long)(l.data_end / 2), 0);
+        fresh_store_with_a_damaged_block(sst, sizeof sst, &l);
 
         fault_env *fe = fault_env_new(n);
         ck_assert_ptr_nonnull(fe);
@@ -753,12 +769,7 @@ START_TEST(test_salvage_that_fails_on_any_io_leaves_a_store_a_second_salvage_rep
     for (size_t k = 0; k < sizeof ops / sizeof ops[0]; k++) {
         for (uint64_t nth = 1;; nth++) {
             ck_assert_uint_lt(nth, 200);
-            tu_rmtree(tdir);
-            ck_assert_int_eq(mkdir(tdir, 0700), 0);
-            make_store(1);
-            ck_assert(tu_dir_find_suffix(tdir, ".sst", sst, sizeof sst));
-            table_layout(sst, &l);
-            flip_byte(sst, (long)(l.data_end / 2), 0);
+            fresh_store_with_a_damaged_block(sst, sizeof sst, &l);
 
             fault_env *fe = fault_env_new(nth);
             fault_env_counters c;
@@ -828,7 +839,7 @@ START_TEST(test_fsck_marks_what_a_salvage_lost_as_eio_and_keeps_the_rest)
     ck_assert(tu_dir_find_suffix(tdir, ".sst", sst, sizeof sst));
     struct layout l;
     table_layout(sst, &l);
-    flip_byte(sst, (long)(l.data_end / 2), 0);
+    flip_byte(sst, (long)(l.data_end / 2));
     kv_options o;
     kv_salvage_stats st;
     opts_init(&o);
@@ -925,29 +936,8 @@ static int segments(char names[][32], int max)
 /* Reads every key: each returns its exact value or KV_ECORRUPT; returns how many failed. */
 static int count_corrupt_reads(void)
 {
-    kv_options o;
-    kv_db *db;
-    char k[32], v[160];
-    int bad = 0;
-    opts_init(&o);
-    o.create_if_missing = 0;
-    ck_assert_int_eq(kv_open(tdir, &o, &db), 0);
-    for (int i = 0; i < NKEYS; i++) {
-        void *got;
-        size_t glen;
-        key_of(i, k, sizeof k);
-        val_of(i, v, sizeof v);
-        int rc = kv_get(db, NULL, k, strlen(k), &got, &glen);
-        if (rc == KV_ECORRUPT) {
-            bad++;
-            continue;
-        }
-        ck_assert_int_eq(rc, 0);
-        ck_assert_uint_eq(glen, strlen(v));
-        ck_assert_int_eq(memcmp(got, v, glen), 0);
-        kv_free(got);
-    }
-    ck_assert_int_eq(kv_close(db), 0);
+    int bad;
+    read_keys(KV_ECORRUPT, &bad);
     return bad;
 }
 
@@ -964,7 +954,7 @@ static void salvage_damaged_segment(int flush)
     make_store(flush);
     int nseg = segments(segs, 64);
     ck_assert_int_ge(nseg, 3);
-    flip_byte(segs[1], file_size(segs[1]) / 2, 0);
+    flip_byte(segs[1], file_size(segs[1]) / 2);
     opts_init(&o);
     ck_assert_int_eq(kv_check(tdir, &o, NULL, NULL, &problems), KV_ECORRUPT);
     ck_assert_uint_eq(problems, 1);
@@ -980,12 +970,7 @@ static void salvage_damaged_segment(int flush)
     ck_assert_int_eq(kv_open(tdir, &o, &db), 0);
     for (int i = 0; i < NKEYS; i++) {
         char k[32];
-        void *got;
-        size_t glen;
-        key_of(i, k, sizeof k);
-        int rc = kv_get(db, NULL, k, strlen(k), &got, &glen);
-        if (rc == 0)
-            kv_free(got);
+        int rc = get_rc(db, i, k);
         inside += in_lost_range(k);
         outside_missing += rc == KV_ENOTFOUND && !in_lost_range(k);
     }
@@ -1004,7 +989,7 @@ static void salvage_damaged_segment(int flush)
     ck_assert_uint_eq(kv_lost_count(pending), 1);
     kv_lost_free(pending);
     pending = NULL;
-    flip_byte("LOST", 20, 0);
+    flip_byte("LOST", 20);
     ck_assert_int_eq(kv_lost_pending(tdir, &o, &pending), KV_ECORRUPT);
     ck_assert_ptr_null(pending);
     kv_lost *again = NULL;
@@ -1101,7 +1086,7 @@ static void salvage_newest_segment(int cut)
         ck_assert_int_eq(truncate(p, size / 2), 0);
         free(p);
     } else {
-        flip_byte(newest, size / 2, 0);
+        flip_byte(newest, size / 2);
     }
     kv_salvage_stats st = salvage_ok();
     ck_assert_int_eq(st.rebuilt, 1);
@@ -1114,12 +1099,8 @@ static void salvage_newest_segment(int cut)
     ck_assert_int_eq(kv_open(tdir, &o, &db), 0);
     for (int i = 0; i < NKEYS; i++) {
         char k[32];
-        void *got;
-        size_t glen;
-        key_of(i, k, sizeof k);
-        int rc = kv_get(db, NULL, k, strlen(k), &got, &glen);
+        int rc = get_rc(db, i, k);
         if (rc == 0) {
-            kv_free(got);
             ck_assert_int_eq(first_missing, -1); /* a prefix of the writes survives */
             ck_assert(!in_lost_range(k));
         } else {
@@ -1149,18 +1130,9 @@ END_TEST
 
 START_TEST(test_salvage_leaves_a_sound_value_log_store_alone)
 {
-    kv_options o;
-    uint64_t fixed = 99;
     vlogged = 1;
     make_store(1);
-    char *before = tu_dir_fingerprint(tdir);
-    opts_init(&o);
-    ck_assert_int_eq(kv_salvage(tdir, &o, &fixed), 0);
-    ck_assert_uint_eq(fixed, 0);
-    char *after = tu_dir_fingerprint(tdir);
-    ck_assert_str_eq(before, after);
-    free(before);
-    free(after);
+    assert_salvage_changes_nothing();
     ck_assert_int_eq(count_corrupt_reads(), 0);
 }
 END_TEST
@@ -1211,9 +1183,5 @@ static Suite *salvage_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(salvage_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return tu_run_suite(salvage_suite());
 }

@@ -1020,7 +1020,7 @@ START_TEST(test_vlog_gc_waits_for_the_group_that_rotated_its_segment_out)
     ck_assert_ptr_nonnull(user);
     ck_assert_int_eq(kv_batch_put(user, "k1", 2, v1, sizeof(v1)), 0);
     ck_assert_int_eq(kv_batch_put(user, "k2", 2, v2, sizeof(v2)), 0);
-    ck_assert_int_eq(vlog_stage_batch(m.v, user, &staged), 0);
+    ck_assert_int_eq(vlog_stage_batch(m.v, user, &staged, NULL), 0);
     const kv_batch *out;
     uint64_t user_bytes;
     ck_assert_int_eq(vlog_commit_batch(m.v, staged, 1, &out, &user_bytes), 0);

@@ -246,7 +246,7 @@ typedef struct kv_stats {
     uint64_t wal_syncs;
     uint64_t flushes;
     uint64_t compactions;
-    uint64_t stall_micros; /* time writers spent delayed or stopped */
+    uint64_t stall_micros; /* time writers spent delayed or stopped (any cause) */
     uint64_t slowdowns;    /* writes delayed because L0 was too deep */
     uint64_t stops;        /* writes that waited for a flush or compaction */
     uint64_t live_snapshots;
@@ -274,6 +274,9 @@ typedef struct kv_stats {
     uint64_t vlog_held_seconds;     /* how long the oldest of them has waited */
     uint64_t vlog_damaged_segments; /* segments with an unreadable record: GC moved what it
                                        could read and keeps them for fsck --repair */
+    /* Added: value-log back-pressure (free space short: writers wait for GC). */
+    uint64_t vlog_stalls;       /* writes that waited */
+    uint64_t vlog_stall_micros; /* time they waited (also in stall_micros) */
 } kv_stats;
 
 /* Fills *st with a consistent-enough view of the engine's counters. Thread-safe. */
