@@ -45,6 +45,11 @@ static int stripe_of(uint64_t ino)
     return (int)(h >> 56) & (FS_NSTRIPES - 1);
 }
 
+int fs_stripe_of(uint64_t ino)
+{
+    return stripe_of(ino);
+}
+
 void fs_lock_ino(struct fs *fs, uint64_t ino)
 {
     pthread_mutex_lock(&fs->stripes[stripe_of(ino)]);
@@ -52,7 +57,9 @@ void fs_lock_ino(struct fs *fs, uint64_t ino)
 
 void fs_unlock_ino(struct fs *fs, uint64_t ino)
 {
-    pthread_mutex_unlock(&fs->stripes[stripe_of(ino)]);
+    int s = stripe_of(ino);
+    fs_cc_stripe_unlocked(fs->cc, s); /* ends a change to chunks begun under the lock */
+    pthread_mutex_unlock(&fs->stripes[s]);
 }
 
 void fs_lock_inos(struct fs *fs, struct fs_lockset *ls, const uint64_t *inos, int n)
@@ -79,9 +86,40 @@ void fs_lock_inos(struct fs *fs, struct fs_lockset *ls, const uint64_t *inos, in
 
 void fs_unlock_set(struct fs *fs, struct fs_lockset *ls)
 {
-    for (int i = ls->n - 1; i >= 0; i--)
+    for (int i = ls->n - 1; i >= 0; i--) {
+        fs_cc_stripe_unlocked(fs->cc, ls->idx[i]);
         pthread_mutex_unlock(&fs->stripes[ls->idx[i]]);
+    }
     ls->n = 0;
+}
+
+int fs_lockset_try_add(struct fs *fs, struct fs_lockset *ls, const uint64_t *inos, int n)
+{
+    struct fs_lockset add = {0};
+
+    for (int i = 0; i < n; i++) {
+        int s = inos[i] ? stripe_of(inos[i]) : -1, j;
+        if (s < 0 || fs_lockset_covers(ls, inos[i]))
+            continue;
+        for (j = 0; j < add.n && add.idx[j] != s; j++)
+            ;
+        if (j < add.n)
+            continue;
+        if (ls->n + add.n >= FS_LOCKSET_MAX || pthread_mutex_trylock(&fs->stripes[s]) != 0) {
+            while (add.n > 0)
+                pthread_mutex_unlock(&fs->stripes[add.idx[--add.n]]);
+            return -EAGAIN;
+        }
+        add.idx[add.n++] = s;
+    }
+    for (int i = 0; i < add.n; i++) { /* ls stays ascending, as fs_lock_inos leaves it */
+        int j;
+        for (j = ls->n; j > 0 && ls->idx[j - 1] > add.idx[i]; j--)
+            ls->idx[j] = ls->idx[j - 1];
+        ls->idx[j] = add.idx[i];
+        ls->n++;
+    }
+    return 0;
 }
 
 int fs_lockset_covers(const struct fs_lockset *ls, uint64_t ino)
@@ -437,6 +475,7 @@ static int reclaim_loaded(struct fs *fs, uint64_t ino, const struct fs_inode *in
         rc = fs_delete_prefix(fs, FS_KEY_XATTR, ino);
     if (rc == 0)
         rc = reclaim_commit(fs, ino, in, point);
+    fs_cc_invalidate(fs->cc, stripe_of(ino)); /* chunks deleted: none may be served again */
     if (rc == 0)
         return 0;
     /* The orphan key stays: the next mount finishes the job. */
@@ -649,6 +688,9 @@ int fs_open(kv_db *db, const struct fs_config *cfg, uint32_t root_uid, uint32_t 
         struct fs_inode root;
         fs->chunk_size = fs->sb.chunk_size;
         fs->next_ino = fs->sb.ino_limit;
+        fs->cc = fs_cc_new(FS_CC_DEFAULT_BYTES, fs->chunk_size, FS_NSTRIPES);
+        if (!fs->cc)
+            fs_log(FS_LOG_WARN, "no memory for the chunk cache: reads go to the store");
         rc = fs_inode_load(fs, NULL, FS_ROOT_INO, &root, NULL, NULL);
         if (rc == 0 && !S_ISDIR(root.mode)) {
             fs_log(FS_LOG_ERROR, "inode 1: the root is not a directory");
@@ -688,6 +730,7 @@ static void fs_free(struct fs *fs, int reclaim)
         }
     }
     free(fs->itab);
+    fs_cc_free(fs->cc);
     for (int i = 0; i < FS_NSTRIPES; i++)
         pthread_mutex_destroy(&fs->stripes[i]);
     pthread_mutex_destroy(&fs->rename_mu);

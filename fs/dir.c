@@ -243,45 +243,46 @@ out:
     return rc;
 }
 
-/* Locks {parents, the children their names resolve to} and re-checks that the names still
- * resolve to the same children (an unlocked peek first, then a retry if they moved). *dst may
- * be 0 (no such entry) when dst_name is given. */
+/* Locks {parents, the children their names resolve to} with the names resolved under the
+ * parents' locks. First the parents, then the children by trylock (one read of each dirent);
+ * if a child's stripe is busy, all are taken in stripe order and the names re-read, until they
+ * resolve to the children locked. *c2 may be 0 (no such entry) when n2 is given. */
 static int lock_names(struct fs *fs, struct fs_lockset *ls, uint64_t p1, const char *n1, size_t l1,
                       uint64_t *c1, uint64_t p2, const char *n2, size_t l2, uint64_t *c2)
 {
+    uint64_t a = 0, b = 0;
+
     for (int tries = 0;; tries++) {
-        uint64_t a = 0, b2 = 0, a2 = 0, b3 = 0, set[4];
+        uint64_t a2 = 0, b2 = 0, set[4] = {p1, n2 ? p2 : 0, a, b};
         uint8_t t;
-        int rc = fs_dirent_load(fs, NULL, p1, n1, l1, &a, &t);
-        if (rc)
-            return rc;
-        if (n2) {
-            rc = fs_dirent_load(fs, NULL, p2, n2, l2, &b2, &t);
-            if (rc && rc != -ENOENT)
-                return rc;
-        }
-        set[0] = p1;
-        set[1] = n2 ? p2 : 0;
-        set[2] = a;
-        set[3] = b2;
-        fs_lock_inos(fs, ls, set, 4);
+        int rc, ok;
+
+        fs_lock_inos(fs, ls, set, tries == 0 ? 2 : 4);
         rc = fs_dirent_load(fs, NULL, p1, n1, l1, &a2, &t);
         if (rc == 0 && n2) {
-            rc = fs_dirent_load(fs, NULL, p2, n2, l2, &b3, &t);
+            rc = fs_dirent_load(fs, NULL, p2, n2, l2, &b2, &t);
             if (rc == -ENOENT)
-                rc = 0, b3 = 0;
+                rc = 0, b2 = 0;
         }
         if (rc) {
             fs_unlock_set(fs, ls);
             return rc;
         }
-        if (a2 == a && b3 == b2) {
-            *c1 = a;
+        if (tries == 0) {
+            uint64_t kids[2] = {a2, b2};
+            ok = fs_lockset_try_add(fs, ls, kids, 2) == 0;
+        } else {
+            ok = a2 == a && b2 == b; /* the children locked are still the ones named */
+        }
+        if (ok) {
+            *c1 = a2;
             if (c2)
                 *c2 = b2;
             return 0;
         }
         fs_unlock_set(fs, ls);
+        a = a2;
+        b = b2;
         if (tries > 1000) /* cannot happen unless something loops renames forever */
             return -EAGAIN;
     }

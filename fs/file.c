@@ -132,6 +132,9 @@ static void touch_atime(struct fs *fs, uint64_t ino)
 
 ssize_t fs_read(struct fs *fs, uint64_t ino, uint64_t off, size_t size, void *buf)
 {
+    /* The cache's sample comes before the snapshot (chunkcache.h, invariant 2). */
+    int stripe = fs_stripe_of(ino);
+    uint64_t sample = fs_cc_sample(fs->cc, stripe);
     const kv_snapshot *snap = kv_snapshot_new(fs->db);
     struct fs_inode in;
     uint64_t cs, end, pos;
@@ -155,13 +158,22 @@ ssize_t fs_read(struct fs *fs, uint64_t ino, uint64_t off, size_t size, void *bu
         uint64_t b = end - cstart < cs ? end - cstart : cs;
         uint8_t *data;
         size_t len;
+        if (fs_cc_read(fs->cc, stripe, sample, ino, idx, (size_t)a, (size_t)b, out + (pos - off))) {
+            pos = cstart + b;
+            continue;
+        }
         rc = chunk_get(fs, snap, ino, idx, &data, &len);
         if (rc)
             goto out;
         memset(out + (pos - off), 0, b - a);
         if (len > a)
             memcpy(out + (pos - off), data + a, (len < b ? len : b) - a);
-        kv_free(data);
+        /* Keep the chunk only if the kernel did not take all of it: it caches what it read
+         * (a sequential reader takes whole chunks, a 4 KiB random reader 1/16 of one). */
+        if (a > 0 || b < len)
+            fs_cc_insert(fs->cc, stripe, sample, ino, idx, data, len); /* takes data */
+        else
+            kv_free(data);
         pos = cstart + b;
     }
     rc = 0;
@@ -251,6 +263,7 @@ ssize_t fs_write(struct fs *fs, uint64_t ino, uint64_t off, const void *buf, siz
     }
     fs_now(&now);
     fs_lock_ino(fs, ino);
+    fs_cc_write_begin(fs->cc, fs_stripe_of(ino)); /* the unlock ends it */
     rc = fs_inode_load(fs, NULL, ino, &in, NULL, NULL);
     if (rc == 0)
         rc = check_regular(&in);
@@ -325,6 +338,8 @@ int fs_truncate_locked(struct fs *fs, kv_batch *b, struct fs_inode *in, uint64_t
         in->size = size;
         return 0;
     }
+    /* The caller holds the stripe; its unlock ends the change (chunkcache.h, invariant 1). */
+    fs_cc_write_begin(fs->cc, fs_stripe_of(in->ino));
     /* Delete every chunk wholly past the new EOF. */
     first_dead = size / cs + (size % cs != 0);
     plen = fs_key_prefix(prefix, FS_KEY_CHUNK, in->ino);
@@ -379,6 +394,7 @@ static int punch_locked(struct fs *fs, kv_batch *b, struct fs_inode *in, uint64_
 
     if (!it)
         return -ENOMEM;
+    fs_cc_write_begin(fs->cc, fs_stripe_of(in->ino)); /* the caller's unlock ends it */
     /* Visit only chunks that exist: a punch over a sparse range costs nothing. */
     klen = fs_key_chunk(key, in->ino, off / cs);
     for (kv_iter_seek(it, key, klen); kv_iter_valid(it); kv_iter_next(it)) {

@@ -18,6 +18,7 @@
 #ifndef KVFS_FS_INT_H
 #define KVFS_FS_INT_H
 
+#include "chunkcache.h"
 #include "fs.h"
 #include "fslog.h"
 #include "schema.h"
@@ -53,6 +54,7 @@ struct fs {
     pthread_mutex_t alloc_mu;
     pthread_mutex_t dirs_mu; /* a leaf lock: nothing is taken while holding it */
     struct fs_dir *dirs;     /* protected by dirs_mu: open directory streams (readdir.c) */
+    struct fs_cc *cc;        /* recently read chunks (chunkcache.h); NULL: none */
 };
 
 /* ---- Directory streams (readdir.c) ------------------------------------------------------- */
@@ -74,9 +76,15 @@ struct fs_lockset {
 /* Locks the stripes of up to FS_LOCKSET_MAX inodes (0 entries are skipped) in stripe order. */
 void fs_lock_inos(struct fs *fs, struct fs_lockset *ls, const uint64_t *inos, int n);
 void fs_unlock_set(struct fs *fs, struct fs_lockset *ls);
+/* Adds the stripes of up to FS_LOCKSET_MAX - ls->n inodes (0 entries skipped) to ls without
+ * waiting: trylock only, so the lock order may be broken without risk of deadlock. Returns 0
+ * with every stripe held, or -EAGAIN with ls as it was (nothing more held). */
+int fs_lockset_try_add(struct fs *fs, struct fs_lockset *ls, const uint64_t *inos, int n);
 /* True if the stripe of ino is held in ls. */
 int fs_lockset_covers(const struct fs_lockset *ls, uint64_t ino);
 void fs_lock_ino(struct fs *fs, uint64_t ino);
+/* The stripe index of ino (0..FS_NSTRIPES-1): which lock fs_lock_ino takes. */
+int fs_stripe_of(uint64_t ino);
 void fs_unlock_ino(struct fs *fs, uint64_t ino);
 
 /* ---- In-memory reference table (core.c) --------------------------------------------------- */

@@ -81,9 +81,23 @@ int fs_getattr(struct fs *fs, uint64_t ino, struct stat *st)
     return 0;
 }
 
+static int same_timespec(struct timespec a, struct timespec b)
+{
+    return a.tv_sec == b.tv_sec && a.tv_nsec == b.tv_nsec;
+}
+
+/* 1 if the fields a setattr may change are equal in a and b. */
+static int same_settable(const struct fs_inode *a, const struct fs_inode *b)
+{
+    return a->mode == b->mode && a->uid == b->uid && a->gid == b->gid && a->size == b->size &&
+           a->stored == b->stored && same_timespec(a->atime, b->atime) &&
+           same_timespec(a->mtime, b->mtime) && same_timespec(a->ctime, b->ctime);
+}
+
 int fs_setattr(struct fs *fs, const struct fs_ctx *ctx, uint64_t ino, const struct stat *attr,
                int to_set, struct stat *out)
 {
+    struct fs_inode old;
     struct fs_inode in;
     struct timespec now;
     kv_batch *b = NULL;
@@ -97,6 +111,7 @@ int fs_setattr(struct fs *fs, const struct fs_ctx *ctx, uint64_t ino, const stru
     rc = fs_inode_load(fs, NULL, ino, &in, &tail, &tlen);
     if (rc)
         goto out;
+    old = in;
     b = kv_batch_new();
     if (!b) {
         rc = -ENOMEM;
@@ -161,6 +176,13 @@ int fs_setattr(struct fs *fs, const struct fs_ctx *ctx, uint64_t ino, const stru
         in.ctime = attr->st_ctim;
     else
         in.ctime = now;
+    /* With the writeback cache the kernel sends the times it holds after each rename, unlink
+     * and write: often the ones stored (fs_now reads the kernel's clock), then nothing is
+     * written. */
+    if (kv_batch_count(b) == 0 && same_settable(&in, &old)) {
+        fs_inode_to_stat(fs, &in, out);
+        goto out;
+    }
     rc = fs_batch_put_inode(b, &in, tail, tlen);
     if (rc == 0) /* truncating down frees space: accepted on a full disk */
         rc = shrinks ? fs_commit_freeing(fs, b) : fs_commit(fs, b);

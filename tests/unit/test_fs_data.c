@@ -1,7 +1,8 @@
 /* test_fs_data.c - kvfs file data without a mount: reads and writes across chunk boundaries,
  * holes, truncate, fallocate (extend, keep-size, punch), SEEK_DATA/SEEK_HOLE, copy_file_range,
- * files past 4 GiB, a model-based random test against an in-memory file, and concurrent
- * writers to one file. */
+ * files past 4 GiB, a model-based random test against an in-memory file, concurrent writers to
+ * one file, and the chunk cache (chunkcache.h): bounded, and never serving bytes a write,
+ * truncate, punch, rename or reclaim has replaced. */
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -14,8 +15,10 @@
 #include <unistd.h>
 
 #include "checkutil.h"
+#include "chunkcache.h"
 #include "fs.h"
 #include "fs_fixture.h"
+#include "fs_int.h"
 #include "kvcore/kv.h"
 #include "testutil.h"
 
@@ -351,6 +354,272 @@ START_TEST(test_fs_concurrent_writers_lose_no_update)
 }
 END_TEST
 
+/* ---- Chunk cache ------------------------------------------------------------------------- */
+
+#define PG 4096u
+
+static struct fs_cc_stats cc_stats(void)
+{
+    struct fs_cc_stats st;
+    fs_cc_get_stats(tfs_fs->cc, &st);
+    return st;
+}
+
+/* Reads [off, off + n) of f in 4 KiB pieces, as the kernel does for a random reader (a piece
+ * takes part of a chunk, so the chunk is kept), and compares with want. */
+static void read_pages_eq(uint64_t f, uint64_t off, size_t n, const uint8_t *want)
+{
+    uint8_t got[PG];
+    for (size_t done = 0; done < n; done += PG) {
+        size_t k = n - done < PG ? n - done : PG;
+        ck_assert_int_eq(fs_read(tfs_fs, f, off + done, k, got), (ssize_t)k);
+        if (memcmp(got, want + done, k) != 0)
+            ck_abort_msg("bytes at %llu differ", (unsigned long long)(off + done));
+    }
+}
+
+START_TEST(test_fs_partial_reads_are_served_from_the_chunk_cache)
+{
+    uint64_t f = tfs_mkfile(1, "f");
+    uint8_t *w = malloc(2 * CS);
+    struct fs_cc_stats before, after;
+    fill(w, 2 * CS, 5);
+    ck_assert_ptr_nonnull(tfs_fs->cc);
+    ck_assert_int_eq(fs_write(tfs_fs, f, 0, w, 2 * CS), (ssize_t)(2 * CS));
+    before = cc_stats();
+    read_pages_eq(f, 0, 2 * CS, w); /* 32 pieces: 2 misses, 30 hits */
+    after = cc_stats();
+    ck_assert_uint_eq(after.misses - before.misses, 2);
+    ck_assert_uint_eq(after.hits - before.hits, 2 * CS / PG - 2);
+    ck_assert_uint_eq(after.entries, 2);
+    /* A read that takes whole chunks (a sequential reader) leaves nothing behind. */
+    tfs_reopen();
+    uint8_t *r = malloc(2 * CS);
+    ck_assert_int_eq(fs_read(tfs_fs, f, 0, 2 * CS, r), (ssize_t)(2 * CS));
+    ck_assert_int_eq(memcmp(r, w, 2 * CS), 0);
+    ck_assert_uint_eq(cc_stats().entries, 0);
+    free(r);
+    free(w);
+}
+END_TEST
+
+START_TEST(test_fs_cached_chunk_never_outlives_a_write)
+{
+    uint64_t f = tfs_mkfile(1, "f");
+    uint8_t *w = malloc(3 * CS);
+    fill(w, 3 * CS, 7);
+    ck_assert_int_eq(fs_write(tfs_fs, f, 0, w, 3 * CS), (ssize_t)(3 * CS));
+    read_pages_eq(f, 0, 3 * CS, w);
+    ck_assert_uint_eq(cc_stats().entries, 3);
+    /* a partial-chunk write (read-modify-write), a whole-chunk write, an extending write */
+    memset(w + 100, 'x', 10);
+    ck_assert_int_eq(fs_write(tfs_fs, f, 100, "xxxxxxxxxx", 10), 10);
+    read_pages_eq(f, 0, 3 * CS, w);
+    fill(w + CS, CS, 9);
+    ck_assert_int_eq(fs_write(tfs_fs, f, CS, w + CS, CS), (ssize_t)CS);
+    read_pages_eq(f, 0, 3 * CS, w);
+    w = realloc(w, 3 * CS + 50);
+    memset(w + 3 * CS - 10, 'y', 60);
+    ck_assert_int_eq(fs_write(tfs_fs, f, 3 * CS - 10, w + 3 * CS - 10, 60), 60);
+    read_pages_eq(f, 0, 3 * CS + 50, w);
+    free(w);
+}
+END_TEST
+
+START_TEST(test_fs_cached_chunk_never_outlives_truncate_or_punch)
+{
+    uint64_t f = tfs_mkfile(1, "f");
+    uint8_t *w = malloc(3 * CS);
+    struct stat st, out;
+    fill(w, 3 * CS, 11);
+    ck_assert_int_eq(fs_write(tfs_fs, f, 0, w, 3 * CS), (ssize_t)(3 * CS));
+    read_pages_eq(f, 0, 3 * CS, w);
+    /* Truncate into chunk 1, extend again: the cut bytes read as zeros. */
+    memset(&st, 0, sizeof st);
+    st.st_size = CS + 100;
+    ck_assert_int_eq(fs_setattr(tfs_fs, &tfs_root, f, &st, FS_SET_SIZE, &out), 0);
+    st.st_size = 3 * CS;
+    ck_assert_int_eq(fs_setattr(tfs_fs, &tfs_root, f, &st, FS_SET_SIZE, &out), 0);
+    memset(w + CS + 100, 0, 2 * CS - 100);
+    read_pages_eq(f, 0, 3 * CS, w);
+    /* Punch the middle of chunk 0 and all of chunk 1. */
+    ck_assert_int_eq(
+        fs_fallocate(tfs_fs, f, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 1000, 2 * CS - 1000),
+        0);
+    memset(w + 1000, 0, 2 * CS - 1000);
+    read_pages_eq(f, 0, 3 * CS, w);
+    /* O_TRUNC at open empties it. */
+    read_pages_eq(f, 0, 2 * PG, w);
+    ck_assert_int_eq(fs_open_file(tfs_fs, f, O_WRONLY | O_TRUNC), 0);
+    fs_release(tfs_fs, f);
+    ck_assert_int_eq(fs_write(tfs_fs, f, 2 * CS, "z", 1), 1);
+    memset(w, 0, 2 * CS);
+    w[2 * CS] = 'z';
+    read_pages_eq(f, 0, 2 * CS + 1, w);
+    free(w);
+}
+END_TEST
+
+START_TEST(test_fs_cached_chunk_never_outlives_rename_over)
+{
+    uint64_t a = tfs_mkfile(1, "a"), b = tfs_mkfile(1, "b"), now;
+    uint8_t *wa = malloc(CS), *wb = malloc(CS);
+    fill(wa, CS, 13);
+    fill(wb, CS, 17);
+    ck_assert_int_eq(fs_write(tfs_fs, a, 0, wa, CS), (ssize_t)CS);
+    ck_assert_int_eq(fs_write(tfs_fs, b, 0, wb, CS), (ssize_t)CS);
+    read_pages_eq(a, 0, CS, wa);
+    read_pages_eq(b, 0, CS, wb);
+    ck_assert_int_eq(fs_rename(tfs_fs, 1, "a", 1, "b", 0), 0);
+    now = tfs_lookup(1, "b");
+    ck_assert_uint_eq(now, a);
+    read_pages_eq(now, 0, CS, wa);
+    /* the replaced inode is gone, and nothing of it is served */
+    uint8_t r[PG];
+    ck_assert_int_lt(fs_read(tfs_fs, b, 0, PG, r), 0);
+    free(wa);
+    free(wb);
+}
+END_TEST
+
+/* Inode numbers are never handed out twice (fs_int.h, invariant 5), but if one came back (a
+ * store edited by hand, a repair) its cached chunks must not: the reclaim kills them. */
+START_TEST(test_fs_cached_chunk_never_outlives_unlink_and_reuse_of_its_inode)
+{
+    uint64_t f = tfs_mkfile(1, "f");
+    uint8_t *w = malloc(CS), key[FS_KEY_MAX];
+    struct fs_inode in;
+    kv_batch *b;
+    fill(w, CS, 19);
+    ck_assert_int_eq(fs_write(tfs_fs, f, 0, w, CS), (ssize_t)CS);
+    read_pages_eq(f, 0, CS, w);
+    ck_assert_int_eq(fs_inode_load(tfs_fs, NULL, f, &in, NULL, NULL), 0);
+    ck_assert_int_eq(fs_unlink(tfs_fs, 1, "f"), 0);
+    ck_assert_uint_eq(tfs_count_keys('C', f), 0); /* reclaimed */
+    /* The same number again, holding other bytes. */
+    fill(w, CS, 23);
+    in.nlink = 1;
+    ck_assert_ptr_nonnull(b = kv_batch_new());
+    ck_assert_int_eq(fs_batch_put_inode(b, &in, NULL, 0), 0);
+    ck_assert_int_eq(kv_batch_put(b, key, fs_key_chunk(key, f, 0), w, CS), 0);
+    ck_assert_int_eq(fs_commit(tfs_fs, b), 0);
+    kv_batch_free(b);
+    read_pages_eq(f, 0, CS, w);
+    free(w);
+}
+END_TEST
+
+/* A writer replaces chunks 0..3 whole with version v (every byte v) in one batch per version;
+ * readers take 4 KiB pieces. A piece must be one version, never older than one the same
+ * reader saw at that chunk before (a stale cached chunk would go back), and the last one once
+ * the writer is done. */
+#define RACE_CHUNKS 4
+#define RACE_VERSIONS 200
+
+static uint64_t race_ino;
+static int race_done;
+
+static void *race_reader(void *p)
+{
+    unsigned seed = (unsigned)(uintptr_t)p;
+    uint8_t last[RACE_CHUNKS] = {0}, got[PG];
+    for (;;) {
+        int done = __atomic_load_n(&race_done, __ATOMIC_ACQUIRE);
+        seed = seed * 1103515245u + 12345u;
+        unsigned c = (seed >> 8) % RACE_CHUNKS, pg = (seed >> 16) % (CS / PG);
+        if (fs_read(tfs_fs, race_ino, (uint64_t)c * CS + pg * PG, PG, got) != PG)
+            return (void *)1;
+        for (size_t i = 1; i < PG; i++)
+            if (got[i] != got[0])
+                return (void *)2;
+        if (got[0] < last[c])
+            return (void *)3;
+        last[c] = got[0];
+        if (done) {
+            if (got[0] != RACE_VERSIONS)
+                return (void *)4;
+            break;
+        }
+    }
+    return NULL;
+}
+
+START_TEST(test_fs_chunk_cache_never_serves_an_older_version_to_concurrent_readers)
+{
+    pthread_t th[3];
+    uint8_t *w = malloc(RACE_CHUNKS * CS);
+    race_ino = tfs_mkfile(1, "f");
+    race_done = 0;
+    memset(w, 1, RACE_CHUNKS * CS);
+    ck_assert_int_eq(fs_write(tfs_fs, race_ino, 0, w, RACE_CHUNKS * CS),
+                     (ssize_t)(RACE_CHUNKS * CS));
+    for (int i = 0; i < 3; i++)
+        ck_assert_int_eq(pthread_create(&th[i], NULL, race_reader, (void *)(uintptr_t)(i + 1)), 0);
+    for (int v = 2; v <= RACE_VERSIONS; v++) {
+        memset(w, v, RACE_CHUNKS * CS);
+        ck_assert_int_eq(fs_write(tfs_fs, race_ino, 0, w, RACE_CHUNKS * CS),
+                         (ssize_t)(RACE_CHUNKS * CS));
+    }
+    __atomic_store_n(&race_done, 1, __ATOMIC_RELEASE);
+    for (int i = 0; i < 3; i++) {
+        void *ret;
+        pthread_join(th[i], &ret);
+        ck_assert_ptr_null(ret);
+    }
+    ck_assert_uint_gt(cc_stats().hits, 0);
+    free(w);
+}
+END_TEST
+
+static void *cc_chunk(size_t len, uint8_t byte)
+{
+    void *p = malloc(len);
+    ck_assert_ptr_nonnull(p);
+    memset(p, byte, len);
+    return p;
+}
+
+START_TEST(test_fs_chunk_cache_stays_within_capacity_and_obeys_stripe_sequence)
+{
+    struct fs_cc *cc = fs_cc_new(3 * CS, CS, 4);
+    struct fs_cc_stats st;
+    uint8_t out[16];
+    uint64_t s;
+    ck_assert_ptr_nonnull(cc);
+    s = fs_cc_sample(cc, 1);
+    for (uint64_t i = 0; i < 5; i++)
+        fs_cc_insert(cc, 1, s, 9, i, cc_chunk(CS, (uint8_t)i), CS);
+    fs_cc_get_stats(cc, &st);
+    ck_assert_uint_eq(st.entries, 3);
+    ck_assert_uint_le(st.bytes, 3 * CS);
+    ck_assert_int_eq(fs_cc_read(cc, 1, s, 9, 0, 0, sizeof out, out), 0); /* evicted: oldest */
+    ck_assert_int_eq(fs_cc_read(cc, 1, s, 9, 4, 0, sizeof out, out), 1);
+    ck_assert_int_eq(out[0], 4);
+    /* a short chunk reads as zeros past its length */
+    fs_cc_insert(cc, 1, s, 9, 7, cc_chunk(10, 0xAA), 10);
+    ck_assert_int_eq(fs_cc_read(cc, 1, s, 9, 7, 4, 4 + sizeof out, out), 1);
+    ck_assert_int_eq(out[5], 0xAA);
+    ck_assert_int_eq(out[6], 0);
+    /* A change begins: no use, no insert, for readers sampled before or during it. */
+    fs_cc_write_begin(cc, 1);
+    ck_assert_int_eq(fs_cc_sample(cc, 1) & 1, 1);
+    ck_assert_int_eq(fs_cc_read(cc, 1, s, 9, 4, 0, sizeof out, out), 0);
+    fs_cc_insert(cc, 1, fs_cc_sample(cc, 1), 9, 8, cc_chunk(CS, 8), CS);
+    fs_cc_stripe_unlocked(cc, 1);
+    ck_assert_uint_eq(fs_cc_sample(cc, 1), s + 2);
+    ck_assert_int_eq(fs_cc_read(cc, 1, s + 2, 9, 4, 0, sizeof out, out), 0);
+    ck_assert_int_eq(fs_cc_read(cc, 1, s + 2, 9, 8, 0, sizeof out, out), 0);
+    fs_cc_insert(cc, 1, s, 9, 8, cc_chunk(CS, 8), CS); /* sampled before the change */
+    ck_assert_int_eq(fs_cc_read(cc, 1, s + 2, 9, 8, 0, sizeof out, out), 0);
+    /* other stripes are untouched; invalidate kills a stripe's chunks */
+    fs_cc_insert(cc, 2, fs_cc_sample(cc, 2), 10, 0, cc_chunk(CS, 3), CS);
+    ck_assert_int_eq(fs_cc_read(cc, 2, fs_cc_sample(cc, 2), 10, 0, 0, 1, out), 1);
+    fs_cc_invalidate(cc, 2);
+    ck_assert_int_eq(fs_cc_read(cc, 2, fs_cc_sample(cc, 2), 10, 0, 0, 1, out), 0);
+    fs_cc_free(cc);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("fs_data");
@@ -369,6 +638,13 @@ static Suite *suite(void)
     tcase_add_test(tc, test_fs_random_ops_match_in_memory_model);
     tcase_add_test(tc, test_fs_whole_chunk_overwrites_keep_content_and_stored_bytes);
     tcase_add_test(tc, test_fs_concurrent_writers_lose_no_update);
+    tcase_add_test(tc, test_fs_partial_reads_are_served_from_the_chunk_cache);
+    tcase_add_test(tc, test_fs_cached_chunk_never_outlives_a_write);
+    tcase_add_test(tc, test_fs_cached_chunk_never_outlives_truncate_or_punch);
+    tcase_add_test(tc, test_fs_cached_chunk_never_outlives_rename_over);
+    tcase_add_test(tc, test_fs_cached_chunk_never_outlives_unlink_and_reuse_of_its_inode);
+    tcase_add_test(tc, test_fs_chunk_cache_never_serves_an_older_version_to_concurrent_readers);
+    tcase_add_test(tc, test_fs_chunk_cache_stays_within_capacity_and_obeys_stripe_sequence);
     suite_add_tcase(s, tc);
     return s;
 }

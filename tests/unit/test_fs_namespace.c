@@ -14,6 +14,7 @@
 #include "checkutil.h"
 #include "fs.h"
 #include "fs_fixture.h"
+#include "fs_int.h"
 #include "kvcore/kv.h"
 #include "testutil.h"
 
@@ -493,6 +494,88 @@ START_TEST(test_fs_concurrent_renames_creates_and_unlinks_stay_consistent)
 }
 END_TEST
 
+static uint64_t last_sequence(void)
+{
+    kv_stats st;
+    ck_assert_int_eq(kv_get_stats(tfs_db, &st), 0);
+    return st.last_sequence;
+}
+
+START_TEST(test_fs_setattr_to_the_stored_times_writes_nothing)
+{
+    uint64_t ino = tfs_mkfile(1, "f");
+    struct stat st = tfs_getattr(ino), out, set;
+    uint64_t seq;
+
+    /* What the kernel's writeback cache sends after an unlink or rename: the times it holds,
+     * which are the stored ones. */
+    memset(&set, 0, sizeof set);
+    set.st_mtim = st.st_mtim;
+    set.st_ctim = st.st_ctim;
+    seq = last_sequence();
+    ck_assert_int_eq(fs_setattr(tfs_fs, &tfs_root, ino, &set, FS_SET_MTIME | FS_SET_CTIME, &out),
+                     0);
+    ck_assert_uint_eq(last_sequence(), seq);
+    ck_assert_int_eq(out.st_ctim.tv_sec, st.st_ctim.tv_sec);
+    ck_assert_int_eq(out.st_ctim.tv_nsec, st.st_ctim.tv_nsec);
+    ck_assert_int_eq(out.st_mode, st.st_mode);
+    ck_assert_int_eq(out.st_nlink, 1);
+
+    /* A different ctime is written, and survives a reopen. */
+    set.st_ctim.tv_nsec = (st.st_ctim.tv_nsec + 1) % 1000000000L;
+    ck_assert_int_eq(fs_setattr(tfs_fs, &tfs_root, ino, &set, FS_SET_MTIME | FS_SET_CTIME, &out),
+                     0);
+    ck_assert_uint_gt(last_sequence(), seq);
+    tfs_reopen();
+    st = tfs_getattr(ino);
+    ck_assert_int_eq(st.st_ctim.tv_nsec, set.st_ctim.tv_nsec);
+
+    /* A mode equal to the stored one with no time given still moves ctime to now. */
+    seq = last_sequence();
+    set.st_mode = st.st_mode;
+    ck_assert_int_eq(fs_setattr(tfs_fs, &tfs_root, ino, &set, FS_SET_MODE, &out), 0);
+    ck_assert_uint_gt(last_sequence(), seq);
+}
+END_TEST
+
+struct busy_unlink {
+    uint64_t parent;
+    const char *name;
+    int rc;
+    volatile int done;
+};
+
+static void *busy_unlink_thread(void *arg)
+{
+    struct busy_unlink *u = arg;
+    u->rc = fs_unlink(tfs_fs, u->parent, u->name);
+    __atomic_store_n(&u->done, 1, __ATOMIC_RELEASE);
+    return NULL;
+}
+
+START_TEST(test_fs_unlink_waits_for_a_busy_child_and_then_removes_it)
+{
+    uint64_t dir = tfs_mkdir(1, "d"), ino = tfs_mkfile(dir, "f");
+    struct busy_unlink u = {dir, "f", -1, 0};
+    struct timespec pause = {0, 50 * 1000 * 1000};
+    pthread_t t;
+
+    /* The child's stripe is held (as by a write to it): the unlink may not take it out of
+     * order, so it falls back to locking in stripe order and waits. */
+    fs_lock_ino(tfs_fs, ino);
+    ck_assert_int_eq(pthread_create(&t, NULL, busy_unlink_thread, &u), 0);
+    nanosleep(&pause, NULL);
+    ck_assert_int_eq(__atomic_load_n(&u.done, __ATOMIC_ACQUIRE), 0);
+    ck_assert_uint_eq(tfs_count_keys('I', ino), 1);
+    fs_unlock_ino(tfs_fs, ino);
+    ck_assert_int_eq(pthread_join(t, NULL), 0);
+    ck_assert_int_eq(u.rc, 0);
+    ck_assert_uint_eq(tfs_lookup(dir, "f"), 0);
+    ck_assert_uint_eq(tfs_count_keys('I', ino), 0); /* nothing referenced it: reclaimed */
+    ck_assert_int_eq(tfs_getattr(dir).st_nlink, 2);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("fs_namespace");
@@ -521,6 +604,8 @@ static Suite *suite(void)
     tcase_add_test(tc, test_fs_namespace_survives_reopen);
     tcase_add_test(tc, test_fs_read_only_filesystem_rejects_changes);
     tcase_add_test(tc, test_fs_concurrent_renames_creates_and_unlinks_stay_consistent);
+    tcase_add_test(tc, test_fs_setattr_to_the_stored_times_writes_nothing);
+    tcase_add_test(tc, test_fs_unlink_waits_for_a_busy_child_and_then_removes_it);
     suite_add_tcase(s, tc);
     return s;
 }
