@@ -232,9 +232,9 @@ void vlog_gc_kick(vlog *v);
 /* ---- Offline check ---- */
 
 /* Verifies every record of every segment in dir (kv_check). A record cut off by the end of the
- * file, or followed by a page of zeros, is a torn tail (logged, not counted). *problems is
- * incremented per damaged segment; *bytes (may be NULL) receives the bytes verified. Returns 0
- * or an I/O error. */
+ * file, or whose tail passes the zero-page rule (wal_tail_is_torn in wal.h), is a torn tail
+ * (logged, not counted). *problems is incremented per damaged segment; *bytes (may be NULL)
+ * receives the bytes verified. Returns 0 or an I/O error. */
 int vlog_check_dir(const char *dir, const kv_env *env, const kv_logger *log, uint64_t *problems,
                    uint64_t *bytes);
 /* Added (salvage): vlog_check_dir that also calls note(nctx, number, 1) (if note is not NULL)

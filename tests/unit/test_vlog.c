@@ -18,13 +18,6 @@
 #include "kvcore/kv.h"
 #include "testutil.h"
 
-static void quiet_log(void *ctx, int level, const char *msg)
-{
-    (void)ctx;
-    if (level <= KV_LOG_WARN && getenv("KV_TEST_VERBOSE"))
-        fprintf(stderr, "kvcore: %s\n", msg);
-}
-
 static void vlog_opts(kv_options *o, size_t threshold, uint64_t segment_bytes)
 {
     kv_options_init(o);
@@ -32,7 +25,7 @@ static void vlog_opts(kv_options *o, size_t threshold, uint64_t segment_bytes)
     o->value_log_segment_bytes = segment_bytes;
     o->memtable_bytes = 64 * 1024;
     o->target_file_size = 64 * 1024;
-    o->log_fn = quiet_log;
+    o->log_fn = tu_quiet_log;
 }
 
 /* Deterministic value of key i at version ver, n bytes; half compressible, half random. */
@@ -203,18 +196,6 @@ static void first_segment(const char *dir, char *out, size_t n)
     snprintf(out, n, "%s/%s", dir, name);
 }
 
-static void flip_byte(const char *path, long off)
-{
-    FILE *f = fopen(path, "r+b");
-    ck_assert_ptr_nonnull(f);
-    ck_assert_int_eq(fseek(f, off, SEEK_SET), 0);
-    int c = fgetc(f);
-    ck_assert_int_ne(c, EOF);
-    ck_assert_int_eq(fseek(f, off, SEEK_SET), 0);
-    fputc(c ^ 0x40, f);
-    fclose(f);
-}
-
 START_TEST(test_vlog_corrupt_record_is_ecorrupt_not_wrong_bytes)
 {
     char *dir = tu_ck_tempdir("vlog_corrupt");
@@ -231,7 +212,7 @@ START_TEST(test_vlog_corrupt_record_is_ecorrupt_not_wrong_bytes)
 
     char seg[4096];
     first_segment(dir, seg, sizeof(seg));
-    flip_byte(seg, VLOG_SEGMENT_HEADER_SIZE + VLOG_RECORD_HEADER_SIZE + 1 + 2000);
+    tu_ck_xor_byte(seg, VLOG_SEGMENT_HEADER_SIZE + VLOG_RECORD_HEADER_SIZE + 1 + 2000, 0x40);
 
     db = tu_ck_open(dir, &o);
     void *got = (void *)1;
@@ -648,6 +629,47 @@ static void expect_filled(kv_db *db, int i, int ver, size_t n)
     kv_free(got);
 }
 
+/* The offline check judges a bad record's tail by the log's zero-page rule (wal_tail_is_torn):
+ * zeros from the bad record to the end of its page, then a page that starts with data, is a
+ * torn tail (a power cut lost the first page of an append and kept the next); zeros that stop
+ * short of the page's end are damage. */
+START_TEST(test_vlog_check_takes_a_lost_first_page_for_a_torn_tail)
+{
+    char *dir = tu_ck_tempdir("vlog_lost_page");
+    kv_options o;
+    vlog_opts(&o, 100, 0);
+    o.compression = 0;
+    enum { N = 6, SZ = 3000, PAGE = 4096 };
+    kv_db *db = tu_ck_open(dir, &o);
+    for (int i = 0; i < N; i++)
+        put_filled(db, i, 0, SZ);
+    ck_assert_int_eq(kv_close(db), 0);
+    char seg[4096];
+    first_segment(dir, seg, sizeof(seg));
+    long rec = VLOG_RECORD_HEADER_SIZE + 9 + SZ;   /* "key000000" */
+    long bad = VLOG_SEGMENT_HEADER_SIZE + 2 * rec; /* record 2 starts inside the second page */
+    ck_assert(bad > PAGE && bad < 2 * PAGE && bad + rec > 2 * PAGE);
+    kv_logger log;
+    kv_logger_init(&log, &o);
+    for (int short_of_end = 1; short_of_end >= 0; short_of_end--) {
+        FILE *f = fopen(seg, "r+b");
+        ck_assert_ptr_nonnull(f);
+        ck_assert_int_eq(fseek(f, bad, SEEK_SET), 0);
+        for (long at = bad; at < 2 * PAGE - short_of_end; at++)
+            ck_assert_int_ne(fputc(0, f), EOF);
+        if (short_of_end)
+            ck_assert_int_ne(fputc(0x5a, f), EOF); /* the page's last byte holds data */
+        ck_assert_int_ne(fputc(0x5a, f), EOF);     /* and so does the next page's first */
+        ck_assert_int_eq(fclose(f), 0);
+        uint64_t problems = 0;
+        ck_assert_int_eq(vlog_check_dir(dir, env_posix(), &log, &problems, NULL), 0);
+        ck_assert_msg(problems == (uint64_t)short_of_end, "zeros %s the page's end: %d problems",
+                      short_of_end ? "short of" : "to", (int)problems);
+    }
+    tu_ck_rmtempdir(&dir);
+}
+END_TEST
+
 /* A segment with a damaged record in its middle: GC moves every live record it can read, the
  * ones before the damage and the ones after it, keeps the segment (the damaged value stays
  * KV_ECORRUPT, never "not found") and counts it; after a reopen everything readable is read
@@ -671,7 +693,8 @@ START_TEST(test_vlog_gc_moves_readable_records_of_damaged_segment_and_keeps_it)
     char seg[4096];
     oldest_segment(dir, seg, sizeof(seg));
     long rec = VLOG_RECORD_HEADER_SIZE + 9 + SZ; /* "key000000" */
-    flip_byte(seg, VLOG_SEGMENT_HEADER_SIZE + BAD * rec + VLOG_RECORD_HEADER_SIZE + 9 + 100);
+    tu_ck_xor_byte(seg, VLOG_SEGMENT_HEADER_SIZE + BAD * rec + VLOG_RECORD_HEADER_SIZE + 9 + 100,
+                   0x40);
 
     db = tu_ck_open(dir, &o);
     for (int i = 0; i < 3; i++)
@@ -1071,6 +1094,7 @@ static Suite *vlog_suite(void)
     tcase_add_test(tc, test_vlog_threshold_decides_inline_or_pointer);
     tcase_add_test(tc, test_vlog_compresses_when_it_pays);
     tcase_add_test(tc, test_vlog_corrupt_record_is_ecorrupt_not_wrong_bytes);
+    tcase_add_test(tc, test_vlog_check_takes_a_lost_first_page_for_a_torn_tail);
     tcase_add_test(tc, test_vlog_gc_keeps_every_live_value_and_reclaims_space);
     tcase_add_test(tc, test_vlog_gc_respects_snapshots_and_iterators);
     tcase_add_test(tc, test_vlog_gc_never_overwrites_a_newer_write);
