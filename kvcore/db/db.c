@@ -764,26 +764,96 @@ void db_release_read_view(kv_db *db, memtable *mem, memtable *imm, version *v)
     }
 }
 
+/* Frees a view nobody references any more. mu held (for version_unref). */
+static void db_view_destroy_locked(db_view *view)
+{
+    version_unref(view->v);
+    memtable_unref(view->mem);
+    if (view->imm)
+        memtable_unref(view->imm);
+    free(view);
+}
+
+/* Drops db->view's own reference (mu held). */
+static void db_view_retire_locked(kv_db *db)
+{
+    db_view *view = db->view;
+    db->view = NULL;
+    if (view && __atomic_sub_fetch(&view->refs, 1, __ATOMIC_ACQ_REL) == 0)
+        db_view_destroy_locked(view);
+}
+
+/* True if view pins exactly the current memtables and version (mu held). Pointers compare
+ * safely: the view references its objects, so none of their addresses can be reused. */
+static int db_view_is_current(const kv_db *db, const db_view *view)
+{
+    return view->mem == db->mem && view->imm == db->imm && view->v == version_set_current(db->vs);
+}
+
+db_view *db_view_acquire(kv_db *db, const kv_snapshot *snap, uint64_t *seq)
+{
+    pthread_mutex_lock(&db->mu);
+    db_view *view = db->view;
+    if (!view || !db_view_is_current(db, view)) {
+        db_view_retire_locked(db);
+        view = malloc(sizeof(*view));
+        if (!view) {
+            pthread_mutex_unlock(&db->mu);
+            return NULL;
+        }
+        view->refs = 1; /* db->view's */
+        view->mem = db->mem;
+        memtable_ref(view->mem);
+        view->imm = db->imm;
+        if (view->imm)
+            memtable_ref(view->imm);
+        view->v = version_set_current(db->vs);
+        version_ref(view->v);
+        db->view = view;
+    }
+    __atomic_add_fetch(&view->refs, 1, __ATOMIC_RELAXED); /* db->view's keeps it above 0 */
+    *seq = snap ? snap->sequence : version_set_last_sequence(db->vs);
+    pthread_mutex_unlock(&db->mu);
+    return view;
+}
+
+void db_view_release(kv_db *db, db_view *view)
+{
+    if (!view || __atomic_sub_fetch(&view->refs, 1, __ATOMIC_ACQ_REL) != 0)
+        return;
+    /* The last reference: db->view moved on (it holds one while current). */
+    pthread_mutex_lock(&db->mu);
+    db_view_destroy_locked(view);
+    pthread_mutex_unlock(&db->mu);
+}
+
+void db_view_drop_stale(kv_db *db, int all)
+{
+    if (db->view && (all || !db_view_is_current(db, db->view)))
+        db_view_retire_locked(db);
+}
+
 /* Looks k up as of snap (NULL: latest) and appends the stored value (for a store with a value
  * log: tagged, vlog.h) to *value. Returns MEMTABLE_* or an error. */
 static int db_get_stored(kv_db *db, const kv_snapshot *snap, slice k, buf *value)
 {
-    memtable *mem, *imm;
-    version *v;
-    uint64_t seq = db_acquire_read_view(db, snap, &mem, &imm, &v);
+    uint64_t seq;
+    db_view *view = db_view_acquire(db, snap, &seq);
+    if (!view)
+        return KV_ENOMEM;
     int seek_due = 0;
-    int rc = memtable_get(mem, k, seq, value);
-    if (rc == MEMTABLE_ABSENT && imm)
-        rc = memtable_get(imm, k, seq, value);
+    int rc = memtable_get(view->mem, k, seq, value);
+    if (rc == MEMTABLE_ABSENT && view->imm)
+        rc = memtable_get(view->imm, k, seq, value);
     if (rc == MEMTABLE_ABSENT)
-        rc = version_get_counted(v, k, seq, value, &seek_due);
+        rc = version_get_counted(view->v, k, seq, value, &seek_due);
     if (seek_due) {
         /* This lookup marked a table for a seek compaction (version.h): start it. */
         pthread_mutex_lock(&db->mu);
         pthread_cond_signal(&db->work_cv);
         pthread_mutex_unlock(&db->mu);
     }
-    db_release_read_view(db, mem, imm, v);
+    db_view_release(db, view);
     return rc;
 }
 
@@ -906,6 +976,7 @@ static void delete_obsolete_files(kv_db *db)
         return;
     uint64_t *live = NULL;
     size_t nlive = 0;
+    db_view_drop_stale(db, 0); /* an idle view must not keep obsolete tables */
     if (version_set_live_files(db->vs, &live, &nlive) != 0) {
         env_free_names(names, n);
         return; /* out of memory: try again after the next flush or compaction */
@@ -1502,6 +1573,7 @@ static void db_free(kv_db *db)
     vlog_close(db->vlog);
     if (db->wal)
         wal_writer_close(db->wal);
+    db_view_drop_stale(db, 1);
     if (db->mem)
         memtable_unref(db->mem);
     if (db->imm)

@@ -36,6 +36,18 @@ struct kv_snapshot {
     struct kv_snapshot *prev, *next; /* protected by mu */
 };
 
+/* A read view: the memtables and the version that were current at one moment, pinned by one
+ * object that every read starting while they stay current shares. A read takes mu once, to
+ * find (or replace) db->view and add a reference; it drops the reference without mu, and
+ * only the last reader of a view that has stopped being current takes mu (to unpin the
+ * version). See db_view_acquire(). */
+typedef struct db_view {
+    int refs;      /* atomic; db->view holds one while the view is current */
+    memtable *mem; /* referenced */
+    memtable *imm; /* referenced; may be NULL */
+    version *v;    /* referenced */
+} db_view;
+
 struct db_writer; /* a thread waiting in the write queue; defined in db.c */
 struct db_manual; /* a kv_compact_range request; defined in db.c */
 
@@ -66,6 +78,7 @@ struct kv_db {
 
     struct db_writer *wq_head, *wq_tail; /* protected by mu */
     struct kv_snapshot snapshots;        /* list head (sentinel); protected by mu */
+    db_view *view; /* protected by mu: the view reads share, NULL until a read needs one */
 
     /* Background thread state, protected by mu. */
     pthread_t flush_thread, compact_thread;
@@ -94,5 +107,18 @@ uint64_t db_acquire_read_view(kv_db *db, const kv_snapshot *snap, memtable **mem
                               version **v);
 /* Drops the references taken by db_acquire_read_view (any may be NULL). Takes mu. */
 void db_release_read_view(kv_db *db, memtable *mem, memtable *imm, version *v);
+
+/* Returns a reference to the view of the current memtables and version (db->view, replaced
+ * first if any of them changed) and sets *seq to the read sequence as of snap (NULL: latest):
+ * everything acknowledged before the call is visible through it. Takes mu once. NULL (out of
+ * memory) leaves *seq unset. Release with db_view_release(). Thread-safe; mu not held. */
+db_view *db_view_acquire(kv_db *db, const kv_snapshot *snap, uint64_t *seq);
+/* Drops a reference from db_view_acquire (NULL: no-op). Lock-free unless it is the last
+ * reference to a view that is no longer current, which takes mu to unpin its version.
+ * Thread-safe; mu must not be held. */
+void db_view_release(kv_db *db, db_view *view);
+/* Drops db->view if it is no longer current, so that it pins no obsolete table or memtable;
+ * with `all`, drops it in any case (close). mu held (or no other thread, at close). */
+void db_view_drop_stale(kv_db *db, int all);
 
 #endif /* KV_DB_IMPL_H */

@@ -17,8 +17,8 @@
  *     hold the newest visible entry of a key whose newest visible entry is a value.
  *  2. When the internal iterator reports an error, the user iterator becomes invalid and
  *     kv_iter_status() returns the error: a partial scan never yields a stale value.
- *  3. The iterator pins the memtables it reads (through their iterators) and the version (a
- *     cleanup on the merged iterator unrefs it), so flushes and compactions can proceed.
+ *  3. The iterator pins a read view (db_view: the memtables and the version it reads; a
+ *     cleanup on the merged iterator releases it), so flushes and compactions can proceed.
  */
 #include "db/db_impl.h"
 
@@ -49,10 +49,40 @@ struct kv_iter {
     buf value_buf;
 };
 
-/* Runs from iter_free of the merged iterator; kv_iter_free holds mu around it. */
-static void unref_version_cleanup(void *arg1, void *arg2)
+/* Runs from iter_free of the merged iterator: the tables and memtables are no longer read. */
+static void release_view_cleanup(void *arg1, void *arg2)
 {
-    version_unref((version *)arg2);
+    db_view_release((kv_db *)arg1, (db_view *)arg2);
+}
+
+/* Builds the merged iterator over view's memtables and tables (the view stays the caller's).
+ * NULL if out of memory. */
+static iter *new_internal_iter(const db_view *view)
+{
+    iter **children = malloc(2 * sizeof(*children));
+    if (!children)
+        return NULL;
+    int n = 0, rc = 0;
+    if ((children[n] = memtable_iter_new(view->mem)) != NULL)
+        n++;
+    else
+        rc = KV_ENOMEM;
+    if (rc == 0 && view->imm) {
+        if ((children[n] = memtable_iter_new(view->imm)) != NULL)
+            n++;
+        else
+            rc = KV_ENOMEM;
+    }
+    if (rc == 0)
+        rc = version_add_iterators(view->v, 1, &children, &n);
+    iter *merged = NULL;
+    if (rc == 0)
+        merged = merger_new(children, n); /* owns (or freed) the children now */
+    else
+        for (int i = 0; i < n; i++)
+            iter_free(children[i]);
+    free(children);
+    return merged;
 }
 
 kv_iter *kv_iter_new(kv_db *db, const kv_snapshot *snap)
@@ -70,53 +100,13 @@ kv_iter *kv_iter_new(kv_db *db, const kv_snapshot *snap)
     if (db->vlog)
         it->vlog_epoch = vlog_pin(db->vlog);
 
-    memtable *mem, *imm;
-    version *v;
-    it->sequence = db_acquire_read_view(db, snap, &mem, &imm, &v);
-    iter **children = malloc(2 * sizeof(*children));
-    int n = 0;
-    int rc = children ? 0 : KV_ENOMEM;
-    if (rc == 0 && (children[n] = memtable_iter_new(mem)) != NULL)
-        n++;
-    else
-        rc = KV_ENOMEM;
-    if (rc == 0 && imm) {
-        if ((children[n] = memtable_iter_new(imm)) != NULL)
-            n++;
-        else
-            rc = KV_ENOMEM;
-    }
-    /* The memtable iterators hold their own references now. */
-    db_release_read_view(db, mem, imm, NULL);
-    if (rc == 0)
-        rc = version_add_iterators(v, 1, &children, &n);
-
-    pthread_mutex_lock(&db->mu);
-    if (rc == 0) {
-        it->internal = merger_new(children, n); /* owns (or freed) the children now */
-        n = 0;
-        if (!it->internal) {
-            rc = KV_ENOMEM;
-        } else if (iter_register_cleanup(it->internal, unref_version_cleanup, db, v) != 0) {
-            /* the cleanup ran already: v is released */
-            iter_free(it->internal);
-            it->internal = NULL;
-            pthread_mutex_unlock(&db->mu);
-            free(children);
-            if (db->vlog)
-                vlog_unpin(db->vlog, it->vlog_epoch);
-            free(it);
-            return NULL;
-        }
-    }
-    if (rc != 0) {
-        for (int i = 0; i < n; i++)
-            iter_free(children[i]);
-        version_unref(v);
-    }
-    pthread_mutex_unlock(&db->mu);
-    free(children);
-    if (rc != 0) {
+    db_view *view = db_view_acquire(db, snap, &it->sequence);
+    it->internal = view ? new_internal_iter(view) : NULL;
+    /* On failure to register, the cleanup has released the view already. */
+    if (!it->internal || iter_register_cleanup(it->internal, release_view_cleanup, db, view) != 0) {
+        if (!it->internal)
+            db_view_release(db, view);
+        iter_free(it->internal);
         if (db->vlog)
             vlog_unpin(db->vlog, it->vlog_epoch);
         free(it);
@@ -130,9 +120,7 @@ void kv_iter_free(kv_iter *it)
     if (!it)
         return;
     kv_db *db = it->db;
-    pthread_mutex_lock(&db->mu);
-    iter_free(it->internal);
-    pthread_mutex_unlock(&db->mu);
+    iter_free(it->internal); /* releases the view (release_view_cleanup) */
     buf_free(&it->saved_key);
     buf_free(&it->saved_value);
     buf_free(&it->scratch);
