@@ -46,6 +46,20 @@ static int get_num(kv_db *db, int key)
     return n;
 }
 
+static void close_and_remove(kv_db *db, char *dir)
+{
+    ck_assert_int_eq(kv_close(db), 0);
+    tu_rmtree(dir);
+    free(dir);
+}
+
+/* Puts keys [0, n) with values key + delta. */
+static void put_range(kv_db *db, int n, int delta)
+{
+    for (int i = 0; i < n; i++)
+        put_num(db, i, i + delta);
+}
+
 static int live_tables(kv_db *db)
 {
     kv_stats st;
@@ -71,9 +85,7 @@ START_TEST(test_read_view_get_sees_each_put_across_memtable_switches)
     kv_stats st;
     ck_assert_int_eq(kv_get_stats(db, &st), 0);
     ck_assert_uint_gt(st.flushes, 5); /* the memtable really was switched, many times */
-    ck_assert_int_eq(kv_close(db), 0);
-    tu_rmtree(dir);
-    free(dir);
+    close_and_remove(db, dir);
 }
 END_TEST
 
@@ -83,12 +95,10 @@ START_TEST(test_read_view_idle_view_does_not_keep_obsolete_tables)
 {
     char *dir = tu_tempdir("readview");
     kv_db *db = open_small(dir, 64 << 10);
-    for (int i = 0; i < 2000; i++)
-        put_num(db, i, i);
+    put_range(db, 2000, 0);
     ck_assert_int_eq(kv_flush(db), 0);
     ck_assert_int_eq(get_num(db, 7), 7); /* the view now pins this version */
-    for (int i = 0; i < 2000; i++)
-        put_num(db, i, i + 1);
+    put_range(db, 2000, 1);
     ck_assert_int_eq(kv_flush(db), 0);
     ck_assert_int_eq(kv_compact_range(db, NULL, 0, NULL, 0), 0);
     /* Deletion follows the compaction on the background thread: allow it a moment. */
@@ -102,9 +112,7 @@ START_TEST(test_read_view_idle_view_does_not_keep_obsolete_tables)
     }
     ck_assert_int_eq(files, live);
     ck_assert_int_eq(get_num(db, 7), 8);
-    ck_assert_int_eq(kv_close(db), 0);
-    tu_rmtree(dir);
-    free(dir);
+    close_and_remove(db, dir);
 }
 END_TEST
 
@@ -114,8 +122,7 @@ START_TEST(test_read_view_iterator_outlives_flush_and_compaction)
 {
     char *dir = tu_tempdir("readview");
     kv_db *db = open_small(dir, 64 << 10);
-    for (int i = 0; i < 3000; i++)
-        put_num(db, i, i);
+    put_range(db, 3000, 0);
     kv_iter *it = kv_iter_new(db, NULL);
     ck_assert_ptr_nonnull(it);
     for (int i = 0; i < 3000; i += 2) {
@@ -158,9 +165,7 @@ START_TEST(test_read_view_iterator_outlives_flush_and_compaction)
     kv_iter_free(it2);
     ck_assert_int_eq(get_num(db, 0), -1);
     ck_assert_int_eq(get_num(db, 3), -3);
-    ck_assert_int_eq(kv_close(db), 0);
-    tu_rmtree(dir);
-    free(dir);
+    close_and_remove(db, dir);
 }
 END_TEST
 
