@@ -34,21 +34,18 @@ static void on_found(void *ctx, slice k, slice v)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    int mode;
-    size_t n;
-    char *bytes = fz_sst_image(data, size, &mode, &n);
-    env_file *f = bytes ? fz_memfile_open(bytes, n) : NULL;
-    if (f == NULL) {
-        free(bytes);
+    fz_sst_image img;
+    if (fz_sst_open(data, size, &img) != 0)
         return 0;
-    }
-    cache *c = (mode & 4) ? cache_new(16 << 10) : NULL;
-    sst_read_options ro = {
-        .block_cache = c, .log = fz_quiet_log(), .verify_checksums = !(mode & 1), .fill_cache = 1};
+    cache *c = (img.mode & 4) ? cache_new(16 << 10) : NULL;
+    sst_read_options ro = {.block_cache = c,
+                           .log = fz_quiet_log(),
+                           .verify_checksums = !(img.mode & 1),
+                           .fill_cache = 1};
     sst_reader *r;
-    if (sst_reader_open(f, n, "fuzz.sst", &ro, &r) != 0) {
+    if (sst_reader_open(img.file, img.size, "fuzz.sst", &ro, &r) != 0) {
         cache_free(c);
-        free(bytes);
+        free(img.bytes);
         return 0;
     }
     size_t sum = 0, forward = 0, backward = 0;
@@ -65,13 +62,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 memcpy(keys[nkeys], k.data, k.size);
                 klen[nkeys++] = k.size;
             }
-            if (++forward > n)
+            if (++forward > img.size)
                 abort(); /* more entries than bytes: looping */
         }
         int fstatus = iter_status(it);
         for (iter_seek_last(it); iter_valid(it); iter_prev(it)) {
             sum += fz_touch(iter_key(it));
-            if (++backward > n)
+            if (++backward > img.size)
                 abort();
         }
         if (fstatus == 0 && iter_status(it) == 0 && forward != backward)
@@ -101,6 +98,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     sst_reader_verify(r, NULL, NULL, &problems);
     sst_reader_close(r);
     cache_free(c);
-    free(bytes);
+    free(img.bytes);
     return (int)((sum + fc.sum) & 0);
 }

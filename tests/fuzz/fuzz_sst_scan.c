@@ -42,20 +42,15 @@ static void on_loss(void *ctx, const sst_scan_loss *l)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    int mode;
-    size_t n;
-    char *bytes = fz_sst_image(data, size, &mode, &n);
-    env_file *f = bytes ? fz_memfile_open(bytes, n) : NULL;
-    if (f == NULL) {
-        free(bytes);
+    fz_sst_image img;
+    if (fz_sst_open(data, size, &img) != 0)
         return 0;
-    }
     sst_scan *s;
-    if (sst_scan_open(f, n, "fuzz.sst", fz_quiet_log(), &s) != 0) {
-        free(bytes);
+    if (sst_scan_open(img.file, img.size, "fuzz.sst", fz_quiet_log(), &s) != 0) {
+        free(img.bytes);
         return 0;
     }
-    loss_ctx lc = {n, 0, 0};
+    loss_ctx lc = {img.size, 0, 0};
     buf prev;
     buf_init(&prev);
     uint64_t entries = 0, blocks = 0;
@@ -78,7 +73,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (block_iter_status(&bi) != 0)
             abort();
         block_iter_release(&bi);
-        if (++blocks > n)
+        if (++blocks > img.size)
             abort(); /* more blocks than bytes: looping */
     }
     if (rc < 0 && rc != KV_ENOMEM)
@@ -94,6 +89,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort();
     sst_scan_close(s);
     buf_free(&prev);
-    free(bytes);
+    free(img.bytes);
     return lc.sum == 42 ? 0 : 0;
 }

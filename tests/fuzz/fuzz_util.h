@@ -101,22 +101,36 @@ static inline env_file *fz_memfile_open(const char *data, size_t size)
  * checksum to match, so the fuzzer gets past the footer. */
 #define FZ_SST_FIX_FOOTER 2
 
-/* Splits an input into its mode byte (*mode) and the file, a private exact-size copy (see
- * fz_copy) with the footer checksum fixed if the mode asks. Sets *n to the file's size.
- * Returns the copy (caller frees), or NULL for an empty input or out of memory. */
-static inline char *fz_sst_image(const uint8_t *data, size_t size, int *mode, size_t *n)
+typedef struct fz_sst_image {
+    int mode;       /* the input's first byte */
+    char *bytes;    /* the table file: a private exact-size copy (see fz_copy); caller frees */
+    size_t size;    /* its size */
+    env_file *file; /* a file over bytes (fz_memfile_open), for the table reader to take */
+} fz_sst_image;
+
+/* Splits an input into its mode byte and the table file, with the footer checksum fixed if the
+ * mode asks, and opens a file over it. Returns 0, or -1 for an empty input or out of memory
+ * (nothing to free). Whoever closes img->file does not free img->bytes: the caller does. */
+static inline int fz_sst_open(const uint8_t *data, size_t size, fz_sst_image *img)
 {
     if (size < 1)
-        return NULL;
-    *mode = data[0];
-    *n = size - 1;
-    char *bytes = fz_copy(data + 1, *n);
-    if (bytes && (*mode & FZ_SST_FIX_FOOTER) && *n >= SST_FOOTER_SIZE) {
-        char *footer = bytes + *n - SST_FOOTER_SIZE;
+        return -1;
+    img->mode = data[0];
+    img->size = size - 1;
+    img->bytes = fz_copy(data + 1, img->size);
+    if (!img->bytes)
+        return -1;
+    if ((img->mode & FZ_SST_FIX_FOOTER) && img->size >= SST_FOOTER_SIZE) {
+        char *footer = img->bytes + img->size - SST_FOOTER_SIZE;
         coding_put_fixed64(footer + SST_FOOTER_CHECKSUM,
                            checksum_value(footer, SST_FOOTER_CHECKSUM));
     }
-    return bytes;
+    img->file = fz_memfile_open(img->bytes, img->size);
+    if (!img->file) {
+        free(img->bytes);
+        return -1;
+    }
+    return 0;
 }
 
 #endif /* KV_FUZZ_UTIL_H */

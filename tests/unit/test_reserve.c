@@ -59,6 +59,18 @@ static kv_options fault_opts(uint64_t seed, fault_env **fe)
     return small_opts(fault_env_env(*fe));
 }
 
+/* fault_opts for the compaction tests: every flushed table stays in L0 until something compacts
+ * it on purpose (kv_compact_range, the low-space mode); no reserve unless `reserve` (without
+ * one, a compaction can run out of space). */
+static kv_options l0_kept_opts(uint64_t seed, fault_env **fe, int reserve)
+{
+    kv_options o = fault_opts(seed, fe);
+    if (!reserve)
+        o.reserve_bytes = 0;
+    o.l0_compaction_trigger = o.l0_slowdown_trigger = o.l0_stop_trigger = 1000;
+    return o;
+}
+
 /* open_db(o), with m initialised empty: the model of what the store must hold. */
 static kv_db *open_with_model(const kv_options *o, tu_model *m)
 {
@@ -326,10 +338,7 @@ END_TEST
 START_TEST(test_reserve_compaction_that_cannot_fit_fails_cleanly)
 {
     fault_env *fe;
-    kv_options o = fault_opts(4, &fe);
-    o.reserve_bytes = 0; /* no reserve: the compaction must run out of space */
-    /* Every flushed table stays in L0 until kv_compact_range merges them all. */
-    o.l0_compaction_trigger = o.l0_slowdown_trigger = o.l0_stop_trigger = 1000;
+    kv_options o = l0_kept_opts(4, &fe, 0); /* the compaction must run out of space */
     tu_model m;
     kv_db *db = open_with_model(&o, &m);
     ck_assert_int_eq(reserve_file_size(), -1);
@@ -458,11 +467,9 @@ static void scattered_key(char *k, size_t n, int i)
 START_TEST(test_reserve_full_compaction_needs_room_for_one_table_at_a_time)
 {
     fault_env *fe;
-    kv_options o = fault_opts(5, &fe);
-    o.reserve_bytes = 0;
+    kv_options o = l0_kept_opts(5, &fe, 0);
     o.target_file_size = 32 << 10;
     o.level1_bytes = 96 << 10; /* ~600 KiB of data: L1 and L2 */
-    o.l0_compaction_trigger = o.l0_slowdown_trigger = o.l0_stop_trigger = 1000;
     tu_model m;
     kv_db *db = open_with_model(&o, &m);
     char k[32];
@@ -504,9 +511,7 @@ END_TEST
 START_TEST(test_reserve_full_compaction_reclaims_deleted_l0_data_before_rewriting_l1)
 {
     fault_env *fe;
-    kv_options o = fault_opts(6, &fe);
-    o.reserve_bytes = 0;
-    o.l0_compaction_trigger = o.l0_slowdown_trigger = o.l0_stop_trigger = 1000;
+    kv_options o = l0_kept_opts(6, &fe, 0);
     tu_model m;
     kv_db *db = open_with_model(&o, &m);
     char k[32];
@@ -542,9 +547,7 @@ END_TEST
 START_TEST(test_reserve_compaction_after_enospc_moves_what_fits_instead_of_all_of_level0)
 {
     fault_env *fe;
-    kv_options o = fault_opts(7, &fe);
-    o.reserve_bytes = 0;
-    o.l0_compaction_trigger = o.l0_slowdown_trigger = o.l0_stop_trigger = 1000;
+    kv_options o = l0_kept_opts(7, &fe, 0);
     tu_model m;
     kv_db *db = open_with_model(&o, &m);
     char k[32];
@@ -604,8 +607,7 @@ static void write_until_full(kv_db *db, fault_env *fe, tu_model *m)
 START_TEST(test_reserve_low_space_mode_compacts_level0_deletions_before_any_trigger)
 {
     fault_env *fe;
-    kv_options o = fault_opts(8, &fe);
-    o.l0_compaction_trigger = o.l0_slowdown_trigger = o.l0_stop_trigger = 1000;
+    kv_options o = l0_kept_opts(8, &fe, 1);
     tu_model m;
     kv_db *db = open_with_model(&o, &m);
     char k[32];
@@ -639,10 +641,9 @@ END_TEST
 START_TEST(test_reserve_low_space_mode_gives_back_value_log_segments_of_deleted_keys)
 {
     fault_env *fe;
-    kv_options o = fault_opts(9, &fe);
+    kv_options o = l0_kept_opts(9, &fe, 1);
     o.value_log_threshold = 512;
     o.value_log_segment_bytes = 128 << 10;
-    o.l0_compaction_trigger = o.l0_slowdown_trigger = o.l0_stop_trigger = 1000;
     tu_model m;
     kv_db *db = open_with_model(&o, &m);
     put_keys(db, NULL, 400, 0, key_of); /* ~400 KiB of values in the value log; deleted below */

@@ -33,6 +33,16 @@ typedef struct log_image {
     size_t plen[MAX_RECS];
 } log_image;
 
+/* A writer over *mf, a file in the cap bytes of data (owned by the writer), whose size counts
+ * from offset. */
+static wal_writer *writer_over(char *data, size_t cap, uint64_t offset, tu_memfile **mf)
+{
+    *mf = tu_memfile_over(data, 0, cap);
+    wal_writer *w;
+    ck_assert_int_eq(wal_writer_new(&(*mf)->base, offset, &w), 0);
+    return w;
+}
+
 /* Payload bytes that depend on the record index and position, so misplaced bytes show. */
 static void fill_payload(char *p, size_t n, size_t rec)
 {
@@ -51,10 +61,9 @@ static void build_log(log_image *img, const size_t *sizes, size_t n)
     img->data = malloc(cap ? cap : 1);
     ck_assert_ptr_nonnull(img->data);
     int closed = 0;
-    tu_memfile *mf = tu_memfile_over(img->data, 0, cap);
+    tu_memfile *mf;
+    wal_writer *w = writer_over(img->data, cap, 0, &mf);
     mf->closed = &closed;
-    wal_writer *w;
-    ck_assert_int_eq(wal_writer_new(&mf->base, 0, &w), 0);
     for (size_t i = 0; i < n; i++) {
         img->payload[i] = malloc(sizes[i] ? sizes[i] : 1);
         ck_assert_ptr_nonnull(img->payload[i]);
@@ -438,10 +447,9 @@ END_TEST
 START_TEST(test_wal_failed_append_is_sticky)
 {
     char data[4096];
-    tu_memfile *mf = tu_memfile_over(data, 0, sizeof(data));
+    tu_memfile *mf;
+    wal_writer *w = writer_over(data, sizeof(data), 0, &mf);
     mf->fail_appends_after = WAL_HEADER_SIZE + 3; /* the first record fits, the second not */
-    wal_writer *w;
-    ck_assert_int_eq(wal_writer_new(&mf->base, 0, &w), 0);
     ck_assert_int_eq(wal_add_record(w, slice_from_str("one")), 0);
     ck_assert_uint_eq(wal_writer_size(w), WAL_HEADER_SIZE + 3);
     ck_assert_int_eq(wal_add_record(w, slice_from_str("two")), KV_ENOSPC);
@@ -461,9 +469,8 @@ START_TEST(test_wal_failed_payload_append_of_a_large_record_is_sticky)
     size_t cap = 200000;
     char *data = malloc(cap);
     char *payload = calloc(1, 100000);
-    tu_memfile *mf = tu_memfile_over(data, 0, cap);
-    wal_writer *w;
-    ck_assert_int_eq(wal_writer_new(&mf->base, 0, &w), 0);
+    tu_memfile *mf;
+    wal_writer *w = writer_over(data, cap, 0, &mf);
     ck_assert_int_eq(wal_add_record(w, slice_from_str("a")), 0);
     /* Room for the next record's header, not its payload. */
     mf->fail_appends_after = (long)(mf->data->len + WAL_HEADER_SIZE);
@@ -488,9 +495,8 @@ END_TEST
 START_TEST(test_wal_writer_size_starts_at_the_given_offset)
 {
     char data[256];
-    tu_memfile *mf = tu_memfile_over(data, 0, sizeof(data));
-    wal_writer *w;
-    ck_assert_int_eq(wal_writer_new(&mf->base, 1000, &w), 0);
+    tu_memfile *mf;
+    wal_writer *w = writer_over(data, sizeof(data), 1000, &mf);
     ck_assert_uint_eq(wal_writer_size(w), 1000);
     ck_assert_int_eq(wal_add_record(w, slice_from_str("xyz")), 0);
     ck_assert_uint_eq(wal_writer_size(w), 1000 + WAL_HEADER_SIZE + 3);
@@ -577,9 +583,8 @@ END_TEST
 START_TEST(test_wal_record_over_4gib_is_refused_without_writing)
 {
     char data[64];
-    tu_memfile *mf = tu_memfile_over(data, 0, sizeof(data));
-    wal_writer *w;
-    ck_assert_int_eq(wal_writer_new(&mf->base, 0, &w), 0);
+    tu_memfile *mf;
+    wal_writer *w = writer_over(data, sizeof(data), 0, &mf);
     /* The size alone is checked; the pointer is never read. */
     ck_assert_int_eq(wal_add_record(w, slice_make(data, (size_t)UINT32_MAX + 1)), KV_EINVAL);
     ck_assert_uint_eq(mf->data->len, 0);
@@ -679,9 +684,7 @@ END_TEST
 /* A writer with markers over *mf, a file in the `cap` bytes of lg (owned by the writer). */
 static wal_writer *marker_writer(tu_memfile **mf, char *lg, size_t cap, uint64_t nonce)
 {
-    *mf = tu_memfile_over(lg, 0, cap);
-    wal_writer *w;
-    ck_assert_int_eq(wal_writer_new(&(*mf)->base, 0, &w), 0);
+    wal_writer *w = writer_over(lg, cap, 0, mf);
     ck_assert_int_eq(wal_writer_enable_sync_markers(w, nonce), 0);
     return w;
 }
@@ -768,8 +771,7 @@ START_TEST(test_wal_lone_sync_marker_is_written_only_when_a_sync_is_unrecorded)
     ck_assert_uint_eq(mf->data->len, durable + WAL_SYNC_RECORD_SIZE + WAL_HEADER_SIZE + 1);
     ck_assert_int_eq(wal_writer_close(w), 0);
     /* A writer without markers (the manifest) never writes one. */
-    mf = tu_memfile_over(lg, 0, sizeof lg);
-    ck_assert_int_eq(wal_writer_new(&mf->base, 0, &w), 0);
+    w = writer_over(lg, sizeof lg, 0, &mf);
     ck_assert_int_eq(wal_add_record(w, slice_from_str("m")), 0);
     ck_assert_int_eq(wal_writer_sync(w), 0);
     ck_assert_int_eq(wal_add_sync_marker(w), 0);
