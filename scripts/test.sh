@@ -7,7 +7,7 @@
 #      (mount tests skip only when /dev/fuse is absent)
 #   3. ASan+UBSan build (clang if present, else gcc): the unit and crash labels
 #   4. the same build's kvfs daemon on real mounts: a short subset of the mount tests (posix,
-#      fsx, tools, hostile, cli, stress; KV_SAN_FSX_OPS fsx operations, a KV_SAN_MANY-file
+#      fsx, tools, hostile, cli, stress, churn; KV_SAN_FSX_OPS fsx operations, a KV_SAN_MANY-file
 #      directory in tools), each failing on any ASan/UBSan/LeakSanitizer report of its processes
 #      (tests/mount/lib.sh collects them; leaks are checked when the daemon exits after unmount)
 #   5. with clang, the same build also holds the libFuzzer targets (the library is instrumented
@@ -161,7 +161,7 @@ run_ctest() {
 # The sanitizer build's kvfs on real mounts: a short subset of the mount tests (see the top).
 # The test harness (lib.sh) fails a test on any sanitizer report; ASAN_OPTIONS and UBSAN_OPTIONS
 # above still apply, lib.sh only adds its log_path.
-SAN_MOUNT_TESTS='mount\.(posix|fsx|tools|hostile|cli|stress)$'
+SAN_MOUNT_TESTS='mount\.(posix|fsx|tools|hostile|cli|stress|churn)$'
 SAN_MOUNT_TARGETS="kvfs posix_driver fsx meta_stress"
 san_mount_tests() {
     FSX_OPS=$SAN_FSX_OPS MT_MANY=$SAN_MANY run_ctest "$1" -L mount -R "$SAN_MOUNT_TESTS"
