@@ -2,7 +2,8 @@
  *
  * Invariants of a block_iter:
  *  1. valid implies status == 0 and cur < next_off <= b->restarts_off.
- *  2. When valid, restart_idx is the last restart with offset <= cur.
+ *  2. When valid, restart_idx is the last restart with offset <= cur; run_start and run_end
+ *     are that restart's offset and the next one's (restarts_off after the last).
  *  3. key.data points into the block or into kbuf; kbuf is kinline or owned and kcap long.
  *  4. status != 0 implies !valid, and stays so (a block's bytes never change).
  *  5. Entries tile each restart run exactly: an entry never extends past the next restart
@@ -125,6 +126,11 @@ static int block_iter_check_invariants(const struct block_iter *it)
         if (it->restart_idx + 1 < it->b->num_restarts &&
             block_restart(it->b, it->restart_idx + 1) <= it->cur)
             return 0;
+        if (it->run_start != block_restart(it->b, it->restart_idx) ||
+            it->run_end != (it->restart_idx + 1 < it->b->num_restarts
+                                ? block_restart(it->b, it->restart_idx + 1)
+                                : it->b->restarts_off))
+            return 0;
     }
     if (it->kbuf != it->kinline && it->kcap <= sizeof(it->kinline))
         return 0;
@@ -163,6 +169,15 @@ static int key_reserve(struct block_iter *it, size_t n, size_t keep)
     return 0;
 }
 
+/* Makes restart run ri current: restart_idx, run_start, run_end. */
+static void set_run(struct block_iter *it, uint32_t ri)
+{
+    const block *b = it->b;
+    it->restart_idx = ri;
+    it->run_start = block_restart(b, ri);
+    it->run_end = ri + 1 < b->num_restarts ? block_restart(b, ri + 1) : b->restarts_off;
+}
+
 /* Decodes the entry at it->next_off, which follows the current entry (or starts a restart run
  * with it->key empty). At the end of the entries the iterator becomes invalid, status 0. */
 static void decode_next(struct block_iter *it)
@@ -174,12 +189,16 @@ static void decode_next(struct block_iter *it)
         return;
     }
     /* Entries never straddle a restart point, so that walking backward (which restarts at the
-     * previous restart point) decodes exactly the entries walking forward did. */
-    uint32_t ri = it->restart_idx;
-    while (ri + 1 < b->num_restarts && block_restart(b, ri + 1) <= off)
-        ri++;
-    uint32_t run_end = ri + 1 < b->num_restarts ? block_restart(b, ri + 1) : b->restarts_off;
-    const char *limit = b->data + run_end;
+     * previous restart point) decodes exactly the entries walking forward did. Restarts
+     * increase strictly (block_init), so off reached the end of its run exactly or not at all
+     * (a longer entry was refused below); the loop only guards against a block_init bug. */
+    if (off >= it->run_end) {
+        uint32_t ri = it->restart_idx;
+        while (ri + 1 < b->num_restarts && block_restart(b, ri + 1) <= off)
+            ri++;
+        set_run(it, ri);
+    }
+    const char *limit = b->data + it->run_end;
     uint32_t shared, non_shared, vlen;
     const char *p = decode_entry_header(b->data + off, limit, &shared, &non_shared, &vlen);
     if (p == NULL) {
@@ -191,7 +210,7 @@ static void decode_next(struct block_iter *it)
         corrupt(it, off, "entry runs past its restart run or the block");
         return;
     }
-    int at_restart = block_restart(b, ri) == off;
+    int at_restart = it->run_start == off;
     if (at_restart ? shared != 0 : shared > it->key.size) {
         corrupt(it, off, at_restart ? "restart entry shares a prefix" : "shared prefix too long");
         return;
@@ -217,7 +236,6 @@ static void decode_next(struct block_iter *it)
         it->key = slice_make(it->kbuf, klen);
     }
     it->value = slice_make(p + non_shared, vlen);
-    it->restart_idx = ri;
     it->cur = off;
     it->next_off = (uint32_t)(p + non_shared + vlen - b->data);
     it->valid = 1;
@@ -227,8 +245,8 @@ static void decode_next(struct block_iter *it)
 static void seek_to_restart(struct block_iter *it, uint32_t i)
 {
     it->key = slice_make(NULL, 0);
-    it->restart_idx = i;
-    it->next_off = block_restart(it->b, i);
+    set_run(it, i);
+    it->next_off = it->run_start;
     decode_next(it);
 }
 

@@ -79,6 +79,8 @@ struct block_iter {
     uint32_t cur;         /* offset of the current entry */
     uint32_t next_off;    /* offset just after the current entry */
     uint32_t restart_idx; /* index of the restart run holding the current entry */
+    uint32_t run_start;   /* offset of restart restart_idx */
+    uint32_t run_end;     /* offset of the next restart (restarts_off after the last run) */
     int valid;
     int status;
     slice key, value; /* key borrows from the block (shared == 0) or from kbuf */
