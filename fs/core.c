@@ -211,8 +211,9 @@ int fs_itab_drop(struct fs *fs, uint64_t ino, uint64_t nlookup, uint64_t nopen)
     pp = itab_slot(fs, ino);
     r = *pp;
     if (!r) {
-        /* cannot happen with a correct kernel; an unknown inode is unreferenced */
-        gone = 1;
+        /* cannot happen with a correct kernel; an unknown inode is unreferenced, and its
+         * link count unknown */
+        gone = FS_ITAB_GONE_UNLINKED;
         goto out;
     }
     if (nlookup > r->nlookup || nopen > r->nopen)
@@ -221,10 +222,10 @@ int fs_itab_drop(struct fs *fs, uint64_t ino, uint64_t nlookup, uint64_t nopen)
     r->nlookup -= nlookup < r->nlookup ? nlookup : r->nlookup;
     r->nopen -= nopen < r->nopen ? nopen : r->nopen;
     if (r->nlookup == 0 && r->nopen == 0) {
+        gone = r->unlinked ? FS_ITAB_GONE_UNLINKED : FS_ITAB_GONE;
         *pp = r->next;
         free(r);
         fs->itab_count--;
-        gone = 1;
     }
 out:
     pthread_mutex_unlock(&fs->itab_mu);
@@ -238,6 +239,17 @@ int fs_itab_referenced(struct fs *fs, uint64_t ino)
     ref = *itab_slot(fs, ino) != NULL;
     pthread_mutex_unlock(&fs->itab_mu);
     return ref;
+}
+
+int fs_itab_mark_unlinked(struct fs *fs, uint64_t ino)
+{
+    struct fs_iref *r;
+    pthread_mutex_lock(&fs->itab_mu);
+    r = *itab_slot(fs, ino);
+    if (r)
+        r->unlinked = 1;
+    pthread_mutex_unlock(&fs->itab_mu);
+    return r != NULL;
 }
 
 /* ---- Store helpers ------------------------------------------------------------------------ */
@@ -502,7 +514,9 @@ int fs_maybe_reclaim(struct fs *fs, uint64_t ino)
     struct fs_inode in;
     int rc;
 
-    if (fs->cfg.read_only || fs_itab_referenced(fs, ino))
+    /* Referenced: the last drop reclaims it (forget looks only at inodes marked here). A
+     * mark on an inode that still has links costs that drop one load, nothing more. */
+    if (fs->cfg.read_only || fs_itab_mark_unlinked(fs, ino))
         return 0;
     rc = fs_inode_load(fs, NULL, ino, &in, NULL, NULL);
     if (rc == -ENOENT)

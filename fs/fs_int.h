@@ -33,6 +33,7 @@ struct fs_iref {
     uint64_t ino;
     uint64_t nlookup; /* protected by itab_mu */
     uint64_t nopen;   /* protected by itab_mu */
+    int unlinked;     /* protected by itab_mu: seen with nlink 0 (fs_itab_mark_unlinked) */
     struct fs_iref *next;
 };
 
@@ -91,9 +92,18 @@ void fs_unlock_ino(struct fs *fs, uint64_t ino);
 
 /* Adds lookup references / opens. Returns -ENOMEM if no table entry could be made. */
 int fs_itab_add(struct fs *fs, uint64_t ino, uint64_t nlookup, uint64_t nopen);
-/* Drops references; returns 1 if ino is now unreferenced (entry removed), else 0. */
+/* Drops references; returns 0 if ino is still referenced, else (entry removed)
+ * FS_ITAB_GONE_UNLINKED if it was marked by fs_itab_mark_unlinked() (or was not in the table),
+ * FS_ITAB_GONE if not: then its link count was never seen at 0 while referenced, and only a
+ * caller that may have dropped the last link itself needs to look. */
 int fs_itab_drop(struct fs *fs, uint64_t ino, uint64_t nlookup, uint64_t nopen);
+#define FS_ITAB_GONE 1
+#define FS_ITAB_GONE_UNLINKED 2
 int fs_itab_referenced(struct fs *fs, uint64_t ino);
+/* Marks ino's entry as unlinked if it is in the table: its last drop then returns
+ * FS_ITAB_GONE_UNLINKED. Returns 1 if it was there (referenced), 0 if not. Called, under the
+ * inode's stripe, by whoever sees its link count at 0 while it may be referenced. */
+int fs_itab_mark_unlinked(struct fs *fs, uint64_t ino);
 
 /* ---- Store access (core.c) ---------------------------------------------------------------- */
 

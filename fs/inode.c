@@ -16,6 +16,8 @@ static int ref_inode(struct fs *fs, uint64_t ino, struct fs_entry *e)
     rc = fs_inode_load(fs, NULL, ino, &in, NULL, NULL);
     if (rc == 0)
         rc = fs_itab_add(fs, ino, 1, 0);
+    if (rc == 0 && in.nlink == 0) /* e.g. a listing's snapshot still names it */
+        fs_itab_mark_unlinked(fs, ino);
     fs_unlock_ino(fs, ino);
     if (rc)
         return rc;
@@ -64,8 +66,11 @@ int fs_readdir_entry(struct fs *fs, uint64_t ino, struct fs_entry *e)
 
 void fs_forget(struct fs *fs, uint64_t ino, uint64_t nlookup)
 {
+    /* Only an inode seen unlinked while referenced can need reclaiming: the kernel forgets
+     * every inode it drops from its cache (thousands after a drop_caches, or a big tree's
+     * walk), and each of the others would cost a load to find its links still there. */
     fs_lock_ino(fs, ino);
-    if (fs_itab_drop(fs, ino, nlookup, 0))
+    if (fs_itab_drop(fs, ino, nlookup, 0) == FS_ITAB_GONE_UNLINKED)
         fs_maybe_reclaim(fs, ino);
     fs_unlock_ino(fs, ino);
 }

@@ -20,6 +20,14 @@
 
 /* ---- Tests --------------------------------------------------------------------------------- */
 
+/* ino's inode, chunks and orphan key are all gone. */
+static void assert_reclaimed(uint64_t ino)
+{
+    ck_assert_uint_eq(tfs_count_keys('I', ino), 0);
+    ck_assert_uint_eq(tfs_count_keys('C', ino), 0);
+    ck_assert_uint_eq(tfs_count_keys('O', ino), 0);
+}
+
 START_TEST(test_fs_new_store_has_root_directory)
 {
     struct stat st = tfs_getattr(1);
@@ -151,9 +159,54 @@ START_TEST(test_fs_unlinked_inode_lives_until_last_forget_and_release)
     fs_forget(tfs_fs, e.ino, 1);
     ck_assert_uint_eq(tfs_count_keys('I', e.ino), 1); /* still open */
     fs_release(tfs_fs, e.ino);
-    ck_assert_uint_eq(tfs_count_keys('I', e.ino), 0);
-    ck_assert_uint_eq(tfs_count_keys('C', e.ino), 0);
-    ck_assert_uint_eq(tfs_count_keys('O', e.ino), 0);
+    assert_reclaimed(e.ino);
+}
+END_TEST
+
+START_TEST(test_fs_unlinked_open_file_is_reclaimed_by_the_last_forget_after_release)
+{
+    struct fs_entry e, l;
+    ck_assert_int_eq(fs_create(tfs_fs, &tfs_root, 1, "f", 0644, &e), 0);
+    ck_assert_int_eq(fs_write(tfs_fs, e.ino, 0, "data", 4), 4);
+    ck_assert_int_eq(fs_lookup(tfs_fs, 1, "f", &l), 0); /* two lookup references */
+    ck_assert_int_eq(fs_unlink(tfs_fs, 1, "f"), 0);
+    fs_release(tfs_fs, e.ino);
+    fs_forget(tfs_fs, e.ino, 1);
+    ck_assert_uint_eq(tfs_count_keys('I', e.ino), 1); /* one reference left */
+    ck_assert_uint_eq(tfs_count_keys('O', e.ino), 1);
+    fs_forget(tfs_fs, e.ino, 1);
+    assert_reclaimed(e.ino);
+}
+END_TEST
+
+START_TEST(test_fs_file_replaced_by_rename_is_reclaimed_by_its_last_forget)
+{
+    struct fs_entry a, b;
+    ck_assert_int_eq(fs_mknod(tfs_fs, &tfs_root, 1, "a", S_IFREG | 0644, 0, &a), 0);
+    ck_assert_int_eq(fs_mknod(tfs_fs, &tfs_root, 1, "b", S_IFREG | 0644, 0, &b), 0);
+    ck_assert_int_eq(fs_rename(tfs_fs, 1, "a", 1, "b", 0), 0);
+    ck_assert_uint_eq(tfs_count_keys('I', b.ino), 1); /* the kernel still knows it */
+    fs_forget(tfs_fs, a.ino, 1);                      /* a live inode: nothing happens */
+    ck_assert_uint_eq(tfs_count_keys('I', a.ino), 1);
+    ck_assert_uint_eq(tfs_lookup(1, "b"), a.ino);
+    fs_forget(tfs_fs, b.ino, 1);
+    ck_assert_uint_eq(tfs_count_keys('I', b.ino), 0);
+    ck_assert_uint_eq(tfs_count_keys('O', b.ino), 0);
+}
+END_TEST
+
+START_TEST(test_fs_reference_table_reports_unlinked_entries_on_their_last_drop)
+{
+    ck_assert_int_eq(fs_itab_add(tfs_fs, 5000, 2, 0), 0);
+    ck_assert_int_eq(fs_itab_drop(tfs_fs, 5000, 1, 0), 0);
+    ck_assert_int_eq(fs_itab_drop(tfs_fs, 5000, 1, 0), FS_ITAB_GONE);
+    ck_assert_int_eq(fs_itab_mark_unlinked(tfs_fs, 5000), 0); /* not in the table */
+    ck_assert_int_eq(fs_itab_add(tfs_fs, 5000, 1, 1), 0);
+    ck_assert_int_eq(fs_itab_mark_unlinked(tfs_fs, 5000), 1);
+    ck_assert_int_eq(fs_itab_drop(tfs_fs, 5000, 1, 0), 0);
+    ck_assert_int_eq(fs_itab_drop(tfs_fs, 5000, 0, 1), FS_ITAB_GONE_UNLINKED);
+    /* an inode the table does not know has an unknown link count */
+    ck_assert_int_eq(fs_itab_drop(tfs_fs, 5001, 1, 0), FS_ITAB_GONE_UNLINKED);
 }
 END_TEST
 
@@ -169,9 +222,7 @@ START_TEST(test_fs_orphan_of_a_crashed_run_is_reclaimed_at_open)
     fs_abandon(tfs_fs);
     tfs_fs = NULL;
     tfs_open();
-    ck_assert_uint_eq(tfs_count_keys('I', e.ino), 0);
-    ck_assert_uint_eq(tfs_count_keys('C', e.ino), 0);
-    ck_assert_uint_eq(tfs_count_keys('O', e.ino), 0);
+    assert_reclaimed(e.ino);
 }
 END_TEST
 
@@ -605,6 +656,9 @@ static Suite *suite(void)
     tcase_add_test(tc, test_fs_read_only_filesystem_rejects_changes);
     tcase_add_test(tc, test_fs_concurrent_renames_creates_and_unlinks_stay_consistent);
     tcase_add_test(tc, test_fs_setattr_to_the_stored_times_writes_nothing);
+    tcase_add_test(tc, test_fs_unlinked_open_file_is_reclaimed_by_the_last_forget_after_release);
+    tcase_add_test(tc, test_fs_file_replaced_by_rename_is_reclaimed_by_its_last_forget);
+    tcase_add_test(tc, test_fs_reference_table_reports_unlinked_entries_on_their_last_drop);
     tcase_add_test(tc, test_fs_unlink_waits_for_a_busy_child_and_then_removes_it);
     suite_add_tcase(s, tc);
     return s;
