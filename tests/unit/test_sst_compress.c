@@ -205,8 +205,11 @@ END_TEST
 /* The value log's use: one compress_state for many values, compress_try with a 1/8 limit. */
 START_TEST(test_compress_state_backs_off_on_random_and_resets_on_text)
 {
-    enum { N = 64 };
+    enum { N = 4 * COMPRESS_MAX_SKIP };
     compress_state st = {0, 0};
+    int ramp = 1; /* attempts while the skip doubles up to the cap: 1, 2, 4, ... */
+    for (unsigned k = 1; k < COMPRESS_MAX_SKIP; k <<= 1)
+        ramp++;
     ZSTD_CCtx *c = compress_thread_cctx();
     ck_assert_ptr_nonnull(c);
     size_t cap = ZSTD_compressBound(CHUNK);
@@ -223,7 +226,8 @@ START_TEST(test_compress_state_backs_off_on_random_and_resets_on_text)
             ck_assert_uint_eq(compress_try(&st, c, out, cap, src, 1, CHUNK - CHUNK / 8), 0);
         }
     }
-    ck_assert_int_le(tried, N / COMPRESS_MAX_SKIP + 4); /* backs off to 1 in 9 */
+    /* backs off to 1 in COMPRESS_MAX_SKIP + 1 */
+    ck_assert_int_le(tried, N / (COMPRESS_MAX_SKIP + 1) + ramp + 1);
     ck_assert_int_ge(tried, N / (COMPRESS_MAX_SKIP + 1));
     ck_assert_uint_gt(st.skip, 0); /* in the middle of a back-off ... */
     fill_chunk(in, TEXT, &rng);
