@@ -163,6 +163,7 @@ struct fs_dir;
 
 struct fs_dirent {
     char name[FS_DIRENT_NAME_BUF];
+    uint32_t namelen; /* strlen(name) */
     uint64_t ino;
     uint32_t type; /* S_IFMT bits of the child */
     uint64_t next_off;

@@ -145,11 +145,13 @@ int fs_readdir(struct fs_dir *d, uint64_t off, struct fs_dirent *de)
 
     /* Not a memset of the whole name buffer: this runs once per entry of every listing. */
     de->name[0] = '\0';
+    de->namelen = 0;
     de->ino = 0;
     de->type = 0;
     de->next_off = 0;
     if (off < 2) {
         strcpy(de->name, off == 0 ? "." : "..");
+        de->namelen = off == 0 ? 1 : 2;
         de->ino = off == 0 ? d->ino : d->parent;
         de->type = S_IFDIR;
         de->next_off = off + 1;
@@ -183,6 +185,7 @@ int fs_readdir(struct fs_dir *d, uint64_t off, struct fs_dirent *de)
         return rc;
     memcpy(de->name, name, nlen);
     de->name[nlen] = '\0';
+    de->namelen = (uint32_t)nlen;
     de->ino = ino;
     de->type = dtype_to_mode(dtype);
     de->next_off = off + 1;

@@ -92,6 +92,7 @@ static int read_all(struct fs_dir *d, uint64_t from, char names[][16], int max)
     int n = 0, rc;
     char last[256] = "";
     while ((rc = fs_readdir(d, off, &de)) == 1) {
+        ck_assert_uint_eq(de.namelen, strlen(de.name)); /* ll.c sends namelen bytes */
         if (strcmp(de.name, ".") && strcmp(de.name, "..")) {
             ck_assert_int_lt(strcmp(last, de.name), 0);
             strcpy(last, de.name);
@@ -117,9 +118,11 @@ START_TEST(test_fs_readdir_lists_dot_dotdot_and_names_in_order)
     ck_assert_int_eq(fs_opendir(tfs_fs, d, &dir), 0);
     ck_assert_int_eq(fs_readdir(dir, 0, &de), 1);
     ck_assert_str_eq(de.name, ".");
+    ck_assert_uint_eq(de.namelen, 1);
     ck_assert_uint_eq(de.ino, d);
     ck_assert_int_eq(fs_readdir(dir, 1, &de), 1);
     ck_assert_str_eq(de.name, "..");
+    ck_assert_uint_eq(de.namelen, 2);
     ck_assert_uint_eq(de.ino, 1);
     ck_assert_int_eq(read_all(dir, 2, names, 8), 3);
     ck_assert_str_eq(names[0], "a");
