@@ -30,6 +30,9 @@
 #define VLOG_SPACE_CHECK_DIVISOR 8 /* free space is read again after low_water / 8 appended */
 #define VLOG_FUTILE_MICROS 1000000 /* a futile pass for waiting writers stands this long */
 #define VLOG_FUTILE_MIN_MICROS 100000 /* ... or this long if writes were applied since */
+/* A writer waits this long for moved segments whose deletion waits for a flush (or a reader)
+ * before it takes passes that reclaim nothing for futile. */
+#define VLOG_HELD_PATIENCE_MICROS 3000000
 
 struct vlog_seg {
     uint64_t number;
@@ -103,6 +106,7 @@ struct vlog {
     int waiters;     /* writers waiting in vlog_throttle: the GC runs urgently */
     uint64_t passes; /* passes the GC thread finished; pass_cv is broadcast after each */
     int last_urgent, last_progress; /* whether the last pass ran for waiters, and did anything */
+    uint64_t last_held; /* moved segments still waiting for deletion after the last pass */
     pthread_cond_t pass_cv;
     uint64_t stalls, stall_micros;
 
@@ -1656,10 +1660,9 @@ static void *gc_main(void *arg)
     vlog *v = arg;
     pthread_mutex_lock(&v->gc_mu);
     while (!v->gc_stop) {
-        pthread_mutex_lock(&v->mu);
-        int urgent = v->waiters > 0;
-        pthread_mutex_unlock(&v->mu);
-        if (!v->gc_kicked && !urgent) {
+        /* Writers waiting for space kick the GC (vlog_throttle), as do flushes and a pass that
+         * did something; otherwise it wakes once a second. */
+        if (!v->gc_kicked) {
             struct timespec ts;
             clock_gettime(CLOCK_MONOTONIC, &ts);
             ts.tv_sec += 1;
@@ -1671,7 +1674,7 @@ static void *gc_main(void *arg)
         pthread_mutex_unlock(&v->gc_mu);
         pthread_mutex_lock(&v->mu);
         uint64_t work = v->gc_runs + v->gc_deleted + v->measures;
-        urgent = v->waiters > 0;
+        int urgent = v->waiters > 0;
         pthread_mutex_unlock(&v->mu);
         int rc = gc_pass(v, 0, urgent, NULL);
         pthread_mutex_lock(&v->mu);
@@ -1679,6 +1682,9 @@ static void *gc_main(void *arg)
         v->passes++;
         v->last_urgent = urgent;
         v->last_progress = progress && rc == 0;
+        v->last_held = 0;
+        for (size_t i = 0; i < v->nsegs; i++)
+            v->last_held += v->segs[i].moved != 0;
         pthread_cond_broadcast(&v->pass_cv);
         pthread_mutex_unlock(&v->mu);
         pthread_mutex_lock(&v->gc_mu);
@@ -1793,6 +1799,7 @@ void vlog_throttle(vlog *v, uint64_t record_bytes)
         return;
     read_space(v);
     uint64_t t0 = 0;
+    int kick = 1;
     pthread_mutex_lock(&v->mu);
     while (must_wait(v, record_bytes, now_micros())) {
         if (t0 == 0) {
@@ -1802,7 +1809,8 @@ void vlog_throttle(vlog *v, uint64_t record_bytes)
         v->waiters++;
         uint64_t pass = v->passes;
         pthread_mutex_unlock(&v->mu);
-        vlog_gc_kick(v);
+        if (kick)
+            vlog_gc_kick(v);
         pthread_mutex_lock(&v->mu);
         /* Wait for a pass that ran for the waiters (one already running when this writer came
          * may have been an ordinary one: it does not count). */
@@ -1818,7 +1826,13 @@ void vlog_throttle(vlog *v, uint64_t record_bytes)
                 pass = v->passes;
         }
         v->waiters--;
-        if (answered && !v->last_progress) {
+        /* After a pass that did nothing, the next one comes when something may have changed:
+         * a flush ends (it kicks the GC), or the GC's once-a-second tick. Segments it moved
+         * whose deletion waits for that flush are worth waiting for, a while; nothing else
+         * is. */
+        kick = !answered || v->last_progress;
+        if (answered && !v->last_progress &&
+            (v->last_held == 0 || now_micros() - t0 >= VLOG_HELD_PATIENCE_MICROS)) {
             v->futile_time = now_micros();
             v->futile_ops = __atomic_load_n(&v->ops_applied, __ATOMIC_ACQUIRE);
             kv_log(&v->log, KV_LOG_INFO,

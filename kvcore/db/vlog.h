@@ -156,14 +156,16 @@ int vlog_stage_batch(vlog *v, const kv_batch *in, kv_batch **out, uint64_t *reco
  * without any lock: while the file system's free space is below the low-water mark
  * (VLOG_LOW_WATER_SEGMENTS segments; read with env->free_space at most every 1/8 of the mark
  * appended, and at every call below it) it waits for the background GC, which then runs
- * without pause, measures again every segment measured before the last write, and collects
- * any segment with at least half of value_log_gc_percent dead. It returns as soon as free
- * space is above the mark, or when a pass it asked for found nothing to reclaim (the disk is
- * full of live data: the append then meets the disk's own ENOSPC, and no writer waits again
- * until compaction counts new garbage, or for 100 ms - 1 s after writes were applied since).
- * Without free_space in the env, or without the GC thread (read-only, or stopped), it returns
- * at once. The time waited is counted in kv_stats (vlog_stalls, vlog_stall_micros, and
- * stall_micros). Thread-safe. An error of the GC is logged by the GC; the append decides. */
+ * again at once while it makes progress, measures again every segment measured before the
+ * last write, and collects any segment with at least half of value_log_gc_percent dead. It
+ * returns as soon as free space is above the mark, or when a pass it asked for found nothing
+ * to reclaim and no moved segment waits for its deletion (or one has waited 3 s: a reader
+ * holds it). The disk is then full of live data: the append meets the disk's own ENOSPC, and
+ * no writer waits again until compaction counts new garbage, or for 100 ms - 1 s after writes
+ * were applied since. Without free_space in the env, or without the GC thread (read-only, or
+ * stopped), it returns at once. The time waited is counted in kv_stats (vlog_stalls,
+ * vlog_stall_micros, and stall_micros). Thread-safe. An error of the GC is logged by the GC;
+ * the append decides. */
 void vlog_throttle(vlog *v, uint64_t record_bytes);
 /* The write leader inserted a group of `ops` operations into the memtable (db mu held): the
  * GC's clock of changes, by which writers waiting for space have segments measured again.

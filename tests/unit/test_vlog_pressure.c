@@ -3,6 +3,7 @@
  * is garbage; a disk full of live data still answers ENOSPC promptly (no writer hangs), keeps
  * every acknowledged value, and takes writes again once deletions have been collected. */
 #include <check.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -88,12 +89,20 @@ START_TEST(test_vlog_pressure_writers_wait_for_gc_instead_of_failing)
     tu_model m;
     tu_model_init(&m);
     const int keys = 16, rounds = 64;
+    kv_stats st;
     for (int round = 0; round < rounds; round++)
         for (int i = 0; i < keys; i++) {
             int rc = put_value(db, i, round, &m);
-            ck_assert_msg(rc == 0, "round %d, key %d: %s", round, i, kv_strerror(rc));
+            if (rc != 0)
+                ck_assert_int_eq(kv_get_stats(db, &st), 0);
+            ck_assert_msg(rc == 0,
+                          "round %d, key %d: %s (value log %" PRIu64 " bytes, %" PRIu64
+                          " garbage, %" PRIu64 " segments held; %" PRIu64 " stalls, %" PRIu64
+                          " GC runs, %" PRIu64 " deleted; low-space mode %" PRIu64 ")",
+                          round, i, kv_strerror(rc), st.vlog_bytes, st.vlog_garbage_bytes,
+                          st.vlog_held_segments, st.vlog_stalls, st.vlog_gc_runs,
+                          st.vlog_gc_segments_deleted, st.low_space);
         }
-    kv_stats st;
     ck_assert_int_eq(kv_get_stats(db, &st), 0);
     ck_assert_uint_gt(st.vlog_stalls, 0);
     ck_assert_uint_gt(st.vlog_stall_micros, 0);
