@@ -167,6 +167,8 @@ static int db_check_invariants(kv_db *db)
     }
     if (db->imm && db->imm_log_number < version_set_log_number(db->vs))
         return 0;
+    if (db->view && __atomic_load_n(&db->view->refs, __ATOMIC_RELAXED) < 1)
+        return 0; /* invariant 6: the db's own reference */
     return 1;
 }
 #endif
@@ -813,6 +815,7 @@ db_view *db_view_acquire(kv_db *db, const kv_snapshot *snap, uint64_t *seq)
     }
     __atomic_add_fetch(&view->refs, 1, __ATOMIC_RELAXED); /* db->view's keeps it above 0 */
     *seq = snap ? snap->sequence : version_set_last_sequence(db->vs);
+    assert(db_view_is_current(db, view) && __atomic_load_n(&view->refs, __ATOMIC_RELAXED) >= 2);
     pthread_mutex_unlock(&db->mu);
     return view;
 }

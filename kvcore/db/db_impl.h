@@ -13,6 +13,11 @@
  *  5. Only the flush thread, the compaction thread and kv_open (before they start) write
  *     tables, call log_and_apply or delete files. A table's number is a pending output (in
  *     version_set_live_files) before its file is created, so it is never taken for garbage.
+ *  6. db->view is NULL or holds one reference to itself; a read takes a reference only while
+ *     the view's mem, imm and version are the current ones (db_view_acquire replaces a stale
+ *     view first), so a read never misses a write acknowledged before it began. A stale view
+ *     lives until its last reader leaves; delete_obsolete_files drops db->view when stale, so
+ *     an idle view never keeps an obsolete table or memtable.
  *
  * Lock order: mu is the only db lock. The table cache, block cache and memtables have their
  * own internal locks and never call back into the db, so they may be used with mu held.
