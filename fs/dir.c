@@ -431,7 +431,7 @@ int fs_rename(struct fs *fs, uint64_t parent, const char *name, uint64_t newpare
         goto out_nolock;
     fs_now(&now);
     rc = load_live_dir(fs, parent, &pd);
-    if (rc == 0)
+    if (rc == 0 && cross) /* within one directory np is pd: one load */
         rc = load_live_dir(fs, newparent, &npd);
     if (rc)
         goto out;
