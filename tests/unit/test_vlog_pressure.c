@@ -19,13 +19,6 @@
 #define SEGMENT (256u * 1024)
 #define VALUE (64u * 1024)
 
-static void quiet_log(void *ctx, int level, const char *msg)
-{
-    (void)ctx;
-    if (level <= KV_LOG_WARN && getenv("KV_TEST_VERBOSE"))
-        fprintf(stderr, "kvcore: %s\n", msg);
-}
-
 /* Value-log store on fe: 256 KiB segments (low water: 1 MiB), small memtable and tables, no
  * compression (the values are random anyway), the automatic reserve. */
 static void pressure_opts(kv_options *o, fault_env *fe)
@@ -37,7 +30,7 @@ static void pressure_opts(kv_options *o, fault_env *fe)
     o->memtable_bytes = 256 * 1024;
     o->target_file_size = 64 * 1024;
     o->compression = 0;
-    o->log_fn = quiet_log;
+    o->log_fn = tu_quiet_log;
 }
 
 static void key_of(char *k, int i)
@@ -72,6 +65,21 @@ static void check_all(kv_db *db, const tu_model *m)
         ck_assert(memcmp(v, m->e[i].val, vl) == 0);
         kv_free(v);
     }
+}
+
+/* Checks db against m, and again after a reopen (on the same small disk); then closes it and
+ * frees everything. */
+static void finish(kv_db *db, char **dir, const kv_options *o, tu_model *m, fault_env *fe)
+{
+    check_all(db, m);
+    ck_assert_int_eq(kv_close(db), 0);
+    db = tu_ck_open(*dir, o);
+    check_all(db, m);
+    ck_assert_int_eq(kv_close(db), 0);
+    fault_env_set_space_limit(fe, UINT64_MAX);
+    tu_model_free(m);
+    tu_ck_rmtempdir(dir);
+    fault_env_free(fe);
 }
 
 /* 16 keys of 64 KiB (1 MiB live) overwritten until 64 MiB were written, on a disk with 8 MiB
@@ -109,15 +117,7 @@ START_TEST(test_vlog_pressure_writers_wait_for_gc_instead_of_failing)
     ck_assert_uint_ge(st.stall_micros, st.vlog_stall_micros);
     ck_assert_uint_gt(st.vlog_gc_segments_deleted, 0);
     ck_assert_uint_eq(st.low_space, 0); /* the reserve was never needed */
-    check_all(db, &m);
-    ck_assert_int_eq(kv_close(db), 0);
-    db = tu_ck_open(dir, &o);
-    check_all(db, &m);
-    ck_assert_int_eq(kv_close(db), 0);
-    fault_env_set_space_limit(fe, UINT64_MAX);
-    tu_model_free(&m);
-    tu_ck_rmtempdir(&dir);
-    fault_env_free(fe);
+    finish(db, &dir, &o, &m, fe);
 }
 END_TEST
 
@@ -180,15 +180,7 @@ START_TEST(test_vlog_pressure_full_of_live_data_fails_promptly_and_recovers)
         nanosleep(&ts, NULL);
     }
     ck_assert_msg(added == 4, "only %d new values fitted within 60 s of the deletions", added);
-    check_all(db, &m);
-    ck_assert_int_eq(kv_close(db), 0);
-    db = tu_ck_open(dir, &o);
-    check_all(db, &m);
-    ck_assert_int_eq(kv_close(db), 0);
-    fault_env_set_space_limit(fe, UINT64_MAX);
-    tu_model_free(&m);
-    tu_ck_rmtempdir(&dir);
-    fault_env_free(fe);
+    finish(db, &dir, &o, &m, fe);
 }
 END_TEST
 
