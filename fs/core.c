@@ -408,7 +408,7 @@ int fs_delete_prefix(struct fs *fs, char type, uint64_t ino)
 {
     uint8_t prefix[FS_KEY_MAX];
     size_t plen = fs_key_prefix(prefix, type, ino);
-    kv_iter *it = kv_iter_new(fs->db, NULL);
+    kv_iter *it = kv_iter_new_keys(fs->db, NULL); /* keys only: no chunk is read to delete it */
     kv_batch *b = kv_batch_new();
     int rc = 0;
 

@@ -210,7 +210,7 @@ static int whole_chunk_old_len(struct fs *fs, kv_iter **itp, uint64_t ino, uint6
 
     *olen = 0;
     if (!it) {
-        it = *itp = kv_iter_new(fs->db, NULL);
+        it = *itp = kv_iter_new_keys(fs->db, NULL);
         if (!it)
             return -ENOMEM;
         kv_iter_seek(it, key, klen);
@@ -228,7 +228,7 @@ static int whole_chunk_old_len(struct fs *fs, kv_iter **itp, uint64_t ino, uint6
     k = kv_iter_key(it, &kl);
     if (key_cmp(k, kl, key, klen) != 0)
         return 0; /* a hole */
-    kv_iter_value(it, &vl);
+    vl = kv_iter_value_size(it);
     if (vl == 0 || vl > fs->chunk_size) {
         fs_log(FS_LOG_ERROR, "chunk %llu of inode %llu: length %zu outside 1..%u",
                (unsigned long long)idx, (unsigned long long)ino, vl, fs->chunk_size);
@@ -343,7 +343,7 @@ int fs_truncate_locked(struct fs *fs, kv_batch *b, struct fs_inode *in, uint64_t
     /* Delete every chunk wholly past the new EOF. */
     first_dead = size / cs + (size % cs != 0);
     plen = fs_key_prefix(prefix, FS_KEY_CHUNK, in->ino);
-    it = kv_iter_new(fs->db, NULL);
+    it = kv_iter_new_keys(fs->db, NULL); /* lengths only: a deleted chunk is not read */
     if (!it)
         return -ENOMEM;
     klen = fs_key_chunk(key, in->ino, first_dead);
@@ -356,7 +356,7 @@ int fs_truncate_locked(struct fs *fs, kv_batch *b, struct fs_inode *in, uint64_t
         rc = fs_key_parse_chunk(k, kl, &kino, &idx);
         if (rc)
             break;
-        kv_iter_value(it, &vl);
+        vl = kv_iter_value_size(it);
         rc = fs_kv_errno(kv_batch_delete(b, k, kl));
         if (rc)
             break;
@@ -529,7 +529,7 @@ off_t fs_lseek(struct fs *fs, uint64_t ino, off_t off, int whence)
     rc = fs_inode_load(fs, snap, ino, &in, NULL, NULL);
     if (rc == 0 && (uint64_t)off >= in.size)
         rc = -ENXIO;
-    it = rc == 0 ? kv_iter_new(fs->db, snap) : NULL;
+    it = rc == 0 ? kv_iter_new_keys(fs->db, snap) : NULL; /* lengths only */
     if (rc == 0 && !it)
         rc = -ENOMEM;
     if (rc) {
@@ -549,7 +549,7 @@ off_t fs_lseek(struct fs *fs, uint64_t ino, off_t off, int whence)
             rc = -EIO;
             break;
         }
-        kv_iter_value(it, &vl);
+        vl = kv_iter_value_size(it);
         cstart = idx * cs;
         if (whence == SEEK_DATA) {
             if (pos < cstart + vl) {

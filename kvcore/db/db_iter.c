@@ -47,6 +47,9 @@ struct kv_iter {
     uint64_t vlog_epoch;
     slice value;
     buf value_buf;
+    /* kv_iter_new_keys: values are not read; value_size is the current one's length. */
+    int keys_only;
+    size_t value_size;
 };
 
 /* Runs from iter_free of the merged iterator: the tables and memtables are no longer read. */
@@ -83,6 +86,14 @@ static iter *new_internal_iter(const db_view *view)
             iter_free(children[i]);
     free(children);
     return merged;
+}
+
+kv_iter *kv_iter_new_keys(kv_db *db, const kv_snapshot *snap)
+{
+    kv_iter *it = kv_iter_new(db, snap);
+    if (it)
+        it->keys_only = 1;
+    return it;
 }
 
 kv_iter *kv_iter_new(kv_db *db, const kv_snapshot *snap)
@@ -175,6 +186,21 @@ static void resolve_value(kv_iter *it)
     int fwd = it->dir == DIR_FORWARD;
     slice stored = fwd ? iter_value(it->internal) : buf_slice(&it->saved_value);
     slice key = fwd ? ikey_user_key(iter_key(it->internal)) : buf_slice(&it->saved_key);
+    if (it->keys_only) {
+        uint64_t seg, off;
+        uint32_t size, vlen;
+        if (stored.size >= 1 && (unsigned char)stored.data[0] == VLOG_TAG_INLINE) {
+            it->value_size = stored.size - 1;
+        } else if (vlog_parse_pointer(stored, &seg, &off, &size, &vlen)) {
+            it->value_size = vlen;
+        } else {
+            kv_log(&it->db->log, KV_LOG_ERROR,
+                   "iterator: malformed stored value (%zu bytes, tag %d)", stored.size,
+                   stored.size ? (unsigned char)stored.data[0] : -1);
+            fail(it, KV_ECORRUPT);
+        }
+        return;
+    }
     int rc = vlog_resolve(it->db->vlog, key, stored, &it->value_buf, &it->value);
     if (rc != 0)
         fail(it, rc);
@@ -404,10 +430,19 @@ const void *kv_iter_value(const kv_iter *it, size_t *vlen)
     assert(it->valid);
     slice v = it->dir == DIR_FORWARD ? iter_value(it->internal) : buf_slice(&it->saved_value);
     if (it->db->vlog)
-        v = it->value;
+        v = it->keys_only ? slice_make("", 0) : it->value;
     if (vlen)
         *vlen = v.size;
     return v.data ? v.data : "";
+}
+
+size_t kv_iter_value_size(const kv_iter *it)
+{
+    size_t n;
+    if (it->db->vlog && it->keys_only)
+        return it->value_size;
+    kv_iter_value(it, &n);
+    return n;
 }
 
 int kv_iter_status(const kv_iter *it)

@@ -200,6 +200,12 @@ typedef struct kv_iter kv_iter;
  * iterator starts unpositioned (invalid). Caller owns the result; free with kv_iter_free()
  * before kv_close(). NULL if out of memory. Use from one thread at a time. */
 kv_iter *kv_iter_new(kv_db *db, const kv_snapshot *snap);
+/* Like kv_iter_new, for scans that need keys and value lengths only (deleting a range of keys,
+ * adding up sizes): values kept in the value log are not read, so a step costs no read of a
+ * record. Call kv_iter_value_size() for lengths; kv_iter_value() must not be called on it
+ * (it returns "" and length 0). A value-log length comes from the stored pointer, which is not
+ * checked against its record (a damaged record shows when the value is read). */
+kv_iter *kv_iter_new_keys(kv_db *db, const kv_snapshot *snap);
 void kv_iter_free(kv_iter *it);
 
 void kv_iter_seek_first(kv_iter *it);
@@ -214,6 +220,8 @@ int kv_iter_valid(const kv_iter *it);
 /* Borrowed: valid until the iterator moves or is freed. Require kv_iter_valid(). */
 const void *kv_iter_key(const kv_iter *it, size_t *klen);
 const void *kv_iter_value(const kv_iter *it, size_t *vlen);
+/* Length of the current value, on any iterator. Requires kv_iter_valid(). */
+size_t kv_iter_value_size(const kv_iter *it);
 /* 0, or the error that made the iterator stop early (invalid but not at the end). */
 int kv_iter_status(const kv_iter *it);
 
