@@ -389,7 +389,9 @@ static int punch_locked(struct fs *fs, kv_batch *b, struct fs_inode *in, uint64_
     uint64_t cs = fs->chunk_size;
     uint8_t prefix[FS_KEY_MAX], key[FS_KEY_MAX];
     size_t plen = fs_key_prefix(prefix, FS_KEY_CHUNK, in->ino), klen;
-    kv_iter *it = kv_iter_new(fs->db, NULL);
+    /* Keys and lengths only: a chunk punched whole is deleted unread; the (at most two) edge
+     * chunks are read with chunk_get. */
+    kv_iter *it = kv_iter_new_keys(fs->db, NULL);
     int rc = 0;
 
     if (!it)
@@ -398,10 +400,10 @@ static int punch_locked(struct fs *fs, kv_batch *b, struct fs_inode *in, uint64_
     /* Visit only chunks that exist: a punch over a sparse range costs nothing. */
     klen = fs_key_chunk(key, in->ino, off / cs);
     for (kv_iter_seek(it, key, klen); kv_iter_valid(it); kv_iter_next(it)) {
-        size_t kl, vl;
+        size_t kl, vl, len;
         const uint8_t *k = kv_iter_key(it, &kl);
-        const uint8_t *v;
         uint64_t kino, idx, cstart, a, e;
+        uint8_t *data;
         if (kl < plen || memcmp(k, prefix, plen) != 0)
             break;
         rc = fs_key_parse_chunk(k, kl, &kino, &idx);
@@ -410,7 +412,7 @@ static int punch_locked(struct fs *fs, kv_batch *b, struct fs_inode *in, uint64_
         cstart = idx * cs;
         if (cstart >= end)
             break;
-        v = kv_iter_value(it, &vl);
+        vl = kv_iter_value_size(it);
         if (vl == 0 || vl > cs) {
             fs_log(FS_LOG_ERROR, "chunk %llu of inode %llu: length %zu outside 1..%llu",
                    (unsigned long long)idx, (unsigned long long)in->ino, vl,
@@ -425,20 +427,24 @@ static int punch_locked(struct fs *fs, kv_batch *b, struct fs_inode *in, uint64_
         if (a == 0 && e >= vl) {
             rc = fs_kv_errno(kv_batch_delete(b, k, kl));
             in->stored -= vl;
-        } else if (e >= vl) {
-            rc = fs_kv_errno(kv_batch_put(b, k, kl, v, a));
-            in->stored -= vl - a;
-        } else {
-            uint8_t *tmp = malloc(vl);
-            if (!tmp) {
-                rc = -ENOMEM;
+            if (rc)
                 break;
-            }
-            memcpy(tmp, v, vl);
-            memset(tmp + a, 0, e - a);
-            rc = fs_kv_errno(kv_batch_put(b, k, kl, tmp, vl));
-            free(tmp);
+            continue;
         }
+        rc = chunk_get(fs, NULL, in->ino, idx, &data, &len);
+        if (rc == 0 && len != vl) {
+            fs_log(FS_LOG_ERROR, "chunk %llu of inode %llu: %zu bytes, its pointer says %zu",
+                   (unsigned long long)idx, (unsigned long long)in->ino, len, vl);
+            rc = -EIO;
+        }
+        if (rc == 0 && e >= vl) {
+            rc = fs_kv_errno(kv_batch_put(b, k, kl, data, a));
+            in->stored -= vl - a;
+        } else if (rc == 0) {
+            memset(data + a, 0, e - a); /* data is this call's copy */
+            rc = fs_kv_errno(kv_batch_put(b, k, kl, data, vl));
+        }
+        kv_free(data);
         if (rc)
             break;
     }
