@@ -552,7 +552,8 @@ static int lock_store(const char *store)
 }
 
 /* Test hook (tests/mount/corrupt.sh): with KVFS_FSCK_KILL_AT=salvage or =marked, fsck dies
- * of SIGKILL right after that step of a repair, as a crash or a kill -9 there would. */
+ * of SIGKILL right after that step of a repair, as a crash or a kill -9 there would
+ * (=marking, after the first lost-chunk marker, is in fsck.c). */
 static void fsck_kill_point(const char *step)
 {
     const char *at = getenv("KVFS_FSCK_KILL_AT");

@@ -326,12 +326,21 @@ run_case() {
 
     : >"$MT_DIR/repair.out"
     if [ -n "${KILL_AT:-}" ]; then
-        # A repair killed right after the kvcore salvage, or after marking the files but
-        # before dropping the record of the losses: the rerun below must finish the marking.
+        # A repair killed right after the kvcore salvage, after its first lost-chunk marker, or
+        # after marking the files but before dropping the record of the losses: the rerun below
+        # must finish the marking.
         KVFS_FSCK_KILL_AT=$KILL_AT timeout -k 5 120 "$KVFS_BIN" fsck --repair "$STORE" \
             >"$MT_DIR/repair.out" 2>&1
         rrc=$?
-        [ $rrc -eq 137 ] || mt_fail "$CASE: fsck --repair was to be killed at $KILL_AT, exit $rrc"
+        if [ "$KILL_AT" = marking ] && [ $rrc -ne 137 ]; then
+            # Killed after its first lost-chunk marker: a repair with none to write ends.
+            ! grep -q "marked, reads of them fail with EIO" "$MT_DIR/repair.out" ||
+                mt_fail "$CASE: fsck --repair marked chunks but was not killed (exit $rrc)"
+            [ $rrc -ne 124 ] && [ $rrc -lt 128 ] || mt_fail "$CASE: fsck --repair crashed ($rrc)"
+        else
+            [ $rrc -eq 137 ] || mt_fail "$CASE: fsck --repair was to be killed at $KILL_AT, exit $rrc"
+        fi
+        [ $rrc -eq 137 ] && [ "$KILL_AT" = marking ] && KILLED_MARKING=$((KILLED_MARKING + 1))
         if grep -q "salvage: lost key range" "$MT_DIR/repair.out"; then
             [ -s "$STORE/LOST" ] || mt_fail "$CASE: killed at $KILL_AT with losses but no LOST file"
             # Until a repair has marked what was lost, a mount would serve it unmarked.
@@ -393,19 +402,20 @@ for c in "${CASES[@]}"; do
     run_case $c
 done
 # An interrupted repair resumes: a few cases that lose data again, with fsck --repair killed
-# after each of its steps first.
-KILLED_WITH_LOSSES=0
+# after each of its steps first (and once in the middle of its marking).
+KILLED_WITH_LOSSES=0 KILLED_MARKING=0
 if [ -z "${CORRUPT_KINDS:-}" ] || [[ " $CORRUPT_KINDS " == *" kill "* ]]; then
     kill_data=$("$SC" regions "$PRISTINE/$oldest.sst" | awk '$1 == "data" {print $2 + 1; exit}')
     oldest_seg=$(echo "$segs" | head -n 1)
     kill_seg_off=$(($("$SC" size "$PRISTINE/$oldest_seg") / 2))
     for c in "sst $oldest.sst data flip $kill_data" "vlog $oldest_seg middle flip $kill_seg_off"; do
-        for KILL_AT in salvage marked; do
+        for KILL_AT in salvage marking marked; do
             run_case $c
         done
     done
     KILL_AT=
     [ $KILLED_WITH_LOSSES -gt 0 ] || mt_fail "no killed repair had lost anything: the resume went untested"
+    [ $KILLED_MARKING -gt 0 ] || mt_fail "no repair was killed in the middle of its marking"
 fi
 mt_log "$NCASES cases: mount refused $MOUNT_FAILED, served $SERVED ($EIO_CASES with EIO)," \
     "repaired $REPAIRED ($REBUILT rebuilt by kv_salvage), WAL damage dropped data silently $SILENT"
