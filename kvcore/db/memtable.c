@@ -40,9 +40,12 @@ typedef struct mt_node mt_node;
  * reads, share cache lines, and next[0], which every step reads, is adjacent to them. */
 typedef _Atomic(mt_node *) mt_link;
 
+/* 32-bit lengths: a batch's lengths are varint32s anyway (batch.h), and 8 bytes less per
+ * entry is ~5% more entries per memtable, so fewer and larger L0 tables (kvbench's 124-byte
+ * entries took 152 arena bytes each). */
 struct mt_node {
-    size_t ikey_len;  /* internal key bytes (user key + tag) */
-    size_t value_len; /* value bytes, following the key */
+    uint32_t ikey_len;  /* internal key bytes (user key + tag) */
+    uint32_t value_len; /* value bytes, following the key */
 };
 
 struct memtable {
@@ -268,15 +271,15 @@ int memtable_add(memtable *m, uint64_t seq, int type, slice user_key, slice valu
     size_t ikey_len = user_key.size + IKEY_TAG_SIZE;
     int height = random_height(m);
     size_t tower = (size_t)height * sizeof(mt_link);
-    if (user_key.size > SIZE_MAX / 2 || value.size > SIZE_MAX / 4)
-        return KV_ENOMEM;
+    if (user_key.size > UINT32_MAX - IKEY_TAG_SIZE || value.size > UINT32_MAX)
+        return KV_EINVAL; /* a batch cannot hold such an op: its lengths are varint32s */
     size_t total = sizeof(mt_node) + tower + ikey_len + value.size;
     char *mem = arena_alloc(&m->arena, total);
     if (!mem)
         return KV_ENOMEM;
     mt_node *n = (mt_node *)(mem + tower);
-    n->ikey_len = ikey_len;
-    n->value_len = value.size;
+    n->ikey_len = (uint32_t)ikey_len;
+    n->value_len = (uint32_t)value.size;
     char *kp = (char *)node_key_data(n);
     if (user_key.size)
         memcpy(kp, user_key.data, user_key.size);

@@ -20,7 +20,9 @@ memtable *memtable_new(void); /* NULL if out of memory */
 void memtable_ref(memtable *m);
 void memtable_unref(memtable *m);
 
-/* Adds (key, seq, type) -> value. Returns 0 or KV_ENOMEM. Single writer. */
+/* Adds (key, seq, type) -> value. Returns 0, KV_ENOMEM, or KV_EINVAL (a bad seq or type, a
+ * key longer than UINT32_MAX - 8 bytes or a value longer than UINT32_MAX: no batch holds
+ * such an op). Single writer. */
 int memtable_add(memtable *m, uint64_t seq, int type, slice user_key, slice value);
 
 #define MEMTABLE_ABSENT 0  /* no entry for the key at or below seq */

@@ -351,6 +351,69 @@ START_TEST(test_batch_large_values_round_trip)
 }
 END_TEST
 
+/* kv_put and kv_delete encode their one op on the stack (batch_init_single): the bytes must be
+ * those a heap batch gets, including 2-byte length varints (>= 128), and a too small buffer is
+ * refused rather than overrun. */
+START_TEST(test_batch_single_op_on_the_stack_encodes_like_a_heap_batch)
+{
+    static const size_t sizes[] = {0, 1, 16, 127, 128, 300};
+    char data[300];
+    for (size_t i = 0; i < sizeof(data); i++)
+        data[i] = (char)(i * 7 + 1);
+    for (size_t ki = 0; ki < sizeof(sizes) / sizeof(sizes[0]); ki++)
+        for (size_t vi = 0; vi < sizeof(sizes) / sizeof(sizes[0]); vi++)
+            for (int is_put = 0; is_put <= 1; is_put++) {
+                slice k = slice_make(data, sizes[ki]), v = slice_make(data + 1, sizes[vi] / 2);
+                kv_batch *heap = kv_batch_new();
+                ck_assert_int_eq(is_put ? kv_batch_put(heap, k.data, k.size, v.data, v.size)
+                                        : kv_batch_delete(heap, k.data, k.size),
+                                 0);
+                char mem[1024];
+                memset(mem, 0xAA, sizeof(mem));
+                kv_batch sb;
+                ck_assert_int_eq(batch_init_single(&sb, mem, sizeof(mem), is_put, k, v), 0);
+                ck_assert_uint_eq(kv_batch_byte_size(&sb), kv_batch_byte_size(heap));
+                ck_assert_int_eq(memcmp(sb.rep.data, heap->rep.data, heap->rep.len), 0);
+                ck_assert_uint_eq(kv_batch_count(&sb), 1);
+                /* Exactly the op's bytes were written: the rest of mem is untouched. */
+                for (size_t j = heap->rep.len; j < sizeof(mem); j++)
+                    ck_assert_int_eq((unsigned char)mem[j], 0xAA);
+                /* A buffer too small for the encoding is refused. */
+                char small[16];
+                kv_batch tb;
+                if (heap->rep.len + 2 * CODING_MAX_VARINT32 > sizeof(small))
+                    ck_assert_int_eq(batch_init_single(&tb, small, sizeof(small), is_put, k, v),
+                                     KV_EINVAL);
+                kv_batch_free(heap);
+            }
+}
+END_TEST
+
+/* The memtable keeps 32-bit lengths, so a batch refuses a key whose internal form (key + 8-byte
+ * tag) would not fit in one (the lengths are checked before any byte is read). */
+START_TEST(test_batch_refuses_a_key_too_long_for_the_memtable)
+{
+    kv_batch *b = kv_batch_new();
+    static const char byte = 'k';
+    ck_assert_int_eq(kv_batch_put(b, &byte, (size_t)UINT32_MAX - IKEY_TAG_SIZE + 1, "v", 1),
+                     KV_EINVAL);
+    ck_assert_int_eq(kv_batch_delete(b, &byte, (size_t)UINT32_MAX), KV_EINVAL);
+    ck_assert_uint_eq(kv_batch_count(b), 0);
+    ck_assert_uint_eq(kv_batch_byte_size(b), BATCH_HEADER_SIZE);
+    memtable *m = memtable_new();
+    ck_assert_int_eq(memtable_add(m, 1, IKEY_TYPE_VALUE,
+                                  slice_make(&byte, (size_t)UINT32_MAX - IKEY_TAG_SIZE + 1),
+                                  slice_make("v", 1)),
+                     KV_EINVAL);
+    ck_assert_int_eq(memtable_add(m, 1, IKEY_TYPE_VALUE, slice_make(&byte, 1),
+                                  slice_make(&byte, (size_t)UINT32_MAX + 1)),
+                     KV_EINVAL);
+    ck_assert_uint_eq(memtable_num_entries(m), 0);
+    memtable_unref(m);
+    kv_batch_free(b);
+}
+END_TEST
+
 static Suite *batch_suite(void)
 {
     Suite *s = suite_create("batch");
@@ -368,6 +431,8 @@ static Suite *batch_suite(void)
     tcase_add_test(tc, test_batch_handler_error_stops_iteration);
     tcase_add_test(tc, test_batch_insert_into_memtable_applies_every_op);
     tcase_add_test(tc, test_batch_large_values_round_trip);
+    tcase_add_test(tc, test_batch_single_op_on_the_stack_encodes_like_a_heap_batch);
+    tcase_add_test(tc, test_batch_refuses_a_key_too_long_for_the_memtable);
     suite_add_tcase(s, tc);
     return s;
 }
