@@ -140,6 +140,29 @@ START_TEST(test_fs_readdir_lists_dot_dotdot_and_names_in_order)
 }
 END_TEST
 
+START_TEST(test_fs_readdir_of_a_stored_name_with_a_slash_or_nul_is_eio)
+{
+    static const char bad[2][3] = {{'b', '/', 'c'}, {'b', '\0', 'c'}};
+    uint64_t d = tfs_mkdir(1, "d"), f = tfs_mkfile(d, "a");
+
+    for (int i = 0; i < 2; i++) {
+        uint8_t key[FS_KEY_MAX], val[FS_DIRENT_LEN];
+        size_t klen = fs_key_dirent(key, d, bad[i], sizeof bad[i]);
+        struct fs_dirent de;
+        struct fs_dir *dir;
+
+        fs_dirent_encode(f, DT_REG, val);
+        ck_assert_int_eq(kv_put(tfs_db, key, klen, val, sizeof val, 0), 0);
+        ck_assert_int_eq(fs_opendir(tfs_fs, d, &dir), 0);
+        ck_assert_int_eq(fs_readdir(dir, 2, &de), 1); /* "a" reads, then the damaged name */
+        ck_assert_str_eq(de.name, "a");
+        ck_assert_int_eq(fs_readdir(dir, de.next_off, &de), -EIO);
+        fs_closedir(tfs_fs, dir);
+        ck_assert_int_eq(kv_delete(tfs_db, key, klen, 0), 0);
+    }
+}
+END_TEST
+
 START_TEST(test_fs_readdir_sees_the_directory_as_of_opendir)
 {
     struct fs_dir *dir;
@@ -397,6 +420,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_fs_stats_xattr_is_virtual_and_read_only);
     tcase_add_test(tc, test_fs_readdir_lists_dot_dotdot_and_names_in_order);
     tcase_add_test(tc, test_fs_readdir_sees_the_directory_as_of_opendir);
+    tcase_add_test(tc, test_fs_readdir_of_a_stored_name_with_a_slash_or_nul_is_eio);
     tcase_add_test(tc, test_fs_readdir_entry_takes_a_lookup_reference);
     tcase_add_test(tc, test_fs_statfs_reports_store_space_and_name_max);
     tcase_add_test(tc, test_fs_inode_decoder_rejects_damaged_values);
