@@ -157,7 +157,7 @@ ssize_t fs_read(struct fs *fs, uint64_t ino, uint64_t off, size_t size, void *bu
         uint64_t idx = pos / cs, cstart = idx * cs, a = pos - cstart;
         uint64_t b = end - cstart < cs ? end - cstart : cs;
         uint8_t *data;
-        size_t len;
+        size_t len, n;
         if (fs_cc_read(fs->cc, stripe, sample, ino, idx, (size_t)a, (size_t)b, out + (pos - off))) {
             pos = cstart + b;
             continue;
@@ -165,9 +165,10 @@ ssize_t fs_read(struct fs *fs, uint64_t ino, uint64_t off, size_t size, void *bu
         rc = chunk_get(fs, snap, ino, idx, &data, &len);
         if (rc)
             goto out;
-        memset(out + (pos - off), 0, b - a);
-        if (len > a)
-            memcpy(out + (pos - off), data + a, (len < b ? len : b) - a);
+        n = len > a ? (len < b ? len : b) - a : 0;
+        if (n) /* a hole has no data */
+            memcpy(out + (pos - off), data + a, n);
+        memset(out + (pos - off) + n, 0, b - a - n); /* past the stored bytes: zeros */
         /* Keep the chunk only if the kernel did not take all of it: it caches what it read
          * (a sequential reader takes whole chunks, a 4 KiB random reader 1/16 of one). */
         if (a > 0 || b < len)
