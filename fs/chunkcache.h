@@ -25,11 +25,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Default capacity of a filesystem's chunk cache (bytes of chunk data held). fs_read keeps
- * only chunks the kernel took part of, so the cache fills under random reads of big files
- * and stays empty under sequential reads and small files; 128 MiB holds the chunks of a
- * 128 MiB file (fsbench's random-read file) and keeps the daemon well under 256 MiB. */
-#define FS_CC_DEFAULT_BYTES (128u << 20)
+/* Default capacity of a filesystem's chunk cache (bytes of chunk data held; -o
+ * chunk_cache_size). fs_read keeps only chunks the kernel took part of, so the cache fills
+ * under random reads of big files and stays empty under sequential reads and small files.
+ * The daemon's memory at default options: 32 MiB of memtables + 32 MiB of block cache + this
+ * + the FUSE threads' buffers and table metadata, well under 256 MiB. */
+#define FS_CC_DEFAULT_BYTES (64u << 20)
 
 struct fs_cc;
 

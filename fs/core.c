@@ -702,7 +702,12 @@ int fs_open(kv_db *db, const struct fs_config *cfg, uint32_t root_uid, uint32_t 
         struct fs_inode root;
         fs->chunk_size = fs->sb.chunk_size;
         fs->next_ino = fs->sb.ino_limit;
-        fs->cc = fs_cc_new(FS_CC_DEFAULT_BYTES, fs->chunk_size, FS_NSTRIPES);
+        size_t cc_bytes = cfg->chunk_cache_bytes;
+        if (cc_bytes == 0)
+            cc_bytes = FS_CC_DEFAULT_BYTES;
+        else if (cc_bytes == FS_CONFIG_NO_CHUNK_CACHE)
+            cc_bytes = 0; /* a cache that holds nothing */
+        fs->cc = fs_cc_new(cc_bytes, fs->chunk_size, FS_NSTRIPES);
         if (!fs->cc)
             fs_log(FS_LOG_WARN, "no memory for the chunk cache: reads go to the store");
         rc = fs_inode_load(fs, NULL, FS_ROOT_INO, &root, NULL, NULL);

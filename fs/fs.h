@@ -30,7 +30,11 @@ struct fs_config {
     int read_only;          /* reject every change with -EROFS; skip orphan processing */
     int write_flags;        /* flags for every kv_write (KV_WRITE_SYNC for sync=always) */
     const char *store_path; /* for statfs (statvfs of the store's directory); may be NULL */
+    /* Bytes of decoded chunks kept for reads (fs/chunkcache.h); 0: FS_CC_DEFAULT_BYTES,
+     * FS_CONFIG_NO_CHUNK_CACHE: none. */
+    size_t chunk_cache_bytes;
 };
+#define FS_CONFIG_NO_CHUNK_CACHE SIZE_MAX
 
 /* Who asks: the request's credentials (for new inodes and the POSIX set-id rules). groups
  * may be NULL (ngroups 0): then only gid counts as membership. */

@@ -28,6 +28,7 @@ struct mount_opts {
     double entry_timeout;
     double negative_timeout;
     char *cache_size;
+    char *chunk_cache_size;
     char *memtable_size;
     char *reserve;
     char *log_level;

@@ -53,7 +53,7 @@ check "  and the error names the mount point" grep -q "no-such-dir" "$MT_DIR/out
 
 # Bad option values are refused with a line naming the option, and nothing is mounted.
 for opt in writeback=2 cache_size=99999999999999G cache_size=-1 memtable_size=1k sync=bogus \
-    entry_timeout=-1 attr_timeout=nan log_level=loud reserve=12X; do
+    entry_timeout=-1 attr_timeout=nan log_level=loud reserve=12X chunk_cache_size=1Q; do
     kv mount -f -o "$opt" "$MT_DIR/optstore" "$MNT"
     rc=$?
     check "-o $opt refused" refused $rc

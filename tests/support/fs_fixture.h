@@ -25,6 +25,9 @@ extern struct fs *tfs_fs;
 /* Callers: root (uid 0) and an unprivileged user (uid/gid 1000), no supplementary groups. */
 extern const struct fs_ctx tfs_root;
 extern const struct fs_ctx tfs_user;
+/* struct fs_config's chunk_cache_bytes for the next tfs_open (0, the default: the default
+ * cache). A test that changes it sets it back to 0 before it ends. */
+extern size_t tfs_chunk_cache_bytes;
 
 /* Checked fixture (tcase_add_checked_fixture(tc, tfs_setup, tfs_teardown)): tfs_setup makes a
  * fresh temp dir and opens a new store and filesystem in it; tfs_teardown closes whatever is

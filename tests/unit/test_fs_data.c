@@ -403,6 +403,30 @@ START_TEST(test_fs_partial_reads_are_served_from_the_chunk_cache)
 }
 END_TEST
 
+/* -o chunk_cache_size: the capacity bounds what is kept (one chunk here), and 0 keeps nothing;
+ * reads are the same bytes either way. */
+START_TEST(test_fs_chunk_cache_size_is_configurable)
+{
+    uint64_t f = tfs_mkfile(1, "f");
+    uint8_t *w = malloc(4 * CS);
+    fill(w, 4 * CS, 7);
+    ck_assert_int_eq(fs_write(tfs_fs, f, 0, w, 4 * CS), (ssize_t)(4 * CS));
+    tfs_chunk_cache_bytes = CS;
+    tfs_reopen();
+    read_pages_eq(f, 0, 4 * CS, w);
+    ck_assert_uint_le(cc_stats().entries, 1);
+    ck_assert_uint_le(cc_stats().bytes, CS);
+    tfs_chunk_cache_bytes = FS_CONFIG_NO_CHUNK_CACHE;
+    tfs_reopen();
+    read_pages_eq(f, 0, 4 * CS, w);
+    read_pages_eq(f, 0, 4 * CS, w);
+    ck_assert_uint_eq(cc_stats().entries, 0);
+    ck_assert_uint_eq(cc_stats().hits, 0);
+    tfs_chunk_cache_bytes = 0;
+    free(w);
+}
+END_TEST
+
 START_TEST(test_fs_cached_chunk_never_outlives_a_write)
 {
     uint64_t f = tfs_mkfile(1, "f");
@@ -639,6 +663,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_fs_whole_chunk_overwrites_keep_content_and_stored_bytes);
     tcase_add_test(tc, test_fs_concurrent_writers_lose_no_update);
     tcase_add_test(tc, test_fs_partial_reads_are_served_from_the_chunk_cache);
+    tcase_add_test(tc, test_fs_chunk_cache_size_is_configurable);
     tcase_add_test(tc, test_fs_cached_chunk_never_outlives_a_write);
     tcase_add_test(tc, test_fs_cached_chunk_never_outlives_truncate_or_punch);
     tcase_add_test(tc, test_fs_cached_chunk_never_outlives_rename_over);
