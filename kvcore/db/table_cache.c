@@ -6,6 +6,12 @@
  * the Bloom-filter counters of live readers can be summed; closed readers add theirs to
  * closed_bloom_useful.
  *
+ * Readers map their tables (sst_reader_open_mapped): tables in a version are complete, synced
+ * and never written again. A mapping lives exactly as long as its reader, so max_open_files
+ * bounds the mappings as it bounds the descriptors (address space only: the pages are the
+ * page cache's), eviction unmaps, and a table deleted while an iterator still pins its entry
+ * stays mapped (unlink keeps the inode) until that iterator is freed.
+ *
  * Lock order: the cache's internal locks, then tc->mu (the deleter takes mu while the cache
  * may hold a shard lock; nothing here calls into the cache with mu held).
  */
@@ -143,7 +149,7 @@ static int find_table(table_cache *tc, uint64_t number, uint64_t file_size, cach
         .fill_cache = 1,
     };
     sst_reader *r = NULL;
-    rc = sst_reader_open(f, actual_size, base, &ro, &r); /* takes f, even on failure */
+    rc = sst_reader_open_mapped(f, actual_size, base, &ro, &r); /* takes f, even on failure */
     if (rc)
         return rc;
 

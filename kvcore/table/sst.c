@@ -6,6 +6,9 @@
  *     followed by its trailer.
  *  2. data_end <= the filter's offset (if any) <= the index's offset < file_size - footer.
  *  3. filter is either empty (no filter block) or a well-formed Bloom filter.
+ *  4. map is NULL or holds exactly the file's first file_size bytes (the env checked the open
+ *     file's size before mapping: no mapped page lies past its end), and every read of it goes
+ *     through file_read, which clips to file_size as pread clips to the end of the file.
  * So every data block read is within the file; its contents are still checked (checksum,
  * restart array, every entry) because they were not read at open.
  *
@@ -364,6 +367,7 @@ struct index_entry {
 struct sst_reader {
     env_file *f;
     uint64_t file_size;
+    const char *map; /* the file's first file_size bytes, mapped (NULL: read with pread) */
     char *name;
     sst_read_options o;
     kv_logger log;
@@ -383,6 +387,19 @@ static int corrupt(const sst_reader *r, const char *what, uint64_t off, const ch
     kv_log(&r->log, KV_LOG_ERROR, "sst %s: %s at offset %llu: %s", r->name, what,
            (unsigned long long)off, check);
     return KV_ECORRUPT;
+}
+
+/* Reads up to n bytes at off into dst like env_pread (*got < n only at the end of the file):
+ * from the mapping if there is one (which holds exactly file_size bytes), else with pread. */
+static int file_read(const sst_reader *r, void *dst, size_t n, uint64_t off, size_t *got)
+{
+    if (r->map == NULL)
+        return env_pread(r->f, dst, n, off, got);
+    size_t avail = off < r->file_size ? (size_t)(r->file_size - off) : 0;
+    *got = n < avail ? n : avail;
+    if (*got)
+        memcpy(dst, r->map + off, *got);
+    return 0;
 }
 
 /* Checks the block whose size bytes + trailer were read into cb->data and returns its
@@ -451,7 +468,7 @@ static int read_block_from(sst_reader *r, const char *what, uint64_t off, uint64
     if (cb == NULL)
         return KV_ENOMEM;
     size_t got = 0;
-    int rc = env_pread(r->f, cb->data, n, off, &got);
+    int rc = file_read(r, cb->data, n, off, &got);
     if (rc != 0) {
         cached_block_free(cb);
         kv_log(&r->log, KV_LOG_ERROR, "sst %s: %s at offset %llu: read failed: %s", r->name, what,
@@ -548,7 +565,7 @@ static int open_tables(sst_reader *r)
     uint64_t foff = r->file_size - SST_FOOTER_SIZE;
     char footer[SST_FOOTER_SIZE];
     size_t got = 0;
-    int rc = env_pread(r->f, footer, sizeof(footer), foff, &got);
+    int rc = file_read(r, footer, sizeof(footer), foff, &got);
     if (rc != 0) {
         kv_log(&r->log, KV_LOG_ERROR, "sst %s: footer at offset %llu: read failed: %s", r->name,
                (unsigned long long)foff, kv_strerror(rc));
@@ -606,8 +623,8 @@ static int open_tables(sst_reader *r)
     return 0;
 }
 
-int sst_reader_open(env_file *f, uint64_t file_size, const char *name,
-                    const sst_read_options *ropts, sst_reader **out)
+static int reader_open(env_file *f, uint64_t file_size, const char *name,
+                       const sst_read_options *ropts, int map, sst_reader **out)
 {
     *out = NULL;
     sst_reader *r = calloc(1, sizeof(*r));
@@ -628,6 +645,9 @@ int sst_reader_open(env_file *f, uint64_t file_size, const char *name,
     }
     if (r->o.block_cache)
         r->cache_id = cache_new_id(r->o.block_cache);
+    const void *base = NULL;
+    if (map && env_map_readable(f, file_size, &base) == 0)
+        r->map = base; /* else: read with pread, as the option promises */
     int rc = open_tables(r);
     if (rc != 0) {
         sst_reader_close(r);
@@ -635,6 +655,18 @@ int sst_reader_open(env_file *f, uint64_t file_size, const char *name,
     }
     *out = r;
     return 0;
+}
+
+int sst_reader_open(env_file *f, uint64_t file_size, const char *name,
+                    const sst_read_options *ropts, sst_reader **out)
+{
+    return reader_open(f, file_size, name, ropts, 0, out);
+}
+
+int sst_reader_open_mapped(env_file *f, uint64_t file_size, const char *name,
+                           const sst_read_options *ropts, sst_reader **out)
+{
+    return reader_open(f, file_size, name, ropts, 1, out);
 }
 
 void sst_reader_close(sst_reader *r)
@@ -794,7 +826,8 @@ static int fetch_block_ahead(sst_reader *r, uint32_t i, int fill_cache, uint32_t
     }
     struct cached_block *cb = NULL;
     int rc = 1;
-    uint32_t n = c && fill_cache && ahead ? readahead_extent(r, i, ahead) : 0;
+    /* Read-ahead saves system calls; a mapped table makes none. */
+    uint32_t n = c && fill_cache && ahead && r->map == NULL ? readahead_extent(r, i, ahead) : 0;
     if (n > 0)
         rc = read_ahead(r, i, n, &cb);
     if (rc == 1)

@@ -65,6 +65,21 @@ typedef struct sst_read_options {
  * The options struct is copied; the cache and logger it points to must outlive the reader. */
 int sst_reader_open(env_file *f, uint64_t file_size, const char *name,
                     const sst_read_options *ropts, sst_reader **out);
+/* sst_reader_open, but the table is mapped into memory (env map_readable) and blocks are
+ * copied out of the mapping instead of read with pread, which saves a system call per block
+ * read. Only for a table that is complete, synced and never written again, whose size is
+ * file_size; the mapping lives exactly as long as the reader (it is undone when the reader
+ * closes f). If the env cannot map (map_readable NULL, 32-bit, the file is shorter than
+ * file_size, mmap fails) the reader uses pread as sst_reader_open does, silently: a short file
+ * is then KV_ECORRUPT as before. Every byte read through the mapping is checked exactly as
+ * pread's are (block handles against file_size before any pointer arithmetic, checksums if
+ * verify_checksums), and blocks are still copied into the block cache (or a private buffer),
+ * so cache accounting, hit rates and the bytes a caller holds do not depend on the mapping.
+ * A table truncated by another process while mapped makes a read of the lost pages raise
+ * SIGBUS: kvcore never truncates or rewrites a table (it unlinks it, which keeps the mapping
+ * valid) and holds the store's LOCK, so only a foreign writer can do that. */
+int sst_reader_open_mapped(env_file *f, uint64_t file_size, const char *name,
+                           const sst_read_options *ropts, sst_reader **out);
 void sst_reader_close(sst_reader *r);
 
 /* Point lookup for internal key ikey: if the filter says the user key is absent, returns 0

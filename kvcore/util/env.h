@@ -61,6 +61,18 @@ struct kv_env {
     /* Added: bytes an unprivileged writer may still allocate on the file system holding path,
      * and its total size (statvfs). May be NULL (unknown). */
     int (*free_space)(const struct kv_env *env, const char *path, uint64_t *avail, uint64_t *total);
+    /* Added: maps the first `size` bytes of f (opened with open_readable) read-only into memory
+     * and sets *base to them; the mapping lives until close(f), which unmaps it, so the bytes
+     * stay valid exactly as long as f is open. At most one mapping per file (a second call
+     * fails). Fails (KV_EIO, KV_EINVAL, KV_ENOMEM; *base NULL, nothing mapped) if the file is
+     * now shorter than size (checked on the open descriptor, so a mapping never covers bytes
+     * past the end of the file as it was at the call), if size is 0 or does not fit the address
+     * space, or if the system refuses; callers then read with pread. Only for files that are
+     * complete and never written again (a table): a file truncated by someone else while mapped
+     * makes a read of the lost pages raise SIGBUS. May be NULL in an env that cannot map (the
+     * fault env, in-memory test files): callers read with pread. Threads: any; the mapped bytes
+     * may be read by any number of threads at once. */
+    int (*map_readable)(env_file *f, uint64_t size, const void **base);
     void *ctx; /* private to the implementation */
 };
 
@@ -93,6 +105,12 @@ static inline int env_append(env_file *f, const void *b, size_t n)
 static inline int env_sync(env_file *f)
 {
     return f->env->sync(f);
+}
+/* f's env map_readable, or KV_EINVAL if the env cannot map (*base NULL). */
+static inline int env_map_readable(env_file *f, uint64_t size, const void **base)
+{
+    *base = NULL;
+    return f->env->map_readable ? f->env->map_readable(f, size, base) : KV_EINVAL;
 }
 static inline int env_close(env_file *f)
 {

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <time.h>
@@ -24,6 +25,8 @@
 typedef struct posix_file {
     env_file base;
     int fd;
+    void *map; /* posix_map_readable's mapping (NULL: none), unmapped by close */
+    size_t map_size;
 } posix_file;
 
 struct env_lock {
@@ -62,6 +65,8 @@ static int open_file(const kv_env *env, const char *path, int flags, env_file **
     }
     f->base.env = env;
     f->fd = fd;
+    f->map = NULL;
+    f->map_size = 0;
     *out = &f->base;
     return 0;
 }
@@ -138,10 +143,35 @@ static int posix_close(env_file *ef)
     posix_file *f = (posix_file *)ef;
     /* On Linux the descriptor is released even if close fails (EINTR included): never retry,
      * a retry could close a descriptor another thread just opened. */
+    if (f->map)
+        munmap(f->map, f->map_size);
     int r = close(f->fd);
     int rc = (r < 0 && errno != EINTR) ? map_errno(errno) : 0;
     free(f);
     return rc;
+}
+
+static int posix_map_readable(env_file *ef, uint64_t size, const void **base)
+{
+    posix_file *f = (posix_file *)ef;
+    *base = NULL;
+    /* size_t is narrower than the file on 32-bit systems: those read such a table with pread. */
+    if (f->map || size == 0 || size > (uint64_t)SIZE_MAX || size > (uint64_t)INT64_MAX)
+        return KV_EINVAL;
+    /* The size is checked on this descriptor, not by path: pages past the end of the file
+     * would raise SIGBUS when read, so a file shorter than the caller thinks is not mapped. */
+    struct stat st;
+    if (fstat(f->fd, &st) < 0)
+        return map_errno(errno);
+    if (!S_ISREG(st.st_mode) || st.st_size < 0 || (uint64_t)st.st_size < size)
+        return KV_EIO;
+    void *p = mmap(NULL, (size_t)size, PROT_READ, MAP_SHARED, f->fd, 0);
+    if (p == MAP_FAILED)
+        return map_errno(errno);
+    f->map = p;
+    f->map_size = (size_t)size;
+    *base = p;
+    return 0;
 }
 
 static int posix_file_size(const kv_env *env, const char *path, uint64_t *size)
@@ -355,6 +385,7 @@ static const kv_env posix_env = {
     .sleep_micros = posix_sleep_micros,
     .preallocate = posix_preallocate,
     .free_space = posix_free_space,
+    .map_readable = posix_map_readable,
     .ctx = NULL,
 };
 
