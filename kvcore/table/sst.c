@@ -764,13 +764,19 @@ static int read_ahead(sst_reader *r, uint32_t i, uint32_t n, struct cached_block
     if (!block_handle_ok(r, last->off, last->size))
         return 1;
     size_t total = (size_t)(last->off + last->size + SST_TRAILER_SIZE - start);
-    char *tmp = malloc(total);
-    if (tmp == NULL)
-        return 1;
-    size_t got = 0;
-    if (env_pread(r->f, tmp, total, start, &got) != 0 || got != total) {
-        free(tmp);
-        return 1;
+    /* A mapped table needs no staging buffer: each block is copied out of the mapping (the
+     * range is inside file_size: block_handle_ok above, and the handles tile the data). */
+    char *tmp = NULL;
+    const char *src = r->map ? r->map + start : NULL;
+    if (src == NULL) {
+        size_t got = 0;
+        if ((tmp = malloc(total)) == NULL)
+            return 1;
+        if (env_pread(r->f, tmp, total, start, &got) != 0 || got != total) {
+            free(tmp);
+            return 1;
+        }
+        src = tmp;
     }
     int rc = 0;
     for (uint32_t j = i; j <= i + n; j++) {
@@ -779,7 +785,7 @@ static int read_ahead(sst_reader *r, uint32_t i, uint32_t n, struct cached_block
         struct cached_block *cb = cached_block_alloc(c, len), *blk = NULL;
         int brc = KV_ENOMEM;
         if (cb != NULL) {
-            memcpy(cb->data, tmp + (e->off - start), len);
+            memcpy(cb->data, src + (e->off - start), len);
             brc =
                 finish_block(r, "data block", e->off, e->size, r->o.verify_checksums, c, cb, &blk);
             brc = init_kv_block(r, "data block", e->off, brc, &blk);
@@ -826,8 +832,7 @@ static int fetch_block_ahead(sst_reader *r, uint32_t i, int fill_cache, uint32_t
     }
     struct cached_block *cb = NULL;
     int rc = 1;
-    /* Read-ahead saves system calls; a mapped table makes none. */
-    uint32_t n = c && fill_cache && ahead && r->map == NULL ? readahead_extent(r, i, ahead) : 0;
+    uint32_t n = c && fill_cache && ahead ? readahead_extent(r, i, ahead) : 0;
     if (n > 0)
         rc = read_ahead(r, i, n, &cb);
     if (rc == 1)
