@@ -1651,6 +1651,7 @@ static int db_open_components(kv_db *db)
                              &db->log, db->opts.paranoid_checks);
     if (!db->tc)
         return KV_ENOMEM;
+    table_cache_set_mmap(db->tc, db->opts.mmap_reads);
     db->group = kv_batch_new();
     if (!db->group)
         return KV_ENOMEM;

@@ -6,11 +6,12 @@
  * the Bloom-filter counters of live readers can be summed; closed readers add theirs to
  * closed_bloom_useful.
  *
- * Readers map their tables (sst_reader_open_mapped): tables in a version are complete, synced
- * and never written again. A mapping lives exactly as long as its reader, so max_open_files
- * bounds the mappings as it bounds the descriptors (address space only: the pages are the
- * page cache's), eviction unmaps, and a table deleted while an iterator still pins its entry
- * stays mapped (unlink keeps the inode) until that iterator is freed.
+ * With mmap on (table_cache_set_mmap, kv_options.mmap_reads) readers map their tables
+ * (sst_reader_open_mapped): tables in a version are complete, synced and never written again. A
+ * mapping lives exactly as long as its reader, so max_open_files bounds the mappings as it bounds
+ * the descriptors (address space only: the pages are the page cache's), eviction unmaps, and a
+ * table deleted while an iterator still pins its entry stays mapped (unlink keeps the inode) until
+ * that iterator is freed.
  *
  * Lock order: the cache's internal locks, then tc->mu (the deleter takes mu while the cache
  * may hold a shard lock; nothing here calls into the cache with mu held).
@@ -40,6 +41,7 @@ struct table_cache {
     cache *block_cache;
     const kv_logger *log;
     int verify_checksums;
+    int mmap; /* table_cache_set_mmap */
     pthread_mutex_t mu;
     table_entry *open;            /* protected by mu */
     uint64_t closed_bloom_useful; /* protected by mu */
@@ -65,6 +67,11 @@ table_cache *table_cache_new(const char *dir, const kv_env *env, int max_open_fi
     tc->verify_checksums = verify_checksums;
     pthread_mutex_init(&tc->mu, NULL);
     return tc;
+}
+
+void table_cache_set_mmap(table_cache *tc, int on)
+{
+    tc->mmap = on != 0;
 }
 
 void table_cache_free(table_cache *tc)
@@ -149,7 +156,9 @@ static int find_table(table_cache *tc, uint64_t number, uint64_t file_size, cach
         .fill_cache = 1,
     };
     sst_reader *r = NULL;
-    rc = sst_reader_open_mapped(f, actual_size, base, &ro, &r); /* takes f, even on failure */
+    /* Both take f, even on failure. */
+    rc = tc->mmap ? sst_reader_open_mapped(f, actual_size, base, &ro, &r)
+                  : sst_reader_open(f, actual_size, base, &ro, &r);
     if (rc)
         return rc;
 

@@ -18,6 +18,9 @@ typedef struct table_cache table_cache;
 table_cache *table_cache_new(const char *dir, const kv_env *env, int max_open_files,
                              cache *block_cache, const kv_logger *log, int verify_checksums);
 void table_cache_free(table_cache *tc);
+/* Tables opened from now on are read through memory mappings (sst_reader_open_mapped) if on,
+ * with pread (sst_reader_open) if off, the default. Call before the first lookup. */
+void table_cache_set_mmap(table_cache *tc, int on);
 
 /* Looks up ikey in table `number` (see sst_reader_get). Errors opening the table (missing file:
  * KV_ECORRUPT with a log line naming it) are returned. */

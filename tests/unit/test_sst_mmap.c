@@ -331,6 +331,48 @@ START_TEST(test_env_posix_map_readable_refuses_sizes_past_the_end_and_a_second_m
 }
 END_TEST
 
+/* kv_options.mmap_reads: a store read through mappings returns what pread returns, through
+ * gets and scans of flushed and compacted tables, and the option is off by default. */
+START_TEST(test_sst_mmap_store_with_mmap_reads_reads_the_same)
+{
+    kv_options o;
+    kv_options_init(&o);
+    ck_assert_int_eq(o.mmap_reads, 0);
+    o.memtable_bytes = 256 * 1024;
+    o.log_level = KV_LOG_ERROR;
+    char *dir = tu_ck_tempdir("sst_mmap_db");
+    tu_model m;
+    tu_model_init(&m);
+    for (int pass = 0; pass < 2; pass++) {
+        o.mmap_reads = pass;
+        kv_db *db = tu_ck_open(dir, &o);
+        if (pass == 0) {
+            for (unsigned i = 0; i < 20000; i++) {
+                char k[32], v[64];
+                int kl = snprintf(k, sizeof k, "key%08u", i * 7919u % 20000u);
+                int vl = snprintf(v, sizeof v, "value-%u-%u", i, i * 31u);
+                ck_assert_int_eq(kv_put(db, k, (size_t)kl, v, (size_t)vl, 0), 0);
+                tu_model_put(&m, k, (size_t)kl, v, (size_t)vl);
+            }
+            ck_assert_int_eq(kv_flush(db), 0);
+            ck_assert_int_eq(kv_compact_range(db, NULL, 0, NULL, 0), 0);
+        }
+        for (size_t i = 0; i < m.n; i++) {
+            void *v;
+            size_t vl;
+            ck_assert_int_eq(kv_get(db, NULL, m.e[i].key, m.e[i].klen, &v, &vl), 0);
+            ck_assert_uint_eq(vl, m.e[i].vlen);
+            ck_assert(memcmp(v, m.e[i].val, vl) == 0);
+            kv_free(v);
+        }
+        tu_ck_scan_forward(db, NULL, &m);
+        ck_assert_int_eq(kv_close(db), 0);
+    }
+    tu_model_free(&m);
+    tu_ck_rmtempdir(&dir);
+}
+END_TEST
+
 static Suite *sst_mmap_suite(void)
 {
     Suite *s = suite_create("sst_mmap");
@@ -343,6 +385,7 @@ static Suite *sst_mmap_suite(void)
     tcase_add_test(tc, test_sst_mapped_block_corrupted_after_open_is_ecorrupt);
     tcase_add_test(tc, test_sst_mapped_open_falls_back_to_pread_without_map_readable);
     tcase_add_test(tc, test_env_posix_map_readable_refuses_sizes_past_the_end_and_a_second_map);
+    tcase_add_test(tc, test_sst_mmap_store_with_mmap_reads_reads_the_same);
     suite_add_tcase(s, tc);
     return s;
 }
