@@ -403,14 +403,24 @@ START_TEST(test_fs_partial_reads_are_served_from_the_chunk_cache)
 }
 END_TEST
 
+/* Creates file "f" in the root holding nchunks whole chunks of fill(seed) bytes; *w receives
+ * them (caller frees). Returns its inode. */
+static uint64_t file_of_chunks(size_t nchunks, int seed, uint8_t **w)
+{
+    uint64_t f = tfs_mkfile(1, "f");
+    *w = malloc(nchunks * CS);
+    ck_assert_ptr_nonnull(*w);
+    fill(*w, nchunks * CS, seed);
+    ck_assert_int_eq(fs_write(tfs_fs, f, 0, *w, nchunks * CS), (ssize_t)(nchunks * CS));
+    return f;
+}
+
 /* -o chunk_cache_size: the capacity bounds what is kept (one chunk here), and 0 keeps nothing;
  * reads are the same bytes either way. */
 START_TEST(test_fs_chunk_cache_size_is_configurable)
 {
-    uint64_t f = tfs_mkfile(1, "f");
-    uint8_t *w = malloc(4 * CS);
-    fill(w, 4 * CS, 7);
-    ck_assert_int_eq(fs_write(tfs_fs, f, 0, w, 4 * CS), (ssize_t)(4 * CS));
+    uint8_t *w;
+    uint64_t f = file_of_chunks(4, 7, &w);
     tfs_chunk_cache_bytes = CS;
     tfs_reopen();
     read_pages_eq(f, 0, 4 * CS, w);
@@ -429,10 +439,8 @@ END_TEST
 
 START_TEST(test_fs_cached_chunk_never_outlives_a_write)
 {
-    uint64_t f = tfs_mkfile(1, "f");
-    uint8_t *w = malloc(3 * CS);
-    fill(w, 3 * CS, 7);
-    ck_assert_int_eq(fs_write(tfs_fs, f, 0, w, 3 * CS), (ssize_t)(3 * CS));
+    uint8_t *w;
+    uint64_t f = file_of_chunks(3, 7, &w);
     read_pages_eq(f, 0, 3 * CS, w);
     ck_assert_uint_eq(cc_stats().entries, 3);
     /* a partial-chunk write (read-modify-write), a whole-chunk write, an extending write */
@@ -452,11 +460,9 @@ END_TEST
 
 START_TEST(test_fs_cached_chunk_never_outlives_truncate_or_punch)
 {
-    uint64_t f = tfs_mkfile(1, "f");
-    uint8_t *w = malloc(3 * CS);
+    uint8_t *w;
+    uint64_t f = file_of_chunks(3, 11, &w);
     struct stat st, out;
-    fill(w, 3 * CS, 11);
-    ck_assert_int_eq(fs_write(tfs_fs, f, 0, w, 3 * CS), (ssize_t)(3 * CS));
     read_pages_eq(f, 0, 3 * CS, w);
     /* Truncate into chunk 1, extend again: the cut bytes read as zeros. */
     memset(&st, 0, sizeof st);

@@ -33,6 +33,20 @@ static void pressure_opts(kv_options *o, fault_env *fe)
     o->log_fn = tu_quiet_log;
 }
 
+/* A new store (pressure_opts) in a temp dir tagged `tag`, through a fault env seeded with seed
+ * whose disk has `room` bytes free once the store is open. */
+static kv_db *open_small(const char *tag, uint64_t seed, uint64_t room, fault_env **fe, char **dir,
+                         kv_options *o)
+{
+    *fe = fault_env_new(seed);
+    ck_assert_ptr_nonnull(*fe);
+    *dir = tu_ck_tempdir(tag);
+    pressure_opts(o, *fe);
+    kv_db *db = tu_ck_open(*dir, o);
+    fault_env_set_space_limit(*fe, room);
+    return db;
+}
+
 static void key_of(char *k, int i)
 {
     snprintf(k, 16, "key%06d", i);
@@ -88,12 +102,10 @@ static void finish(kv_db *db, char **dir, const kv_options *o, tu_model *m, faul
  * turning vlog_throttle off: round 7, key 15, three runs out of three). */
 START_TEST(test_vlog_pressure_writers_wait_for_gc_instead_of_failing)
 {
-    fault_env *fe = fault_env_new(1);
-    char *dir = tu_ck_tempdir("vlog_pressure");
+    fault_env *fe;
+    char *dir;
     kv_options o;
-    pressure_opts(&o, fe);
-    kv_db *db = tu_ck_open(dir, &o);
-    fault_env_set_space_limit(fe, 8u << 20);
+    kv_db *db = open_small("vlog_pressure", 1, 8u << 20, &fe, &dir, &o);
     tu_model m;
     tu_model_init(&m);
     const int keys = 16, rounds = 64;
@@ -134,13 +146,11 @@ static double now_seconds(void)
  * engine collects their segments and takes new values again. */
 START_TEST(test_vlog_pressure_full_of_live_data_fails_promptly_and_recovers)
 {
-    fault_env *fe = fault_env_new(2);
-    char *dir = tu_ck_tempdir("vlog_pressure_full");
+    fault_env *fe;
+    char *dir;
     kv_options o;
-    pressure_opts(&o, fe);
-    kv_db *db = tu_ck_open(dir, &o);
     const uint64_t room = 6u << 20;
-    fault_env_set_space_limit(fe, room);
+    kv_db *db = open_small("vlog_pressure_full", 2, room, &fe, &dir, &o);
     tu_model m;
     tu_model_init(&m);
     int n = 0, rc = 0;
