@@ -28,6 +28,16 @@ static void vlog_opts(kv_options *o, size_t threshold, uint64_t segment_bytes)
     o->log_fn = tu_quiet_log;
 }
 
+/* Options for the tests that drive GC themselves: values of 100 bytes and more in the value
+ * log, segments of segment_bytes (0: the default), no compression, and a gc_percent no segment
+ * reaches, so the background thread never picks one. */
+static void driven_gc_opts(kv_options *o, uint64_t segment_bytes)
+{
+    vlog_opts(o, 100, segment_bytes);
+    o->compression = 0;
+    o->value_log_gc_percent = 101;
+}
+
 /* Deterministic value of key i at version ver, n bytes; half compressible, half random. */
 static void make_value(char *v, size_t n, int i, int ver)
 {
@@ -271,9 +281,7 @@ START_TEST(test_vlog_gc_keeps_every_live_value_and_reclaims_space)
 {
     char *dir = tu_ck_tempdir("vlog_gc");
     kv_options o;
-    vlog_opts(&o, 100, 64 * 1024);
-    o.compression = 0;
-    o.value_log_gc_percent = 101; /* the background thread never picks: the test drives GC */
+    driven_gc_opts(&o, 64 * 1024);
     kv_db *db = tu_ck_open(dir, &o);
     tu_model m;
     tu_model_init(&m);
@@ -297,9 +305,7 @@ START_TEST(test_vlog_gc_respects_snapshots_and_iterators)
 {
     char *dir = tu_ck_tempdir("vlog_gc_snap");
     kv_options o;
-    vlog_opts(&o, 100, 32 * 1024);
-    o.compression = 0;
-    o.value_log_gc_percent = 101;
+    driven_gc_opts(&o, 32 * 1024);
     kv_db *db = tu_ck_open(dir, &o);
     tu_model old, cur;
     tu_model_init(&old);
@@ -616,6 +622,16 @@ static void put_filled(kv_db *db, int i, int ver, size_t n)
     ck_assert_int_eq(kv_put(db, k, strlen(k), v, n, 0), 0);
 }
 
+/* Creates the store in dir with keys 0..n-1 holding put_filled values of sz bytes, and closes
+ * it. */
+static void make_filled_store(const char *dir, const kv_options *o, int n, size_t sz)
+{
+    kv_db *db = tu_ck_open(dir, o);
+    for (int i = 0; i < n; i++)
+        put_filled(db, i, 0, sz);
+    ck_assert_int_eq(kv_close(db), 0);
+}
+
 static void expect_filled(kv_db *db, int i, int ver, size_t n)
 {
     char k[16], v[5000];
@@ -640,10 +656,7 @@ START_TEST(test_vlog_check_takes_a_lost_first_page_for_a_torn_tail)
     vlog_opts(&o, 100, 0);
     o.compression = 0;
     enum { N = 6, SZ = 3000, PAGE = 4096 };
-    kv_db *db = tu_ck_open(dir, &o);
-    for (int i = 0; i < N; i++)
-        put_filled(db, i, 0, SZ);
-    ck_assert_int_eq(kv_close(db), 0);
+    make_filled_store(dir, &o, N, SZ);
     char seg[4096];
     first_segment(dir, seg, sizeof(seg));
     long rec = VLOG_RECORD_HEADER_SIZE + 9 + SZ;   /* "key000000" */
@@ -678,15 +691,10 @@ START_TEST(test_vlog_gc_moves_readable_records_of_damaged_segment_and_keeps_it)
 {
     char *dir = tu_ck_tempdir("vlog_gc_damaged");
     kv_options o;
-    vlog_opts(&o, 100, 0);
-    o.compression = 0;
-    o.value_log_gc_percent = 101;
+    driven_gc_opts(&o, 0);
     enum { N = 10, BAD = 4, SZ = 5000 };
+    make_filled_store(dir, &o, N, SZ);
     kv_db *db = tu_ck_open(dir, &o);
-    for (int i = 0; i < N; i++)
-        put_filled(db, i, 0, SZ);
-    ck_assert_int_eq(kv_close(db), 0);
-    db = tu_ck_open(dir, &o);
     put_filled(db, N, 0, SZ); /* a second segment: the first is no longer the newest */
     ck_assert_int_eq(kv_close(db), 0);
 
@@ -742,14 +750,9 @@ START_TEST(test_vlog_gc_collects_segment_with_torn_tail_after_crash)
 {
     char *dir = tu_ck_tempdir("vlog_gc_torn");
     kv_options o;
-    vlog_opts(&o, 100, 0);
-    o.compression = 0;
-    o.value_log_gc_percent = 101;
+    driven_gc_opts(&o, 0);
     enum { N = 10, SZ = 5000 };
-    kv_db *db = tu_ck_open(dir, &o);
-    for (int i = 0; i < N; i++)
-        put_filled(db, i, 0, SZ);
-    ck_assert_int_eq(kv_close(db), 0);
+    make_filled_store(dir, &o, N, SZ);
     char seg[4096];
     oldest_segment(dir, seg, sizeof(seg));
     /* The first 200 bytes of a 5030-byte record: what a crash leaves of an unsynced append. */
@@ -764,7 +767,7 @@ START_TEST(test_vlog_gc_collects_segment_with_torn_tail_after_crash)
     ck_assert_uint_eq(fwrite(partial, 1, sizeof(partial), f), sizeof(partial));
     fclose(f);
 
-    db = tu_ck_open(dir, &o);
+    kv_db *db = tu_ck_open(dir, &o);
     for (int i = 0; i < N; i++)
         put_filled(db, i, 1, SZ);
     gc_until_quiet(db);
