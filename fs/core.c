@@ -710,6 +710,9 @@ int fs_open(kv_db *db, const struct fs_config *cfg, uint32_t root_uid, uint32_t 
         fs->cc = fs_cc_new(cc_bytes, fs->chunk_size, FS_NSTRIPES);
         if (!fs->cc)
             fs_log(FS_LOG_WARN, "no memory for the chunk cache: reads go to the store");
+        if (cfg->dir_cache_bytes != FS_CONFIG_NO_DIR_CACHE)
+            fs->dc = fs_dc_new(cfg->dir_cache_bytes ? cfg->dir_cache_bytes : FS_DC_DEFAULT_BYTES,
+                               FS_NSTRIPES); /* NULL (no memory): listings read the store */
         rc = fs_inode_load(fs, NULL, FS_ROOT_INO, &root, NULL, NULL);
         if (rc == 0 && !S_ISDIR(root.mode)) {
             fs_log(FS_LOG_ERROR, "inode 1: the root is not a directory");
@@ -750,6 +753,7 @@ static void fs_free(struct fs *fs, int reclaim)
     }
     free(fs->itab);
     fs_cc_free(fs->cc);
+    fs_dc_free(fs->dc);
     for (int i = 0; i < FS_NSTRIPES; i++)
         pthread_mutex_destroy(&fs->stripes[i]);
     pthread_mutex_destroy(&fs->rename_mu);

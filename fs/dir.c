@@ -23,6 +23,21 @@ static int del_dirent(kv_batch *b, uint64_t parent, const char *name, size_t nle
     return fs_kv_errno(kv_batch_delete(b, key, klen));
 }
 
+/* Commits b, which changes the dirents of directory a and of c (0 or a: only a), between the
+ * directory cache's change marks (dircache.h invariant 1). The caller holds both stripes. */
+static int commit_dirents(struct fs *fs, kv_batch *b, uint64_t a, uint64_t c, int freeing)
+{
+    int rc;
+    fs_dc_change_begin(fs->dc, fs_stripe_of(a));
+    if (c)
+        fs_dc_change_begin(fs->dc, fs_stripe_of(c));
+    rc = freeing ? fs_commit_freeing(fs, b) : fs_commit(fs, b);
+    fs_dc_change_end(fs->dc, fs_stripe_of(a));
+    if (c)
+        fs_dc_change_end(fs->dc, fs_stripe_of(c));
+    return rc;
+}
+
 static int put_orphan(kv_batch *b, uint64_t ino)
 {
     uint8_t key[FS_KEY_MAX];
@@ -131,7 +146,7 @@ int fs_make_node(struct fs *fs, const struct fs_ctx *ctx, uint64_t parent, const
     if (rc == 0)
         rc = fs_batch_put_inode(b, &dir, NULL, 0);
     if (rc == 0)
-        rc = fs_commit(fs, b);
+        rc = commit_dirents(fs, b, parent, 0, 0);
     if (rc == 0)
         rc = fs_itab_add(fs, ino, 1, open ? 1 : 0);
     if (rc == 0) {
@@ -228,7 +243,7 @@ int fs_link(struct fs *fs, uint64_t ino, uint64_t newparent, const char *newname
     if (rc == 0)
         rc = fs_batch_put_inode(b, &dir, NULL, 0);
     if (rc == 0)
-        rc = fs_commit(fs, b);
+        rc = commit_dirents(fs, b, newparent, 0, 0);
     if (rc == 0)
         rc = fs_itab_add(fs, ino, 1, 0);
     if (rc == 0) {
@@ -351,7 +366,7 @@ static int remove_entry(struct fs *fs, uint64_t parent, const char *name, int wa
     if (rc == 0 && in.nlink == 0)
         rc = put_orphan(b, child);
     if (rc == 0)
-        rc = fs_commit_freeing(fs, b);
+        rc = commit_dirents(fs, b, parent, 0, 1);
     if (rc == 0 && in.nlink == 0)
         fs_maybe_reclaim(fs, child); /* failure leaves the orphan key: not the caller's error */
 out:
@@ -530,7 +545,7 @@ int fs_rename(struct fs *fs, uint64_t parent, const char *name, uint64_t newpare
     if (rc == 0 && d_ino)
         rc = fs_batch_put_inode(b, &dst.in, dst.tail, dst.tlen);
     if (rc == 0) /* replacing a file frees space; a plain rename adds none */
-        rc = d_ino && !exchange ? fs_commit_freeing(fs, b) : fs_commit(fs, b);
+        rc = commit_dirents(fs, b, parent, newparent, d_ino && !exchange);
     if (rc == 0 && d_ino && !exchange && dst.in.nlink == 0)
         fs_maybe_reclaim(fs, d_ino);
 out:

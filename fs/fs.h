@@ -33,8 +33,12 @@ struct fs_config {
     /* Bytes of decoded chunks kept for reads (fs/chunkcache.h); 0: FS_CC_DEFAULT_BYTES,
      * FS_CONFIG_NO_CHUNK_CACHE: none. */
     size_t chunk_cache_bytes;
+    /* Bytes of directory listings kept for readdir (fs/dircache.h); 0: FS_DC_DEFAULT_BYTES,
+     * FS_CONFIG_NO_DIR_CACHE: none. */
+    size_t dir_cache_bytes;
 };
 #define FS_CONFIG_NO_CHUNK_CACHE SIZE_MAX
+#define FS_CONFIG_NO_DIR_CACHE SIZE_MAX
 
 /* Who asks: the request's credentials (for new inodes and the POSIX set-id rules). groups
  * may be NULL (ngroups 0): then only gid counts as membership. */
@@ -173,7 +177,8 @@ struct fs_dirent {
     uint64_t next_off;
 };
 
-/* Opens a directory stream over a snapshot taken now. Caller frees with fs_closedir(). */
+/* Opens a directory stream over the directory as it is now (a snapshot, or a cached listing:
+ * fs/readdir.c). Caller frees with fs_closedir(). */
 int fs_opendir(struct fs *fs, uint64_t ino, struct fs_dir **out);
 /* Returns 1 and the entry at position off ("." is 0, ".." 1, then names in byte order), 0 at
  * the end, or a negative errno. Does not advance: the next call with de->next_off does. Memory

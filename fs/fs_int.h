@@ -19,6 +19,7 @@
 #define KVFS_FS_INT_H
 
 #include "chunkcache.h"
+#include "dircache.h"
 #include "fs.h"
 #include "fslog.h"
 #include "schema.h"
@@ -56,6 +57,7 @@ struct fs {
     pthread_mutex_t dirs_mu; /* a leaf lock: nothing is taken while holding it */
     struct fs_dir *dirs;     /* protected by dirs_mu: open directory streams (readdir.c) */
     struct fs_cc *cc;        /* recently read chunks (chunkcache.h); NULL: none */
+    struct fs_dc *dc;        /* directory listings (dircache.h); NULL: none */
 };
 
 /* ---- Directory streams (readdir.c) ------------------------------------------------------- */

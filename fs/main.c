@@ -64,6 +64,8 @@ static void usage(FILE *f)
             "  -o cache_size=BYTES     block cache (K, M, G suffixes; default 32M)\n"
             "  -o chunk_cache_size=BYTES  decoded file chunks kept for reads (default 64M;\n"
             "                          0: none)\n"
+            "  -o dir_cache_size=BYTES  directory listings kept for readdir (default 8M; 0:\n"
+            "                          none)\n"
             "  -o memtable_size=BYTES  memtables, active and frozen together (default 32M)\n"
             "  -o reserve=BYTES        space kept back so that a full disk recovers: rm works\n"
             "                          and the store compacts (default memtable_size + 32M, at\n"

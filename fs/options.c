@@ -30,6 +30,7 @@ static const struct fuse_opt mount_optspec[] = {
     MOPT("negative_timeout=%lf", negative_timeout),
     MOPT("cache_size=%s", cache_size),
     MOPT("chunk_cache_size=%s", chunk_cache_size),
+    MOPT("dir_cache_size=%s", dir_cache_size),
     MOPT("memtable_size=%s", memtable_size),
     MOPT("reserve=%s", reserve),
     MOPT("log_level=%s", log_level),
@@ -220,10 +221,13 @@ int mount_opts_apply(const struct mount_opts *o, kv_options *ko, struct fs_confi
     if (apply_size("cache_size", o->cache_size, 0, &ko->block_cache_bytes) != 0 ||
         apply_size("memtable_size", o->memtable_size, 65536, &ko->memtable_bytes) != 0 ||
         apply_size("reserve", o->reserve, 0, &reserve) != 0 ||
-        apply_size("chunk_cache_size", o->chunk_cache_size, 0, &cfg->chunk_cache_bytes) != 0)
+        apply_size("chunk_cache_size", o->chunk_cache_size, 0, &cfg->chunk_cache_bytes) != 0 ||
+        apply_size("dir_cache_size", o->dir_cache_size, 0, &cfg->dir_cache_bytes) != 0)
         return -1;
     if (o->chunk_cache_size && cfg->chunk_cache_bytes == 0)
         cfg->chunk_cache_bytes = FS_CONFIG_NO_CHUNK_CACHE;
+    if (o->dir_cache_size && cfg->dir_cache_bytes == 0)
+        cfg->dir_cache_bytes = FS_CONFIG_NO_DIR_CACHE;
     ko->reserve_bytes = reserve;
     ll->writeback = o->writeback != 0;
     if (!o->sync || strcmp(o->sync, "request") == 0) {
@@ -248,6 +252,7 @@ void mount_opts_free(struct mount_opts *o)
     free(o->sync);
     free(o->cache_size);
     free(o->chunk_cache_size);
+    free(o->dir_cache_size);
     free(o->memtable_size);
     free(o->reserve);
     free(o->log_level);

@@ -29,6 +29,7 @@ struct mount_opts {
     double negative_timeout;
     char *cache_size;
     char *chunk_cache_size;
+    char *dir_cache_size;
     char *memtable_size;
     char *reserve;
     char *log_level;

@@ -13,6 +13,7 @@ struct fs *tfs_fs;
 const struct fs_ctx tfs_root = {0, 0, NULL, 0};
 const struct fs_ctx tfs_user = {1000, 1000, NULL, 0};
 size_t tfs_chunk_cache_bytes;
+size_t tfs_dir_cache_bytes;
 
 /* Opens the store in tfs_dir into tfs_db, logging only errors. */
 static void open_store(void)
@@ -30,6 +31,7 @@ void tfs_open(void)
     memset(&cfg, 0, sizeof cfg);
     cfg.store_path = tfs_dir;
     cfg.chunk_cache_bytes = tfs_chunk_cache_bytes;
+    cfg.dir_cache_bytes = tfs_dir_cache_bytes;
     ck_assert_int_eq(fs_open(tfs_db, &cfg, 0, 0, &tfs_fs), 0);
 }
 

@@ -28,6 +28,9 @@ extern const struct fs_ctx tfs_user;
 /* struct fs_config's chunk_cache_bytes for the next tfs_open (0, the default: the default
  * cache). A test that changes it sets it back to 0 before it ends. */
 extern size_t tfs_chunk_cache_bytes;
+/* struct fs_config's dir_cache_bytes for the next tfs_open (0, the default: the default
+ * cache). A test that changes it sets it back to 0 before it ends. */
+extern size_t tfs_dir_cache_bytes;
 
 /* Checked fixture (tcase_add_checked_fixture(tc, tfs_setup, tfs_teardown)): tfs_setup makes a
  * fresh temp dir and opens a new store and filesystem in it; tfs_teardown closes whatever is
