@@ -13,6 +13,9 @@
  * table deleted while an iterator still pins its entry stays mapped (unlink keeps the inode) until
  * that iterator is freed.
  *
+ * A pin (table_cache_pin) is a handle held until table_cache_unpin; at most max_open_files / 2
+ * are out at once (tc->pinned counts them), so pinned tables cannot crowd the others out.
+ *
  * Lock order: the cache's internal locks, then tc->mu (the deleter takes mu while the cache
  * may hold a shard lock; nothing here calls into the cache with mu held).
  */
@@ -41,7 +44,9 @@ struct table_cache {
     cache *block_cache;
     const kv_logger *log;
     int verify_checksums;
-    int mmap; /* table_cache_set_mmap */
+    int mmap;      /* table_cache_set_mmap */
+    int pin_limit; /* table_cache_pin: at most this many pins at once */
+    int pinned;    /* pins not yet released; atomic */
     pthread_mutex_t mu;
     table_entry *open;            /* protected by mu */
     uint64_t closed_bloom_useful; /* protected by mu */
@@ -65,6 +70,7 @@ table_cache *table_cache_new(const char *dir, const kv_env *env, int max_open_fi
     tc->block_cache = block_cache;
     tc->log = log;
     tc->verify_checksums = verify_checksums;
+    tc->pin_limit = max_open_files / 2;
     pthread_mutex_init(&tc->mu, NULL);
     return tc;
 }
@@ -192,6 +198,48 @@ int table_cache_get(table_cache *tc, uint64_t number, uint64_t file_size, slice 
     rc = sst_reader_get(te->reader, ikey, ctx, found);
     cache_release(tc->c, h);
     return rc;
+}
+
+struct table_pin {
+    table_cache *tc;
+    cache_handle *h;
+    sst_reader *reader;
+};
+
+int table_cache_pin(table_cache *tc, uint64_t number, uint64_t file_size, table_pin **out)
+{
+    *out = NULL;
+    if (__atomic_add_fetch(&tc->pinned, 1, __ATOMIC_RELAXED) > tc->pin_limit) {
+        __atomic_sub_fetch(&tc->pinned, 1, __ATOMIC_RELAXED);
+        return 0;
+    }
+    table_pin *p = malloc(sizeof *p);
+    cache_handle *h = NULL;
+    int rc = p ? find_table(tc, number, file_size, &h) : KV_ENOMEM;
+    if (rc) {
+        free(p);
+        __atomic_sub_fetch(&tc->pinned, 1, __ATOMIC_RELAXED);
+        return rc;
+    }
+    p->tc = tc;
+    p->h = h;
+    p->reader = ((table_entry *)cache_value(h))->reader;
+    *out = p;
+    return 0;
+}
+
+sst_reader *table_pin_reader(const table_pin *p)
+{
+    return p->reader;
+}
+
+void table_cache_unpin(table_pin *p)
+{
+    if (p == NULL)
+        return;
+    cache_release(p->tc->c, p->h);
+    __atomic_sub_fetch(&p->tc->pinned, 1, __ATOMIC_RELAXED);
+    free(p);
 }
 
 static void release_handle(void *arg1, void *arg2)

@@ -29,6 +29,21 @@ int table_cache_get(table_cache *tc, uint64_t number, uint64_t file_size, slice 
 /* Iterator over table `number`; keeps the table open until freed. On error returns an
  * iterator whose status() is the error (NULL only if out of memory). */
 iter *table_cache_iter_new(table_cache *tc, uint64_t number, uint64_t file_size, int fill_cache);
+/* A table held open for a caller that probes it many times (version.c pins the tables of the
+ * versions kv_get reads): probing through the pin's reader skips the cache's lock round and
+ * hash lookup of table_cache_get. */
+typedef struct table_pin table_pin;
+/* Pins table `number` open (opening it as table_cache_get would) and returns the pin in *out,
+ * or *out = NULL when max_open_files / 2 tables are pinned already: pins never take more than
+ * half of the bound, so the rest of the tables still rotate through the LRU. Returns 0 or the
+ * error of opening the table (*out = NULL). The pin is the caller's: release it with
+ * table_cache_unpin, before table_cache_free. Thread-safe. */
+int table_cache_pin(table_cache *tc, uint64_t number, uint64_t file_size, table_pin **out);
+/* The pinned table's reader (thread-safe, valid until the pin is released). */
+sst_reader *table_pin_reader(const table_pin *p);
+/* Releases a pin (NULL: nothing); the table closes when nothing else holds it and it has been
+ * evicted or the cache needs the room. */
+void table_cache_unpin(table_pin *p);
 /* Forgets table `number` (its file is being deleted). */
 void table_cache_evict(table_cache *tc, uint64_t number);
 uint64_t table_cache_open_count(table_cache *tc);

@@ -93,8 +93,15 @@ static file_meta *file_meta_new(uint64_t number, uint64_t size, slice smallest, 
     return m;
 }
 
+/* file_meta.pin of a table the table cache would not pin: lookups go through
+ * table_cache_get. */
+static const char pin_refused_tag;
+#define VERSION_PIN_REFUSED ((table_pin *)&pin_refused_tag)
+
 static void file_meta_destroy(file_meta *m)
 {
+    if (m->pin != VERSION_PIN_REFUSED)
+        table_cache_unpin(m->pin);
     buf_free(&m->smallest);
     buf_free(&m->largest);
     free(m);
@@ -632,12 +639,36 @@ static void get_found(void *ctx, slice ik, slice value)
     }
 }
 
+/* f's pin (file_meta.pin), made on the first call: NULL if the table cache refused one or
+ * pinning failed (*rc: the error of opening the table). */
+static table_pin *file_pin(table_cache *tc, file_meta *f, int *rc)
+{
+    *rc = 0;
+    table_pin *p = __atomic_load_n(&f->pin, __ATOMIC_ACQUIRE);
+    if (p != NULL)
+        return p == VERSION_PIN_REFUSED ? NULL : p;
+    table_pin *mine = NULL, *expected = NULL;
+    if ((*rc = table_cache_pin(tc, f->number, f->size, &mine)) != 0)
+        return NULL; /* not recorded: a later lookup tries again */
+    table_pin *want = mine ? mine : VERSION_PIN_REFUSED;
+    if (__atomic_compare_exchange_n(&f->pin, &expected, want, 0, __ATOMIC_ACQ_REL,
+                                    __ATOMIC_ACQUIRE))
+        return mine;
+    table_cache_unpin(mine); /* another lookup pinned it first */
+    return expected == VERSION_PIN_REFUSED ? NULL : expected;
+}
+
 /* Probes table f; returns < 0 on error, else 1 if the key was resolved (st->result set). */
 static int probe_table(version *v, file_meta *f, slice lookup, get_state *st)
 {
     const version_set_ctx *c = &v->vset->ctx;
     st->number = f->number;
-    int rc = table_cache_get(c->tc, f->number, f->size, lookup, st, get_found);
+    int rc;
+    table_pin *p = file_pin(c->tc, f, &rc);
+    if (p != NULL)
+        rc = sst_reader_get(table_pin_reader(p), lookup, st, get_found);
+    else if (rc == 0)
+        rc = table_cache_get(c->tc, f->number, f->size, lookup, st, get_found);
     if (rc)
         return rc;
     if (st->err)
@@ -735,6 +766,17 @@ typedef struct concat_iter {
     int status; /* first error seen; sticky */
 } concat_iter;
 
+/* An iterator over f's table, through its pin when it has one (the version holding f outlives
+ * the iterator: version_add_iterators), else as table_cache_iter_new. NULL if out of memory. */
+static iter *table_iter_new(table_cache *tc, file_meta *f, int fill_cache)
+{
+    int rc;
+    table_pin *p = file_pin(tc, f, &rc);
+    if (p != NULL)
+        return sst_reader_iter_new(table_pin_reader(p), fill_cache);
+    return rc ? iter_new_empty(rc) : table_cache_iter_new(tc, f->number, f->size, fill_cache);
+}
+
 static void concat_set_file(concat_iter *ci, int index)
 {
     if (ci->data && ci->index == index)
@@ -746,8 +788,7 @@ static void concat_set_file(concat_iter *ci, int index)
         ci->index = ci->n;
         return;
     }
-    const file_meta *f = ci->files[index];
-    ci->data = table_cache_iter_new(ci->tc, f->number, f->size, ci->fill_cache);
+    ci->data = table_iter_new(ci->tc, ci->files[index], ci->fill_cache);
     if (ci->data == NULL)
         ci->status = KV_ENOMEM;
 }
@@ -912,8 +953,7 @@ int version_add_iterators(version *v, int fill_cache, iter ***its, int *n)
     *its = a;
     int start = *n, k = *n;
     for (int i = 0; i < v->nfiles[0]; i++) {
-        const file_meta *f = v->files[0][i];
-        if ((a[k] = table_cache_iter_new(tc, f->number, f->size, fill_cache)) == NULL)
+        if ((a[k] = table_iter_new(tc, v->files[0][i], fill_cache)) == NULL)
             goto nomem;
         k++;
     }

@@ -44,6 +44,11 @@ typedef struct file_meta {
      * compaction (version.seek_file), so that a key's versions spread over overlapping tables
      * are merged once reads show they cost. In memory only; atomic, mu not needed. */
     int allowed_seeks;
+    /* Added: the table held open for lookups (table_cache_pin), made by the first kv_get that
+     * probes this table and released when the metadata is freed; a marker of version.c once the
+     * table cache refused a pin (its budget was spent), NULL before the first probe. Set once
+     * by compare-and-swap, read with acquire loads; mu not needed. */
+    table_pin *pin;
 } file_meta;
 
 /* ---- Version edits ------------------------------------------------------------------------ */

@@ -46,6 +46,17 @@ static void fx_close_vs(fixture *fx)
     fx->tc = NULL;
 }
 
+/* Opens the version set again over a table cache of max_open_files tables. */
+static void fx_reopen_with_tc(fixture *fx, int max_open_files)
+{
+    fx_close_vs(fx);
+    fx->tc = table_cache_new(fx->dir, env_posix(), max_open_files, NULL, &fx->log, 1);
+    ck_assert_ptr_nonnull(fx->tc);
+    ck_assert_int_eq(
+        version_set_new(fx->dir, &fx->opts, env_posix(), fx->tc, &fx->log, &fx->mu, &fx->vs), 0);
+    ck_assert_int_eq(version_set_recover(fx->vs), 0);
+}
+
 static void fx_init(fixture *fx, const char *tag)
 {
     memset(fx, 0, sizeof *fx);
@@ -107,6 +118,17 @@ static int apply(fixture *fx, version_edit *e)
     int rc = version_set_log_and_apply(fx->vs, e);
     pthread_mutex_unlock(&fx->mu);
     return rc;
+}
+
+/* Sets the last sequence to last_seq (the edit's tables hold entries up to it), applies e
+ * and frees it. */
+static void apply_at(fixture *fx, version_edit *e, uint64_t last_seq)
+{
+    pthread_mutex_lock(&fx->mu);
+    version_set_set_last_sequence(fx->vs, last_seq);
+    pthread_mutex_unlock(&fx->mu);
+    ck_assert_int_eq(apply(fx, e), 0);
+    version_edit_free(e);
 }
 
 static uint64_t new_number(fixture *fx)
@@ -311,11 +333,7 @@ START_TEST(test_version_set_apply_then_recover_gives_the_same_version)
     edit_add(&fx, &e, 0, a, "a", "m", 100);
     edit_add(&fx, &e, 1, b, "a", "f", 200);
     edit_add(&fx, &e, 1, c, "g", "z", 300);
-    pthread_mutex_lock(&fx.mu);
-    version_set_set_last_sequence(fx.vs, 500);
-    pthread_mutex_unlock(&fx.mu);
-    ck_assert_int_eq(apply(&fx, &e), 0);
-    version_edit_free(&e);
+    apply_at(&fx, &e, 500);
     uint64_t first_manifest = version_set_manifest_number(fx.vs);
     ck_assert_uint_gt(first_manifest, 1); /* a new manifest on first apply */
 
@@ -372,11 +390,7 @@ START_TEST(test_version_set_l0_is_newest_first_across_recovery)
         version_edit_init(&e);
         nums[i] = new_number(&fx);
         edit_add(&fx, &e, 0, nums[i], "a", "z", 10 + (uint64_t)i);
-        pthread_mutex_lock(&fx.mu);
-        version_set_set_last_sequence(fx.vs, 100 * (uint64_t)(i + 1));
-        pthread_mutex_unlock(&fx.mu);
-        ck_assert_int_eq(apply(&fx, &e), 0);
-        version_edit_free(&e);
+        apply_at(&fx, &e, 100 * (uint64_t)(i + 1));
     }
     version *v = version_set_current(fx.vs);
     ck_assert_int_eq(v->nfiles[0], 3);
@@ -686,6 +700,14 @@ static void build_table(fixture *fx, version_edit *e, int level, const char *con
     memtable_unref(m);
 }
 
+/* sst_reader_get callback: counts the entries found (ctx: int). */
+static void count_found(void *ctx, slice ikey, slice value)
+{
+    (void)ikey;
+    (void)value;
+    ++*(int *)ctx;
+}
+
 static int get(fixture *fx, const char *key, uint64_t seq, char *out, size_t n)
 {
     buf v;
@@ -695,6 +717,14 @@ static int get(fixture *fx, const char *key, uint64_t seq, char *out, size_t n)
         snprintf(out, n, "%.*s", (int)v.len, v.data);
     buf_free(&v);
     return rc;
+}
+
+/* Asserts that key reads as want as of seq. */
+static void expect_value(fixture *fx, const char *key, uint64_t seq, const char *want)
+{
+    char out[64];
+    ck_assert_int_eq(get(fx, key, seq, out, sizeof out), MEMTABLE_FOUND);
+    ck_assert_str_eq(out, want);
 }
 
 START_TEST(test_version_get_reads_l0_newest_first_then_deeper_levels)
@@ -718,11 +748,7 @@ START_TEST(test_version_get_reads_l0_newest_first_then_deeper_levels)
         const char *v[] = {"a2", "c2"};
         build_table(&fx, &e, 1, k, s, t, v, 2);
     }
-    pthread_mutex_lock(&fx.mu);
-    version_set_set_last_sequence(fx.vs, 11);
-    pthread_mutex_unlock(&fx.mu);
-    ck_assert_int_eq(apply(&fx, &e), 0);
-    version_edit_free(&e);
+    apply_at(&fx, &e, 11);
     version_edit_init(&e);
     {
         const char *k[] = {"a", "b"};
@@ -731,11 +757,7 @@ START_TEST(test_version_get_reads_l0_newest_first_then_deeper_levels)
         const char *v[] = {"a3", NULL};
         build_table(&fx, &e, 0, k, s, t, v, 2);
     }
-    pthread_mutex_lock(&fx.mu);
-    version_set_set_last_sequence(fx.vs, 21);
-    pthread_mutex_unlock(&fx.mu);
-    ck_assert_int_eq(apply(&fx, &e), 0);
-    version_edit_free(&e);
+    apply_at(&fx, &e, 21);
     version_edit_init(&e);
     {
         const char *k[] = {"a"};
@@ -744,29 +766,18 @@ START_TEST(test_version_get_reads_l0_newest_first_then_deeper_levels)
         const char *v[] = {"a4"};
         build_table(&fx, &e, 0, k, s, t, v, 1);
     }
-    pthread_mutex_lock(&fx.mu);
-    version_set_set_last_sequence(fx.vs, 30);
-    pthread_mutex_unlock(&fx.mu);
-    ck_assert_int_eq(apply(&fx, &e), 0);
-    version_edit_free(&e);
+    apply_at(&fx, &e, 30);
 
     char out[64];
-    ck_assert_int_eq(get(&fx, "a", 100, out, sizeof out), MEMTABLE_FOUND);
-    ck_assert_str_eq(out, "a4");
-    ck_assert_int_eq(get(&fx, "a", 25, out, sizeof out), MEMTABLE_FOUND);
-    ck_assert_str_eq(out, "a3");
-    ck_assert_int_eq(get(&fx, "a", 10, out, sizeof out), MEMTABLE_FOUND);
-    ck_assert_str_eq(out, "a2");
-    ck_assert_int_eq(get(&fx, "a", 9, out, sizeof out), MEMTABLE_FOUND);
-    ck_assert_str_eq(out, "a1");
+    expect_value(&fx, "a", 100, "a4");
+    expect_value(&fx, "a", 25, "a3");
+    expect_value(&fx, "a", 10, "a2");
+    expect_value(&fx, "a", 9, "a1");
     ck_assert_int_eq(get(&fx, "a", 0, out, sizeof out), MEMTABLE_ABSENT);
     ck_assert_int_eq(get(&fx, "b", 100, out, sizeof out), MEMTABLE_DELETED);
-    ck_assert_int_eq(get(&fx, "b", 20, out, sizeof out), MEMTABLE_FOUND);
-    ck_assert_str_eq(out, "b1");
-    ck_assert_int_eq(get(&fx, "c", 100, out, sizeof out), MEMTABLE_FOUND);
-    ck_assert_str_eq(out, "c2");
-    ck_assert_int_eq(get(&fx, "x", 100, out, sizeof out), MEMTABLE_FOUND);
-    ck_assert_str_eq(out, "x1");
+    expect_value(&fx, "b", 20, "b1");
+    expect_value(&fx, "c", 100, "c2");
+    expect_value(&fx, "x", 100, "x1");
     ck_assert_int_eq(get(&fx, "y", 100, out, sizeof out), MEMTABLE_ABSENT);
     ck_assert_int_eq(get(&fx, "", 100, out, sizeof out), MEMTABLE_ABSENT);
 
@@ -812,11 +823,7 @@ START_TEST(test_version_level_iterator_seeks_across_tables_and_reports_a_lost_on
         int t[] = {1, 1};
         build_table(&fx, &e, 1, groups[g], s, t, groups[g], 2);
     }
-    pthread_mutex_lock(&fx.mu);
-    version_set_set_last_sequence(fx.vs, 6);
-    pthread_mutex_unlock(&fx.mu);
-    ck_assert_int_eq(apply(&fx, &e), 0);
-    version_edit_free(&e);
+    apply_at(&fx, &e, 6);
     version *v = version_set_current(fx.vs);
     iter *it = version_concat_iter_new(fx.tc, v->files[1], v->nfiles[1], 1);
     struct {
@@ -843,7 +850,13 @@ START_TEST(test_version_level_iterator_seeks_across_tables_and_reports_a_lost_on
     ck_assert(slice_equal(ikey_user_key(iter_key(it)), slice_from_str("d")));
     iter_free(it);
 
-    /* The middle table disappears: a walk stops there with KV_ECORRUPT, never skipping it. */
+    /* The middle table disappears: a walk stops there with KV_ECORRUPT, never skipping it. The
+     * walks above pinned the tables open (file_meta.pin), so the version set is opened again
+     * first: a table lost before anything opened it. */
+    fx_close_vs(&fx);
+    fx_open_vs(&fx);
+    ck_assert_int_eq(version_set_recover(fx.vs), 0);
+    v = version_set_current(fx.vs);
     char path[512];
     filename_table(path, sizeof path, fx.dir, v->files[1][1]->number);
     table_cache_evict(fx.tc, v->files[1][1]->number);
@@ -888,26 +901,36 @@ START_TEST(test_table_cache_missing_table_is_corrupt_and_logged)
 }
 END_TEST
 
+/* Builds n one-key L0 tables "k0".."k<n-1>" (value "v<i>") into e. */
+static void build_one_key_tables(fixture *fx, version_edit *e, int n)
+{
+    for (int i = 0; i < n; i++) {
+        char key[8], val[8];
+        snprintf(key, sizeof key, "k%d", i);
+        snprintf(val, sizeof val, "v%d", i);
+        const char *k[] = {key}, *v[] = {val};
+        uint64_t s[] = {(uint64_t)i + 1};
+        int t[] = {IKEY_TYPE_VALUE};
+        build_table(fx, e, 0, k, s, t, v, 1);
+    }
+}
+
+/* fx_init over a table cache of max_open_files tables, with n one-key L0 tables built into e
+ * (not applied). */
+static void fx_init_with_tables(fixture *fx, const char *tag, int max_open_files, version_edit *e,
+                                int n)
+{
+    fx_init(fx, tag);
+    fx_reopen_with_tc(fx, max_open_files);
+    version_edit_init(e);
+    build_one_key_tables(fx, e, n);
+}
+
 START_TEST(test_table_cache_bounds_open_tables)
 {
     fixture fx;
-    fx_init(&fx, "tc-bound");
-    fx_close_vs(&fx);
-    fx.tc = table_cache_new(fx.dir, env_posix(), 3, NULL, &fx.log, 1);
-    ck_assert_int_eq(version_set_new(fx.dir, &fx.opts, env_posix(), fx.tc, &fx.log, &fx.mu, &fx.vs),
-                     0);
-    ck_assert_int_eq(version_set_recover(fx.vs), 0);
     version_edit e;
-    version_edit_init(&e);
-    for (int i = 0; i < 6; i++) {
-        char key[8];
-        snprintf(key, sizeof key, "k%d", i);
-        const char *k[] = {key};
-        uint64_t s[] = {(uint64_t)i + 1};
-        int t[] = {1};
-        const char *v[] = {"v"};
-        build_table(&fx, &e, 0, k, s, t, v, 1);
-    }
+    fx_init_with_tables(&fx, "tc-bound", 3, &e, 6);
     ck_assert_uint_le(table_cache_open_count(fx.tc), 3);
     /* Every table still reads back through the cache. */
     for (size_t i = 0; i < e.n_added; i++) {
@@ -918,6 +941,75 @@ START_TEST(test_table_cache_bounds_open_tables)
         ck_assert_uint_le(table_cache_open_count(fx.tc), 3);
     }
     version_edit_free(&e);
+    fx_done(&fx);
+}
+END_TEST
+
+START_TEST(test_table_cache_pins_at_most_half_of_max_open_files)
+{
+    fixture fx;
+    version_edit e;
+    fx_init_with_tables(&fx, "tc-pin", 4, &e, 3);
+    table_pin *p[3] = {NULL, NULL, NULL};
+    for (int i = 0; i < 3; i++)
+        ck_assert_int_eq(
+            table_cache_pin(fx.tc, e.added[i].meta->number, e.added[i].meta->size, &p[i]), 0);
+    ck_assert_ptr_nonnull(p[0]);
+    ck_assert_ptr_nonnull(p[1]);
+    ck_assert_ptr_null(p[2]); /* 4 / 2 pins out already */
+    table_cache_unpin(p[0]);
+    ck_assert_int_eq(table_cache_pin(fx.tc, e.added[2].meta->number, e.added[2].meta->size, &p[2]),
+                     0);
+    ck_assert_ptr_nonnull(p[2]);
+    /* A pinned reader reads its table, also after the cache forgot the table. */
+    table_cache_evict(fx.tc, e.added[2].meta->number);
+    buf k = ikey_of("k2", 100, IKEY_TYPE_FOR_SEEK);
+    int calls = 0;
+    ck_assert_int_eq(sst_reader_get(table_pin_reader(p[2]), buf_slice(&k), &calls, count_found), 0);
+    ck_assert_int_eq(calls, 1);
+    buf_free(&k);
+    /* A missing table cannot be pinned: the error of opening it, no pin. */
+    table_cache_unpin(p[1]);
+    table_pin *lost = p[0];
+    ck_assert_int_eq(table_cache_pin(fx.tc, 999, 0, &lost), KV_ECORRUPT);
+    ck_assert_ptr_null(lost);
+    table_cache_unpin(p[2]);
+    table_cache_unpin(NULL);
+    ck_assert_uint_le(table_cache_open_count(fx.tc), 2);
+    version_edit_free(&e);
+    fx_done(&fx);
+}
+END_TEST
+
+START_TEST(test_version_get_pins_tables_until_their_metadata_is_freed)
+{
+    fixture fx;
+    version_edit e;
+    fx_init_with_tables(&fx, "vs-pin", 4, &e, 3); /* 2 pins at most */
+    uint64_t numbers[3] = {e.added[0].meta->number, e.added[1].meta->number,
+                           e.added[2].meta->number};
+    uint64_t spare_size = e.added[2].meta->size;
+    apply_at(&fx, &e, 2);
+    expect_value(&fx, "k0", 10, "v0");
+    expect_value(&fx, "k1", 10, "v1");
+    /* The two lookups pinned their tables and spent the budget: the third table, probed, reads
+     * through the cache, and nothing else can pin. */
+    expect_value(&fx, "k2", 10, "v2");
+    table_pin *p = NULL;
+    ck_assert_int_eq(table_cache_pin(fx.tc, numbers[2], spare_size, &p), 0);
+    ck_assert_ptr_null(p);
+    /* Two tables leave the version: their metadata, and with them the pins, are freed. */
+    version_edit_init(&e);
+    for (int i = 0; i < 2; i++)
+        ck_assert_int_eq(version_edit_delete_file(&e, 0, numbers[i]), 0);
+    ck_assert_int_eq(apply(&fx, &e), 0);
+    version_edit_free(&e);
+    ck_assert_int_eq(table_cache_pin(fx.tc, numbers[2], spare_size, &p), 0);
+    ck_assert_ptr_nonnull(p);
+    table_cache_unpin(p);
+    char out[16];
+    ck_assert_int_eq(get(&fx, "k0", 10, out, sizeof out), MEMTABLE_ABSENT);
+    expect_value(&fx, "k2", 10, "v2");
     fx_done(&fx);
 }
 END_TEST
@@ -972,6 +1064,8 @@ static Suite *version_suite(void)
     tcase_add_test(tc, test_version_level_iterator_seeks_across_tables_and_reports_a_lost_one);
     tcase_add_test(tc, test_table_cache_missing_table_is_corrupt_and_logged);
     tcase_add_test(tc, test_table_cache_bounds_open_tables);
+    tcase_add_test(tc, test_table_cache_pins_at_most_half_of_max_open_files);
+    tcase_add_test(tc, test_version_get_pins_tables_until_their_metadata_is_freed);
     tcase_add_test(tc, test_filename_round_trips_and_rejects_foreign_names);
     suite_add_tcase(s, tc);
     return s;
