@@ -455,16 +455,18 @@ static int make_room_for_write(kv_db *db, int force)
     }
 }
 
-/* Joins the batches queued behind the leader w into db->group. Returns the last writer
- * joined; *sync says whether the group must be synced. mu held. */
-static struct db_writer *build_group(kv_db *db, struct db_writer *w, int *sync, int *rc)
+/* Joins the batches queued behind the leader w into db->group, and points *group at the batch
+ * to write: db->group, or in value-log mode w's own batch when nobody joins (vlog_commit_batch
+ * rewrites it into a batch of its own, so the leader's megabyte of staged records is not
+ * copied once more under mu). Returns the last writer joined; *sync says whether the group
+ * must be synced. mu held. */
+static struct db_writer *build_group(kv_db *db, struct db_writer *w, int *sync,
+                                     const kv_batch **group, int *rc)
 {
-    kv_batch_clear(db->group);
-    *rc = batch_append(db->group, w->batch);
+    *rc = 0;
     *sync = w->sync;
+    *group = w->batch;
     struct db_writer *last = w;
-    if (*rc != 0)
-        return last;
     size_t size = kv_batch_byte_size(w->batch);
     size_t max = size <= DB_GROUP_SMALL_BYTES ? size + DB_GROUP_SMALL_BYTES : DB_GROUP_MAX_BYTES;
     if (max < DB_GROUP_MAX_BYTES && size > DB_GROUP_MAX_BYTES)
@@ -477,17 +479,26 @@ static struct db_writer *build_group(kv_db *db, struct db_writer *w, int *sync, 
         size_t xs = kv_batch_byte_size(x->batch);
         if (size + xs > max)
             break;
-        if (batch_append(db->group, x->batch) != 0)
-            break; /* out of memory: x will lead its own group */
         size += xs;
         last = x;
+    }
+    if (last == w && db->vlog)
+        return last;
+    kv_batch_clear(db->group);
+    *group = db->group;
+    *rc = batch_append(db->group, w->batch);
+    if (*rc != 0)
+        return w;
+    for (struct db_writer *x = w; x != last; x = x->next) {
+        if (batch_append(db->group, x->next->batch) != 0)
+            return x; /* out of memory: the rest lead their own groups */
     }
     return last;
 }
 
 /* Appends the joined group to the WAL, syncs, and inserts it into the memtable. Leader; mu
  * held on entry and exit, released during the I/O. */
-static int write_group(kv_db *db, int sync)
+static int write_group(kv_db *db, const kv_batch *joined, int sync)
 {
     kv_batch *group = db->group;
     uint64_t vlog_user_bytes = 0;
@@ -495,14 +506,21 @@ static int write_group(kv_db *db, int sync)
         /* Large values go to the value log, which is synced (if asked) before the WAL. */
         const kv_batch *enc;
         pthread_mutex_unlock(&db->mu);
-        int vrc = vlog_commit_batch(db->vlog, db->group, sync, &enc, &vlog_user_bytes);
+        int vrc = vlog_commit_batch(db->vlog, joined, sync, &enc, &vlog_user_bytes);
         pthread_mutex_lock(&db->mu);
         if (vrc != 0) {
             if (vrc == KV_EIO || vrc == KV_ECORRUPT)
                 set_bg_error(db, vrc, "value log write");
             return vrc;
         }
-        group = (kv_batch *)enc; /* the group itself or the value log's rewrite of it */
+        if (enc == joined && joined != db->group) {
+            /* No records: the writer's own batch came back, which is not ours to number. */
+            kv_batch_clear(db->group);
+            if ((vrc = batch_append(db->group, joined)) != 0)
+                return vrc;
+        } else {
+            group = (kv_batch *)enc; /* db->group or the value log's rewrite of it */
+        }
     }
     uint64_t last_seq = version_set_last_sequence(db->vs);
     uint32_t count = batch_count(group);
@@ -605,9 +623,10 @@ static int db_write_ex(kv_db *db, const kv_batch *b, int sync, int force_flush, 
         rc = db->bg_error;
     if (rc == 0 && b != NULL) {
         int group_sync;
-        last = build_group(db, &w, &group_sync, &rc);
+        const kv_batch *group;
+        last = build_group(db, &w, &group_sync, &group, &rc);
         if (rc == 0)
-            rc = write_group(db, group_sync);
+            rc = write_group(db, group, group_sync);
     } else if (rc == 0 && sync && db->log_dirty) {
         if (db->log_failed) {
             rc = rotate_failed_log(db); /* syncs what the failed WAL holds */

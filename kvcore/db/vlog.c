@@ -74,7 +74,9 @@ struct vlog {
     uint64_t wsize;  /* its size */
     int dirty;       /* appended since the last sync */
     int wfailed;     /* an append or sync failed: continue in a new segment */
-    buf wbuf;        /* records of the group being committed */
+    buf wbuf;        /* struct iovecs: the records of the group being committed, in the
+                        batches they were staged in (written with one writev, not copied) */
+    size_t wpending; /* the bytes wbuf's iovecs hold */
     kv_batch *out;   /* the committed group (pointers) */
     /* Leader only, filled before wmu is taken so that no callback into the db (which takes
      * its mu) runs under wmu: file numbers for the rotations a commit may need, and the
@@ -536,12 +538,23 @@ int vlog_stage_batch(vlog *v, const kv_batch *in, kv_batch **out, uint64_t *reco
 
 /* ---- Commit (leader) --------------------------------------------------------------------- */
 
-/* Writes out wbuf. wmu held. */
+/* Forgets the records queued in wbuf. */
+static void wbuf_clear(vlog *v)
+{
+    buf_clear(&v->wbuf);
+    v->wpending = 0;
+}
+
+/* Appends the records queued in wbuf to the active segment, and forgets them (on failure too:
+ * the commit fails). wmu held. */
 static int flush_wbuf(vlog *v)
 {
-    if (v->wbuf.len == 0)
+    if (v->wpending == 0 && v->wbuf.len == 0)
         return 0;
-    int rc = env_append(v->wf, v->wbuf.data, v->wbuf.len);
+    int rc = env_appendv(v->wf, (const struct iovec *)(void *)v->wbuf.data,
+                         (int)(v->wbuf.len / sizeof(struct iovec)));
+    size_t n = v->wpending;
+    wbuf_clear(v);
     if (rc != 0) {
         v->wfailed = 1;
         v->dirty = 1;
@@ -550,14 +563,13 @@ static int flush_wbuf(vlog *v)
         return rc;
     }
     v->dirty = 1;
-    v->wsize += v->wbuf.len;
+    v->wsize += n;
     pthread_mutex_lock(&v->mu);
-    v->bytes_written += v->wbuf.len;
+    v->bytes_written += n;
     long i = find_seg(v, v->active);
     if (i >= 0)
         v->segs[i].size = v->wsize;
     pthread_mutex_unlock(&v->mu);
-    buf_clear(&v->wbuf);
     return 0;
 }
 
@@ -615,8 +627,8 @@ static int rotate(vlog *v)
 static int make_room(vlog *v, size_t n)
 {
     if (v->wf && !v->wfailed &&
-        (v->wsize + v->wbuf.len + n <= v->segment_bytes ||
-         v->wsize + v->wbuf.len == VLOG_SEGMENT_HEADER_SIZE))
+        (v->wsize + v->wpending + n <= v->segment_bytes ||
+         v->wsize + v->wpending == VLOG_SEGMENT_HEADER_SIZE))
         return 0;
     int rc = v->wf && !v->wfailed ? flush_wbuf(v) : 0;
     return rc ? rc : rotate(v);
@@ -630,9 +642,12 @@ static int commit_record(vlog *v, slice key, slice rec)
     int rc = make_room(v, rec.size);
     if (rc != 0)
         return rc;
-    uint64_t off = v->wsize + v->wbuf.len;
-    if ((rc = buf_append(&v->wbuf, rec.data, rec.size)) != 0)
+    uint64_t off = v->wsize + v->wpending;
+    /* Queued by reference: the staged batch outlives the commit's writev. */
+    struct iovec iov = {(void *)(uintptr_t)rec.data, rec.size};
+    if ((rc = buf_append(&v->wbuf, (const char *)&iov, sizeof(iov))) != 0)
         return rc;
+    v->wpending += rec.size;
     char p[VLOG_MAX_POINTER];
     size_t plen =
         encode_pointer(p, v->active, off, (uint32_t)rec.size, coding_get_fixed32(rec.data + 17));
@@ -784,14 +799,14 @@ int vlog_commit_batch(vlog *v, const kv_batch *staged, int sync, const kv_batch 
         return rc;
     }
     kv_batch_clear(v->out);
-    buf_clear(&v->wbuf);
+    wbuf_clear(v);
     batch_handler h = {commit_put, commit_del, &cc};
     rc = batch_iterate(buf_slice(&staged->rep), &h);
     if (rc == 0)
         rc = flush_wbuf(v);
     if (rc == 0 && sync)
         rc = sync_active(v);
-    buf_clear(&v->wbuf);
+    wbuf_clear(v);
     pthread_mutex_unlock(&v->wmu);
     if (rc == 0)
         *out = v->out;

@@ -61,11 +61,31 @@ void compress_note_result(compress_state *s, int saved)
                      __ATOMIC_RELAXED);
 }
 
+/* A piece of at least COMPRESS_TRIAL_MIN bytes met during a backoff is first judged by
+ * compressing its first COMPRESS_TRIAL_BYTES: most such attempts fail (incompressible data is
+ * what caused the backoff), and zstd spends as long failing as succeeding, so a failure costs
+ * an eighth of a 64 KiB piece. Measured (perf record -e instructions:u of the daemon, 2 GiB fio
+ * sequential write of incompressible data): zstd was 77% of the daemon's user instructions. */
+#define COMPRESS_TRIAL_BYTES (8u << 10)
+#define COMPRESS_TRIAL_MIN (4 * COMPRESS_TRIAL_BYTES)
+
 size_t compress_try(compress_state *s, ZSTD_CCtx *c, char *dst, size_t dst_cap, slice src,
                     int level, size_t max_size)
 {
-    size_t z = c ? ZSTD_compressCCtx(c, dst, dst_cap, src.data, src.size, level) : 0;
-    int saved = c != NULL && !ZSTD_isError(z) && z > 0 && z <= max_size;
+    int saved = 0;
+    size_t z = 0;
+    if (c != NULL && src.size >= COMPRESS_TRIAL_MIN &&
+        __atomic_load_n(&s->fail_streak, __ATOMIC_RELAXED) > 0) {
+        /* The prefix must shrink in the proportion the whole piece must. */
+        size_t t = ZSTD_compressCCtx(c, dst, dst_cap, src.data, COMPRESS_TRIAL_BYTES, level);
+        if (ZSTD_isError(t) || t == 0 ||
+            (uint64_t)t * src.size > (uint64_t)max_size * COMPRESS_TRIAL_BYTES)
+            c = NULL;
+    }
+    if (c != NULL) {
+        z = ZSTD_compressCCtx(c, dst, dst_cap, src.data, src.size, level);
+        saved = !ZSTD_isError(z) && z > 0 && z <= max_size;
+    }
     compress_note_result(s, saved);
     return saved ? z : 0;
 }

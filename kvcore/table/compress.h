@@ -9,7 +9,10 @@
  * COMPRESS_PROBE_SAMPLES sampled bytes): if its order-0 entropy says a byte-wise coder alone
  * would save 1/8, zstd is tried anyway, so compressible pieces that follow incompressible ones
  * are not stored raw. The probe cannot see LZ-only redundancy, which is what the periodic
- * attempts are for; they are what incompressible data costs. Measured (session 3, perf stat of
+ * attempts are for; they are what incompressible data costs. While backing off, an attempt on
+ * a large piece first compresses its first 8 KiB and gives up if that prefix does not shrink
+ * in the required proportion (compress_try), so such a failure costs an eighth of a 64 KiB
+ * piece; a piece whose redundancy starts past that prefix is then stored raw. Measured (session 3, perf stat of
  * the daemon, value log + tables after kvfs compact): a 256 MiB fio write (incompressible)
  * costs 2.07 G instructions with a cap of 8, 1.23 G with 32, 1.04 G with 64, while kvfs's copy
  * of /usr/share/doc takes 82.42 MB with each of the three (its text passes the probe). An

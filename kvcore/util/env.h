@@ -73,6 +73,10 @@ struct kv_env {
      * fault env, in-memory test files): callers read with pread. Threads: any; the mapped bytes
      * may be read by any number of threads at once. */
     int (*map_readable)(env_file *f, uint64_t size, const void **base);
+    /* Added: appends the bytes of the n buffers of iov, in order, all of them (as append: short
+     * writes are retried inside), with as few system calls as it can (writev). May be NULL:
+     * env_appendv then calls append once per buffer. */
+    int (*appendv)(env_file *f, const struct iovec *iov, int n);
     void *ctx; /* private to the implementation */
 };
 
@@ -101,6 +105,18 @@ static inline int env_pread(env_file *f, void *b, size_t n, uint64_t off, size_t
 static inline int env_append(env_file *f, const void *b, size_t n)
 {
     return f->env->append(f, b, n);
+}
+/* f's env appendv, or one append per buffer where the env has none. */
+static inline int env_appendv(env_file *f, const struct iovec *iov, int n)
+{
+    if (f->env->appendv)
+        return f->env->appendv(f, iov, n);
+    for (int i = 0; i < n; i++) {
+        int rc = f->env->append(f, iov[i].iov_base, iov[i].iov_len);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
 }
 static inline int env_sync(env_file *f)
 {

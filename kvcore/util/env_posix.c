@@ -9,6 +9,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -124,6 +125,34 @@ static int posix_append(env_file *ef, const void *buf, size_t n)
             return KV_EIO;
         p += w;
         n -= (size_t)w;
+    }
+    return 0;
+}
+
+static int posix_appendv(env_file *ef, const struct iovec *iov, int n)
+{
+    posix_file *f = (posix_file *)ef;
+    while (n > 0) {
+        ssize_t w = writev(f->fd, iov, n < IOV_MAX ? n : IOV_MAX);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            return map_errno(errno);
+        }
+        size_t left = (size_t)w;
+        int before = n;
+        for (; n > 0 && left >= iov->iov_len; iov++, n--)
+            left -= iov->iov_len; /* buffers written whole (or empty) */
+        if (left > 0) {
+            /* A short write stopped inside this buffer: finish it, go on with the next. */
+            int rc = posix_append(ef, (const char *)iov->iov_base + left, iov->iov_len - left);
+            if (rc != 0)
+                return rc;
+            iov++;
+            n--;
+        } else if (n == before) {
+            return KV_EIO; /* cannot happen for regular files: nothing written of a buffer */
+        }
     }
     return 0;
 }
@@ -370,6 +399,7 @@ static const kv_env posix_env = {
     .open_readable = posix_open_readable,
     .pread = posix_pread,
     .append = posix_append,
+    .appendv = posix_appendv,
     .sync = posix_sync,
     .close = posix_close,
     .file_size = posix_file_size,
