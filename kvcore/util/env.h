@@ -15,6 +15,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/uio.h>
 #include "kvcore/kv.h"
 
 typedef struct env_file env_file; /* opaque; each env defines its own */
