@@ -11,7 +11,6 @@
 struct dc_ent {
     uint64_t ino;
     uint64_t seq;
-    int stripe;
     const struct fs_dc_list *list;
     size_t charge;
     struct dc_ent *hnext;       /* hash chain */
@@ -193,7 +192,6 @@ void fs_dc_insert(struct fs_dc *dc, int stripe, uint64_t sample, uint64_t ino,
         return;
     e->ino = ino;
     e->seq = sample;
-    e->stripe = stripe;
     e->list = list;
     e->charge = charge;
     pthread_mutex_lock(&dc->mu);

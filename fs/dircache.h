@@ -101,7 +101,7 @@ void fs_dc_change_end(struct fs_dc *dc, int stripe);
  * memory. Not thread-safe until offered (then read-only). */
 struct fs_dc_list *fs_dc_list_new(void);
 /* Appends an entry (name of nlen 1..255 bytes, copied; its inode; its type as S_IFMT bits).
- * Returns 0, or -ENOMEM (list unchanged). */
+ * Returns 0, -EINVAL for a length out of range, or -ENOMEM (list unchanged either way). */
 int fs_dc_list_add(struct fs_dc_list *l, const char *name, size_t nlen, uint64_t ino,
                    uint32_t type);
 /* Gives back the slack of the growable arrays once the listing is complete. */

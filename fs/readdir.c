@@ -239,6 +239,14 @@ int fs_readdir(struct fs_dir *d, uint64_t off, struct fs_dirent *de)
     uint8_t dtype;
     int rc;
 
+    /* A cached listing (names checked when it was built): the common case first, every field
+     * written once. */
+    if (d->list && off >= 2 && off - 2 < fs_dc_list_count(d->list)) {
+        de->namelen =
+            (uint32_t)fs_dc_list_entry(d->list, (size_t)(off - 2), de->name, &de->ino, &de->type);
+        de->next_off = off + 1;
+        return 1;
+    }
     /* Not a memset of the whole name buffer: this runs once per entry of every listing. */
     de->name[0] = '\0';
     de->namelen = 0;
@@ -254,14 +262,8 @@ int fs_readdir(struct fs_dir *d, uint64_t off, struct fs_dirent *de)
         return 1;
     }
     want = off - 2;
-    if (d->list) { /* names checked when the listing was built */
-        if (want >= fs_dc_list_count(d->list))
-            return 0;
-        de->namelen =
-            (uint32_t)fs_dc_list_entry(d->list, (size_t)want, de->name, &de->ino, &de->type);
-        de->next_off = off + 1;
-        return 1;
-    }
+    if (d->list) /* past its end */
+        return 0;
     if (!d->positioned || want < d->it_pos) {
         kv_iter_seek(d->it, d->prefix, sizeof d->prefix);
         d->it_pos = 0;
