@@ -935,6 +935,47 @@ int kv_get(kv_db *db, const kv_snapshot *snap, const void *key, size_t klen, voi
     return rc < 0 ? rc : KV_ECORRUPT;
 }
 
+int kv_get_range(kv_db *db, const kv_snapshot *snap, const void *key, size_t klen, uint64_t off,
+                 void *dst, size_t len, size_t *n, size_t *vlen)
+{
+    if (n)
+        *n = 0;
+    if (vlen)
+        *vlen = 0;
+    if (!db || (!key && klen) || (!dst && len) || !n || !vlen)
+        return KV_EINVAL;
+    slice k = slice_make(key ? key : "", klen);
+    buf value;
+    buf_init(&value);
+    uint64_t epoch = db->vlog ? vlog_pin(db->vlog) : 0;
+    int rc = db_get_stored(db, snap, k, &value);
+    if (rc == MEMTABLE_FOUND && db->vlog) {
+        buf scratch;
+        buf_init(&scratch);
+        uint64_t whole = 0;
+        rc = vlog_resolve_range(db->vlog, k, buf_slice(&value), off, dst, len, n, &whole, &scratch);
+        buf_free(&scratch);
+        *vlen = (size_t)whole;
+        rc = rc == 0 ? MEMTABLE_FOUND : rc;
+    } else if (rc == MEMTABLE_FOUND) {
+        *vlen = value.len;
+        if (off < value.len) {
+            *n = value.len - off < len ? (size_t)(value.len - off) : len;
+            memcpy(dst, value.data + off, *n);
+        }
+    }
+    if (db->vlog)
+        vlog_unpin(db->vlog, epoch);
+    buf_free(&value);
+    if (rc == MEMTABLE_FOUND)
+        return 0;
+    *n = 0;
+    *vlen = 0;
+    if (rc == MEMTABLE_ABSENT || rc == MEMTABLE_DELETED)
+        return KV_ENOTFOUND;
+    return rc < 0 ? rc : KV_ECORRUPT;
+}
+
 void kv_free(void *p)
 {
     free(p);

@@ -33,6 +33,9 @@
 /* A writer waits this long for moved segments whose deletion waits for a flush (or a reader)
  * before it takes passes that reclaim nothing for futile. */
 #define VLOG_HELD_PATIENCE_MICROS 3000000
+/* Room the staged batch is given per op for the key its record repeats (longer keys only cost
+ * a realloc): kvfs's chunk keys are 17 bytes. */
+#define VLOG_STAGE_KEY_ROOM 32
 
 struct vlog_seg {
     uint64_t number;
@@ -52,6 +55,10 @@ struct vlog_pin {
     uint64_t readers;
 };
 
+/* Bytes of paged record heads kept (about 170 bytes + the cache's entry per 64 KiB chunk of
+ * kvfs: the heads of 2 GiB of chunks). */
+#define VLOG_HEAD_CACHE_BYTES (8u << 20)
+
 struct vlog {
     char *dir;
     const kv_env *env;
@@ -61,11 +68,16 @@ struct vlog {
     uint64_t segment_bytes;
     int gc_percent;
     int compression, level;
+    uint32_t write_version; /* VLOG_FORMAT_VERSION (vlog_test_write_version at open) */
     int read_only;
     /* Readable segment handles by number (charge 1 each, LRU; see VLOG_OPEN_SEGMENTS). A read
      * holds a reference while it reads, so eviction never closes a handle in use. Lookups,
      * opens and inserts happen under mu, so that a deleted segment is never re-inserted. */
     cache *handles;
+    /* Verified heads (header, key, page sums) of paged records by (segment, offset), charge
+     * their size: a partial read then reads only its pages. A record never changes and a
+     * segment number is never reused, so an entry never goes stale. */
+    cache *heads;
 
     /* Writer state (invariant 1): leader only, under wmu. */
     pthread_mutex_t wmu;
@@ -196,11 +208,19 @@ int vlog_marker_exists(const kv_env *env, const char *dir)
     return rc == 0 ? 1 : rc;
 }
 
+/* The version written (vlog_test_write_version). */
+static uint32_t write_version = VLOG_FORMAT_VERSION;
+
+void vlog_test_write_version(uint32_t version)
+{
+    __atomic_store_n(&write_version, version, __ATOMIC_RELAXED);
+}
+
 /* Marker contents: magic:8 version:4 reserved:4 - the same bytes as a segment header. */
 static void put_header(char *h)
 {
     coding_put_fixed64(h, VLOG_MAGIC);
-    coding_put_fixed32(h + 8, VLOG_FORMAT_VERSION);
+    coding_put_fixed32(h + 8, __atomic_load_n(&write_version, __ATOMIC_RELAXED));
     coding_put_fixed32(h + 12, 0);
 }
 
@@ -211,7 +231,8 @@ static int check_header(const vlog *v, const char *what, const char *h, size_t n
         kv_log(&v->log, KV_LOG_ERROR, "%s: bad magic number", what);
         return KV_ECORRUPT;
     }
-    if (coding_get_fixed32(h + 8) != VLOG_FORMAT_VERSION) {
+    uint32_t version = coding_get_fixed32(h + 8);
+    if (version < VLOG_FORMAT_VERSION_MIN || version > VLOG_FORMAT_VERSION) {
         kv_log(&v->log, KV_LOG_ERROR, "%s: format version %" PRIu32 " is not supported", what,
                coding_get_fixed32(h + 8));
         return KV_EVERSION;
@@ -219,7 +240,8 @@ static int check_header(const vlog *v, const char *what, const char *h, size_t n
     return 0;
 }
 
-static int read_marker(vlog *v)
+/* Reads and checks the marker; *version (may be NULL) receives its format version. */
+static int read_marker(vlog *v, uint32_t *version)
 {
     char path[SEG_PATH_SIZE(v)];
     char *data;
@@ -228,7 +250,21 @@ static int read_marker(vlog *v)
     if (rc != 0)
         return rc;
     rc = check_header(v, VLOG_MARKER_NAME, data, len);
+    if (rc == 0 && version)
+        *version = coding_get_fixed32(data + 8);
     free(data);
+    return rc;
+}
+
+/* Writes the marker (durably, replacing any) with the current format version. */
+static int write_marker(const char *dir, const kv_env *env, const kv_logger *log)
+{
+    char h[VLOG_SEGMENT_HEADER_SIZE];
+    put_header(h);
+    int rc = env_write_file_atomic(env, dir, VLOG_MARKER_NAME, h, sizeof(h));
+    if (rc != 0)
+        kv_log(log, KV_LOG_ERROR, "%s: cannot write the %s marker: %s", dir, VLOG_MARKER_NAME,
+               kv_strerror(rc));
     return rc;
 }
 
@@ -266,6 +302,7 @@ static int scan_segments(vlog *v)
 static void vlog_free(vlog *v)
 {
     cache_free(v->handles); /* closes every handle: no read is running any more */
+    cache_free(v->heads);
     free(v->segs);
     free(v->pins);
     free(v->recovered);
@@ -329,6 +366,7 @@ int vlog_open(const char *dir, const kv_env *env, const kv_logger *log, const kv
     v->segment_bytes = vlog_segment_cap(opts->value_log_segment_bytes, fs_total_bytes(env, dir));
     v->gc_percent = opts->value_log_gc_percent > 0 ? opts->value_log_gc_percent : 50;
     v->compression = opts->compression;
+    v->write_version = __atomic_load_n(&write_version, __ATOMIC_RELAXED);
     v->level = opts->compression_level;
     v->read_only = opts->read_only;
     v->epoch = 1;
@@ -347,17 +385,17 @@ int vlog_open(const char *dir, const kv_env *env, const kv_logger *log, const kv
     v->space_avail = UINT64_MAX; /* read after the first low_water / 8 appended */
     v->out = kv_batch_new();
     v->handles = cache_new(VLOG_OPEN_SEGMENTS(opts->max_open_files));
-    int rc = v->dir && v->out && v->handles ? 0 : KV_ENOMEM;
-    if (rc == 0 && !exists) {
-        char h[VLOG_SEGMENT_HEADER_SIZE];
-        put_header(h);
-        rc = env_write_file_atomic(env, dir, VLOG_MARKER_NAME, h, sizeof(h));
-        if (rc != 0)
-            kv_log(log, KV_LOG_ERROR, "%s: cannot write the %s marker: %s", dir, VLOG_MARKER_NAME,
-                   kv_strerror(rc));
-    } else if (rc == 0) {
-        rc = read_marker(v);
-    }
+    v->heads = cache_new(VLOG_HEAD_CACHE_BYTES);
+    int rc = v->dir && v->out && v->handles && v->heads ? 0 : KV_ENOMEM;
+    uint32_t version = VLOG_FORMAT_VERSION;
+    if (rc == 0 && !exists)
+        rc = write_marker(dir, env, log);
+    else if (rc == 0)
+        rc = read_marker(v, &version);
+    /* New segments may hold paged records: a binary that reads only version 1 must refuse the
+     * store at open rather than meet one. */
+    if (rc == 0 && version < __atomic_load_n(&write_version, __ATOMIC_RELAXED) && !opts->read_only)
+        rc = write_marker(dir, env, log);
     if (rc == 0)
         rc = scan_segments(v);
     if (rc != 0) {
@@ -433,11 +471,77 @@ static size_t encode_pointer(char *p, uint64_t seg, uint64_t off, uint32_t size,
     return (size_t)(q - p);
 }
 
-/* Whether to hand this value to zstd: after a run of failures only every Nth is tried. */
+/* ---- Records ----------------------------------------------------------------------------- */
+
+/* The bytes of page checksums a paged record of a vlen-byte value carries. */
+static uint64_t paged_sums_size(uint64_t vlen)
+{
+    return (vlen + VLOG_PAGE_SIZE - 1) / VLOG_PAGE_SIZE * 8;
+}
+
+/* XXH3-64 of the page of value[0, vlen) that starts at p (the last page may be short). */
+static uint64_t page_sum(const char *value, uint64_t vlen, uint64_t p)
+{
+    return checksum_value(value + p,
+                          (size_t)(vlen - p < VLOG_PAGE_SIZE ? vlen - p : VLOG_PAGE_SIZE));
+}
+
+/* Whether the sizes of a record header h agree with each other and with a record of `size`
+ * bytes, for its type: raw stores the value, paged its page sums then the value, zstd any
+ * frame. A type unknown to this version fails too. */
+static int record_sizes_ok(const char *h, uint64_t size)
+{
+    unsigned type = (unsigned char)h[8];
+    uint64_t klen = coding_get_fixed32(h + 9), slen = coding_get_fixed32(h + 13);
+    uint64_t vlen = coding_get_fixed32(h + 17);
+    if (VLOG_RECORD_HEADER_SIZE + klen + slen != size)
+        return 0;
+    if (type == VLOG_RECORD_RAW)
+        return slen == vlen;
+    if (type == VLOG_RECORD_PAGED)
+        return vlen > 0 && slen == paged_sums_size(vlen) + vlen;
+    return type == VLOG_RECORD_ZSTD;
+}
+
+/* The bytes the record checksum covers from offset 0 (itself included): the whole record, or
+ * of a paged record whose sizes agree (record_sizes_ok) the head up to the end of its sums. */
+static uint64_t record_head_size(const char *h, uint64_t size)
+{
+    if ((unsigned char)h[8] != VLOG_RECORD_PAGED || !record_sizes_ok(h, size))
+        return size;
+    return VLOG_RECORD_HEADER_SIZE + coding_get_fixed32(h + 9) +
+           paged_sums_size(coding_get_fixed32(h + 17));
+}
+
+/* Verifies a whole record of size bytes (at least a header): its checksum, its sizes and type,
+ * and for a paged record every page. NULL if sound, else the check that failed. */
+static const char *record_check(const char *rec, uint64_t size)
+{
+    uint64_t head = record_head_size(rec, size);
+    if (checksum_value(rec + 8, (size_t)head - 8) != coding_get_fixed64(rec))
+        return "checksum mismatch";
+    if ((unsigned char)rec[8] > VLOG_RECORD_PAGED)
+        return "unknown record type";
+    if (!record_sizes_ok(rec, size))
+        return "record sizes disagree";
+    if ((unsigned char)rec[8] != VLOG_RECORD_PAGED)
+        return NULL;
+    const char *sums = rec + VLOG_RECORD_HEADER_SIZE + coding_get_fixed32(rec + 9);
+    const char *value = rec + head;
+    uint64_t vlen = coding_get_fixed32(rec + 17);
+    for (uint64_t p = 0; p < vlen; p += VLOG_PAGE_SIZE, sums += 8)
+        if (page_sum(value, vlen, p) != coding_get_fixed64(sums))
+            return "page checksum mismatch";
+    return NULL;
+}
+
 /* Appends tag + record(key, value) to b. */
 static int build_record(vlog *v, buf *b, slice key, slice value)
 {
-    if (key.size > UINT32_MAX || value.size > UINT32_MAX - VLOG_RECORD_HEADER_SIZE - key.size)
+    size_t sums =
+        value.size >= VLOG_PAGED_MIN && v->write_version >= 2 ? paged_sums_size(value.size) : 0;
+    if (key.size > UINT32_MAX || value.size > UINT32_MAX - VLOG_RECORD_HEADER_SIZE - key.size ||
+        sums > UINT32_MAX - VLOG_RECORD_HEADER_SIZE - key.size - value.size)
         return KV_EINVAL;
     size_t start = b->len;
     int type = VLOG_RECORD_RAW;
@@ -445,7 +549,7 @@ static int build_record(vlog *v, buf *b, slice key, slice value)
         v->compression && value.size >= VLOG_MIN_COMPRESS && compress_should_try(&v->cstate, value);
     size_t bound = try_zstd ? ZSTD_compressBound(value.size) : 0;
     int rc = buf_reserve(b, 1 + VLOG_RECORD_HEADER_SIZE + key.size +
-                                (bound > value.size ? bound : value.size));
+                                (bound > value.size + sums ? bound : value.size + sums));
     if (rc != 0)
         return rc;
     char *h = b->data + start + 1;
@@ -461,15 +565,23 @@ static int build_record(vlog *v, buf *b, slice key, slice value)
             stored = z;
         }
     }
-    if (type == VLOG_RECORD_RAW)
+    if (type == VLOG_RECORD_RAW && sums > 0) {
+        type = VLOG_RECORD_PAGED;
+        char *sp = body + key.size;
+        for (size_t p = 0; p < value.size; p += VLOG_PAGE_SIZE, sp += 8)
+            coding_put_fixed64(sp, page_sum(value.data, value.size, p));
+        memcpy(sp, value.data, value.size);
+        stored = sums + value.size;
+    } else if (type == VLOG_RECORD_RAW) {
         memcpy(body + key.size, value.data, value.size);
+    }
     b->data[start] = (char)VLOG_TAG_STAGED;
     h[8] = (char)type;
     coding_put_fixed32(h + 9, (uint32_t)key.size);
     coding_put_fixed32(h + 13, (uint32_t)stored);
     coding_put_fixed32(h + 17, (uint32_t)value.size);
     size_t rec = VLOG_RECORD_HEADER_SIZE + key.size + stored;
-    coding_put_fixed64(h, checksum_value(h + 8, rec - 8));
+    coding_put_fixed64(h, checksum_value(h + 8, record_head_size(h, rec) - 8));
     b->len = start + 1 + rec;
     return 0;
 }
@@ -477,28 +589,38 @@ static int build_record(vlog *v, buf *b, slice key, slice value)
 struct stage_ctx {
     vlog *v;
     kv_batch *out;
-    buf scratch;
     uint64_t record_bytes;
 };
 
+/* Puts key -> tagged value into the staged batch, building the value in place there: a 64 KiB
+ * chunk is copied once (into its record), not built aside and copied in. */
 static int stage_put(void *ctx, uint64_t seq, slice key, slice value)
 {
     (void)seq;
     struct stage_ctx *sc = ctx;
-    buf_clear(&sc->scratch);
-    int rc;
-    if (value.size >= sc->v->threshold && sc->v->threshold > 0) {
-        rc = build_record(sc->v, &sc->scratch, key, value);
-        sc->record_bytes += sc->scratch.len - 1; /* after the staged tag */
+    int large = value.size >= sc->v->threshold && sc->v->threshold > 0;
+    size_t hint = 1 + value.size + (large ? VLOG_RECORD_HEADER_SIZE + key.size : 0);
+    batch_pending p;
+    int rc = batch_put_begin(sc->out, key, hint, &p);
+    if (rc != 0)
+        return rc;
+    buf *rep = &sc->out->rep;
+    size_t start = rep->len;
+    if (large) {
+        rc = build_record(sc->v, rep, key, value);
+        if (rc == 0)
+            sc->record_bytes += rep->len - start - 1; /* after the staged tag */
     } else {
         char tag = (char)VLOG_TAG_INLINE;
-        rc = buf_append(&sc->scratch, &tag, 1);
+        rc = buf_append(rep, &tag, 1);
         if (rc == 0)
-            rc = buf_append(&sc->scratch, value.data, value.size);
+            rc = buf_append(rep, value.data, value.size);
     }
-    if (rc == 0)
-        rc = kv_batch_put(sc->out, key.data, key.size, sc->scratch.data, sc->scratch.len);
-    return rc;
+    if (rc != 0) {
+        batch_put_abort(sc->out, &p);
+        return rc;
+    }
+    return batch_put_end(sc->out, &p);
 }
 
 static int stage_del(void *ctx, uint64_t seq, slice key)
@@ -513,19 +635,20 @@ int vlog_stage_batch(vlog *v, const kv_batch *in, kv_batch **out, uint64_t *reco
     *out = NULL;
     if (record_bytes)
         *record_bytes = 0;
-    struct stage_ctx sc = {v, kv_batch_new(), {0}, 0};
+    struct stage_ctx sc = {v, kv_batch_new(), 0};
     if (!sc.out)
         return KV_ENOMEM;
-    /* The staged batch is about the size of the user's plus a record header per op: taken at
-     * once, not by doubling (a 1 MiB write was four reallocs, each faulting in fresh pages). */
-    if (buf_reserve(&sc.out->rep,
-                    in->rep.len + (size_t)batch_count(in) * (VLOG_RECORD_HEADER_SIZE + 8)) != 0) {
+    /* The staged batch is about the size of the user's plus a record header, the key again and
+     * page sums per op: taken at once, not by doubling (a 1 MiB write was four reallocs, each
+     * faulting in fresh pages), and so that records built in place never move. */
+    size_t per_op = 1 + VLOG_RECORD_HEADER_SIZE + CODING_MAX_VARINT32 + VLOG_STAGE_KEY_ROOM;
+    if (buf_reserve(&sc.out->rep, in->rep.len + in->rep.len / 256 +
+                                      (size_t)batch_count(in) * per_op) != 0) {
         kv_batch_free(sc.out);
         return KV_ENOMEM;
     }
     batch_handler h = {stage_put, stage_del, &sc};
     int rc = batch_iterate(buf_slice(&in->rep), &h);
-    buf_free(&sc.scratch);
     if (rc != 0) {
         kv_batch_free(sc.out);
         return rc;
@@ -873,14 +996,14 @@ static int decode_record(vlog *v, uint64_t seg, uint64_t off, slice rec, slice k
     const char *h = rec.data;
     if (rec.size < VLOG_RECORD_HEADER_SIZE)
         return corrupt(v, seg, off, "shorter than a record header");
-    if (checksum_value(h + 8, rec.size - 8) != coding_get_fixed64(h))
+    if (checksum_value(h + 8, (size_t)record_head_size(h, rec.size) - 8) != coding_get_fixed64(h))
         return corrupt(v, seg, off, "checksum mismatch");
     unsigned type = (unsigned char)h[8];
     uint64_t klen = coding_get_fixed32(h + 9), slen = coding_get_fixed32(h + 13);
     uint32_t vlen = coding_get_fixed32(h + 17);
     if (VLOG_RECORD_HEADER_SIZE + klen + slen != rec.size)
         return corrupt(v, seg, off, "record sizes disagree with the pointer");
-    if (type > VLOG_RECORD_ZSTD)
+    if (type > VLOG_RECORD_PAGED)
         return corrupt(v, seg, off, "unknown record type");
     if (vlen != want_vlen)
         return corrupt(v, seg, off, "value length disagrees with the pointer");
@@ -889,10 +1012,13 @@ static int decode_record(vlog *v, uint64_t seg, uint64_t off, slice rec, slice k
         return corrupt(v, seg, off, "record belongs to another key");
     const char *stored = rkey.data + klen;
     buf_clear(scratch);
-    if (type == VLOG_RECORD_RAW) {
-        if (slen != vlen)
+    if (type != VLOG_RECORD_ZSTD) {
+        if (!record_sizes_ok(h, rec.size))
             return corrupt(v, seg, off, "raw record length mismatch");
-        if (buf_append(scratch, stored, slen) != 0)
+        const char *failed = record_check(h, rec.size);
+        if (failed)
+            return corrupt(v, seg, off, failed);
+        if (buf_append(scratch, stored + (slen - vlen), vlen) != 0)
             return KV_ENOMEM;
     } else {
         unsigned long long claimed = ZSTD_getFrameContentSize(stored, slen);
@@ -911,19 +1037,30 @@ static int decode_record(vlog *v, uint64_t seg, uint64_t off, slice rec, slice k
     return 0;
 }
 
+/* seg_reader for a read of the record at off that a pointer names: NULL with the error in *rc
+ * (logged: a missing segment is KV_ECORRUPT). */
+static cache_handle *pointed_segment(vlog *v, uint64_t seg, uint64_t off, int *rc,
+                                     uint64_t *seg_size)
+{
+    cache_handle *h = seg_reader(v, seg, rc, seg_size);
+    if (h)
+        return h;
+    if (*rc == KV_ECORRUPT || *rc == KV_ENOTFOUND)
+        *rc = corrupt(v, seg, off, "pointer to a segment that does not exist");
+    else
+        kv_log(&v->log, KV_LOG_ERROR, "vlog %06" PRIu64 ".vlog: cannot open: %s", seg,
+               kv_strerror(*rc));
+    return NULL;
+}
+
 /* Reads the record a pointer names into *raw (the record bytes). */
 static int read_record(vlog *v, uint64_t seg, uint64_t off, uint32_t size, buf *raw)
 {
     int rc;
     uint64_t seg_size;
-    cache_handle *h = seg_reader(v, seg, &rc, &seg_size);
-    if (!h) {
-        if (rc == KV_ECORRUPT || rc == KV_ENOTFOUND)
-            return corrupt(v, seg, off, "pointer to a segment that does not exist");
-        kv_log(&v->log, KV_LOG_ERROR, "vlog %06" PRIu64 ".vlog: cannot open: %s", seg,
-               kv_strerror(rc));
+    cache_handle *h = pointed_segment(v, seg, off, &rc, &seg_size);
+    if (!h)
         return rc;
-    }
     size_t got = 0;
     if (off > seg_size || size > seg_size - off) {
         rc = corrupt(v, seg, off, "record runs past the end of the segment");
@@ -970,6 +1107,204 @@ int vlog_resolve(vlog *v, slice key, slice enc, buf *scratch, slice *out)
     buf_free(&raw);
     if (rc != 0)
         *out = slice_make("", 0);
+    return rc;
+}
+
+/* Reads [at, at + n) of segment seg's open handle h (seg_size bytes) into dst: 0, KV_ECORRUPT
+ * for bytes past the end (logged against the record at off), or an I/O error (logged). */
+static int read_span(vlog *v, cache_handle *h, uint64_t seg_size, uint64_t seg, uint64_t off,
+                     uint64_t at, void *dst, size_t n)
+{
+    if (at > seg_size || n > seg_size - at)
+        return corrupt(v, seg, off, "record runs past the end of the segment");
+    size_t got = 0;
+    int rc = env_pread(cache_value(h), dst, n, at, &got);
+    if (rc != 0) {
+        kv_log(&v->log, KV_LOG_ERROR,
+               "vlog %06" PRIu64 ".vlog: read of %zu bytes at offset %" PRIu64 ": %s", seg, n, at,
+               kv_strerror(rc));
+        return rc;
+    }
+    return got == n ? 0 : corrupt(v, seg, off, "record runs past the end of the segment");
+}
+
+static void free_head(slice key, void *value)
+{
+    (void)key;
+    free(value);
+}
+
+/* The verified head of the paged record at (seg, off) that a pointer of `size` bytes and
+ * want_vlen names, from the head cache or read now (with the bytes after it up to `ahead`,
+ * when that is more): *h points at it, in *ch (release it with cache_release(v->heads)) or in
+ * scratch, *got receives the bytes of the record at *h. 1 if the record is not paged (the
+ * caller reads it whole), 0, or an error. */
+static int paged_head(vlog *v, cache_handle *fh, uint64_t seg_size, slice key, uint64_t seg,
+                      uint64_t off, uint32_t size, uint32_t want_vlen, uint64_t ahead, buf *scratch,
+                      cache_handle **ch, const char **h, uint64_t *got)
+{
+    char hkey[16];
+    coding_put_fixed64(hkey, seg);
+    coding_put_fixed64(hkey + 8, off);
+    uint64_t sums = paged_sums_size(want_vlen);
+    *ch = cache_lookup(v->heads, slice_make(hkey, 16));
+    if (*ch) {
+        /* Verified when it was read: only its agreement with this pointer and key is open. */
+        *h = cache_value(*ch);
+        uint64_t klen = coding_get_fixed32(*h + 9);
+        *got = VLOG_RECORD_HEADER_SIZE + klen + sums;
+        if (!record_sizes_ok(*h, size) || coding_get_fixed32(*h + 17) != want_vlen)
+            return corrupt(v, seg, off, "record sizes disagree with the pointer");
+        if (key.data && !slice_equal(slice_make(*h + VLOG_RECORD_HEADER_SIZE, klen), key))
+            return corrupt(v, seg, off, "record belongs to another key");
+        return 0;
+    }
+    /* The head as the pointer and key predict it, and what follows up to `ahead`. */
+    uint64_t want = VLOG_RECORD_HEADER_SIZE + (key.data ? key.size : 0) + sums;
+    want = ahead > want ? ahead : want;
+    want = want > size ? size : want;
+    buf_clear(scratch);
+    int rc = buf_reserve(scratch, (size_t)want) != 0 ? KV_ENOMEM : 0;
+    if (rc == 0)
+        rc = read_span(v, fh, seg_size, seg, off, off, scratch->data, (size_t)want);
+    *h = scratch->data;
+    *got = want;
+    if (rc != 0)
+        return rc;
+    if ((unsigned char)(*h)[8] != VLOG_RECORD_PAGED)
+        return 1;
+    if (!record_sizes_ok(*h, size))
+        return corrupt(v, seg, off, "record sizes disagree with the pointer");
+    if (coding_get_fixed32(*h + 17) != want_vlen)
+        return corrupt(v, seg, off, "value length disagrees with the pointer");
+    /* The sizes agree with the pointer's, so the head lies inside the record. */
+    uint64_t klen = coding_get_fixed32(*h + 9), hsize = VLOG_RECORD_HEADER_SIZE + klen + sums;
+    if (hsize > want) { /* the key is longer than predicted: read the rest of the head */
+        if (buf_reserve(scratch, (size_t)hsize) != 0)
+            return KV_ENOMEM;
+        *h = scratch->data;
+        rc = read_span(v, fh, seg_size, seg, off, off + want, scratch->data + want,
+                       (size_t)(hsize - want));
+        if (rc != 0)
+            return rc;
+        *got = hsize;
+    }
+    if (checksum_value(*h + 8, (size_t)hsize - 8) != coding_get_fixed64(*h))
+        return corrupt(v, seg, off, "checksum mismatch");
+    if (key.data && !slice_equal(slice_make(*h + VLOG_RECORD_HEADER_SIZE, klen), key))
+        return corrupt(v, seg, off, "record belongs to another key");
+    char *copy = malloc((size_t)hsize);
+    if (copy) { /* best effort: without it the next read reads the head again */
+        memcpy(copy, *h, (size_t)hsize);
+        cache_handle *nh =
+            cache_insert(v->heads, slice_make(hkey, 16), copy, (size_t)hsize, free_head);
+        if (nh)
+            cache_release(v->heads, nh);
+    }
+    return 0;
+}
+
+/* vlog_resolve_range of a record that may be paged (want_vlen >= VLOG_PAGED_MIN): takes its
+ * verified head from the head cache and reads only the pages of [from, from + len), or, when
+ * the head is not cached, reads the record from its start to the end of those pages in one
+ * read (one I/O where two small ones would each wait for a cold disk: this is the first read
+ * of the record since the store opened, or since its head was evicted); verifies the pages and
+ * copies the range to dst. 1 if the record is not paged (the caller reads it whole), 0, or an
+ * error. */
+static int read_paged_range(vlog *v, slice key, uint64_t seg, uint64_t off, uint32_t size,
+                            uint32_t want_vlen, uint64_t from, char *dst, size_t len, buf *scratch)
+{
+    uint64_t seg_size;
+    int rc;
+    cache_handle *fh = pointed_segment(v, seg, off, &rc, &seg_size);
+    if (!fh)
+        return rc;
+    if (off > seg_size || size > seg_size - off) { /* before any allocation sized by it */
+        cache_release(v->handles, fh);
+        return corrupt(v, seg, off, "record runs past the end of the segment");
+    }
+    uint64_t first = from / VLOG_PAGE_SIZE * VLOG_PAGE_SIZE;
+    uint64_t last = len < want_vlen - from ? from + len : want_vlen; /* end of the range */
+    uint64_t pend = (last + VLOG_PAGE_SIZE - 1) / VLOG_PAGE_SIZE * VLOG_PAGE_SIZE;
+    if (pend > want_vlen)
+        pend = want_vlen;
+    uint64_t hpred =
+        VLOG_RECORD_HEADER_SIZE + (key.data ? key.size : 0) + paged_sums_size(want_vlen);
+    cache_handle *ch = NULL;
+    const char *h = NULL;
+    uint64_t got = 0;
+    rc = paged_head(v, fh, seg_size, key, seg, off, size, want_vlen, hpred + pend, scratch, &ch, &h,
+                    &got);
+    uint64_t hsize =
+        rc == 0 ? VLOG_RECORD_HEADER_SIZE + coding_get_fixed32(h + 9) + paged_sums_size(want_vlen)
+                : 0;
+    /* The pages [first, pend): among the bytes read with the head, or read now. */
+    const char *pages = NULL;
+    if (rc == 0 && !ch && got >= hsize + pend) {
+        pages = h + hsize + first;
+    } else if (rc == 0) {
+        size_t at = ch ? 0 : (size_t)got; /* after the head in scratch, or at its start */
+        rc = buf_reserve(scratch, at + (size_t)(pend - first)) != 0 ? KV_ENOMEM : 0;
+        if (!ch)
+            h = scratch->data;
+        if (rc == 0)
+            rc = read_span(v, fh, seg_size, seg, off, off + hsize + first, scratch->data + at,
+                           (size_t)(pend - first));
+        pages = scratch->data + at;
+    }
+    if (rc == 0) {
+        const char *sum =
+            h + VLOG_RECORD_HEADER_SIZE + coding_get_fixed32(h + 9) + first / VLOG_PAGE_SIZE * 8;
+        for (uint64_t p = first; p < pend && rc == 0; p += VLOG_PAGE_SIZE, sum += 8)
+            if (checksum_value(pages + (p - first),
+                               (size_t)(pend - p < VLOG_PAGE_SIZE ? pend - p : VLOG_PAGE_SIZE)) !=
+                coding_get_fixed64(sum))
+                rc = corrupt(v, seg, off, "page checksum mismatch");
+    }
+    if (rc == 0)
+        memcpy(dst, pages + (from - first), (size_t)(last - from));
+    if (ch)
+        cache_release(v->heads, ch);
+    cache_release(v->handles, fh);
+    return rc;
+}
+
+int vlog_resolve_range(vlog *v, slice key, slice enc, uint64_t off, void *dst, size_t len,
+                       size_t *n, uint64_t *vlen, buf *scratch)
+{
+    *n = 0;
+    *vlen = 0;
+    if (enc.size >= 1 && (unsigned char)enc.data[0] == VLOG_TAG_INLINE) {
+        *vlen = enc.size - 1;
+        if (off < *vlen) {
+            *n = *vlen - off < len ? (size_t)(*vlen - off) : len;
+            memcpy(dst, enc.data + 1 + off, *n);
+        }
+        return 0;
+    }
+    uint64_t seg, roff;
+    uint32_t size, want;
+    if (!vlog_parse_pointer(enc, &seg, &roff, &size, &want)) {
+        kv_log(&v->log, KV_LOG_ERROR, "vlog: malformed stored value (%zu bytes, tag %d)", enc.size,
+               enc.size ? (unsigned char)enc.data[0] : -1);
+        return KV_ECORRUPT;
+    }
+    *vlen = want;
+    if (off >= want || len == 0)
+        return 0;
+    int rc = 1;
+    if (want >= VLOG_PAGED_MIN)
+        rc = read_paged_range(v, key, seg, roff, size, want, off, dst, len, scratch);
+    if (rc == 1) { /* not paged: the whole record */
+        slice out;
+        rc = vlog_resolve(v, key, enc, scratch, &out);
+        if (rc == 0 && out.size != want)
+            rc = KV_ECORRUPT; /* cannot happen: decode_record checked vlen */
+        if (rc == 0)
+            memcpy(dst, out.data + off, want - off < len ? (size_t)(want - off) : len);
+    }
+    if (rc == 0)
+        *n = want - off < len ? (size_t)(want - off) : len;
     return rc;
 }
 
@@ -1244,10 +1579,9 @@ static int next_record(vlog *v, env_file *f, uint64_t seg, uint64_t off, uint64_
     if (got != size)
         return corrupt(v, seg, off, "record runs past the end of the segment");
     rec->len = size;
-    if (checksum_value(rec->data + 8, size - 8) != coding_get_fixed64(rec->data))
-        return corrupt(v, seg, off, "checksum mismatch");
-    if ((unsigned char)rec->data[8] > VLOG_RECORD_ZSTD)
-        return corrupt(v, seg, off, "unknown record type");
+    const char *failed = record_check(rec->data, size);
+    if (failed)
+        return corrupt(v, seg, off, failed);
     *next = off + size;
     return 1;
 }
@@ -1319,14 +1653,11 @@ static int record_verifies(env_file *f, uint64_t p, uint64_t fsize, const char *
                            buf *rec, uint64_t *size, uint64_t *budget)
 {
     uint64_t klen = coding_get_fixed32(h + 9), slen = coding_get_fixed32(h + 13);
-    uint32_t vlen = coding_get_fixed32(h + 17);
     *size = VLOG_RECORD_HEADER_SIZE + klen + slen;
-    unsigned type = (unsigned char)h[8];
-    if (type > VLOG_RECORD_ZSTD || (type == VLOG_RECORD_RAW && slen != vlen) || p > fsize ||
-        *size > fsize - p)
+    if (!record_sizes_ok(h, *size) || p > fsize || *size > fsize - p)
         return 0;
     if (*size <= hn)
-        return checksum_value(h + 8, (size_t)*size - 8) == coding_get_fixed64(h);
+        return record_check(h, *size) == NULL;
     if (*size > *budget)
         return 2;
     *budget -= *size;
@@ -1337,7 +1668,7 @@ static int record_verifies(env_file *f, uint64_t p, uint64_t fsize, const char *
     int rc = env_pread(f, rec->data, (size_t)*size, p, &got);
     if (rc != 0)
         return rc;
-    return got == *size && checksum_value(rec->data + 8, got - 8) == coding_get_fixed64(rec->data);
+    return got == *size && record_check(rec->data, got) == NULL;
 }
 
 /* Looks for the first offset in [from, fsize) where a whole record verifies (after a damaged
@@ -1903,7 +2234,7 @@ int vlog_check_dir_ex(const char *dir, const kv_env *env, const kv_logger *log, 
         *bytes = 0;
     int rc = vlog_marker_exists(env, dir);
     if (rc == 1) {
-        rc = read_marker(&tmp);
+        rc = read_marker(&tmp, NULL);
         if (rc == KV_ECORRUPT || rc == KV_EVERSION) {
             (*problems)++;
             rc = 0;

@@ -78,13 +78,25 @@
 #define VLOG_MARKER_NAME "VLOG"
 /* "kvVLog\0\x01" read as a little-endian fixed64 */
 #define VLOG_MAGIC UINT64_C(0x0100676f4c56766b)
-#define VLOG_FORMAT_VERSION 1
+/* Segments and the marker are written with VLOG_FORMAT_VERSION; every version from
+ * VLOG_FORMAT_VERSION_MIN on is read (version 1 has no paged records). A writable open upgrades
+ * a version-1 marker, so that a binary that knows only version 1 refuses the store. */
+#define VLOG_FORMAT_VERSION 2
+#define VLOG_FORMAT_VERSION_MIN 1
 #define VLOG_SEGMENT_HEADER_SIZE 16 /* magic:8 version:4 reserved:4 */
-/* record := checksum:8 type:1 klen:4 slen:4 vlen:4 key[klen] stored[slen]; checksum = XXH3-64
- * over bytes [8, end). type 0: stored is the value; 1: stored is zstd of it (vlen bytes). */
+/* record := checksum:8 type:1 klen:4 slen:4 vlen:4 key[klen] stored[slen]. type 0: stored is
+ * the value; 1: stored is zstd of it (vlen bytes); types 0 and 1: checksum = XXH3-64 over
+ * bytes [8, end). type 2 (paged, version 2): stored is sums[ceil(vlen / VLOG_PAGE_SIZE)]
+ * (fixed64 XXH3-64 of each VLOG_PAGE_SIZE page of the value, the last one short) then the
+ * value; checksum = XXH3-64 over [8, end of sums), so that a read of part of the value reads
+ * and verifies the head and only the pages it needs. Uncompressed values of at least
+ * VLOG_PAGED_MIN bytes are written paged. */
 #define VLOG_RECORD_HEADER_SIZE 21
 #define VLOG_RECORD_RAW 0
 #define VLOG_RECORD_ZSTD 1
+#define VLOG_RECORD_PAGED 2
+#define VLOG_PAGE_SIZE 4096
+#define VLOG_PAGED_MIN (2 * VLOG_PAGE_SIZE)
 
 /* Segment size when kv_options.value_log_segment_bytes is 0, and the cap by the disk: a segment
  * is at most 1/VLOG_SEGMENT_DISK_FRACTION of the file system (not below VLOG_SEGMENT_MIN_CAP),
@@ -192,6 +204,15 @@ int vlog_sync(vlog *v);
  * check that failed) / KV_EIO / KV_ENOMEM; *out is empty then. Thread-safe; the caller must
  * hold a pin (vlog_pin) from before it took its read view until it is done with the value. */
 int vlog_resolve(vlog *v, slice key, slice enc, buf *scratch, slice *out);
+/* Copies bytes [off, off + len) of the value `enc` of `key` (as vlog_resolve: key.data NULL
+ * skips the key check) into dst: *n receives the bytes copied (0 when off >= the value's
+ * length) and *vlen the whole value's length. Of a paged record only the head (header, key,
+ * page checksums) and the pages that hold the range are read and verified; inline values are
+ * copied, other records read whole (into *scratch) and the range copied out. Returns 0 or
+ * KV_ECORRUPT (logged with segment file, offset and the check that failed; dst may then hold
+ * garbage and must not be used) / KV_EIO / KV_ENOMEM. Thread-safe; pin as for vlog_resolve. */
+int vlog_resolve_range(vlog *v, slice key, slice enc, uint64_t off, void *dst, size_t len,
+                       size_t *n, uint64_t *vlen, buf *scratch);
 /* Pins the current GC epoch: no segment that a read view taken after this call can reach is
  * deleted until vlog_unpin(). Returns the epoch to pass to vlog_unpin. Thread-safe. */
 uint64_t vlog_pin(vlog *v);
@@ -245,6 +266,12 @@ int vlog_check_dir(const char *dir, const kv_env *env, const kv_logger *log, uin
 int vlog_check_dir_ex(const char *dir, const kv_env *env, const kv_logger *log, uint64_t *problems,
                       uint64_t *bytes, void (*note)(void *ctx, uint64_t seg, int damaged),
                       void *nctx);
+
+/* Tests only: the format version that value logs opened from now on write, as the binaries
+ * that knew only it did (1: no paged records, version-1 segment headers and marker, and a
+ * version-1 marker is not upgraded). VLOG_FORMAT_VERSION restores the default. Not for
+ * concurrent use with kv_open. */
+void vlog_test_write_version(uint32_t version);
 
 /* Parses a pointer value (with its tag). 1 and fills the fields if well formed, else 0. */
 int vlog_parse_pointer(slice enc, uint64_t *seg, uint64_t *off, uint32_t *size, uint32_t *vlen);

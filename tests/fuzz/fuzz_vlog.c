@@ -4,7 +4,10 @@
  * offline check walks it record by record; then the stored-value decoder resolves pointers whose
  * fields come from the input's first bytes (and one at every record the walk found), through a
  * read-only value log. Nothing may crash or read out of bounds, and a resolved value must have
- * exactly the length its pointer names.
+ * exactly the length its pointer names. At each record the walk found, partial reads
+ * (vlog_resolve_range, with and without the record's key, at offsets taken from the segment
+ * header's reserved bytes) must copy exactly the bytes of the range, and the same bytes as a
+ * whole read when that succeeds too.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -43,6 +46,31 @@ static int points_nowhere(void *ctx, slice key, uint64_t seg, uint64_t off)
     (void)seg;
     (void)off;
     return 0;
+}
+
+/* Reads [off, off + len) of the record behind pointer enc and checks it against the whole
+ * value (when that resolves). */
+static void read_range(vlog *v, slice key, slice enc, uint32_t vlen, uint64_t off, size_t len,
+                       buf *scratch)
+{
+    char *dst = malloc(len + 1);
+    if (!dst)
+        return;
+    size_t n = 0;
+    uint64_t whole = 0;
+    if (vlog_resolve_range(v, key, enc, off, dst, len, &n, &whole, scratch) == 0) {
+        size_t want = off >= vlen ? 0 : (vlen - off < len ? (size_t)(vlen - off) : len);
+        if (whole != vlen || n != want)
+            abort();
+        slice out;
+        buf all;
+        buf_init(&all);
+        if (vlog_resolve(v, key, enc, &all, &out) == 0 && n > 0 &&
+            (out.size != vlen || memcmp(out.data + off, dst, n) != 0))
+            abort(); /* a range read returned other bytes than the whole read */
+        buf_free(&all);
+    }
+    free(dst);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -88,6 +116,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     /* A pointer at each record a walk from offset 16 finds (key unchecked: NULL key). */
     uint64_t off = VLOG_SEGMENT_HEADER_SIZE;
+    uint32_t range_seed = size >= 16 ? coding_get_fixed32((const char *)data + 12) : 0;
     while (off + VLOG_RECORD_HEADER_SIZE <= size) {
         const char *h = (const char *)data + off;
         uint64_t rec = VLOG_RECORD_HEADER_SIZE + (uint64_t)coding_get_fixed32(h + 9) +
@@ -101,11 +130,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         q = coding_put_varint64(q, off);
         q = coding_put_varint32(q, (uint32_t)rec);
         q = coding_put_varint32(q, coding_get_fixed32(h + 17));
-        slice out;
-        int rc =
-            vlog_resolve(v, slice_make(NULL, 0), slice_make(p, (size_t)(q - p)), &scratch, &out);
-        if (rc == 0 && out.size != coding_get_fixed32(h + 17))
+        slice out, enc = slice_make(p, (size_t)(q - p));
+        int rc = vlog_resolve(v, slice_make(NULL, 0), enc, &scratch, &out);
+        uint32_t vlen = coding_get_fixed32(h + 17);
+        if (rc == 0 && out.size != vlen)
             abort();
+        uint64_t klen = coding_get_fixed32(h + 9);
+        slice key = off + VLOG_RECORD_HEADER_SIZE + klen <= size
+                        ? slice_make(h + VLOG_RECORD_HEADER_SIZE, (size_t)klen)
+                        : slice_make("", 0);
+        uint64_t at = vlen ? range_seed % vlen : 0;
+        size_t len = 1 + (range_seed >> 16) % 9000;
+        read_range(v, slice_make(NULL, 0), enc, vlen, at, len, &scratch);
+        read_range(v, key, enc, vlen, at, len, &scratch);
+        read_range(v, key, enc, vlen, at / VLOG_PAGE_SIZE * VLOG_PAGE_SIZE, VLOG_PAGE_SIZE,
+                   &scratch);
+        read_range(v, key, enc, vlen, vlen, 10, &scratch);
         off += rec;
     }
     buf_free(&scratch);

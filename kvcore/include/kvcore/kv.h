@@ -196,6 +196,14 @@ void kv_snapshot_free(kv_db *db, const kv_snapshot *snap);
  * offset; never a wrong value). */
 int kv_get(kv_db *db, const kv_snapshot *snap, const void *key, size_t klen, void **val,
            size_t *vlen);
+/* Like kv_get, but copies only bytes [off, off + len) of the value into the caller's buf:
+ * *n receives the bytes copied (0 if off is at or past the value's end) and *vlen the whole
+ * value's length. A large value in the value log is read and verified only in the pages that
+ * hold the range (kvcore/FORMAT.md "Value log"), so a small read of a big value costs about its
+ * own size. Returns 0, KV_ENOTFOUND (absent), KV_EINVAL, or KV_ECORRUPT/KV_EIO (logged; buf's
+ * contents are then undefined, never taken for the value). Thread-safe. */
+int kv_get_range(kv_db *db, const kv_snapshot *snap, const void *key, size_t klen, uint64_t off,
+                 void *buf, size_t len, size_t *n, size_t *vlen);
 
 /* Frees memory that kvcore returned to the caller. */
 void kv_free(void *p);
