@@ -33,6 +33,14 @@ struct fs_cc {
     size_t charge;             /* protected by mu: sum of len */
     uint64_t entries;          /* protected by mu */
     uint64_t hits, misses;     /* protected by mu */
+    /* fs_cc_admit: hits and lookups of the current window (protected by mu), whether the last
+     * window's hit rate was below one half (atomic), and a ring of recent misses (mu). */
+    uint32_t win_hits, win_lookups;
+    int selective;
+    struct {
+        uint64_t ino, idx;
+    } recent[FS_CC_RECENT_MISSES];
+    unsigned recent_next;
 };
 
 static size_t bucket_of(const struct fs_cc *cc, uint64_t ino, uint64_t idx)
@@ -198,6 +206,11 @@ int fs_cc_read(struct fs_cc *cc, int stripe, uint64_t sample, uint64_t ino, uint
         cc->hits++;
     else
         cc->misses++;
+    cc->win_hits += (uint32_t)hit;
+    if (++cc->win_lookups == FS_CC_ADMIT_WINDOW) {
+        __atomic_store_n(&cc->selective, cc->win_hits * 2 < cc->win_lookups, __ATOMIC_RELAXED);
+        cc->win_hits = cc->win_lookups = 0;
+    }
     pthread_mutex_unlock(&cc->mu);
     if (dead)
         entry_free(dead);
@@ -250,6 +263,26 @@ void fs_cc_insert(struct fs_cc *cc, int stripe, uint64_t sample, uint64_t ino, u
         entry_free(evicted);
         evicted = n;
     }
+}
+
+int fs_cc_admit(struct fs_cc *cc, uint64_t ino, uint64_t idx)
+{
+    int seen = 0;
+
+    if (!cc || cc->capacity < cc->chunk_size)
+        return 0;
+    if (!__atomic_load_n(&cc->selective, __ATOMIC_RELAXED))
+        return 1;
+    pthread_mutex_lock(&cc->mu);
+    for (unsigned i = 0; i < FS_CC_RECENT_MISSES && !seen; i++)
+        seen = cc->recent[i].ino == ino && cc->recent[i].idx == idx;
+    if (!seen) {
+        cc->recent[cc->recent_next].ino = ino;
+        cc->recent[cc->recent_next].idx = idx;
+        cc->recent_next = (cc->recent_next + 1) % FS_CC_RECENT_MISSES;
+    }
+    pthread_mutex_unlock(&cc->mu);
+    return seen;
 }
 
 /* Adds `by` to the stripe's seq if its parity is `parity` (0 even, 1 odd). Only the stripe's

@@ -31,6 +31,9 @@
  * The daemon's memory at default options: 32 MiB of memtables + 32 MiB of block cache + this
  * + the FUSE threads' buffers and table metadata, well under 256 MiB. */
 #define FS_CC_DEFAULT_BYTES (64u << 20)
+/* fs_cc_admit: lookups per measurement of the hit rate, and misses remembered. */
+#define FS_CC_ADMIT_WINDOW 256
+#define FS_CC_RECENT_MISSES 64
 
 struct fs_cc;
 
@@ -58,6 +61,16 @@ int fs_cc_read(struct fs_cc *cc, int stripe, uint64_t sample, uint64_t ino, uint
  * May evict the least recently used chunks. Thread-safe. */
 void fs_cc_insert(struct fs_cc *cc, int stripe, uint64_t sample, uint64_t ino, uint64_t idx,
                   void *data, size_t len);
+
+/* Whether fs_read, after fs_cc_read missed chunk (ino, idx) for a part of it, should read the
+ * whole chunk and insert it (1) or read only the part it needs (0). A miss costs a read of the
+ * part (kvcore reads and verifies only its pages) or of the whole chunk plus the insert, about
+ * a chunk's worth of copying and hashing: worth it only if later reads of the chunk hit. So the
+ * cache admits every miss while at least half of its recent lookups hit (a sequential reader of
+ * small pieces, a hot set that fits), and otherwise (a random reader of a big file) only the
+ * second miss of a chunk among the last FS_CC_RECENT_MISSES, which lets a reader that turns
+ * sequential bring the hit rate back. Thread-safe. 0 for a NULL cache. */
+int fs_cc_admit(struct fs_cc *cc, uint64_t ino, uint64_t idx);
 
 /* Marks the start of a change to chunks of an inode in stripe (invariant 1): the caller holds
  * the stripe's lock and calls it before committing anything. Idempotent while the lock is held.

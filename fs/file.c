@@ -44,6 +44,31 @@ static int chunk_get(struct fs *fs, const kv_snapshot *snap, uint64_t ino, uint6
     return 0;
 }
 
+/* Copies bytes [a, b) of chunk idx to out: *n receives the stored bytes copied (the caller
+ * zeroes the rest; a hole has none). Only the pages of the range are read (kv_get_range).
+ * Validates the stored length as chunk_get does. */
+static int chunk_read_range(struct fs *fs, const kv_snapshot *snap, uint64_t ino, uint64_t idx,
+                            size_t a, size_t b, uint8_t *out, size_t *n)
+{
+    uint8_t key[FS_KEY_MAX];
+    size_t klen = fs_key_chunk(key, ino, idx), len;
+    int rc = kv_get_range(fs->db, snap, key, klen, a, out, b - a, n, &len);
+
+    if (rc == KV_ENOTFOUND) {
+        *n = 0;
+        return 0;
+    }
+    if (rc)
+        return fs_kv_errno(rc);
+    if (len == 0 || len > fs->chunk_size) {
+        fs_log(FS_LOG_ERROR, "chunk %llu of inode %llu: length %zu outside 1..%u",
+               (unsigned long long)idx, (unsigned long long)ino, len, fs->chunk_size);
+        *n = 0;
+        return -EIO;
+    }
+    return 0;
+}
+
 static int check_regular(const struct fs_inode *in)
 {
     if (S_ISDIR(in->mode))
@@ -162,6 +187,18 @@ ssize_t fs_read(struct fs *fs, uint64_t ino, uint64_t off, size_t size, void *bu
             pos = cstart + b;
             continue;
         }
+        if ((a == 0 && b == cs) || !fs_cc_admit(fs->cc, ino, idx)) {
+            /* Only the pages of [a, b) are read and verified, straight into the reply: a 4 KiB
+             * read of a 64 KiB chunk costs about 4 KiB. */
+            rc = chunk_read_range(fs, snap, ino, idx, (size_t)a, (size_t)b, out + (pos - off), &n);
+            if (rc)
+                goto out;
+            memset(out + (pos - off) + n, 0, b - a - n); /* past the stored bytes: zeros */
+            pos = cstart + b;
+            continue;
+        }
+        /* The cache expects more reads of this chunk (fs_cc_admit): read all of it and keep it,
+         * unless the kernel took all of it (it caches what it read). */
         rc = chunk_get(fs, snap, ino, idx, &data, &len);
         if (rc)
             goto out;
@@ -169,8 +206,6 @@ ssize_t fs_read(struct fs *fs, uint64_t ino, uint64_t off, size_t size, void *bu
         if (n) /* a hole has no data */
             memcpy(out + (pos - off), data + a, n);
         memset(out + (pos - off) + n, 0, b - a - n); /* past the stored bytes: zeros */
-        /* Keep the chunk only if the kernel did not take all of it: it caches what it read
-         * (a sequential reader takes whole chunks, a 4 KiB random reader 1/16 of one). */
         if (a > 0 || b < len)
             fs_cc_insert(fs->cc, stripe, sample, ino, idx, data, len); /* takes data */
         else
