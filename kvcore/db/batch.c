@@ -116,15 +116,22 @@ static size_t batch_op_max_size(slice key, const slice *value)
     return need;
 }
 
+/* Whether one more op with key and a value of vlen bytes may join b. */
+static int batch_op_fits(const kv_batch *b, slice key, size_t vlen)
+{
+    /* The key's internal form (key + 8-byte tag) must fit the memtable's 32-bit length. */
+    if (key.size > UINT32_MAX - IKEY_TAG_SIZE || vlen > UINT32_MAX)
+        return KV_EINVAL;
+    return batch_count(b) == UINT32_MAX ? KV_EINVAL : 0;
+}
+
 /* Appends one op; the reservation up front makes the encoding below infallible. */
 static int batch_add(kv_batch *b, int tag, slice key, const slice *value)
 {
-    /* The key's internal form (key + 8-byte tag) must fit the memtable's 32-bit length. */
-    if (key.size > UINT32_MAX - IKEY_TAG_SIZE || (value && value->size > UINT32_MAX))
-        return KV_EINVAL;
+    int rc = batch_op_fits(b, key, value ? value->size : 0);
+    if (rc != 0)
+        return rc;
     uint32_t count = batch_count(b);
-    if (count == UINT32_MAX)
-        return KV_EINVAL;
     if (buf_reserve(&b->rep, batch_op_max_size(key, value)) != 0)
         return KV_ENOMEM;
     char *end = batch_encode_op(b->rep.data + b->rep.len, tag, key, value);
@@ -139,6 +146,47 @@ int kv_batch_put(kv_batch *b, const void *key, size_t klen, const void *val, siz
         return KV_EINVAL;
     slice v = slice_make(val, vlen);
     return batch_add(b, BATCH_TAG_PUT, slice_make(key, klen), &v);
+}
+
+int batch_put_begin(kv_batch *b, slice key, size_t vlen_hint, batch_pending *p)
+{
+    int rc = batch_op_fits(b, key, 0);
+    if (rc != 0)
+        return rc;
+    p->op_start = b->rep.len;
+    p->slot = (size_t)coding_varint_length(vlen_hint < UINT32_MAX ? vlen_hint : UINT32_MAX);
+    if (buf_reserve(&b->rep, 1 + CODING_MAX_VARINT32 + key.size + p->slot) != 0)
+        return KV_ENOMEM;
+    char *q = batch_encode_op(b->rep.data + b->rep.len, BATCH_TAG_PUT, key, NULL);
+    b->rep.len = (size_t)(q - b->rep.data) + p->slot;
+    p->value_at = b->rep.len;
+    return 0;
+}
+
+int batch_put_end(kv_batch *b, const batch_pending *p)
+{
+    size_t vlen = b->rep.len - p->value_at;
+    if (vlen > UINT32_MAX) {
+        batch_put_abort(b, p);
+        return KV_EINVAL;
+    }
+    size_t need = (size_t)coding_varint_length(vlen);
+    if (need > p->slot && buf_reserve(&b->rep, need - p->slot) != 0) {
+        batch_put_abort(b, p);
+        return KV_ENOMEM;
+    }
+    char *len_at = b->rep.data + p->value_at - p->slot;
+    if (need != p->slot) /* the hint missed: the value moves to follow its real length */
+        memmove(len_at + need, b->rep.data + p->value_at, vlen);
+    coding_put_varint32(len_at, (uint32_t)vlen);
+    b->rep.len = p->value_at - p->slot + need + vlen;
+    batch_set_count(b, batch_count(b) + 1);
+    return 0;
+}
+
+void batch_put_abort(kv_batch *b, const batch_pending *p)
+{
+    b->rep.len = p->op_start;
 }
 
 int batch_init_single(kv_batch *b, char *mem, size_t cap, int is_put, slice key, slice value)

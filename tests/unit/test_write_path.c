@@ -1,7 +1,7 @@
 /* test_write_path.c - the bulk write path: records written straight from the staged batch
  * among small ones keep their offsets (after a crash too), a lone writer's batch committed
- * without the group copy, env_appendv, and compression attempts that judge a large piece by its
- * prefix. */
+ * without the group copy, values built in place in a batch, env_appendv, and compression attempts
+ * that judge a large piece by its prefix. */
 #include <check.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "checkutil.h"
+#include "db/batch.h"
 #include "fault_env.h"
 #include "kvcore/kv.h"
 #include "table/compress.h"
@@ -219,6 +220,75 @@ START_TEST(test_write_path_appendv_writes_every_buffer_in_order)
 }
 END_TEST
 
+struct wp_ops {
+    int n;
+    size_t vlen[8];
+    char first[8];
+};
+
+static int wp_op_put(void *ctx, uint64_t seq, slice key, slice value)
+{
+    (void)seq;
+    struct wp_ops *o = ctx;
+    ck_assert_uint_eq(key.size, 1);
+    ck_assert_int_eq(key.data[0], 'a' + o->n);
+    o->vlen[o->n] = value.size;
+    o->first[o->n] = value.size ? value.data[0] : 0;
+    for (size_t i = 0; i < value.size; i++)
+        ck_assert_int_eq(value.data[i], value.data[0]);
+    o->n++;
+    return 0;
+}
+
+static int wp_op_del(void *ctx, uint64_t seq, slice key)
+{
+    (void)ctx, (void)seq, (void)key;
+    ck_abort_msg("no delete was put");
+    return 0;
+}
+
+/* Appends a put of key "a" + i whose n value bytes (all c) the test writes into the rep itself. */
+static void wp_put_in_place(kv_batch *b, int i, size_t hint, size_t n, char c, int abort)
+{
+    batch_pending p;
+    char key = (char)('a' + i);
+    ck_assert_int_eq(batch_put_begin(b, (slice){&key, 1}, hint, &p), 0);
+    ck_assert_int_eq(buf_reserve(&b->rep, n), 0);
+    memset(b->rep.data + b->rep.len, c, n);
+    b->rep.len += n;
+    if (abort)
+        batch_put_abort(b, &p);
+    else
+        ck_assert_int_eq(batch_put_end(b, &p), 0);
+}
+
+/* Hints too small (the value moves up), too large (it moves down), exact, and an aborted put
+ * between them: the batch decodes to exactly the completed puts. */
+START_TEST(test_write_path_batch_put_in_place_survives_wrong_length_hints)
+{
+    kv_batch *b = kv_batch_new();
+    ck_assert_ptr_nonnull(b);
+    wp_put_in_place(b, 0, 10, 300, 'x', 0);      /* 1-byte slot, 2-byte length */
+    wp_put_in_place(b, 1, 70000, 5, 'y', 0);     /* 3-byte slot, 1-byte length */
+    wp_put_in_place(b, 2, 100, 50, 'q', 1);      /* aborted */
+    wp_put_in_place(b, 2, 65536, 65536, 'z', 0); /* exact */
+    wp_put_in_place(b, 3, 0, 0, 0, 0);           /* empty value */
+    ck_assert_uint_eq(kv_batch_count(b), 4);
+    struct wp_ops o = {0};
+    batch_handler h = {wp_op_put, wp_op_del, &o};
+    ck_assert_int_eq(batch_iterate(buf_slice(&b->rep), &h), 0);
+    ck_assert_int_eq(o.n, 4);
+    ck_assert_uint_eq(o.vlen[0], 300);
+    ck_assert_int_eq(o.first[0], 'x');
+    ck_assert_uint_eq(o.vlen[1], 5);
+    ck_assert_int_eq(o.first[1], 'y');
+    ck_assert_uint_eq(o.vlen[2], 65536);
+    ck_assert_int_eq(o.first[2], 'z');
+    ck_assert_uint_eq(o.vlen[3], 0);
+    kv_batch_free(b);
+}
+END_TEST
+
 #define WP_PIECE 65536
 
 /* A state that has just failed an attempt (backing off). */
@@ -290,6 +360,7 @@ static Suite *write_path_suite(void)
     tcase_add_test(tc, test_write_path_direct_records_rotate_segments_at_the_right_offsets);
     tcase_add_test(tc, test_write_path_synced_direct_records_survive_a_crash);
     tcase_add_test(tc, test_write_path_concurrent_large_and_small_writers_keep_every_value);
+    tcase_add_test(tc, test_write_path_batch_put_in_place_survives_wrong_length_hints);
     tcase_add_test(tc, test_write_path_appendv_writes_every_buffer_in_order);
     tcase_add_test(tc, test_compress_piece_with_random_prefix_is_stored_raw_while_backing_off);
     tcase_add_test(tc, test_compress_prefix_that_shrinks_still_needs_the_whole_piece_to);
