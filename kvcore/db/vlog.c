@@ -642,8 +642,8 @@ int vlog_stage_batch(vlog *v, const kv_batch *in, kv_batch **out, uint64_t *reco
      * page sums per op: taken at once, not by doubling (a 1 MiB write was four reallocs, each
      * faulting in fresh pages), and so that records built in place never move. */
     size_t per_op = 1 + VLOG_RECORD_HEADER_SIZE + CODING_MAX_VARINT32 + VLOG_STAGE_KEY_ROOM;
-    if (buf_reserve(&sc.out->rep, in->rep.len + in->rep.len / 256 +
-                                      (size_t)batch_count(in) * per_op) != 0) {
+    if (buf_reserve(&sc.out->rep,
+                    in->rep.len + in->rep.len / 256 + (size_t)batch_count(in) * per_op) != 0) {
         kv_batch_free(sc.out);
         return KV_ENOMEM;
     }
