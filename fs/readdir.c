@@ -6,10 +6,12 @@
  * stream's life, so seekdir/telldir work.
  *  1. At opendir the stream takes the directory's listing from the directory cache
  *     (dircache.h) if one is current: it is the directory's committed state at that moment.
- *  2. Otherwise it pins a kv snapshot (after sampling the stripe's cache seq) and scans the
- *     whole directory from it into a new listing, offered to the cache, which keeps it only
- *     if no change to the stripe began since the sample (dircache.h invariant 2). The stream
- *     serves that listing either way and drops the snapshot.
+ *  2. Otherwise it pins a kv snapshot (after sampling the stripe's cache seq). When a name is
+ *     first read (not at opendir: a directory opened only to be used as a file descriptor
+ *     costs no scan), it scans the whole directory from that snapshot into a new listing,
+ *     offered to the cache, which keeps it only if no change to the stripe began since the
+ *     sample (dircache.h invariant 2). The stream serves that listing either way (the same
+ *     names at the same positions as its snapshot) and drops the snapshot.
  *  3. A directory too big for the cache (or with no cache, or when the scan fails) is read
  *     with one iterator over the pinned snapshot, kept at its last position: sequential
  *     reading is O(1) per entry and memory does not depend on the directory's size. A failed
@@ -37,6 +39,8 @@ struct fs_dir {
     int at_entry; /* the iterator is at a dirent of this directory (returned at it_pos) */
     uint8_t prefix[9];
     const struct fs_dc_list *list; /* when set, the stream serves it: no snapshot or iterator */
+    int dc_build;                  /* build a listing from snap at the first name read */
+    uint64_t dc_sample;            /* the stripe's cache seq, sampled before snap was taken */
     int listed;                    /* in fs->dirs (opened successfully, not yet closed) */
     struct fs_dir *prev, *next;    /* fs->dirs, protected by fs->dirs_mu */
 };
@@ -130,6 +134,30 @@ static int build_list(struct fs_dir *d, size_t max, struct fs_dc_list **out)
     return 0;
 }
 
+/* Opendir rule 2, at the first name read: builds the listing from the stream's snapshot, offers
+ * it to the cache and serves it from now on. On failure the stream goes on with its iterator;
+ * a directory too big for the cache is recorded as such. */
+static void use_new_list(struct fs_dir *d)
+{
+    struct fs *fs = d->fs;
+    int stripe = fs_stripe_of(d->ino);
+    struct fs_dc_list *l;
+    int rc = build_list(d, fs_dc_max_list_bytes(fs->dc), &l);
+
+    d->dc_build = 0;
+    d->positioned = 0; /* the scan moved the iterator */
+    if (rc == -E2BIG)
+        fs_dc_insert(fs->dc, stripe, d->dc_sample, d->ino, NULL);
+    if (rc)
+        return;
+    fs_dc_insert(fs->dc, stripe, d->dc_sample, d->ino, l);
+    d->list = l;
+    kv_iter_free(d->it);
+    d->it = NULL;
+    kv_snapshot_free(fs->db, d->snap);
+    d->snap = NULL;
+}
+
 int fs_opendir(struct fs *fs, uint64_t ino, struct fs_dir **out)
 {
     struct fs_dir *d;
@@ -163,20 +191,8 @@ int fs_opendir(struct fs *fs, uint64_t ino, struct fs_dir **out)
         if (!d->it)
             rc = -ENOMEM;
     }
-    if (rc == 0 && fs->dc && cached == FS_DC_MISS && (sample & 1) == 0) {
-        struct fs_dc_list *l;
-        int brc = build_list(d, fs_dc_max_list_bytes(fs->dc), &l);
-        if (brc == 0) {
-            fs_dc_insert(fs->dc, stripe, sample, ino, l);
-            d->list = l;
-            kv_iter_free(d->it);
-            d->it = NULL;
-            kv_snapshot_free(fs->db, d->snap);
-            d->snap = NULL;
-        } else if (brc == -E2BIG) {
-            fs_dc_insert(fs->dc, stripe, sample, ino, NULL);
-        }
-    }
+    d->dc_build = fs->dc && cached == FS_DC_MISS && (sample & 1) == 0;
+    d->dc_sample = sample;
     if (rc) {
         fs_closedir(fs, d);
         return rc;
@@ -262,6 +278,11 @@ int fs_readdir(struct fs_dir *d, uint64_t off, struct fs_dirent *de)
         return 1;
     }
     want = off - 2;
+    if (d->dc_build) {
+        use_new_list(d);
+        if (d->list)
+            return fs_readdir(d, off, de);
+    }
     if (d->list) /* past its end */
         return 0;
     if (!d->positioned || want < d->it_pos) {

@@ -233,6 +233,33 @@ START_TEST(test_dircache_open_stream_keeps_its_listing_and_offsets_after_changes
 }
 END_TEST
 
+START_TEST(test_dircache_listing_of_a_stream_opened_before_a_change_is_not_kept)
+{
+    uint64_t d = tfs_mkdir(1, "d");
+    struct fs_dc_stats st0;
+    struct fs_dir *dir;
+    struct listing l;
+    tfs_mkfile(d, "a");
+    /* opened and closed without reading: no scan, nothing cached */
+    st0 = dc_stats();
+    ck_assert_int_eq(fs_opendir(tfs_fs, d, &dir), 0);
+    fs_closedir(tfs_fs, dir);
+    ck_assert_uint_eq(dc_stats().inserts, st0.inserts);
+    /* the stream's snapshot predates "b": its listing lacks it and must not be cached */
+    ck_assert_int_eq(fs_opendir(tfs_fs, d, &dir), 0);
+    tfs_mkfile(d, "b");
+    read_stream(dir, &l);
+    ck_assert_int_eq(l.n, 1);
+    listing_free(&l);
+    fs_closedir(tfs_fs, dir);
+    ck_assert_uint_eq(dc_stats().inserts, st0.inserts);
+    ck_assert_uint_eq(dc_stats().rejected, st0.rejected + 1);
+    expect_names(d, (const char *const[]){"a", "b", NULL});
+    expect_names(d, (const char *const[]){"a", "b", NULL});
+    ck_assert_uint_eq(dc_stats().hits, st0.hits + 1);
+}
+END_TEST
+
 START_TEST(test_dircache_listing_built_across_a_change_is_not_kept)
 {
     struct fs_dc *dc = fs_dc_new(1 << 20, 4);
@@ -518,6 +545,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_dircache_every_change_to_a_directory_is_seen_by_the_next_listing);
     tcase_add_test(tc, test_dircache_moved_directory_lists_its_new_parent_as_dotdot);
     tcase_add_test(tc, test_dircache_open_stream_keeps_its_listing_and_offsets_after_changes);
+    tcase_add_test(tc, test_dircache_listing_of_a_stream_opened_before_a_change_is_not_kept);
     tcase_add_test(tc, test_dircache_listing_built_across_a_change_is_not_kept);
     tcase_add_test(tc, test_dircache_holds_at_most_its_capacity_and_evicts_least_recent);
     tcase_add_test(tc, test_dircache_directory_too_big_for_the_cache_lists_from_the_store);
