@@ -114,8 +114,9 @@ static int build_list(struct fs_dir *d, size_t max, struct fs_dc_list **out)
         uint64_t ino;
         uint8_t dtype;
         rc = iter_entry(d, &name, &nlen, &ino, &dtype);
-        if (rc == 0 && (memchr(name, '/', nlen) || memchr(name, '\0', nlen)))
-            rc = bad_name(d);
+        for (size_t i = 0; rc == 0 && i < nlen; i++) /* one pass, not two memchr calls */
+            if (name[i] == '/' || name[i] == '\0')
+                rc = bad_name(d);
         if (rc == 0)
             rc = fs_dc_list_add(l, name, nlen, ino, dtype_to_mode(dtype));
         if (rc == 0 && fs_dc_list_bytes(l) > max)
