@@ -1,8 +1,10 @@
 /* chunkcache.h - a bounded LRU cache of recently read file chunks (decoded, checksum-verified).
  *
- * Why: a 4 KiB random read of a file whose chunks live in the value log costs a pread of the
- * whole 64 KiB record, its checksum and two copies; the kernel keeps only the 4 KiB page it
- * asked for, so the next page of the same chunk pays it all again. The cache keeps the chunk.
+ * Why: a read of part of a chunk that misses costs a read of the pages it needs (kv_get_range:
+ * a pread and a checksum per 4 KiB page, plus the record's head the first time); the kernel
+ * keeps only the pages it asked for, so a reader that comes back for the chunk's other pages
+ * (small sequential reads, a hot set) pays again for each. For such readers fs_read reads the
+ * whole chunk once and the cache keeps it (fs_cc_admit decides when that pays).
  *
  * Staleness is ruled out by a sequence number per inode stripe (the stripes of fs_int.h):
  *  1. Every change to a file's chunks happens with its stripe locked, between
@@ -26,8 +28,9 @@
 #include <stdint.h>
 
 /* Default capacity of a filesystem's chunk cache (bytes of chunk data held; -o
- * chunk_cache_size). fs_read keeps only chunks the kernel took part of, so the cache fills
- * under random reads of big files and stays empty under sequential reads and small files.
+ * chunk_cache_size). fs_read keeps only chunks the kernel took part of, and only those
+ * fs_cc_admit admits, so the cache stays empty under large sequential reads and holds few
+ * chunks under random reads of files much bigger than it.
  * The daemon's memory at default options: 32 MiB of memtables + 32 MiB of block cache + this
  * + the FUSE threads' buffers and table metadata, well under 256 MiB. */
 #define FS_CC_DEFAULT_BYTES (64u << 20)
