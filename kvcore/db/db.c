@@ -343,10 +343,17 @@ static int rotate_failed_log(kv_db *db)
     return 0;
 }
 
+/* A new active memtable, with a filter sized for the share of memtable_bytes it may fill
+ * before it is frozen (so that a kv_get of a key it lacks skips its skiplist). */
+static memtable *db_memtable_new(const kv_db *db)
+{
+    return memtable_new_filtered(db->opts.memtable_bytes / 100 * DB_FREEZE_PERCENT);
+}
+
 /* Freezes the memtable and starts a new WAL for its successor. Leader, mu held, imm == NULL. */
 static int switch_memtable(kv_db *db)
 {
-    memtable *nm = memtable_new();
+    memtable *nm = db_memtable_new(db);
     if (!nm)
         return KV_ENOMEM;
     uint64_t number = version_set_new_file_number(db->vs);
@@ -1618,7 +1625,7 @@ static int finish_recovery(kv_db *db, uint64_t max_seq)
     version_edit_free(&e);
     if (rc != 0)
         return rc;
-    memtable *fresh = memtable_new();
+    memtable *fresh = db_memtable_new(db);
     if (!fresh)
         return KV_ENOMEM;
     memtable_unref(db->mem);
@@ -1715,7 +1722,7 @@ static int db_open_components(kv_db *db)
     db->group = kv_batch_new();
     if (!db->group)
         return KV_ENOMEM;
-    db->mem = memtable_new();
+    db->mem = db_memtable_new(db);
     if (!db->mem)
         return KV_ENOMEM;
     db->mem_base_usage = memtable_memory_usage(db->mem);

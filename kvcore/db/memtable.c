@@ -15,6 +15,9 @@
  *     and one that sees a new height before the node is linked finds NULL pointers in head,
  *     which simply lead it down a level.
  *  5. Every node key is a well-formed internal key (>= 8 bytes, type 0 or 1).
+ *  6. Filter (if any): every user key of a node has its bits set, and they are set before the
+ *     node is linked, so a reader whose sequence covers a node also sees its bits (the writer's
+ *     release of the sequence orders both). Bits are only ever set, by the single writer.
  *
  * Threads: see memtable.h. The writer's state (rng, arena cursor) is touched only by
  * memtable_add. num_entries and max_height are atomics read by any thread.
@@ -28,6 +31,7 @@
 
 #include "db/arena.h"
 #include "kvcore/kv.h"
+#include "util/checksum.h"
 #include "util/ikey.h"
 
 #define MT_MAX_HEIGHT 12
@@ -48,8 +52,16 @@ struct mt_node {
     uint32_t value_len; /* value bytes, following the key */
 };
 
+/* The memtable filter: blocks of 512 bits (a cache line); a key's hash picks one block and
+ * sets MT_FILTER_PROBES bits in it, so an insert and a lookup touch one line each. */
+#define MT_FILTER_BLOCK_WORDS 8
+#define MT_FILTER_PROBES 4
+#define MT_FILTER_BYTES_PER_BIT 8
+
 struct memtable {
     arena arena;
+    _Atomic uint64_t *filter; /* NULL: none; filter_blocks * MT_FILTER_BLOCK_WORDS words */
+    uint64_t filter_blocks;
     mt_node *head;         /* sentinel with MT_MAX_HEIGHT levels, no key */
     atomic_int max_height; /* current height of the list, 1..MT_MAX_HEIGHT */
     atomic_uint_fast64_t num_entries;
@@ -226,15 +238,80 @@ static int memtable_check_invariants(const memtable *m)
 }
 #endif
 
+/* The filter block of hash h (its first word). */
+static _Atomic uint64_t *filter_block(const memtable *m, uint64_t h)
+{
+    uint64_t block = (uint64_t)(((unsigned __int128)(h >> 32) * m->filter_blocks) >> 32);
+    return m->filter + block * MT_FILTER_BLOCK_WORDS;
+}
+
+/* The bit positions of h in its block: MT_FILTER_PROBES 9-bit fields of a remix of h. */
+static inline uint64_t filter_positions(uint64_t h)
+{
+    return h * 0x9E3779B97F4A7C15ULL;
+}
+
+#define MT_FILTER_POS(bits, i) ((unsigned)((bits) >> (64 - 9 * ((i) + 1))) & 511u)
+
+static uint64_t filter_hash(slice user_key)
+{
+    return checksum_value(user_key.data ? user_key.data : "", user_key.size);
+}
+
+/* Sets the bits of h (writer only: a plain read-modify-write of each word is enough). */
+static void filter_add(memtable *m, uint64_t h)
+{
+    _Atomic uint64_t *b = filter_block(m, h);
+    uint64_t bits = filter_positions(h);
+    for (int i = 0; i < MT_FILTER_PROBES; i++) {
+        unsigned pos = MT_FILTER_POS(bits, i);
+        _Atomic uint64_t *w = &b[pos / 64];
+        atomic_store_explicit(
+            w, atomic_load_explicit(w, memory_order_relaxed) | (uint64_t)1 << (pos % 64),
+            memory_order_relaxed);
+    }
+}
+
+/* 0 if no key of hash h was added (invariant 6); 1 if one may have been. */
+static int filter_may_contain(const memtable *m, uint64_t h)
+{
+    _Atomic uint64_t *b = filter_block(m, h);
+    uint64_t bits = filter_positions(h);
+    for (int i = 0; i < MT_FILTER_PROBES; i++) {
+        unsigned pos = MT_FILTER_POS(bits, i);
+        if (!(atomic_load_explicit(&b[pos / 64], memory_order_relaxed) >> (pos % 64) & 1))
+            return 0;
+    }
+    return 1;
+}
+
 memtable *memtable_new(void)
+{
+    return memtable_new_filtered(0);
+}
+
+memtable *memtable_new_filtered(size_t budget_bytes)
 {
     memtable *m = calloc(1, sizeof(*m));
     if (!m)
         return NULL;
+    if (budget_bytes > 0) {
+        size_t bits = budget_bytes / MT_FILTER_BYTES_PER_BIT;
+        size_t blocks = bits / (MT_FILTER_BLOCK_WORDS * 64) + 1;
+        size_t bytes = blocks * MT_FILTER_BLOCK_WORDS * sizeof(uint64_t);
+        m->filter = aligned_alloc(64, bytes);
+        if (!m->filter) {
+            free(m);
+            return NULL;
+        }
+        memset((void *)m->filter, 0, bytes);
+        m->filter_blocks = blocks;
+    }
     arena_init(&m->arena);
     char *mem = arena_alloc(&m->arena, MT_MAX_HEIGHT * sizeof(mt_link) + sizeof(mt_node));
     if (!mem) {
         arena_destroy(&m->arena);
+        free((void *)m->filter);
         free(m);
         return NULL;
     }
@@ -265,6 +342,7 @@ void memtable_unref(memtable *m)
     assert(old > 0);
     if (old == 1) {
         arena_destroy(&m->arena);
+        free((void *)m->filter);
         free(m);
     }
 }
@@ -294,7 +372,16 @@ int memtable_add(memtable *m, uint64_t seq, int type, slice user_key, slice valu
 
     mt_node *prev[MT_MAX_HEIGHT];
     mt_target t = target_from_node(n);
+    uint64_t fh = 0;
+    if (m->filter) {
+        /* The filter line's miss overlaps the search; its bits are set before the node is
+         * linked (invariant 6). */
+        fh = filter_hash(user_key);
+        __builtin_prefetch((const void *)filter_block(m, fh), 1);
+    }
     find_greater_or_equal(m, &t, prev);
+    if (m->filter)
+        filter_add(m, fh);
     int cur = current_height(m);
     if (height > cur) {
         for (int i = cur; i < height; i++)
@@ -319,6 +406,8 @@ int memtable_get(memtable *m, slice user_key, uint64_t seq, buf *value_out)
 {
     if (seq > IKEY_MAX_SEQUENCE)
         seq = IKEY_MAX_SEQUENCE;
+    if (m->filter && !filter_may_contain(m, filter_hash(user_key)))
+        return MEMTABLE_ABSENT;
     mt_target t = {user_key, ikey_pack_tag(seq, IKEY_TYPE_FOR_SEEK), slice_make(NULL, 0), 0};
     mt_node *n = find_greater_or_equal(m, &t, NULL);
     if (!n)
@@ -336,7 +425,8 @@ int memtable_get(memtable *m, slice user_key, uint64_t seq, buf *value_out)
 
 size_t memtable_memory_usage(const memtable *m)
 {
-    return arena_memory_usage(&m->arena);
+    return arena_memory_usage(&m->arena) +
+           (size_t)m->filter_blocks * MT_FILTER_BLOCK_WORDS * sizeof(uint64_t);
 }
 
 uint64_t memtable_num_entries(const memtable *m)

@@ -34,9 +34,9 @@ static int add_str(memtable *m, uint64_t seq, int type, const char *k, const cha
     return memtable_add(m, seq, type, slice_from_str(k), slice_from_str(v));
 }
 
-START_TEST(test_memtable_get_sees_newest_entry_at_or_below_sequence)
+/* The newest-entry checks on m (empty; freed here). */
+static void check_newest_entry_at_or_below_sequence(memtable *m)
 {
-    memtable *m = memtable_new();
     ck_assert_ptr_nonnull(m);
     ck_assert_int_eq(add_str(m, 10, IKEY_TYPE_VALUE, "k", "v10"), 0);
     ck_assert_int_eq(add_str(m, 20, IKEY_TYPE_VALUE, "k", "v20"), 0);
@@ -66,6 +66,54 @@ START_TEST(test_memtable_get_sees_newest_entry_at_or_below_sequence)
     ck_assert_str_eq(v, "kk16");
     ck_assert_int_eq(get_str(m, "l", 100, v, sizeof(v)), MEMTABLE_ABSENT);
     ck_assert_uint_eq(memtable_num_entries(m), 6);
+    memtable_unref(m);
+}
+
+START_TEST(test_memtable_get_sees_newest_entry_at_or_below_sequence)
+{
+    check_newest_entry_at_or_below_sequence(memtable_new());
+}
+END_TEST
+
+START_TEST(test_memtable_filtered_get_sees_newest_entry_at_or_below_sequence)
+{
+    check_newest_entry_at_or_below_sequence(memtable_new_filtered(1 << 20));
+}
+END_TEST
+
+/* Adds keys "key<i>" for i < n (every third a deletion) to m, then checks that each reads back
+ * and that n keys never added read as absent. */
+static void check_filtered_keys(memtable *m, int n)
+{
+    ck_assert_ptr_nonnull(m);
+    char k[32], v[32];
+    for (int i = 0; i < n; i++) {
+        snprintf(k, sizeof k, "key%d", i);
+        snprintf(v, sizeof v, "val%d", i);
+        ck_assert_int_eq(add_str(m, (uint64_t)i + 1, i % 3 ? IKEY_TYPE_VALUE : IKEY_TYPE_DELETION,
+                                 k, i % 3 ? v : ""),
+                         0);
+    }
+    for (int i = 0; i < n; i++) {
+        char got[32];
+        snprintf(k, sizeof k, "key%d", i);
+        snprintf(v, sizeof v, "val%d", i);
+        int rc = get_str(m, k, UINT64_MAX, got, sizeof got);
+        ck_assert_int_eq(rc, i % 3 ? MEMTABLE_FOUND : MEMTABLE_DELETED);
+        if (i % 3)
+            ck_assert_str_eq(got, v);
+        snprintf(k, sizeof k, "nokey%d", i);
+        ck_assert_int_eq(get_str(m, k, UINT64_MAX, got, sizeof got), MEMTABLE_ABSENT);
+    }
+    memtable_unref(m);
+}
+
+START_TEST(test_memtable_filter_never_hides_an_added_key)
+{
+    check_filtered_keys(memtable_new_filtered(1 << 20), 20000); /* ~16 bits per key */
+    check_filtered_keys(memtable_new_filtered(1), 20000);       /* one block, saturated */
+    memtable *m = memtable_new_filtered(1 << 20);
+    ck_assert_uint_ge(memtable_memory_usage(m), (1 << 20) / 64); /* the filter is counted */
     memtable_unref(m);
 }
 END_TEST
@@ -431,10 +479,11 @@ static void *conc_reader(void *arg)
     return NULL;
 }
 
-START_TEST(test_memtable_one_writer_three_readers_see_consistent_sorted_data)
+/* One writer and CONC_READERS readers on m (freed here). */
+static void run_one_writer_three_readers(memtable *m)
 {
     conc_state *st = calloc(1, sizeof(*st));
-    st->m = memtable_new();
+    st->m = m;
     st->seed = tu_seed("test_memtable_one_writer_three_readers_see_consistent_sorted_data");
     atomic_init(&st->published, 0);
     atomic_init(&st->done, 0);
@@ -458,6 +507,18 @@ START_TEST(test_memtable_one_writer_three_readers_see_consistent_sorted_data)
     memtable_unref(st->m);
     free(st);
 }
+
+START_TEST(test_memtable_one_writer_three_readers_see_consistent_sorted_data)
+{
+    run_one_writer_three_readers(memtable_new());
+}
+END_TEST
+
+/* The readers' lookups of published keys go through the filter while the writer sets bits. */
+START_TEST(test_memtable_filtered_one_writer_three_readers_see_every_published_key)
+{
+    run_one_writer_three_readers(memtable_new_filtered((size_t)CONC_KEYS * 64));
+}
 END_TEST
 
 static Suite *memtable_suite(void)
@@ -474,6 +535,9 @@ static Suite *memtable_suite(void)
     tcase_add_test(tc, test_memtable_iterator_keeps_the_memtable_alive);
     tcase_add_test(tc, test_memtable_large_entries_and_memory_usage);
     tcase_add_test(tc, test_memtable_one_writer_three_readers_see_consistent_sorted_data);
+    tcase_add_test(tc, test_memtable_filtered_one_writer_three_readers_see_every_published_key);
+    tcase_add_test(tc, test_memtable_filtered_get_sees_newest_entry_at_or_below_sequence);
+    tcase_add_test(tc, test_memtable_filter_never_hides_an_added_key);
     suite_add_tcase(s, tc);
     return s;
 }
