@@ -22,9 +22,9 @@ struct fs_dc {
     size_t capacity, charge; /* protected by mu */
     struct dc_ent **table;   /* protected by mu: nbuckets chains */
     size_t nbuckets;
-    struct dc_ent *head, *tail;               /* protected by mu */
-    size_t count;                             /* protected by mu */
-    uint64_t hits, misses, inserts, rejected; /* protected by mu */
+    struct dc_ent *head, *tail; /* protected by mu */
+    size_t count;               /* protected by mu */
+    struct fs_dc_stats st;      /* protected by mu: hits, misses, inserts, rejected */
     int nstripes;
     _Atomic uint64_t *seq; /* per stripe; changed only under the stripe's lock */
 };
@@ -172,9 +172,9 @@ int fs_dc_get(struct fs_dc *dc, int stripe, uint64_t ino, const struct fs_dc_lis
         }
     }
     if (rc == FS_DC_HIT)
-        dc->hits++;
+        dc->st.hits++;
     else
-        dc->misses++;
+        dc->st.misses++;
     pthread_mutex_unlock(&dc->mu);
     return rc;
 }
@@ -197,7 +197,7 @@ void fs_dc_insert(struct fs_dc *dc, int stripe, uint64_t sample, uint64_t ino,
     pthread_mutex_lock(&dc->mu);
     /* Invariant 2: a change begun since the sample may be missing from the listing. */
     if (atomic_load(&dc->seq[stripe]) != sample) {
-        dc->rejected++;
+        dc->st.rejected++;
         pthread_mutex_unlock(&dc->mu);
         free(e);
         return;
@@ -219,7 +219,7 @@ void fs_dc_insert(struct fs_dc *dc, int stripe, uint64_t sample, uint64_t ino,
         dc->tail = e;
     dc->charge += charge;
     dc->count++;
-    dc->inserts++;
+    dc->st.inserts++;
     dc_check_invariants(dc);
     pthread_mutex_unlock(&dc->mu);
 }
@@ -242,10 +242,7 @@ void fs_dc_get_stats(struct fs_dc *dc, struct fs_dc_stats *st)
     if (!dc)
         return;
     pthread_mutex_lock(&dc->mu);
-    st->hits = dc->hits;
-    st->misses = dc->misses;
-    st->inserts = dc->inserts;
-    st->rejected = dc->rejected;
+    *st = dc->st;
     st->lists = dc->count;
     st->bytes = dc->charge;
     pthread_mutex_unlock(&dc->mu);
