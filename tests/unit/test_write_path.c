@@ -1,7 +1,7 @@
-/* test_write_path.c - the bulk write path: records written straight from the staged batch
- * among small ones keep their offsets (after a crash too), a lone writer's batch committed
- * without the group copy, values built in place in a batch, env_appendv, and compression attempts
- * that judge a large piece by its prefix. */
+/* test_write_path.c - the bulk write path: records appended by reference from the staged batch
+ * (one writev per commit) keep their offsets, across segment ends and after a crash, a lone
+ * writer's batch committed without the group copy, values built in place in a batch, env_appendv,
+ * and compression attempts that judge a large piece by its prefix. */
 #include <check.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -39,7 +39,7 @@ static void wp_value(char *v, size_t n, int i, int ver)
     }
 }
 
-/* Sizes around the direct-append boundary (16 KiB) and the threshold, mixed in one batch. */
+/* Sizes around the threshold and up to above a chunk, mixed in one batch. */
 static size_t wp_size(int i)
 {
     static const size_t sizes[] = {150, 16383, 16384, 300, 65536, 40000, 99, 1000, 70001};
@@ -79,6 +79,18 @@ static void wp_check(kv_db *db, int first, int n, int ver)
     }
 }
 
+/* Checks keys [first, first + n) at version ver, then again after a reopen; closes db. */
+static void wp_check_across_reopen(kv_db *db, const char *dir, const kv_options *o, int first,
+                                   int n, int ver)
+{
+    for (int pass = 0; pass < 2; pass++) {
+        if (pass == 1)
+            db = tu_ck_open(dir, o);
+        wp_check(db, first, n, ver);
+        kv_close(db);
+    }
+}
+
 START_TEST(test_write_path_mixed_record_sizes_in_one_batch_read_back)
 {
     char *dir = tu_ck_tempdir("wp_mixed");
@@ -88,19 +100,14 @@ START_TEST(test_write_path_mixed_record_sizes_in_one_batch_read_back)
     for (int round = 0; round < 4; round++)
         wp_put_batch(db, round * 27, 27, 1, 0);
     wp_put_batch(db, 0, 27, 2, KV_WRITE_SYNC); /* overwrites among the first batch's keys */
-    wp_check(db, 0, 27, 2);
     wp_check(db, 27, 81, 1);
-    kv_close(db);
-    db = tu_ck_open(dir, &o);
-    wp_check(db, 0, 27, 2);
-    wp_check(db, 27, 81, 1);
-    kv_close(db);
+    wp_check_across_reopen(db, dir, &o, 0, 27, 2);
     tu_ck_rmtempdir(&dir);
 }
 END_TEST
 
-/* Segments of 256 KiB: the records written straight from the batch cross segment ends. */
-START_TEST(test_write_path_direct_records_rotate_segments_at_the_right_offsets)
+/* Segments of 256 KiB: a commit's queued records are written out before each rotation. */
+START_TEST(test_write_path_queued_records_rotate_segments_at_the_right_offsets)
 {
     char *dir = tu_ck_tempdir("wp_rotate");
     kv_options o;
@@ -109,18 +116,14 @@ START_TEST(test_write_path_direct_records_rotate_segments_at_the_right_offsets)
     kv_db *db = tu_ck_open(dir, &o);
     for (int round = 0; round < 12; round++)
         wp_put_batch(db, round * 9, 9, 1, 0);
-    wp_check(db, 0, 108, 1);
-    kv_close(db);
-    db = tu_ck_open(dir, &o);
-    wp_check(db, 0, 108, 1);
-    kv_close(db);
+    wp_check_across_reopen(db, dir, &o, 0, 108, 1);
     tu_ck_rmtempdir(&dir);
 }
 END_TEST
 
-/* Every synced write survives a power cut that drops all unsynced bytes, and the store opens
- * clean: a record appended by its own write(2) is synced with the rest of its segment. */
-START_TEST(test_write_path_synced_direct_records_survive_a_crash)
+/* Every synced write survives a power cut that drops or tears all unsynced bytes, and the store
+ * checks clean: records appended by writev are synced with the rest of their segment. */
+START_TEST(test_write_path_synced_records_survive_a_crash)
 {
     for (int mode = 0; mode < 2; mode++) {
         char *dir = tu_ck_tempdir("wp_crash");
@@ -357,8 +360,8 @@ static Suite *write_path_suite(void)
     TCase *tc = tcase_create("core");
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_write_path_mixed_record_sizes_in_one_batch_read_back);
-    tcase_add_test(tc, test_write_path_direct_records_rotate_segments_at_the_right_offsets);
-    tcase_add_test(tc, test_write_path_synced_direct_records_survive_a_crash);
+    tcase_add_test(tc, test_write_path_queued_records_rotate_segments_at_the_right_offsets);
+    tcase_add_test(tc, test_write_path_synced_records_survive_a_crash);
     tcase_add_test(tc, test_write_path_concurrent_large_and_small_writers_keep_every_value);
     tcase_add_test(tc, test_write_path_batch_put_in_place_survives_wrong_length_hints);
     tcase_add_test(tc, test_write_path_appendv_writes_every_buffer_in_order);
