@@ -57,6 +57,8 @@ struct mt_node {
 #define MT_FILTER_BLOCK_WORDS 8
 #define MT_FILTER_PROBES 4
 #define MT_FILTER_BYTES_PER_BIT 8
+/* A larger budget gets this much filter (more false positives, still correct). */
+#define MT_FILTER_MAX_BYTES ((size_t)64 << 20)
 
 struct memtable {
     arena arena;
@@ -297,6 +299,8 @@ memtable *memtable_new_filtered(size_t budget_bytes)
         return NULL;
     if (budget_bytes > 0) {
         size_t bits = budget_bytes / MT_FILTER_BYTES_PER_BIT;
+        if (bits > MT_FILTER_MAX_BYTES * 8 - MT_FILTER_BLOCK_WORDS * 64)
+            bits = MT_FILTER_MAX_BYTES * 8 - MT_FILTER_BLOCK_WORDS * 64;
         size_t blocks = bits / (MT_FILTER_BLOCK_WORDS * 64) + 1;
         size_t bytes = blocks * MT_FILTER_BLOCK_WORDS * sizeof(uint64_t);
         m->filter = aligned_alloc(64, bytes);

@@ -19,8 +19,8 @@ typedef struct memtable memtable;
 memtable *memtable_new(void); /* NULL if out of memory */
 /* memtable_new with a Bloom filter over the user keys added, sized for a memtable of about
  * budget_bytes of arena (1 bit per 8 bytes, budget_bytes / 64 bytes of memory, in 64-byte
- * blocks): memtable_get of a key never added then mostly skips the skiplist search, whose
- * cache misses dominate a lookup. 0: no filter. NULL if out of memory. */
+ * blocks, at most 64 MiB): memtable_get of a key never added then mostly skips the skiplist
+ * search, whose cache misses dominate a lookup. 0: no filter. NULL if out of memory. */
 memtable *memtable_new_filtered(size_t budget_bytes);
 void memtable_ref(memtable *m);
 void memtable_unref(memtable *m);

@@ -115,6 +115,11 @@ START_TEST(test_memtable_filter_never_hides_an_added_key)
     memtable *m = memtable_new_filtered(1 << 20);
     ck_assert_uint_ge(memtable_memory_usage(m), (1 << 20) / 64); /* the filter is counted */
     memtable_unref(m);
+    /* Any budget gets a filter of bounded size. */
+    m = memtable_new_filtered(SIZE_MAX);
+    ck_assert_ptr_nonnull(m);
+    ck_assert_uint_le(memtable_memory_usage(m), (size_t)65 << 20);
+    memtable_unref(m);
 }
 END_TEST
 
