@@ -116,9 +116,11 @@ struct vlog {
     /* A pass asked for by waiting writers found nothing to reclaim: when (monotonic us; 0: none
      * since new garbage was counted) and ops_applied then. */
     uint64_t futile_time, futile_ops;
-    int gc_running;  /* the GC thread runs passes (gc_main; cleared by vlog_gc_stop) */
-    int waiters;     /* writers waiting in vlog_throttle: the GC runs urgently */
-    uint64_t passes; /* passes the GC thread finished; pass_cv is broadcast after each */
+    int gc_running;        /* the GC thread runs passes (gc_main; cleared by vlog_gc_stop) */
+    int waiters;           /* writers waiting in vlog_throttle: the GC runs urgently */
+    uint64_t passes;       /* passes the GC thread finished; pass_cv is broadcast after each */
+    uint64_t pass_written; /* bytes_written as the GC thread last saw it */
+    uint64_t pass_written_micros;   /* when it saw it change */
     int last_urgent, last_progress; /* whether the last pass ran for waiters, and did anything */
     uint64_t last_held; /* moved segments still waiting for deletion after the last pass */
     pthread_cond_t pass_cv;
@@ -148,6 +150,13 @@ static int corrupt(const vlog *v, uint64_t seg, uint64_t off, const char *check)
     kv_log(&v->log, KV_LOG_ERROR, "vlog %06" PRIu64 ".vlog: record at offset %" PRIu64 ": %s", seg,
            off, check);
     return KV_ECORRUPT;
+}
+
+static uint64_t now_micros(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
 static uint64_t now_secs(void)
@@ -1587,25 +1596,40 @@ static int next_record(vlog *v, env_file *f, uint64_t seg, uint64_t off, uint64_
 }
 
 /* Reads only the header and key of the record at off (no checksum: for estimates) into *rec;
- * returns 1 with *next set, 0 at the end, or KV_ECORRUPT if it does not fit in the file. */
+ * returns 1 with *next set, 0 at the end, or KV_ECORRUPT if it does not fit in the file. One
+ * pread of VLOG_KEY_SCAN_READ bytes takes the header and a key of usual length together (a
+ * measurement walks every record of a segment); a longer key takes a second. */
+#define VLOG_KEY_SCAN_READ 128
 static int next_record_key(env_file *f, uint64_t off, uint64_t fsize, buf *rec, uint64_t *next)
 {
-    char h[VLOG_RECORD_HEADER_SIZE];
-    uint64_t size = 0; /* set whenever record_extent returns 1; gcc -O3 cannot see that */
+    if (off >= fsize)
+        return 0;
+    size_t want = fsize - off < VLOG_KEY_SCAN_READ ? (size_t)(fsize - off) : VLOG_KEY_SCAN_READ;
     size_t got;
-    int rc = record_extent(f, off, fsize, h, &size);
-    if (rc != 1)
-        return rc;
-    uint64_t klen = coding_get_fixed32(h + 9);
     buf_clear(rec);
-    if (buf_reserve(rec, VLOG_RECORD_HEADER_SIZE + klen) != 0)
+    if (buf_reserve(rec, VLOG_KEY_SCAN_READ) != 0)
         return KV_ENOMEM;
-    rc = env_pread(f, rec->data, VLOG_RECORD_HEADER_SIZE + klen, off, &got);
+    int rc = env_pread(f, rec->data, want, off, &got);
     if (rc != 0)
         return rc;
-    if (got != VLOG_RECORD_HEADER_SIZE + klen)
+    if (got < VLOG_RECORD_HEADER_SIZE)
         return KV_ECORRUPT;
-    rec->len = got;
+    uint64_t klen = coding_get_fixed32(rec->data + 9);
+    uint64_t size = VLOG_RECORD_HEADER_SIZE + klen + coding_get_fixed32(rec->data + 13);
+    if (off + size > fsize)
+        return KV_ECORRUPT;
+    size_t head = VLOG_RECORD_HEADER_SIZE + (size_t)klen;
+    if (head > got) {
+        if (buf_reserve(rec, head) != 0)
+            return KV_ENOMEM;
+        size_t more;
+        rc = env_pread(f, rec->data + got, head - got, off + got, &more);
+        if (rc != 0)
+            return rc;
+        if (more != head - got)
+            return KV_ECORRUPT;
+    }
+    rec->len = head;
     *next = off + size;
     return 1;
 }
@@ -1894,16 +1918,25 @@ static int collect(vlog *v)
 }
 
 /* Measures the garbage of closed segments that were never measured (every segment found at
- * open: estimates live in memory, so a restart or power cut loses them) or that a quarter
- * segment has been written since they were last measured (compaction's count misses values
- * still shadowed inside a memtable, and starts at 0 on open): walks the records, asks whether
- * each is still its key's newest value, and replaces the estimate by the dead bytes found. */
-static void measure_garbage(vlog *v, int urgent)
+ * open: estimates live in memory, so a restart or power cut loses them) or that enough has been
+ * written since they were last measured (compaction's count misses values still shadowed inside
+ * a memtable, and starts at 0 on open): walks the records, asks whether each is still its key's
+ * newest value, and replaces the estimate by the dead bytes found. "Enough" is a quarter segment
+ * once writing has paused (idle: nothing appended for VLOG_IDLE_MICROS), but the value
+ * log's closed bytes while it goes on, so that about one segment is re-measured per segment
+ * written: with a quarter segment throughout, every closed segment was re-read that often and
+ * the reads grew with the square of the log's size (243k preads during one 2 GiB sequential
+ * write). Compaction counts most dead values as it drops them (vlog_note_dropped); writers
+ * waiting for space (urgent) re-measure whatever changed. */
+static void measure_garbage(vlog *v, int urgent, int idle)
 {
     for (int done = 0; done < VLOG_MEASURES_PER_PASS; done++) {
         pthread_mutex_lock(&v->mu);
         uint64_t seg = 0, oldest = UINT64_MAX;
         uint64_t ops = __atomic_load_n(&v->ops_applied, __ATOMIC_ACQUIRE);
+        uint64_t every = v->segment_bytes / 4;
+        if (!idle && v->nsegs > 1)
+            every = v->segment_bytes * (v->nsegs - 1); /* the closed segments' bytes */
         for (size_t i = 0; i < v->nsegs; i++) {
             struct vlog_seg *s = &v->segs[i];
             if (s->number == v->active || s->damaged || s->moved)
@@ -1913,8 +1946,8 @@ static void measure_garbage(vlog *v, int urgent)
             uint64_t rank = s->measured_at == UINT64_MAX ? 0 : s->measured_at + 1;
             /* Writers waiting for space (urgent): any write since (an overwrite or delete, even
              * with an inline value) may have made some of its records dead. */
-            if (rank != 0 && (urgent ? s->measured_ops == ops
-                                     : v->bytes_written - s->measured_at < v->segment_bytes / 4))
+            if (rank != 0 &&
+                (urgent ? s->measured_ops == ops : v->bytes_written - s->measured_at < every))
                 continue;
             if (seg == 0 || rank < oldest) {
                 oldest = rank;
@@ -1967,9 +2000,12 @@ int vlog_gc_collect(vlog *v)
     return deleted;
 }
 
+#define VLOG_IDLE_MICROS 1000000 /* nothing appended for this long: writing has paused */
+
 /* One pass of vlog_gc_run; urgent: writers wait for space (vlog_throttle), so measure what
- * changed at all and collect segments at half the usual share of garbage. */
-static int gc_pass(vlog *v, int force, int urgent, uint64_t *moved)
+ * changed at all and collect segments at half the usual share of garbage; idle: writing has
+ * paused (or a caller asked for the pass), so measure at the finer cadence (measure_garbage). */
+static int gc_pass(vlog *v, int force, int urgent, int idle, uint64_t *moved)
 {
     uint64_t m = 0;
     if (moved)
@@ -1979,7 +2015,7 @@ static int gc_pass(vlog *v, int force, int urgent, uint64_t *moved)
     pthread_mutex_lock(&v->gc_run_mu);
     collect(v);
     if (!force)
-        measure_garbage(v, urgent);
+        measure_garbage(v, urgent, idle);
     int rc = 0;
     uint64_t seg;
     int min_percent = urgent ? (v->gc_percent + 1) / 2 : v->gc_percent;
@@ -2005,7 +2041,7 @@ static int gc_pass(vlog *v, int force, int urgent, uint64_t *moved)
 
 int vlog_gc_run(vlog *v, int force, uint64_t *moved)
 {
-    return gc_pass(v, force, 0, moved);
+    return gc_pass(v, force, 0, 1, moved);
 }
 
 static void *gc_main(void *arg)
@@ -2028,8 +2064,14 @@ static void *gc_main(void *arg)
         pthread_mutex_lock(&v->mu);
         uint64_t work = v->gc_runs + v->gc_deleted + v->measures;
         int urgent = v->waiters > 0;
+        uint64_t now = now_micros();
+        if (v->bytes_written != v->pass_written) {
+            v->pass_written = v->bytes_written;
+            v->pass_written_micros = now;
+        }
+        int idle = now - v->pass_written_micros >= VLOG_IDLE_MICROS;
         pthread_mutex_unlock(&v->mu);
-        int rc = gc_pass(v, 0, urgent, NULL);
+        int rc = gc_pass(v, 0, urgent, idle, NULL);
         pthread_mutex_lock(&v->mu);
         int progress = v->gc_runs + v->gc_deleted + v->measures != work;
         v->passes++;
@@ -2089,13 +2131,6 @@ void vlog_gc_kick(vlog *v)
 }
 
 /* ---- Back-pressure ----------------------------------------------------------------------- */
-
-static uint64_t now_micros(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
 
 /* Free space now: the last reading less what was appended since (an underestimate when GC
  * deleted segments since, which the next reading corrects). mu held. */
